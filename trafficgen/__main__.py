@@ -1,0 +1,3 @@
+from trafficgen.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Command-line interface (typer). Each command is a thin wrapper over library calls."""

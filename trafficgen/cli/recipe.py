@@ -1,0 +1,34 @@
+"""`trafficgen recipe run NAME`, `trafficgen recipe list`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer, tm_app: typer.Typer) -> None:
+    recipe_app = typer.Typer(help="Rerun a paper's tables from a YAML recipe.", no_args_is_help=True)
+    app.add_typer(recipe_app, name="recipe")
+
+    @recipe_app.command("list")
+    def list_recipes() -> None:
+        """List the shipped recipes."""
+        from trafficgen.recipes.runner import available_recipes
+
+        for name in available_recipes():
+            typer.echo(name)
+
+    @recipe_app.command("run")
+    def run(
+        name: str = typer.Argument(..., help="Recipe name (see `trafficgen recipe list`) or a YAML path."),
+        out: Path = typer.Option(None, "-o", "--out", help="Output folder (default: runs/recipe-NAME)."),
+        quick: bool = typer.Option(False, "--quick", help="Tiny version (minutes) for smoke tests."),
+        seed: int = typer.Option(None, "--seed", help="Override the recipe's seed."),
+    ) -> None:
+        """Run a recipe and write its tables, plots and summary.md."""
+        from trafficgen.recipes.runner import run_recipe
+
+        out = out or Path("runs") / f"recipe-{Path(name).stem}{'-quick' if quick else ''}"
+        overrides = {"seed": seed} if seed is not None else None
+        results = run_recipe(name, out, quick=quick, overrides=overrides)
+        typer.echo(f"wrote {out} ({results.get('wall_time_s', 0):.1f} s)")

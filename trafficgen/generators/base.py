@@ -1,0 +1,158 @@
+"""Shared generator API (scikit-learn conventions, HF-style persistence).
+
+A flow generator:
+
+* ``__init__(*, ...)`` keyword-only, stores hyper-parameters only;
+* ``fit(flows: FlowSet)`` validates and learns; learned attributes end in ``_``
+  (``classes_``, ``max_packets_`` ...);
+* ``sample(n, *, cls=None, random_state=None) -> FlowSet`` (labels set to the sampled classes);
+  ``cls`` is one class name, a list of names (one per sample, or cycled), or ``None``
+  (classes drawn with the training class frequencies);
+* ``save_pretrained(dir)`` / ``from_pretrained(dir)``: ``config.json`` + ``model.safetensors``
+  (+ extra JSON files such as ``tokenizer.json``). Never pickle.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from trafficgen._io import atomic_path
+from trafficgen.errors import ConfigError, NotFittedError, UnknownClassError
+
+
+class PretrainedMixin:
+    """sklearn-style params + ``save_pretrained`` / ``from_pretrained`` for any model.
+
+    Subclasses set ``name`` (registry name) and implement ``_state`` / ``_load_state``;
+    ``_kind_key`` is the config.json field that records the registry name.
+    """
+
+    #: Registry name (``trafficgen train --model NAME``).
+    name: ClassVar[str] = ""
+    _kind_key: ClassVar[str] = "generator"
+
+    # ------------------------------------------------------------------ sklearn-style params
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values()
+                if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params):
+        for k, v in params.items():
+            if k not in self._param_names():
+                raise ConfigError(f"{type(self).__name__} has no parameter {k!r}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ fitted state helpers
+    _fitted_attr: ClassVar[str] = "classes_"
+
+    def _check_fitted(self):
+        if not hasattr(self, self._fitted_attr):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(...) first")
+
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> tuple[dict, dict, dict]:
+        """(config: JSON dict, tensors: name -> torch.Tensor or np.ndarray, extra: filename -> JSON)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _load_state(cls, config: dict, tensors: dict, extra: dict):
+        raise NotImplementedError
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ extra JSON files) atomically."""
+        self._check_fitted()
+        config, tensors, extra = self._state()
+        config = {self._kind_key: self.name, "params": self.get_params(), **config}
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            tmp.mkdir()
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+            save_tensors(tensors, tmp / "model.safetensors")
+            for fname, obj in extra.items():
+                (tmp / fname).write_text(json.dumps(obj, indent=2, default=_json_default))
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path):
+        path = Path(path)
+        cfg_file = path / "config.json"
+        if not cfg_file.exists():
+            raise ConfigError(f"{path}: not a saved model directory (no config.json)")
+        config = json.loads(cfg_file.read_text())
+        if config.get(cls._kind_key) != cls.name:
+            raise ConfigError(f"{path}: saved by {config.get(cls._kind_key)!r}, not {cls.name!r}")
+        tensors = load_tensors(path / "model.safetensors") if (path / "model.safetensors").exists() else {}
+        extra = {p.name: json.loads(p.read_text()) for p in path.glob("*.json") if p.name != "config.json"}
+        return cls._load_state(config, tensors, extra)
+
+
+class FlowGenerator(PretrainedMixin):
+    """Base class of flow generators. Subclasses implement ``fit``, ``sample``, ``_state`` and
+    ``_load_state``."""
+
+    def fit(self, flows):
+        raise NotImplementedError
+
+    def sample(self, n: int, *, cls=None, random_state=None):
+        raise NotImplementedError
+
+    def _resolve_classes(self, n: int, cls, rng: np.random.Generator) -> list[str]:
+        """One class name per sample (validated)."""
+        self._check_fitted()
+        known = list(self.classes_)
+        if cls is None:
+            prior = np.asarray(getattr(self, "class_prior_", np.ones(len(known)) / len(known)), dtype=float)
+            idx = rng.choice(len(known), size=n, p=prior / prior.sum())
+            return [known[i] for i in idx]
+        names: Sequence[str] = [cls] if isinstance(cls, str) else list(cls)
+        for c in names:
+            if c not in known:
+                raise UnknownClassError(c, known)
+        if not names:
+            raise ConfigError("cls must name at least one class")
+        return [names[i % len(names)] for i in range(n)]
+
+
+def save_tensors(tensors: dict, file: Path) -> None:
+    """Save torch tensors or numpy arrays with safetensors (contiguous copies)."""
+    import torch
+    from safetensors.torch import save_file
+
+    out = {}
+    for k, v in tensors.items():
+        t = torch.as_tensor(v) if not isinstance(v, torch.Tensor) else v
+        out[k] = t.detach().cpu().contiguous()
+    save_file(out, str(file))
+
+
+def load_tensors(file: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(file))
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")

@@ -1,0 +1,39 @@
+"""Traffic-matrix forecaster API shared by the baselines and LEAD.
+
+A forecaster is fitted on a training :class:`~trafficgen.data.tmseries.TMSeries` (optionally a
+validation one for early stopping) and forecasts from *origins*: for an origin index ``o`` into a
+value array ``values`` (T, N, N) and a horizon ``h`` it predicts ``values[o + h]`` using only
+``values[: o + 1]`` (models that need a fixed history, like LEAD with T_in = 24, take the last
+T_in matrices; seasonal naive looks one day or one week back). Values are in the units of the
+series the model was fitted on.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+from trafficgen.generators.base import PretrainedMixin
+
+
+class TMForecaster(PretrainedMixin):
+    _kind_key: ClassVar[str] = "tm_model"
+    _fitted_attr: ClassVar[str] = "n_nodes_"
+    #: True when :meth:`predict_samples` draws from a predictive distribution.
+    probabilistic: ClassVar[bool] = False
+    #: Matrices of history the model needs before an origin (origin >= min_history - 1).
+    min_history: ClassVar[int] = 1
+
+    def fit(self, train, *, val=None):
+        raise NotImplementedError
+
+    def predict(self, values: np.ndarray, origins: Sequence[int], horizons: Sequence[int]) -> np.ndarray:
+        """Point forecasts, shape (len(origins), len(horizons), N, N)."""
+        raise NotImplementedError
+
+    def predict_samples(self, values: np.ndarray, origins: Sequence[int], horizons: Sequence[int],
+                        n_samples: int, *, random_state=None) -> np.ndarray:
+        """Samples, shape (len(origins), n_samples, len(horizons), N, N). Deterministic models
+        repeat their point forecast."""
+        point = self.predict(values, origins, horizons)
+        return np.repeat(point[:, None], n_samples, axis=1)
