@@ -89,6 +89,9 @@ def main(src: Path, dst: Path) -> None:
                     continue
                 seen[key] += 1
                 records.append((ts, buf))
+        if not records:
+            print(f"skipped {name}: no packet of a labelled flow could be decoded")
+            continue
         if any(not 0 <= float(ts) < 2**32 for ts, _ in records):
             print(f"skipped {name}: timestamps do not fit a classic pcap header")
             rows = [r for r in rows if r["pcap"] != name]

@@ -99,3 +99,16 @@ def test_cesnet_adapter():
     assert fs.iat[0, :3].tolist() == [0.0, 0.0125, 0.003]
     with pytest.raises(InputFormatError):
         from_cesnet_dataframe(pd.DataFrame({"x": [1]}))
+
+
+def test_shipped_ndpi_apps():
+    from trafficgen.datasets import load_ndpi_apps
+
+    fs = load_ndpi_apps(max_packets=16)
+    counts = fs.class_counts()
+    assert len(counts) >= 25 and min(counts.values()) >= 30
+    assert {"YouTube", "NetFlix", "Zoom", "DNS"} <= set(counts)
+    assert fs.max_packets == 16
+    assert np.all(fs.lengths[:, 0] > 0)  # the client sends the first packet
+    assert np.all(fs.lengths[fs.valid_mask] != 0)  # zero-payload packets dropped
+    assert fs.meta["ingest_stats"]["files"] >= 200
