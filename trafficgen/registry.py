@@ -25,6 +25,7 @@ TM_MODELS: dict[str, str] = {}
 REPRESENTATIONS: dict[str, str] = {
     "tokenizer": "trafficgen.representations.tokenizer:FlowTokenizer",
     "gasf": "trafficgen.representations.gasf:GasfImageMapper",
+    "traffic_image": "trafficgen.representations.traffic_image:TrafficImageMapper",
 }
 
 

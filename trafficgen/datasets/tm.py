@@ -1,0 +1,97 @@
+"""Shipped real traffic-matrix datasets (Abilene and GEANT, both MIT; see their folders).
+
+* :func:`load_abilene`: Abilene weeks 1 and 2 (2004-03-01 00:00 .. 2004-03-14 23:55), (4032, 12, 12)
+  in "100bytes" per 300 s, from the realOD files of Y. Zhang's X01/X02 (via CFR-RL).
+* :func:`load_geant`: GEANT week 7 from FIGRET, (677, 22, 22) in bit/s per 900 s (start time
+  not recorded in the source, so ``start`` is None).
+* :func:`load_abilene_routing`: the 144 x 54 0/1 routing matrix of DDPM-TME, ``Y = X_flat @ A``
+  (columns 0-29 directed backbone links, 30-53 per-node access links).
+* :func:`load_geant_topology`: 22-node directed graph with link capacities (bit/s).
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from trafficgen.data.routing import read_routing_csv
+from trafficgen.data.tm_readers import ABILENE_NODES, read_abilene_x, read_hist
+from trafficgen.data.tmseries import TMSeries
+from trafficgen.errors import ConfigError
+
+__all__ = ["load_abilene", "load_geant", "load_abilene_routing", "load_geant_topology",
+           "load_geant_optimal_mlu", "ABILENE_START"]
+
+_HERE = Path(__file__).parent
+#: First interval of Abilene week 1.
+ABILENE_START = datetime(2004, 3, 1, 0, 0)
+
+
+@lru_cache(maxsize=4)
+def _abilene_week(week: int) -> np.ndarray:
+    values = read_abilene_x(_HERE / "abilene" / f"X{week:02d}_realOD.txt.gz").values
+    values.flags.writeable = False
+    return values
+
+
+def load_abilene(weeks=(1, 2)) -> TMSeries:
+    """Abilene realOD traffic matrices, the given weeks (1 and/or 2) in chronological order.
+
+    Shape (2016 * len(weeks), 12, 12), unit "100bytes" per 5 min (x 800 / 300 / 1e6 = Mbit/s),
+    nodes :data:`~trafficgen.data.tm_readers.ABILENE_NODES`, start 2004-03-01 00:00 for week 1
+    (2004-03-08 00:00 when only week 2 is asked for).
+    """
+    weeks = sorted({int(w) for w in weeks})
+    if not weeks or any(w not in (1, 2) for w in weeks):
+        raise ConfigError(f"Abilene weeks must be a non-empty subset of (1, 2), got {weeks}")
+    values = np.concatenate([_abilene_week(w) for w in weeks])  # (T, 12, 12), a fresh copy
+    start = ABILENE_START + timedelta(weeks=weeks[0] - 1)
+    return TMSeries(values, list(ABILENE_NODES), 300.0, "100bytes", start,
+                    meta={"dataset": "abilene", "weeks": weeks})
+
+
+@lru_cache(maxsize=1)
+def _geant_week7() -> np.ndarray:
+    values = read_hist(_HERE / "geant" / "week7.hist.gz").values
+    values.flags.writeable = False
+    return values
+
+
+def load_geant() -> TMSeries:
+    """GEANT week 7 (FIGRET): (677, 22, 22) in bit/s, 15-minute intervals, nodes "0".."21"
+    (the ids of :func:`load_geant_topology`, in topology.json order)."""
+    nodes = [str(n["id"]) for n in _topology_json()["nodes"]]
+    return TMSeries(_geant_week7().copy(), nodes, 900.0, "bit/s", None,
+                    meta={"dataset": "geant", "week": 7})
+
+
+def load_geant_optimal_mlu() -> np.ndarray:
+    """FIGRET's optimal maximum link utilisation for each of the 677 GEANT week-7 matrices."""
+    return np.loadtxt(_HERE / "geant" / "week7_opt.txt", dtype=np.float64)
+
+
+def load_abilene_routing() -> np.ndarray:
+    """The Abilene routing matrix (144 OD pairs x 54 links, 0/1): ``Y = X_flat @ A``."""
+    return read_routing_csv(_HERE / "abilene" / "routing_matrix.csv")
+
+
+@lru_cache(maxsize=1)
+def _topology_json() -> dict:
+    return json.loads((_HERE / "geant" / "topology.json").read_text())
+
+
+def load_geant_topology():
+    """The GEANT topology as a ``networkx.DiGraph``: nodes "0".."21" (strings, matching
+    :func:`load_geant`), 72 directed links with a ``capacity`` attribute in bit/s."""
+    import networkx as nx
+
+    data = _topology_json()
+    g = nx.DiGraph()
+    g.add_nodes_from(str(n["id"]) for n in data["nodes"])
+    for link in data["links"]:
+        attrs = {k: v for k, v in link.items() if k not in ("source", "target")}
+        g.add_edge(str(link["source"]), str(link["target"]), **attrs)
+    return g
