@@ -98,6 +98,10 @@ class PretrainedMixin:
             raise ConfigError(f"{path}: saved by {config.get(cls._kind_key)!r}, not {cls.name!r}")
         tensors = load_tensors(path / "model.safetensors") if (path / "model.safetensors").exists() else {}
         extra = {p.name: json.loads(p.read_text()) for p in path.glob("*.json") if p.name != "config.json"}
+        if "quantization" in config:  # an int8 model saved by trafficgen.generators.quantization
+            from trafficgen.generators.quantization import load_quantized_state
+
+            return load_quantized_state(cls, config, tensors, extra)
         return cls._load_state(config, tensors, extra)
 
 
