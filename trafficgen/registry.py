@@ -21,6 +21,16 @@ GENERATORS: dict[str, str] = {
 #: Traffic-matrix models: `trafficgen tm train/forecast --model NAME`.
 TM_MODELS: dict[str, str] = {}
 
+#: Flow metrics: `compute(real, synthetic)`; each declares its direction and range.
+METRICS: dict[str, str] = {
+    "packet_count_jsd": "trafficgen.evaluation.fidelity:PacketCountJSD",
+    "length_jsd": "trafficgen.evaluation.fidelity:LengthJSD",
+    "bigram_jsd": "trafficgen.evaluation.fidelity:BigramJSD",
+    "markov_jsd": "trafficgen.evaluation.fidelity:MarkovJSD",
+    "uniq_align": "trafficgen.evaluation.privacy:UniqAlign",
+    "leakage": "trafficgen.evaluation.privacy:Leakage",
+}
+
 #: Representations (tokenizers, image mappers).
 REPRESENTATIONS: dict[str, str] = {
     "tokenizer": "trafficgen.representations.tokenizer:FlowTokenizer",
