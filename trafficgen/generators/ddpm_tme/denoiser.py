@@ -1,0 +1,105 @@
+"""DDPM-TME denoiser (an MLP-ResNet over the latent with a timestep embedding) and the DDIM
+sampler used for synthesis and, differentiably, for estimation.
+
+The timestep embedding uses diffusers' ``Timesteps`` + ``TimestepEmbedding``; the noise schedule
+is diffusers' ``DDPMScheduler`` (linear betas 1e-4..0.02) and the DDIM step indices come from
+``DDIMScheduler.set_timesteps`` ("trailing" spacing, so the first step starts at t = T - 1).
+The DDIM update itself is written out here (:func:`ddim_sample`) from the scheduler's
+``alphas_cumprod`` so that gradients flow to the initial noise ``x_T`` and to every per-step noise
+``z_t`` (the scheduler's ``step`` draws its own noise). With ``eta = 0`` it matches
+``DDIMScheduler.step`` exactly (tested).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["DenoiserConfig", "MLPResNetDenoiser", "make_schedulers", "ddim_timesteps", "ddim_sample"]
+
+
+@dataclass
+class DenoiserConfig:
+    latent_dim: int = 128
+    width: int = 256
+    n_blocks: int = 4
+    time_dim: int = 128
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, width: int, time_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, width)
+        self.temb = nn.Linear(time_dim, width)
+        self.fc2 = nn.Linear(width, width)
+        self.act = nn.SiLU()
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        u = self.act(self.fc1(self.norm(h)) + self.temb(temb))  # (B, W)
+        return h + self.fc2(u)  # (B, W)
+
+
+class MLPResNetDenoiser(nn.Module):
+    """eps_theta(x_t, t): (B, D) latent + (B,) integer timesteps -> (B, D) predicted noise."""
+
+    def __init__(self, config: DenoiserConfig):
+        super().__init__()
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+
+        self.config = config
+        self.time_proj = Timesteps(config.time_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(config.time_dim, config.time_dim)
+        self.inp = nn.Linear(config.latent_dim, config.width)
+        self.blocks = nn.ModuleList(_ResBlock(config.width, config.time_dim) for _ in range(config.n_blocks))
+        self.out_norm = nn.LayerNorm(config.width)
+        self.out = nn.Linear(config.width, config.latent_dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.time_embed(self.time_proj(t).to(x.dtype))  # (B, Td)
+        h = self.inp(x)  # (B, W)
+        for block in self.blocks:
+            h = block(h, temb)  # (B, W)
+        return self.out(torch.nn.functional.silu(self.out_norm(h)))  # (B, D)
+
+
+def make_schedulers(num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+    """(DDPMScheduler for training, DDIMScheduler for step indices) with the same linear betas."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    kw = dict(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
+              beta_schedule="linear", clip_sample=False)
+    return DDPMScheduler(**kw), DDIMScheduler(**kw, timestep_spacing="trailing", set_alpha_to_one=True)
+
+
+def ddim_timesteps(ddim_scheduler, steps: int) -> list[tuple[int, int]]:
+    """[(t, t_prev), ...] of a ``steps``-step DDIM run (t_prev = -1 at the end)."""
+    ddim_scheduler.set_timesteps(steps)
+    ts = [int(t) for t in ddim_scheduler.timesteps]
+    gap = ddim_scheduler.config.num_train_timesteps // steps
+    return [(t, t - gap) for t in ts]
+
+
+def ddim_sample(denoiser: nn.Module, x_T: torch.Tensor, noises: torch.Tensor | None,
+                alphas_cumprod: torch.Tensor, pairs: list[tuple[int, int]], eta: float = 0.0) -> torch.Tensor:
+    """Differentiable DDIM: x_T (B, D), noises (B, S, D) per-step z_t (ignored when eta = 0)
+    -> x_0 (B, D). x_{t'} = sqrt(a') x0 + sqrt(1 - a' - s^2) eps + s z with
+    s = eta sqrt((1 - a') / (1 - a)) sqrt(1 - a / a')."""
+    x = x_T  # (B, D)
+    for k, (t, t_prev) in enumerate(pairs):
+        a = alphas_cumprod[t]
+        a_prev = alphas_cumprod[t_prev] if t_prev >= 0 else alphas_cumprod.new_tensor(1.0)
+        tt = torch.full((x.shape[0],), t, dtype=torch.long)
+        eps = denoiser(x, tt)  # (B, D)
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()  # (B, D)
+        sigma = eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
+        x = a_prev.sqrt() * x0 + (1 - a_prev - sigma ** 2).clamp_min(0).sqrt() * eps  # (B, D)
+        if eta > 0 and noises is not None and t_prev >= 0:
+            x = x + sigma * noises[:, k]  # (B, D)
+    return x
