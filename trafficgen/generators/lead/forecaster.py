@@ -97,8 +97,14 @@ class LeadForecaster(TMForecaster):
         z = np.log1p(np.asarray(values, dtype=np.float64) / self.scale_)
         return torch.as_tensor(2 * (z - self.zmin_) / (self.zmax_ - self.zmin_) - 1, dtype=torch.float32)
 
+    #: Normalised samples are clipped to this range before unscaling: the training data spans
+    #: [-1, 1]; a quarter of the range of extrapolation either side is allowed, so an untrained or
+    #: diverging sampler cannot produce astronomically large matrices through ``expm1``.
+    sample_clip = (-1.5, 1.5)
+
     def _unscale(self, z: np.ndarray) -> np.ndarray:
-        zz = (np.asarray(z, dtype=np.float64) + 1) / 2 * (self.zmax_ - self.zmin_) + self.zmin_
+        z = np.clip(np.asarray(z, dtype=np.float64), *self.sample_clip)
+        zz = (z + 1) / 2 * (self.zmax_ - self.zmin_) + self.zmin_
         return np.maximum(np.expm1(zz) * self.scale_, 0.0)
 
     def _windows(self, z: torch.Tensor, origins: np.ndarray):
