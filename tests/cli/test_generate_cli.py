@@ -1,0 +1,101 @@
+"""`trafficgen train / sample / classes` end to end on a tiny data set with the tiny preset."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.generators.test_default_model import TINY
+from tests.generators.test_llama import separable_flows
+from trafficgen.cli.generate import match_class
+from trafficgen.cli.main import app
+from trafficgen.data.flowset import FlowSet
+from trafficgen.errors import ConfigError, UnknownClassError
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "flows.parquet"
+    separable_flows(60).save(data)
+    res = runner.invoke(app, ["train", "--model", "llama", "--data", str(data), "-o", str(root / "m"),
+                              "--preset", "tiny", "--epochs", "3", "--batch-size", "16", "--seed", "1",
+                              "--packets", "5"])
+    assert res.exit_code == 0, res.output
+    return root
+
+
+def test_train_writes_model_and_plot(trained):
+    names = {p.name for p in (trained / "m").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "loss.png"} <= names
+    assert (trained / "m" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_classes_lists_counts(trained):
+    res = runner.invoke(app, ["classes", "--model", str(trained / "m")])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == ["A\t30", "B\t30"]
+
+
+def test_sample_case_insensitive_to_file_and_seeded(trained):
+    outs = []
+    for name in ("a.parquet", "b.parquet"):
+        res = runner.invoke(app, ["sample", "--class", "a", "-n", "25", "--model", str(trained / "m"),
+                                  "-o", str(trained / name), "--seed", "4", "--top-k", "50"])
+        assert res.exit_code == 0, res.output
+        outs.append(FlowSet.read(trained / name))
+    assert outs[0] == outs[1]
+    assert len(outs[0]) == 25 and set(outs[0].labels) == {"A"} and outs[0].n_packets.max() <= 5
+
+
+def test_sample_summary_table(trained):
+    res = runner.invoke(app, ["sample", "-n", "40", "--model", str(trained / "m")])
+    assert res.exit_code == 0, res.output
+    assert "40 synthetic flows" in res.output and "mean packets" in res.output
+
+
+def test_unknown_class_exits_nonzero_listing_classes(trained):
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "trafficgen.cli.main", "sample", "--class", "zoom",
+                           "--model", str(trained / "m"), "-n", "3"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert "unknown class 'zoom'; known classes: A, B" in proc.stderr
+
+
+def test_match_class():
+    assert match_class("youtube", ["DNS", "YouTube"]) == "YouTube"
+    assert match_class("DNS", ["DNS", "dns"]) == "DNS"
+    with pytest.raises(ConfigError, match="ambiguous"):
+        match_class("Dns", ["DNS", "dns"])
+    with pytest.raises(UnknownClassError, match="known classes: DNS, YouTube"):
+        match_class("zoom", ["DNS", "YouTube"])
+
+
+def test_default_model_used_without_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRAFFICGEN_CACHE", str(tmp_path))
+    monkeypatch.setattr("trafficgen.generators.default_model.DEFAULT_CONFIG", TINY)
+    monkeypatch.setattr("trafficgen.datasets.flows.load_ndpi_apps", lambda progress=False: separable_flows(40))
+    res = runner.invoke(app, ["classes"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[-2:] == ["A\t20", "B\t20"]
+    (entry,) = (tmp_path / "models").iterdir()
+    stamp = (entry / "model.safetensors").stat().st_mtime_ns
+    res = runner.invoke(app, ["sample", "--class", "b", "-n", "5", "-o", str(tmp_path / "s.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert (entry / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
+    assert set(FlowSet.read(tmp_path / "s.jsonl").labels) == {"B"}

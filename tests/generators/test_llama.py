@@ -1,0 +1,162 @@
+"""LlamaGenerator (tiny preset): decoder == HF forward, conditional sampling on separable data,
+seeds, save/load, loss falling, training utilities."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trafficgen.data.flowset import FlowSet
+from trafficgen.errors import ConfigError, UnknownClassError
+from trafficgen.generators.llama import LlamaGenerator, LlamaStepDecoder, build_llama
+from trafficgen.generators.training import EarlyStopping, split_validation
+from trafficgen.registry import load_generator
+
+RANGES = {"A": (100, 200), "B": (-900, -800)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # tiny models: one thread is much faster than two on a shared 2-core machine
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def separable_flows(n: int = 300, seed: int = 0) -> FlowSet:
+    """Class A: lengths in [100, 200]; class B: in [-900, -800]; 2..6 packets."""
+    rng = np.random.default_rng(seed)
+    seqs, labels = [], []
+    for i in range(n):
+        c = "AB"[i % 2]
+        lo, hi = RANGES[c]
+        seqs.append(rng.integers(lo, hi + 1, rng.integers(2, 7)).tolist())
+        labels.append(c)
+    return FlowSet.from_sequences(seqs, labels)
+
+
+def in_range_fraction(flows: FlowSet, cls: str) -> float:
+    lo, hi = RANGES[cls]
+    x = flows.lengths[flows.valid_mask]
+    return float(np.mean((x >= lo) & (x <= hi)))
+
+
+def check_valid(flows: FlowSet, max_packets: int):
+    assert flows.max_packets == max_packets
+    assert np.all(flows.n_packets >= 1) and np.all(flows.n_packets <= max_packets)
+    x = flows.lengths[flows.valid_mask]
+    assert np.all(x != 0) and np.all(np.abs(x) <= 1500)
+    assert np.all(flows.lengths[~flows.valid_mask] == 0)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return LlamaGenerator(preset="tiny", epochs=80, batch_size=64, learning_rate=1e-2, val_fraction=0.0,
+                          random_state=0, progress=False).fit(separable_flows())
+
+
+def test_step_decoder_matches_hf_forward():
+    torch.manual_seed(0)
+    model = build_llama("tiny", 60, 10).eval()
+    ids = torch.randint(0, 60, (3, 8))
+    with torch.no_grad():
+        ref = model(input_ids=ids, use_cache=False).logits  # (3, 8, 60)
+        dec = LlamaStepDecoder(model, 3, 8)
+        got = torch.stack([model.lm_head(dec.step(ids[:, t], t)) for t in range(8)], dim=1)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_fitted_attributes(fitted):
+    assert fitted.classes_ == ["A", "B"]
+    np.testing.assert_allclose(fitted.class_prior_, [0.5, 0.5])
+    assert fitted.class_counts_ == {"A": 150, "B": 150}
+    assert fitted.max_packets_ == 6
+    assert fitted.tokenizer_.vocab_size == 3004
+    assert len(fitted.history_["train_loss"]) == 80
+    assert fitted.history_["train_loss"][-1] < 0.5 * fitted.history_["train_loss"][0]
+
+
+def test_conditional_sampling_separable(fitted):
+    for cls in "AB":
+        s = fitted.sample(300, cls=cls, random_state=1)
+        assert set(s.labels) == {cls}
+        check_valid(s, 6)
+        assert in_range_fraction(s, cls) >= 0.95, (cls, in_range_fraction(s, cls))
+
+
+def test_seeds(fitted):
+    a = fitted.sample(64, random_state=7)
+    b = fitted.sample(64, random_state=7)
+    c = fitted.sample(64, random_state=8)
+    assert a == b
+    assert not np.array_equal(a.lengths, c.lengths)
+    # batching does not change the draw of the classes, and every batch is valid
+    check_valid(fitted.sample(50, batch_size=16, random_state=7), 6)
+
+
+def test_greedy_equals_top_k_1(fitted):
+    g = fitted.sample(20, cls=["A", "B"], temperature=0.0, random_state=3)
+    k = fitted.sample(20, cls=["A", "B"], top_k=1, random_state=4)
+    assert g == k
+    p = fitted.sample(20, cls="A", top_p=0.5, random_state=3)
+    check_valid(p, 6)
+
+
+def test_unknown_class_and_bad_args(fitted):
+    with pytest.raises(UnknownClassError, match="known classes: A, B"):
+        fitted.sample(3, cls="C")
+    with pytest.raises(ConfigError):
+        fitted.sample(3, temperature=-1)
+
+
+def test_save_load_samples_identical(fitted, tmp_path):
+    fitted.save_pretrained(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json"}
+    loaded = load_generator(tmp_path / "m")
+    assert isinstance(loaded, LlamaGenerator) and loaded.get_params() == fitted.get_params()
+    assert loaded.classes_ == fitted.classes_ and loaded.tokenizer_ == fitted.tokenizer_
+    assert loaded.sample(100, random_state=5) == fitted.sample(100, random_state=5)
+
+
+def test_fit_is_seeded_and_overfits_one_batch():
+    flows = separable_flows(16, seed=3)
+    kw = dict(preset="tiny", epochs=60, batch_size=16, learning_rate=1e-2, val_fraction=0.0, progress=False)
+    a = LlamaGenerator(random_state=11, **kw).fit(flows)
+    b = LlamaGenerator(random_state=11, **kw).fit(flows)
+    loss = a.history_["train_loss"]
+    assert loss[-1] < 0.3 * loss[0]
+    assert loss == b.history_["train_loss"]
+    for (k, v), (_, w) in zip(a.model_.state_dict().items(), b.model_.state_dict().items(), strict=True):
+        assert torch.equal(v, w), k
+
+
+def test_validation_split_and_early_stopping():
+    g = torch.Generator().manual_seed(0)
+    tr, va = split_validation(10, 0.2, g)
+    assert len(va) == 2 and sorted(torch.cat([tr, va]).tolist()) == list(range(10))
+    assert len(split_validation(1, 0.5, g)[1]) == 0  # cannot spare a validation row
+    model = torch.nn.Linear(1, 1)
+    stop = EarlyStopping(patience=2)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        assert not stop.step(1.0, 0, model)
+        model.weight.fill_(2.0)
+        assert not stop.step(1.5, 1, model)
+        assert stop.step(1.2, 2, model)  # two epochs without improvement
+    stop.restore(model)
+    assert stop.best_epoch == 0 and float(model.weight.detach()) == 1.0
+
+
+def test_inverse_cdf_sampling_exact_and_frequencies():
+    from trafficgen.generators.causal_lm import inverse_cdf_sample
+
+    g = torch.Generator().manual_seed(0)
+    onehot = torch.zeros(5, 200)
+    onehot[torch.arange(5), torch.tensor([0, 63, 64, 130, 199])] = 1.0
+    assert inverse_cdf_sample(onehot, g).tolist() == [0, 63, 64, 130, 199]
+    p = torch.tensor([0.5, 0.0, 0.2, 0.3] + [0.0] * 100)
+    draws = inverse_cdf_sample(p.expand(20000, -1), g)
+    freq = torch.bincount(draws, minlength=104).float() / 20000
+    assert freq[1] == 0 and freq[4:].sum() == 0
+    torch.testing.assert_close(freq[[0, 2, 3]], torch.tensor([0.5, 0.2, 0.3]), atol=0.015, rtol=0)

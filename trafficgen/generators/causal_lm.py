@@ -1,0 +1,282 @@
+"""Shared base of the class-conditioned causal-LM flow generators (LLaMA, Mamba2).
+
+A flow is the token sequence ``<CLASS_x> PL_1 ... PL_k <EOS>`` (see
+:class:`~trafficgen.representations.tokenizer.FlowTokenizer`); a transformers causal LM learns
+it with next-token cross-entropy and samples it from the ``<CLASS_x>`` prompt.
+
+This module owns what does not depend on the architecture:
+
+* ``fit``: tokenise, seeded model init, training through :func:`training.train_loop`
+  (AdamW + cosine warmup, validation split, early stopping with the best weights restored).
+  Batches are trimmed to their longest flow and the LM head only runs on non-pad positions.
+* ``sample``: a batched decode loop over an architecture-specific incremental ``step``
+  (a pre-allocated KV cache for LLaMA, the recurrent state for Mamba2). Only the output rows
+  ``<EOS>`` + length tokens of the LM head are computed, so ``<PAD>`` / ``<CLASS_*>`` can never
+  be emitted; ``<EOS>`` is masked at step 0 (a flow has >= 1 packet). Sampling draws one
+  uniform per row from a seeded ``torch.Generator`` (inverse CDF), so the same seed gives the
+  same flows bit for bit on CPU.
+* persistence: ``config.json`` (+ the HF model config) + ``model.safetensors`` + ``tokenizer.json``.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from trafficgen.errors import ConfigError, InputFormatError
+from trafficgen.generators.base import FlowGenerator
+from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
+
+#: Default cap on the modelled flow length when ``max_packets=None``.
+MAX_PACKETS_CAP = 32
+
+
+class CausalLMFlowGenerator(FlowGenerator):
+    """Base class; subclasses set ``name`` and ``presets`` and implement ``_build_model``,
+    ``_model_from_config``, ``_backbone_hidden`` and ``_make_decoder``."""
+
+    presets: ClassVar[dict[str, dict]] = {}
+
+    def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 20,
+                 batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
+                 patience: int | None = 3, random_state: int | None = None, progress: bool = True,
+                 device: str = "cpu"):
+        self.preset = preset
+        self.max_packets = max_packets
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.random_state = random_state
+        self.progress = progress
+        self.device = device
+
+    # ------------------------------------------------------------------ architecture hooks
+    def _build_model(self, vocab_size: int, max_positions: int):
+        """A fresh transformers causal LM (``eval()`` not required)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _model_from_config(cls, config: dict):
+        """Rebuild the (untrained) transformers model from its saved config dict."""
+        raise NotImplementedError
+
+    def _backbone_hidden(self, model, input_ids):
+        """(B, T) ids -> (B, T, D) final hidden states (after the final norm)."""
+        raise NotImplementedError
+
+    def _make_decoder(self, batch_size: int, max_steps: int):
+        """An object with ``step(tokens (B,), t) -> (B, D)`` final hidden state of position ``t``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fit
+    def _seed(self) -> int:
+        rs = self.random_state
+        if isinstance(rs, np.random.Generator):
+            return int(rs.integers(2**31 - 1))
+        return int(np.random.default_rng(rs).integers(2**31 - 1)) if rs is None else int(rs)
+
+    def fit(self, flows):
+        """Train on a labelled FlowSet; returns ``self``."""
+        import torch
+
+        from trafficgen.generators.training import seeded_init, train_loop
+
+        if flows.labels is None:
+            raise InputFormatError("fit needs labelled flows (class-conditioned generator)")
+        if len(flows) == 0:
+            raise InputFormatError("fit needs at least one flow")
+        if self.preset not in self.presets:
+            raise ConfigError(f"unknown preset {self.preset!r}; known: {', '.join(self.presets)}")
+        width = int(self.max_packets) if self.max_packets is not None else min(flows.max_packets, MAX_PACKETS_CAP)
+        if width < 1:
+            raise ConfigError(f"max_packets must be >= 1, got {width}")
+        counts = flows.class_counts()
+        classes = sorted(counts)
+        tokenizer = FlowTokenizer(classes=classes)
+        ids, mask = tokenizer.encode(flows, width, clip=True)  # (n, W+2)
+        seed = self._seed()
+        gen = torch.Generator().manual_seed(seed)
+        model = seeded_init(seed, lambda: self._build_model(tokenizer.vocab_size, width + 2)).to(self.device)
+        ids_t = torch.from_numpy(ids).to(self.device)  # (n, W+2)
+        n_tok = torch.from_numpy(mask.sum(axis=1))  # (n,)
+
+        def loss_fn(batch):
+            width_b = int(n_tok[batch].max())
+            x = ids_t[batch.to(self.device), :width_b]  # (B, T)
+            inp, tgt = x[:, :-1], x[:, 1:]  # (B, T-1)
+            hidden = self._backbone_hidden(model, inp)  # (B, T-1, D)
+            sel = tgt != PAD_ID  # (B, T-1)
+            logits = model.lm_head(hidden[sel])  # (N, V)
+            loss = torch.nn.functional.cross_entropy(logits.float(), tgt[sel])
+            return loss, int(sel.sum())
+
+        self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=int(self.epochs),
+                                   batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
+                                   generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
+                                   progress=bool(self.progress), description=f"train {self.name}")
+        self.model_ = model.eval()
+        self.tokenizer_ = tokenizer
+        self.max_packets_ = width
+        self.class_counts_ = {c: int(counts[c]) for c in classes}
+        total = sum(counts.values())
+        self.class_prior_ = np.array([counts[c] / total for c in classes])
+        self.classes_ = classes
+        return self
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n: int, *, cls=None, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, batch_size: int = 4096, random_state=None, progress: bool = False):
+        """``n`` flows (labels = class names), conditioned on ``cls`` (None: the training prior).
+
+        ``progress`` shows a bar over the decode batches (the samples do not depend on it).
+        """
+        import torch
+
+        from trafficgen.generators.training import progress_bar
+
+        self._check_fitted()
+        n = int(n)
+        if n < 0:
+            raise ConfigError(f"n must be >= 0, got {n}")
+        if temperature < 0 or (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
+            raise ConfigError("need temperature >= 0, top_k >= 1, 0 < top_p <= 1")
+        rng = np.random.default_rng(random_state)
+        names = self._resolve_classes(n, cls, rng)
+        gen = torch.Generator(device=self.device).manual_seed(int(rng.integers(2**63 - 1)))
+        class_ids = torch.tensor([self.tokenizer_.class_id(c) for c in names], dtype=torch.long)  # (n,)
+        parts = [np.zeros((0, self.max_packets_ + 2), dtype=np.int64)]
+        with progress_bar(n, f"sample {self.name}", enabled=progress, show_loss=False) as update:
+            for i in range(0, n, int(batch_size)):
+                ids = self.generate_ids(class_ids[i:i + int(batch_size)], generator=gen, temperature=temperature,
+                                        top_k=top_k, top_p=top_p)  # (b, W+2)
+                parts.append(ids.cpu().numpy())
+                update(len(ids))
+        return self.tokenizer_.decode(np.concatenate(parts), max_packets=self.max_packets_)
+
+    def generate_ids(self, class_ids, *, generator, temperature: float = 1.0, top_k: int | None = None,
+                     top_p: float | None = None, max_packets: int | None = None):
+        """Decode loop: (B,) class-token ids -> (B, W+2) ids ``<CLASS> PL... <EOS> <PAD>...``."""
+        import torch
+
+        with torch.inference_mode():
+            width = self.max_packets_ if max_packets is None else int(max_packets)
+            tok = class_ids.to(self.device)  # (B,)
+            b = tok.shape[0]
+            out = torch.full((b, width + 2), PAD_ID, dtype=torch.long, device=self.device)  # (B, W+2)
+            out[:, 0] = tok
+            alive = torch.ones(b, dtype=torch.bool, device=self.device)  # (B,)
+            if b == 0:
+                return out
+            head = self.model_.lm_head.weight[EOS_ID:self.tokenizer_.first_class_id]  # (V', D): EOS + lengths
+            n_out = head.shape[0]
+            pad = (-n_out) % 64  # whole sampling blocks; padded outputs get -inf
+            head = torch.nn.functional.pad(head, (0, 0, 0, pad))  # (V'+pad, D)
+            bias = torch.zeros(n_out + pad, device=head.device, dtype=head.dtype)
+            bias[n_out:] = -torch.inf
+            bias0 = bias.clone()
+            bias0[0] = -torch.inf  # no <EOS> at step 0: a flow has >= 1 packet
+            decoder = self._make_decoder(b, width)
+            for t in range(width):
+                hidden = decoder.step(tok, t)  # (B, D)
+                logits = torch.nn.functional.linear(hidden, head, bias0 if t == 0 else bias)  # (B, V'+pad)
+                tok = sample_from_logits(logits, generator, temperature, top_k, top_p) + EOS_ID  # (B,)
+                out[:, t + 1] = torch.where(alive, tok, PAD_ID)
+                alive &= tok != EOS_ID
+                if t % 4 == 3 and not bool(alive.any()):
+                    break
+            out[:, width + 1] = torch.where(alive, EOS_ID, out[:, width + 1])
+            return out
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self):
+        config = {
+            "classes": list(self.classes_),
+            "class_prior": self.class_prior_.tolist(),
+            "class_counts": dict(self.class_counts_),
+            "max_packets_": int(self.max_packets_),
+            "history": self.history_,
+            "model_config": self.model_.config.to_dict(),
+        }
+        tensors = {k: v for k, v in self.model_.state_dict().items()}
+        return config, tensors, {"tokenizer.json": self.tokenizer_.to_dict()}
+
+    @classmethod
+    def _load_state(cls, config: dict, tensors: dict, extra: dict):
+        from trafficgen.generators.training import seeded_init
+
+        params = config.get("params", {})
+        gen = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        if "tokenizer.json" not in extra:
+            raise InputFormatError("saved model has no tokenizer.json")
+        gen.tokenizer_ = FlowTokenizer.from_dict(extra["tokenizer.json"])
+        model = seeded_init(0, lambda: cls._model_from_config(config["model_config"]))
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        if unexpected or [k for k in missing if "inv_freq" not in k]:
+            raise InputFormatError(f"model.safetensors does not match the config (missing {missing}, "
+                                   f"unexpected {unexpected})")
+        gen.model_ = model.to(gen.device).eval()
+        gen.max_packets_ = int(config["max_packets_"])
+        gen.history_ = config.get("history", {})
+        gen.class_counts_ = {str(k): int(v) for k, v in config.get("class_counts", {}).items()}
+        gen.class_prior_ = np.asarray(config["class_prior"], dtype=float)
+        gen.classes_ = list(config["classes"])
+        return gen
+
+    def n_parameters(self) -> int:
+        self._check_fitted()
+        return sum(p.numel() for p in self.model_.parameters())
+
+    def describe(self) -> dict[str, Any]:
+        """Short summary for the CLI."""
+        self._check_fitted()
+        return {"model": self.name, "preset": self.preset, "parameters": self.n_parameters(),
+                "classes": len(self.classes_), "max_packets": self.max_packets_}
+
+
+def sample_from_logits(logits, generator, temperature: float = 1.0, top_k: int | None = None,
+                       top_p: float | None = None):
+    """(B, V) logits -> (B,) indices. ``temperature == 0`` is greedy. One uniform per row from
+    ``generator`` (inverse CDF), so results depend only on the seed."""
+    import torch
+
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, int(top_k), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, -torch.inf)
+    probs = torch.softmax(logits, dim=-1)  # (B, V)
+    if top_p is not None and top_p < 1.0:
+        sorted_p, order = torch.sort(probs, dim=-1, descending=True)  # (B, V)
+        drop = (sorted_p.cumsum(dim=-1) - sorted_p) >= top_p  # keeps at least the top one
+        probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+    return inverse_cdf_sample(probs, generator)
+
+
+def inverse_cdf_sample(weights, generator, block: int = 64):
+    """(B, V) non-negative weights -> (B,) indices drawn with probability proportional to them.
+
+    One uniform per row. Two-level inverse CDF: pick a block of ``block`` entries from the
+    block sums, then the entry inside it. A row-wise ``cumsum`` over thousands of entries is
+    sequential and dominated decoding time; block sums vectorise.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    b, v = weights.shape
+    pad = (-v) % block
+    w = (F.pad(weights, (0, pad)) if pad else weights).view(b, -1, block)  # (B, nb, blk)
+    nb = w.shape[1]
+    bsum = w.sum(-1)  # (B, nb)
+    bcdf = bsum.cumsum(-1)  # (B, nb)
+    u = torch.rand((b, 1), generator=generator, device=weights.device, dtype=bcdf.dtype) * bcdf[:, -1:]  # (B, 1)
+    last_blk = torch.where(bsum > 0, torch.arange(nb, device=w.device), 0).amax(-1, keepdim=True)  # (B, 1)
+    j = torch.minimum(torch.searchsorted(bcdf, u, right=True), last_blk)  # (B, 1)
+    prev = torch.where(j > 0, bcdf.gather(1, (j - 1).clamp_min(0)), 0.0)  # (B, 1)
+    inner = w.gather(1, j[..., None].expand(b, 1, block)).squeeze(1)  # (B, blk)
+    last_in = torch.where(inner > 0, torch.arange(block, device=w.device), 0).amax(-1, keepdim=True)  # (B, 1)
+    k = torch.minimum(torch.searchsorted(inner.cumsum(-1), u - prev, right=True), last_in)  # (B, 1)
+    return (j * block + k).squeeze(1)

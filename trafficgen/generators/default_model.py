@@ -1,0 +1,79 @@
+"""The default generator of ``trafficgen sample``: a LLaMA "small" trained once on the shipped
+nDPI flows and cached on disk.
+
+Cache: ``$TRAFFICGEN_CACHE`` or ``platformdirs.user_cache_dir("trafficgen")``, then
+``models/default-llama-<hash>``, where the hash covers the training flows (lengths, packet
+counts, labels) and the training configuration, so new data or settings train a new model and an
+unchanged setup is trained exactly once. The directory is written atomically (a crashed or
+concurrent run never leaves a half-written model).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from trafficgen.errors import ConfigError
+
+#: Bumped whenever the training code changes in a way that should retrain the cached model.
+CACHE_FORMAT = 1
+
+#: Training configuration of the default model (LlamaGenerator parameters). Under ~2 minutes for
+#: the ~4k shipped flows on 2 CPU cores (see the sequence-generator benchmark).
+DEFAULT_CONFIG: dict = {"preset": "small", "epochs": 12, "batch_size": 64, "learning_rate": 3e-3,
+                        "val_fraction": 0.1, "patience": 3, "random_state": 0, "max_packets": 32}
+
+
+def cache_root() -> Path:
+    """``$TRAFFICGEN_CACHE`` if set, else the user cache directory of trafficgen."""
+    env = os.environ.get("TRAFFICGEN_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("trafficgen"))
+
+
+def data_config_hash(flows, config: dict) -> str:
+    """Hex digest (16 chars) of the flows' content and the training configuration."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    h.update(f"trafficgen-default-llama-v{CACHE_FORMAT}".encode())
+    h.update(json.dumps(config, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(flows.lengths, dtype=np.int32).tobytes())
+    h.update(np.ascontiguousarray(flows.n_packets, dtype=np.int32).tobytes())
+    h.update("\x00".join(map(str, flows.labels if flows.labels is not None else [])).encode())
+    return h.hexdigest()[:16]
+
+
+def default_model_dir(flows, config: dict | None = None) -> Path:
+    config = dict(DEFAULT_CONFIG if config is None else config)
+    return cache_root() / "models" / f"default-llama-{data_config_hash(flows, config)}"
+
+
+def get_default_model(progress: bool = True, *, flows=None, config: dict | None = None,
+                      refresh: bool = False):
+    """The cached default :class:`~trafficgen.generators.llama.LlamaGenerator`, trained on first use.
+
+    ``flows`` (default: :func:`trafficgen.datasets.load_ndpi_apps`) and ``config`` (default:
+    :data:`DEFAULT_CONFIG`) override the training set-up (a different cache entry);
+    ``refresh=True`` retrains even when a cached model exists.
+    """
+    from trafficgen.generators.llama import LlamaGenerator
+    from trafficgen.registry import load_generator
+
+    config = dict(DEFAULT_CONFIG if config is None else config)
+    if flows is None:
+        from trafficgen.datasets import load_ndpi_apps
+
+        flows = load_ndpi_apps(progress=progress)
+    if flows.labels is None or len(flows) == 0:
+        raise ConfigError("the default model needs a non-empty labelled FlowSet")
+    path = default_model_dir(flows, config)
+    if (path / "config.json").exists() and not refresh:
+        return load_generator(path)
+    gen = LlamaGenerator(**config, progress=progress).fit(flows)
+    gen.save_pretrained(path)
+    return gen

@@ -1,0 +1,184 @@
+"""Generic torch training utilities shared by the neural generators.
+
+* :func:`make_optimizer` - AdamW + linear-warmup cosine schedule (transformers' scheduler).
+* :func:`split_validation` - seeded train/validation index split.
+* :class:`EarlyStopping` - tracks the best validation loss, keeps a copy of the best weights.
+* :func:`progress_bar` - a rich progress bar that shows the running loss (or a no-op).
+* :func:`train_loop` - epochs of shuffled mini-batches over tensors with all of the above.
+
+Randomness only through the ``torch.Generator`` passed in (shuffling, split).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from trafficgen.errors import ConfigError
+
+
+def make_optimizer(model: torch.nn.Module, *, learning_rate: float, total_steps: int,
+                   warmup_fraction: float = 0.05, weight_decay: float = 0.01):
+    """AdamW (no decay on biases / norms / 1-D params) + cosine schedule with linear warmup."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95))
+    warmup = max(1, int(round(warmup_fraction * total_steps)))
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=warmup,
+                                            num_training_steps=max(total_steps, warmup + 1))
+    return opt, sched
+
+
+def split_validation(n: int, val_fraction: float, generator: torch.Generator,
+                     *, min_val: int = 1, min_train: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (train_idx, val_idx); ``val_idx`` is empty when ``val_fraction`` is 0 or ``n`` is
+    too small to spare ``min_val`` rows while keeping ``min_train``."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    perm = torch.randperm(n, generator=generator)
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0 and n_val < min_val:
+        n_val = min_val
+    if n_val == 0 or n - n_val < min_train:
+        return perm, perm[:0]
+    return perm[n_val:], perm[:n_val]
+
+
+@dataclass
+class EarlyStopping:
+    """Stop after ``patience`` epochs without a validation improvement of at least ``min_delta``;
+    keeps a CPU copy of the best ``state_dict`` (restore it with :meth:`restore`)."""
+
+    patience: int | None = 5
+    min_delta: float = 0.0
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    best_state: dict | None = field(default=None, repr=False)
+
+    def step(self, loss: float, epoch: int, model: torch.nn.Module) -> bool:
+        """Record an epoch; True when training should stop."""
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.bad_epochs = float(loss), epoch, 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return False
+        self.bad_epochs += 1
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, *, enabled: bool = True, show_loss: bool = True):
+    """Yield ``update(advance=1, **fields)``; a rich bar (with a ``loss`` column) when enabled."""
+    if not enabled:
+        yield lambda advance=1, **kw: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               *([TextColumn("loss {task.fields[loss]}")] if show_loss else []), TimeElapsedColumn()]
+    with Progress(*columns, transient=False) as prog:
+        task = prog.add_task(description, total=total, loss="-")
+
+        def update(advance: int = 1, **fields):
+            prog.update(task, advance=advance, **{k: (f"{v:.4f}" if isinstance(v, float) else v)
+                                                  for k, v in fields.items()})
+
+        yield update
+
+
+def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None = None,
+                    *, index: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Index batches over ``index`` (default ``arange(n)``), shuffled when a generator is given."""
+    index = torch.arange(n) if index is None else index
+    if generator is not None:
+        index = index[torch.randperm(len(index), generator=generator)]
+    return [index[i:i + batch_size] for i in range(0, len(index), batch_size)]
+
+
+def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, int]], *,
+               n: int, epochs: int, batch_size: int, learning_rate: float, generator: torch.Generator,
+               val_fraction: float = 0.1, patience: int | None = 5, progress: bool = True,
+               description: str = "training", max_grad_norm: float | None = 1.0,
+               warmup_fraction: float = 0.05, weight_decay: float = 0.01) -> dict:
+    """Train ``model`` on rows ``0..n-1``.
+
+    ``loss_fn(batch_index) -> (mean_loss, weight)`` computes the loss of the rows in
+    ``batch_index`` (``weight``: e.g. the number of tokens, for the epoch mean). A seeded
+    validation split (``val_fraction``) drives early stopping; the best weights are restored.
+    Returns the history ``{"train_loss": [...], "val_loss": [...], "best_epoch": int}``.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ConfigError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    train_idx, val_idx = split_validation(n, val_fraction, generator)
+    steps_per_epoch = math.ceil(len(train_idx) / batch_size)
+    opt, sched = make_optimizer(model, learning_rate=learning_rate, total_steps=epochs * steps_per_epoch,
+                                warmup_fraction=warmup_fraction, weight_decay=weight_decay)
+    stopper = EarlyStopping(patience=patience if len(val_idx) else None)
+    history: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
+    with progress_bar(epochs * steps_per_epoch, description, enabled=progress) as update:
+        for epoch in range(epochs):
+            model.train()
+            total, weight = 0.0, 0
+            for batch in iterate_batches(n, batch_size, generator, index=train_idx):
+                loss, w = loss_fn(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * w
+                weight += w
+                update(1, loss=float(loss.detach()))
+            history["train_loss"].append(total / max(weight, 1))
+            monitor = history["train_loss"][-1]
+            if len(val_idx):
+                history["val_loss"].append(evaluate_loss(model, loss_fn, val_idx, batch_size))
+                monitor = history["val_loss"][-1]
+            if stopper.step(monitor, epoch, model):
+                update(steps_per_epoch * (epochs - epoch - 1))
+                break
+    stopper.restore(model)
+    model.eval()
+    history["best_epoch"] = stopper.best_epoch
+    return history
+
+
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, loss_fn, index: torch.Tensor, batch_size: int) -> float:
+    """Weighted mean of ``loss_fn`` over ``index`` in eval mode."""
+    model.eval()
+    total, weight = 0.0, 0
+    for batch in iterate_batches(len(index), batch_size, index=index):
+        loss, w = loss_fn(batch)
+        total += float(loss) * w
+        weight += w
+    model.train()
+    return total / max(weight, 1)
+
+
+def seeded_init(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """Build a module with the global torch RNG seeded, without disturbing the caller's RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return build()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__: Sequence[str] = ["make_optimizer", "split_validation", "EarlyStopping", "progress_bar",
+                          "iterate_batches", "train_loop", "evaluate_loss", "seeded_init", "count_parameters"]
