@@ -1,0 +1,77 @@
+"""`trafficgen tm train / forecast / evaluate` end to end on a tiny series."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trafficgen.cli.main import app
+from trafficgen.data.tm_readers import write_tm_npy
+from trafficgen.data.tmseries import TMSeries
+from trafficgen.errors import ConfigError
+
+
+@pytest.fixture
+def tm_file(rng, tmp_path):
+    t = np.arange(160)[:, None, None]
+    values = 1e4 * (1.5 + np.sin(2 * np.pi * t / 24 + rng.uniform(0, 6, size=(3, 3)))) + rng.uniform(0, 100, (160, 3, 3))
+    path = tmp_path / "toy.npy"
+    write_tm_npy(TMSeries(values, ["a", "b", "c"], 3600.0, "bytes"), path)
+    return path
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(app, list(args), catch_exceptions=True)
+    return result
+
+
+def test_tm_evaluate_persistence(tm_file, tmp_path):
+    out = tmp_path / "eval"
+    r = _invoke("tm", "evaluate", "--model", "persistence", "--data", str(tm_file), "-o", str(out),
+                "--horizons", "1,3")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "persistence" and set(metrics["metrics"]) == {"1", "3"}
+    assert metrics["n_origins"] == 160 - 136 - 3
+    assert (out / "od_pairs.png").exists() and (out / "error_heatmap.png").exists()
+    assert not (out / "forecasts.npz").exists()
+    assert "| persistence |" in (out / "table.md").read_text()
+
+
+def test_tm_train_lstm_then_forecast(tm_file, tmp_path):
+    model_dir = tmp_path / "lstm"
+    r = _invoke("tm", "train", "--model", "lstm", "--data", str(tm_file), "-o", str(model_dir), "--epochs", "2",
+                "--t-in", "6", "--horizons", "1,2", "--seed", "5")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((model_dir / "config.json").read_text())
+    assert cfg["tm_model"] == "lstm" and cfg["params"]["t_in"] == 6 and cfg["params"]["random_state"] == 5
+    out = tmp_path / "fc"
+    r = _invoke("tm", "forecast", "--model", str(model_dir), "--data", str(tm_file), "-o", str(out), "--t-in", "6")
+    assert r.exit_code == 0, r.output
+    with np.load(out / "forecasts.npz") as z:
+        assert z["point"].shape == (len(z["origins"]), 2, 3, 3) and z["horizons"].tolist() == [1, 2]
+        assert str(z["unit"]) == "bytes" and z["origins"][0] == 136
+        np.testing.assert_array_equal(z["y_true"][:, 0], np.load(tm_file)[z["origins"] + 1])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "lstm" and metrics["baseline"]["model"] == "persistence"
+    # the same saved model forecasts the same numbers again
+    r = _invoke("tm", "forecast", "--model", str(model_dir), "--data", str(tm_file), "-o", str(tmp_path / "fc2"),
+                "--t-in", "6")
+    with np.load(out / "forecasts.npz") as a, np.load(tmp_path / "fc2" / "forecasts.npz") as b:
+        np.testing.assert_array_equal(a["point"], b["point"])
+
+
+def test_tm_forecast_samples_and_errors(tm_file, tmp_path):
+    out = tmp_path / "s"
+    r = _invoke("tm", "forecast", "--model", "seasonal", "--data", str(tm_file), "-o", str(out), "--samples", "4",
+                "--horizons", "1")
+    assert r.exit_code == 0, r.output
+    with np.load(out / "forecasts.npz") as z:
+        assert z["samples"].shape[1] == 4 and z["quantiles"].shape[0] == len(z["quantile_levels"])
+        np.testing.assert_array_equal(z["point"][:, 0], np.load(tm_file)[z["origins"] + 1 - 24])
+    r = _invoke("tm", "train", "--model", "lstm", "--data", str(tm_file), "-o", str(tmp_path / "x"), "--llm", "gpt2")
+    assert isinstance(r.exception, ConfigError)
+    r = _invoke("tm", "evaluate", "--model", "nope", "--data", str(tm_file), "-o", str(tmp_path / "y"))
+    assert isinstance(r.exception, ConfigError) and not (tmp_path / "y").exists()

@@ -1,0 +1,184 @@
+"""`trafficgen tm train`, `tm forecast`, `tm evaluate`: traffic-matrix forecasting.
+
+Thin wrappers over :mod:`trafficgen.generators.tm_baselines` (model names, loading) and
+:mod:`trafficgen.evaluation.tm_forecast_eval` (protocol, tables, plots).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+_DATA_HELP = "'abilene', 'geant', or a TM file/folder (.npy, .csv, .hist, .txt, SNDLib/TOTEM .xml)."
+_SPLIT = (0.7, 0.15, 0.15)
+
+
+def _parse_ints(text: str, what: str) -> list[int]:
+    from trafficgen.errors import ConfigError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{what} must name at least one integer")
+    return values
+
+
+def load_series(data: str):
+    """'abilene' / 'geant' (shipped) or any TM file readable by :func:`trafficgen.data.tm_readers.read_tm`."""
+    if data.lower() == "abilene":
+        from trafficgen.datasets import load_abilene
+
+        return load_abilene()
+    if data.lower() == "geant":
+        from trafficgen.datasets import load_geant
+
+        return load_geant()
+    from trafficgen.data.tm_readers import read_tm
+
+    return read_tm(Path(data))
+
+
+def build_model(name: str, *, epochs: int | None = None, seed: int | None = None, t_in: int | None = None,
+                horizons: list[int] | None = None, llm: str | None = None, ablations: list[str] | None = None):
+    """Instantiate ``name`` with the options its ``__init__`` accepts (``llm`` / ``ablations`` only
+    where the model takes them; asking for them elsewhere is an error)."""
+    from trafficgen.errors import ConfigError
+    from trafficgen.generators.tm_baselines import get_tm_model
+
+    cls = get_tm_model(name)
+    accepted = set(cls._param_names())
+    wanted = {"epochs": epochs, "random_state": seed, "t_in": t_in,
+              "horizons": tuple(horizons) if horizons else None, "llm": llm,
+              "ablations": tuple(ablations) if ablations else None}
+    for key in ("llm", "ablations"):
+        if wanted[key] is not None and key not in accepted:
+            raise ConfigError(f"model {name!r} takes no {key!r} option")
+    return cls(**{k: v for k, v in wanted.items() if v is not None and k in accepted})
+
+
+def _resolve(model: str, **build_kw):
+    """(forecaster, fitted?) from a saved directory or a registry name."""
+    from trafficgen.generators.tm_baselines import load_tm_model
+
+    if Path(model).is_dir():
+        return load_tm_model(model), True
+    return build_model(model, **build_kw), False
+
+
+def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: int, samples: int | None,
+              seed: int, epochs: int | None, write_npz: bool) -> dict:
+    import numpy as np
+
+    from trafficgen._io import atomic_path
+    from trafficgen.evaluation.tm_forecast_eval import evaluate_forecaster, write_results
+    from trafficgen.generators.tm_baselines import UNTRAINED
+
+    series = load_series(data)
+    hs = _parse_ints(horizons, "--horizons") if horizons else None
+    forecaster, fitted = _resolve(model, epochs=epochs, seed=seed, t_in=t_in, horizons=hs)
+    if not fitted and forecaster.name not in UNTRAINED:
+        typer.echo(f"note: {forecaster.name} is not trained; fitting it on the train split now "
+                   "(use `trafficgen tm train` to keep the model)", err=True)
+    if hs is None:
+        hs = [int(h) for h in getattr(forecaster, "horizons", (1, 10, 20))]
+    results = evaluate_forecaster(forecaster, series, horizons=hs, t_in=t_in, split=_SPLIT,
+                                  n_samples=samples, fit=not fitted, random_state=seed)
+    baseline = None
+    if results["model"] != "persistence":
+        baseline = evaluate_forecaster(build_model("persistence"), series, horizons=hs, t_in=t_in, split=_SPLIT)
+    paths = write_results(results, out, baseline_results=baseline)
+    if write_npz:
+        fc = results["forecast"]
+        arrays = {"origins": fc["origins"], "horizons": fc["horizons"], "point": fc["point"],
+                  "y_true": fc["y_true"], "unit": np.array(series.unit),
+                  "interval_s": np.array(series.interval_s)}
+        if "samples" in fc:
+            levels = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+            arrays["samples"] = fc["samples"]
+            arrays["quantile_levels"] = levels
+            arrays["quantiles"] = np.quantile(fc["samples"], levels, axis=1)  # (Q, B, H, N, N)
+        paths["forecasts"] = out / "forecasts.npz"
+        with atomic_path(paths["forecasts"]) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    typer.echo(Path(paths["table"]).read_text(), nl=False)
+    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return results
+
+
+def register(app: typer.Typer, tm_app: typer.Typer) -> None:
+    @tm_app.command("train")
+    def train(
+        model: str = typer.Option(..., "--model", "-m", help="Model name (persistence, seasonal, "
+                                  "historical-average, lstm, gru, vit-lstm, stgcn, lead, ...)."),
+        data: str = typer.Option(..., "--data", "-d", help=_DATA_HELP),
+        out: Path = typer.Option(..., "-o", "--out", help="Output model directory."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Training epochs (model default if unset)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        t_in: int = typer.Option(24, "--t-in", help="Input window length (matrices)."),
+        horizons: str = typer.Option("1,10,20", "--horizons", help="Comma-separated forecast horizons."),
+        llm: str | None = typer.Option(None, "--llm", help="LLM name or path (models that take one)."),
+        ablation: list[str] | None = typer.Option(None, "--ablation", help="Ablation (repeatable; "
+                                                     "models that take ablations)."),
+    ) -> None:
+        """Fit a forecaster on the chronological train split (val split for early stopping) and save it."""
+        import json
+
+        from trafficgen._io import atomic_path
+        from trafficgen.data.windows import chronological_split
+
+        series = load_series(data)
+        forecaster = build_model(model, epochs=epochs, seed=seed, t_in=t_in,
+                                 horizons=_parse_ints(horizons, "--horizons"), llm=llm, ablations=ablation)
+        train_part, val_part, _ = chronological_split(series, _SPLIT)
+        forecaster.fit(train_part, val=val_part)
+        forecaster.save_pretrained(out)
+        summary = {"model": model, "data": data, "n_train": len(train_part), "n_val": len(val_part),
+                   "history": getattr(forecaster, "history_", None)}
+        with atomic_path(out / "train_summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2, default=str))
+        typer.echo(f"wrote {out}")
+
+    @tm_app.command("forecast")
+    def forecast(
+        model: str = typer.Option(..., "--model", "-m", help="Model name or a saved model directory."),
+        data: str = typer.Option(..., "--data", "-d", help=_DATA_HELP),
+        out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
+        horizons: str | None = typer.Option(None, "--horizons", help="Comma-separated horizons "
+                                               "(default: the model's)."),
+        samples: int | None = typer.Option(None, "--samples", help="Draw K samples per forecast "
+                                              "(quantiles, CRPS, coverage)."),
+        t_in: int = typer.Option(24, "--t-in", help="Input window length (matrices)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Epochs when a learned model is "
+                                             "fitted on the fly."),
+    ) -> None:
+        """Forecast every test origin: forecasts.npz + metrics.json + table.md + PNGs.
+
+        forecasts.npz holds origins, horizons, point (B, H, N, N), y_true, unit, interval_s and,
+        with --samples, samples (B, S, H, N, N), quantile_levels and quantiles (Q, B, H, N, N).
+        """
+        _evaluate(model, data, out, horizons=horizons, t_in=t_in, samples=samples, seed=seed, epochs=epochs,
+                  write_npz=True)
+
+    @tm_app.command("evaluate")
+    def evaluate(
+        model: str = typer.Option(..., "--model", "-m", help="Model name or a saved model directory."),
+        data: str = typer.Option(..., "--data", "-d", help=_DATA_HELP),
+        out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
+        horizons: str | None = typer.Option(None, "--horizons", help="Comma-separated horizons "
+                                               "(default: the model's)."),
+        samples: int | None = typer.Option(None, "--samples", help="Samples for CRPS / coverage."),
+        t_in: int = typer.Option(24, "--t-in", help="Input window length (matrices)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Epochs when a learned model is "
+                                             "fitted on the fly."),
+    ) -> None:
+        """Metrics table on the test split beside persistence, plus PNGs.
+
+        Per horizon: LEAD's per-matrix-normalised RMSE/MAE and RMSE/MAE in Mbit/s and NMAE
+        (metrics.json, table.md); od_pairs.png (true vs predicted) and error_heatmap.png.
+        """
+        _evaluate(model, data, out, horizons=horizons, t_in=t_in, samples=samples, seed=seed, epochs=epochs,
+                  write_npz=False)
