@@ -9,36 +9,25 @@ resolves them lazily once they exist. Importing this package does not import tor
 from __future__ import annotations
 
 from trafficgen.errors import ConfigError
+from trafficgen.registry import TM_MODELS
 
-#: Registry name -> "module:Class" (merged into ``trafficgen.registry.TM_MODELS`` by the lead).
-TM_BASELINES: dict[str, str] = {
-    "persistence": "trafficgen.generators.tm_baselines.naive:PersistenceForecaster",
-    "seasonal": "trafficgen.generators.tm_baselines.naive:SeasonalNaiveForecaster",
-    "historical-average": "trafficgen.generators.tm_baselines.naive:HistoricalAverageForecaster",
-    "lstm": "trafficgen.generators.tm_baselines.rnn:LSTMForecaster",
-    "gru": "trafficgen.generators.tm_baselines.rnn:GRUForecaster",
-    "vit-lstm": "trafficgen.generators.tm_baselines.vit_lstm:ViTLSTMForecaster",
-    "stgcn": "trafficgen.generators.tm_baselines.graph:STGCNForecaster",
-    "lead": "trafficgen.generators.lead.forecaster:LeadForecaster",
-    "ddpm-tme": "trafficgen.generators.ddpm_tme.model:DDPMTME",
-}
+#: Registry name -> "module:Class": the one table lives in ``trafficgen.registry.TM_MODELS``.
+TM_BASELINES: dict[str, str] = TM_MODELS
 
 #: Baselines that learn nothing: fitted on the fly (no `tm train` step needed).
 UNTRAINED = ("persistence", "seasonal", "historical-average")
 
 
 def tm_model_names() -> list[str]:
-    """Names from ``registry.TM_MODELS`` (when the lead has merged them) and ``TM_BASELINES``."""
-    from trafficgen.registry import TM_MODELS
-
-    return sorted({**TM_BASELINES, **TM_MODELS})
+    """Registered TM model names."""
+    return sorted(TM_MODELS)
 
 
 def get_tm_model(name: str):
     """The forecaster class registered under ``name`` (imported on demand)."""
-    from trafficgen.registry import TM_MODELS, import_object
+    from trafficgen.registry import import_object
 
-    spec = TM_MODELS.get(name) or TM_BASELINES.get(name)
+    spec = TM_MODELS.get(name)
     if spec is None:
         raise ConfigError(f"unknown TM model {name!r}; known: {', '.join(tm_model_names())}")
     try:
