@@ -78,14 +78,7 @@ class PretrainedMixin:
         self._check_fitted()
         config, tensors, extra = self._state()
         config = {self._kind_key: self.name, "params": self.get_params(), **config}
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            tmp.mkdir()
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
-            save_tensors(tensors, tmp / "model.safetensors")
-            for fname, obj in extra.items():
-                (tmp / fname).write_text(json.dumps(obj, indent=2, default=_json_default))
-        return path
+        return write_pretrained(path, config, tensors, extra)
 
     @classmethod
     def from_pretrained(cls, path: str | Path):
@@ -115,6 +108,27 @@ class FlowGenerator(PretrainedMixin):
     def sample(self, n: int, *, cls=None, random_state=None):
         raise NotImplementedError
 
+    #: Default cap on the packets per flow a generator models when ``max_packets`` is None.
+    MAX_PACKETS_CAP: ClassVar[int] = 32
+
+    def _validated_width(self, flows) -> int:
+        """Check a labelled, non-empty FlowSet and a known preset; return the modelled width
+        (``max_packets`` or the data's width capped at :attr:`MAX_PACKETS_CAP`)."""
+        from trafficgen.errors import InputFormatError
+
+        if flows.labels is None:
+            raise InputFormatError("fit needs labelled flows (class-conditioned generator)")
+        if len(flows) == 0:
+            raise InputFormatError("fit needs at least one flow")
+        presets = getattr(self, "presets", None)
+        if presets is not None and self.preset not in presets:
+            raise ConfigError(f"unknown preset {self.preset!r}; known: {', '.join(presets)}")
+        max_packets = getattr(self, "max_packets", None)
+        width = int(max_packets) if max_packets is not None else min(flows.max_packets, self.MAX_PACKETS_CAP)
+        if width < 1:
+            raise ConfigError(f"max_packets must be >= 1, got {width}")
+        return width
+
     def _resolve_classes(self, n: int, cls, rng: np.random.Generator) -> list[str]:
         """One class name per sample (validated)."""
         self._check_fitted()
@@ -130,6 +144,18 @@ class FlowGenerator(PretrainedMixin):
         if not names:
             raise ConfigError("cls must name at least one class")
         return [names[i % len(names)] for i in range(n)]
+
+
+def write_pretrained(path: str | Path, config: dict, tensors: dict, extra: dict) -> Path:
+    """Write a model folder atomically: config.json + model.safetensors + extra JSON files."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+        save_tensors(tensors, tmp / "model.safetensors")
+        for fname, obj in extra.items():
+            (tmp / fname).write_text(json.dumps(obj, indent=2, default=_json_default))
+    return path
 
 
 def save_tensors(tensors: dict, file: Path) -> None:

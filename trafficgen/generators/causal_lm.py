@@ -28,7 +28,6 @@ from trafficgen.generators.base import FlowGenerator
 from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
 
 #: Default cap on the modelled flow length when ``max_packets=None``.
-MAX_PACKETS_CAP = 32
 
 
 class CausalLMFlowGenerator(FlowGenerator):
@@ -83,15 +82,7 @@ class CausalLMFlowGenerator(FlowGenerator):
 
         from trafficgen.generators.training import seeded_init, train_loop
 
-        if flows.labels is None:
-            raise InputFormatError("fit needs labelled flows (class-conditioned generator)")
-        if len(flows) == 0:
-            raise InputFormatError("fit needs at least one flow")
-        if self.preset not in self.presets:
-            raise ConfigError(f"unknown preset {self.preset!r}; known: {', '.join(self.presets)}")
-        width = int(self.max_packets) if self.max_packets is not None else min(flows.max_packets, MAX_PACKETS_CAP)
-        if width < 1:
-            raise ConfigError(f"max_packets must be >= 1, got {width}")
+        width = self._validated_width(flows)
         counts = flows.class_counts()
         classes = sorted(counts)
         tokenizer = FlowTokenizer(classes=classes)

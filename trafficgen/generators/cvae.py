@@ -22,12 +22,10 @@ import torch
 from torch import nn
 
 from trafficgen.data.flowset import FlowSet
-from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.representations.gasf import GasfImageMapper
 
 #: Default cap on the modelled flow length when ``max_packets=None``.
-MAX_PACKETS_CAP = 32
 
 CVAE_PRESETS: dict[str, dict] = {
     "tiny": dict(hidden_dim=32, latent_dim=4, n_layers=2),
@@ -127,15 +125,7 @@ class CVAEGenerator(FlowGenerator):
         """Train on a labelled FlowSet; returns ``self``."""
         from trafficgen.generators.training import seeded_init, train_loop
 
-        if flows.labels is None:
-            raise InputFormatError("fit needs labelled flows (class-conditioned generator)")
-        if len(flows) == 0:
-            raise InputFormatError("fit needs at least one flow")
-        if self.preset not in self.presets:
-            raise ConfigError(f"unknown preset {self.preset!r}; known: {', '.join(self.presets)}")
-        width = int(self.max_packets) if self.max_packets is not None else min(flows.max_packets, MAX_PACKETS_CAP)
-        if width < 1:
-            raise ConfigError(f"max_packets must be >= 1, got {width}")
+        width = self._validated_width(flows)
         flows = flows.truncate(width)
         counts = flows.class_counts()
         classes = sorted(counts)

@@ -23,12 +23,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from trafficgen.errors import ConfigError, InputFormatError
+from trafficgen.errors import ConfigError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.representations.gasf import GasfImageMapper, gasf_from_scaled
 
 #: Default cap on the image size when ``max_packets=None``.
-MAX_PACKETS_CAP = 32
 
 #: ``UNet2DModel`` keyword arguments per preset. "small" is ~1.8M parameters (attention only at
 #: the lowest resolution: full-resolution attention costs ~5x per step on CPU), "tiny" is for tests.
@@ -121,17 +120,9 @@ class NetDiffusGenerator(FlowGenerator):
 
         from trafficgen.generators.training import seeded_init, train_loop
 
-        if flows.labels is None:
-            raise InputFormatError("fit needs labelled flows (class-conditioned generator)")
-        if len(flows) == 0:
-            raise InputFormatError("fit needs at least one flow")
-        if self.preset not in self.presets:
-            raise ConfigError(f"unknown preset {self.preset!r}; known: {', '.join(self.presets)}")
+        width = self._validated_width(flows)
         if not 0.0 <= float(self.cfg_dropout) < 1.0:
             raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
-        width = int(self.max_packets) if self.max_packets is not None else min(flows.max_packets, MAX_PACKETS_CAP)
-        if width < 1:
-            raise ConfigError(f"max_packets must be >= 1, got {width}")
         flows = flows.truncate(width)
         counts = flows.class_counts()
         classes = sorted(counts)

@@ -42,7 +42,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trafficgen._io import atomic_path
 from trafficgen.errors import ConfigError, InputFormatError
 
 MODES = ("weight-only", "dynamic")
@@ -216,7 +215,7 @@ def quantize_generator(generator, *, mode: str = "weight-only", embeddings: bool
 def save_quantized(generator, path: str | Path) -> Path:
     """``save_pretrained`` for a quantized generator: int8 + scales in ``model.safetensors`` and a
     ``quantization`` entry in ``config.json`` (written atomically)."""
-    from trafficgen.generators.base import _json_default, save_tensors
+    from trafficgen.generators.base import write_pretrained
 
     info = getattr(generator, "quantization_", None)
     if not info:
@@ -228,14 +227,7 @@ def save_quantized(generator, path: str | Path) -> Path:
             tensors.pop(f"{head}.{suffix}", None)
     config = {generator._kind_key: generator.name, "params": generator.get_params(), **config,
               "quantization": info}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.mkdir()
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
-        save_tensors(tensors, tmp / "model.safetensors")
-        for fname, obj in extra.items():
-            (tmp / fname).write_text(json.dumps(obj, indent=2, default=_json_default))
-    return path
+    return write_pretrained(path, config, tensors, extra)
 
 
 def load_quantized_state(cls, config: dict, tensors: dict, extra: dict):
