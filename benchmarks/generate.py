@@ -3,10 +3,11 @@
     nice -n 10 .venv/bin/python benchmarks/generate.py [--flows 10000] [--batch 5000] [--threads 2]
                                                        [--default-model]
 
-(a) fp32 matmul GFLOP/s at the model's shapes and at 2048^3 (the "peak");
+(a) fp32 and bf16 matmul GFLOP/s at the model's shapes and at 2048^3 (the "peak");
 (b) sampling of N class-conditioned 10-packet flows with the ~1.8M-parameter LLaMA "small"
     preset through our decode loop (static KV cache) and through HF ``generate()`` (same model,
-    same batch size, ``min_new_tokens`` = 10 so both do 10 steps);
+    same batch size, ``min_new_tokens`` = 10 so both do 10 steps), in fp32 and in bf16 (both
+    sides in the same precision);
 (c) the same for Mamba2 "small" (lean recurrence vs HF ``generate()`` with cache_params);
 (d) one training epoch over N 10-packet flows with LLaMA small;
 (e) with --default-model: training time of the default model on the shipped nDPI flows (in a
@@ -29,8 +30,8 @@ N_CLASSES = 32
 PACKETS = 10
 
 
-def matmul_gflops(m: int, k: int, n: int, reps: int = 5) -> float:
-    a, b = torch.randn(m, k), torch.randn(k, n)
+def matmul_gflops(m: int, k: int, n: int, reps: int = 5, dtype=torch.float32) -> float:
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b
     t = time.perf_counter()
     for _ in range(reps):
@@ -68,46 +69,50 @@ def flops_per_token(gen) -> float:
     return f
 
 
-def time_ours(gen, n: int, batch: int) -> float:
+def time_ours(gen, n: int, batch: int, dtype: str = "float32") -> float:
     g = torch.Generator().manual_seed(0)
     ids = torch.tensor([gen.tokenizer_.class_id(f"C{i % N_CLASSES}") for i in range(n)])
-    gen.generate_ids(ids[:min(batch, 256)], generator=g)  # warm-up
+    gen.generate_ids(ids[:min(batch, 256)], generator=g, dtype=dtype)  # warm-up
     t = time.perf_counter()
     for i in range(0, n, batch):
-        out = gen.generate_ids(ids[i:i + batch], generator=g)
+        out = gen.generate_ids(ids[i:i + batch], generator=g, dtype=dtype)
         assert out.shape[1] == PACKETS + 2
     return time.perf_counter() - t
 
 
-def time_hf(gen, n: int, batch: int) -> float:
+def time_hf(gen, n: int, batch: int, dtype: str = "float32") -> float:
     from transformers import GenerationConfig
 
+    model = gen.model_.to(getattr(torch, dtype))
     cfg = GenerationConfig(do_sample=True, max_new_tokens=PACKETS, min_new_tokens=PACKETS, top_k=0, top_p=1.0,
                            pad_token_id=0, eos_token_id=1)
     ids = torch.tensor([gen.tokenizer_.class_id(f"C{i % N_CLASSES}") for i in range(n)])[:, None]
     torch.manual_seed(0)
     with torch.inference_mode():
-        gen.model_.generate(input_ids=ids[:64], generation_config=cfg)  # warm-up
+        model.generate(input_ids=ids[:64], generation_config=cfg)  # warm-up
         t = time.perf_counter()
         for i in range(0, n, batch):
-            out = gen.model_.generate(input_ids=ids[i:i + batch], attention_mask=torch.ones_like(ids[i:i + batch]),
+            out = model.generate(input_ids=ids[i:i + batch], attention_mask=torch.ones_like(ids[i:i + batch]),
                                       generation_config=cfg)
             assert out.shape[1] == PACKETS + 1
-    return time.perf_counter() - t
+    elapsed = time.perf_counter() - t
+    gen.model_.float()
+    return elapsed
 
 
-def bench_decode(cls, n: int, batch: int, peak: float, hf: bool, hf_flows: int) -> dict:
+def bench_decode(cls, n: int, batch: int, peak: float, hf: bool, hf_flows: int, dtype: str = "float32") -> dict:
+    """Our loop vs HF generate(), both in ``dtype``; ``peak`` is the matmul peak of that dtype."""
     gen = fitted_random(cls, "small")
     params = sum(p.numel() for p in gen.model_.parameters())
     ft = flops_per_token(gen)
-    ours = time_ours(gen, n, batch)
+    ours = time_ours(gen, n, batch, dtype)
     tokens = n * PACKETS
-    row = {"model": gen.name, "params": params, "mflop_per_token": ft / 1e6, "ours_s": ours,
+    row = {"model": gen.name, "dtype": dtype, "params": params, "mflop_per_token": ft / 1e6, "ours_s": ours,
            "ours_flows_per_s": n / ours, "ours_gflops": tokens * ft / ours / 1e9}
     row["ours_frac_peak"] = row["ours_gflops"] / peak
     if hf:
         m = min(n, hf_flows)
-        t = time_hf(gen, m, batch)
+        t = time_hf(gen, m, batch, dtype)
         row.update(hf_s=t, hf_flows=m, hf_flows_per_s=m / t, speedup_vs_generate=(t / m) / (ours / n))
     return row
 
@@ -177,22 +182,29 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}")
-    mm = {f"{m}x{k}x{n}": matmul_gflops(m, k, n) for m, k, n in
-          [(args.batch, 128, 512), (args.batch, 128, 3001), (args.batch, 512, 128), (2048, 2048, 2048)]}
-    peak = max(mm.values())
-    print("(a) fp32 matmul GFLOP/s: " + ", ".join(f"{k}: {v:.1f}" for k, v in mm.items()) + f"  -> peak {peak:.1f}")
-    rows = []
-    for cls in (LlamaGenerator, MambaGenerator):
-        r = bench_decode(cls, args.flows, args.batch, peak, hf=not args.no_hf, hf_flows=args.hf_flows)
-        rows.append(r)
-        line = (f"({'b' if cls is LlamaGenerator else 'c'}) {r['model']:5s} {r['params'] / 1e6:.2f}M params, "
-                f"{r['mflop_per_token']:.2f} MFLOP/token: ours {r['ours_s']:.2f} s = {r['ours_flows_per_s']:.0f} "
-                f"flows/s, {r['ours_gflops']:.1f} GFLOP/s ({100 * r['ours_frac_peak']:.0f}% of peak)")
-        if "hf_s" in r:
-            line += f"; generate() {r['hf_flows']} flows in {r['hf_s']:.2f} s = {r['hf_flows_per_s']:.0f} flows/s; " \
-                    f"speed-up {r['speedup_vs_generate']:.1f}x"
-        print(line, flush=True)
-    print(f"    mamba / llama decode time: {rows[1]['ours_s'] / rows[0]['ours_s']:.2f}x")
+    shapes = [(args.batch, 128, 512), (args.batch, 128, 3001), (args.batch, 512, 128), (2048, 2048, 2048)]
+    peaks = {}
+    for dtype in ("float32", "bfloat16"):
+        mm = {f"{m}x{k}x{n}": matmul_gflops(m, k, n, dtype=getattr(torch, dtype)) for m, k, n in shapes}
+        peaks[dtype] = max(mm.values())
+        print(f"(a) {dtype} matmul GFLOP/s: " + ", ".join(f"{k}: {v:.1f}" for k, v in mm.items())
+              + f"  -> peak {peaks[dtype]:.1f}", flush=True)
+    rows = {}
+    for dtype in ("float32", "bfloat16"):
+        for cls in (LlamaGenerator, MambaGenerator):
+            r = bench_decode(cls, args.flows, args.batch, peaks[dtype], hf=not args.no_hf, hf_flows=args.hf_flows,
+                             dtype=dtype)
+            rows[r["model"], dtype] = r
+            line = (f"({'b' if cls is LlamaGenerator else 'c'}) {r['model']:5s} {dtype:8s} {r['params'] / 1e6:.2f}M "
+                    f"params, {r['mflop_per_token']:.2f} MFLOP/token: ours {args.flows} flows in {r['ours_s']:.2f} s "
+                    f"= {r['ours_flows_per_s']:.0f} flows/s, {r['ours_gflops']:.1f} GFLOP/s "
+                    f"({100 * r['ours_frac_peak']:.0f}% of the {dtype} peak)")
+            if "hf_s" in r:
+                line += (f"; generate() {r['hf_flows']} flows in {r['hf_s']:.2f} s = {r['hf_flows_per_s']:.0f} "
+                         f"flows/s; speed-up {r['speedup_vs_generate']:.1f}x")
+            print(line, flush=True)
+        print(f"    {dtype}: mamba / llama decode time: "
+              f"{rows['mamba', dtype]['ours_s'] / rows['llama', dtype]['ours_s']:.2f}x", flush=True)
     if not args.no_train:
         tr = bench_train_epoch(args.flows)
         print("(d) llama small, one epoch over "

@@ -68,6 +68,16 @@ def test_sample_summary_table(trained):
     assert "40 synthetic flows" in res.output and "mean packets" in res.output
 
 
+def test_sample_bf16_and_bad_dtype(trained):
+    res = runner.invoke(app, ["sample", "-n", "30", "--class", "b", "--model", str(trained / "m"),
+                              "--dtype", "bfloat16", "-o", str(trained / "bf16.csv")])
+    assert res.exit_code == 0, res.output
+    flows = FlowSet.read(trained / "bf16.csv")
+    assert len(flows) == 30 and set(flows.labels) == {"B"}
+    bad = runner.invoke(app, ["sample", "-n", "3", "--model", str(trained / "m"), "--dtype", "int4"])
+    assert bad.exit_code != 0 and "float32, bfloat16" in str(bad.exception)
+
+
 def test_unknown_class_exits_nonzero_listing_classes(trained):
     env = {**os.environ, "TQDM_DISABLE": "1"}
     proc = subprocess.run([sys.executable, "-m", "trafficgen.cli.main", "sample", "--class", "zoom",

@@ -77,9 +77,10 @@ def test_fitted_attributes(fitted):
     assert fitted.history_["train_loss"][-1] < 0.5 * fitted.history_["train_loss"][0]
 
 
-def test_conditional_sampling_separable(fitted):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_conditional_sampling_separable(fitted, dtype):
     for cls in "AB":
-        s = fitted.sample(300, cls=cls, random_state=1)
+        s = fitted.sample(300, cls=cls, random_state=1, dtype=dtype)
         assert set(s.labels) == {cls}
         check_valid(s, 6)
         assert in_range_fraction(s, cls) >= 0.95, (cls, in_range_fraction(s, cls))

@@ -52,9 +52,10 @@ def test_fitted_and_loss_falls(fitted):
     assert 1.5e5 < fitted.n_parameters() < 2.5e5  # mostly the 3004-token embedding + head
 
 
-def test_conditional_sampling_separable(fitted):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_conditional_sampling_separable(fitted, dtype):
     for cls in "AB":
-        s = fitted.sample(300, cls=cls, random_state=1)
+        s = fitted.sample(300, cls=cls, random_state=1, dtype=dtype)
         assert set(s.labels) == {cls}
         check_valid(s, 6)
         assert in_range_fraction(s, cls) >= 0.95, (cls, in_range_fraction(s, cls))

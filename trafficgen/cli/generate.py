@@ -124,6 +124,9 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         temperature: float | None = typer.Option(None, "--temperature", help="Softmax temperature (0 = greedy)."),
         top_k: int | None = typer.Option(None, "--top-k", help="Sample from the k most likely tokens."),
         top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling mass."),
+        dtype: str | None = typer.Option(None, "--dtype", help="Decode precision of the LLaMA / Mamba "
+                                         "generators: float32 (default) or bfloat16 (faster on CPUs with "
+                                         "AMX / AVX512-BF16)."),
     ) -> None:
         """Generate synthetic flows, optionally of one class."""
         import inspect
@@ -137,7 +140,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         gen = _load_model(model)
         chosen = None if cls is None else match_class(cls, gen.classes_)
         accepted = inspect.signature(gen.sample).parameters
-        extra = {k: v for k, v in dict(temperature=temperature, top_k=top_k, top_p=top_p).items()
+        extra = {k: v for k, v in dict(temperature=temperature, top_k=top_k, top_p=top_p, dtype=dtype).items()
                  if v is not None}
         for k in list(extra):
             if k not in accepted:

@@ -38,8 +38,8 @@ class CausalLMFlowGenerator(FlowGenerator):
 
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 20,
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
-                 patience: int | None = 3, random_state: int | None = None, progress: bool = True,
-                 device: str = "cpu"):
+                 patience: int | None = 3, class_balance: float = 0.0, random_state: int | None = None,
+                 progress: bool = True, device: str = "cpu"):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -47,6 +47,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.learning_rate = learning_rate
         self.val_fraction = val_fraction
         self.patience = patience
+        self.class_balance = class_balance
         self.random_state = random_state
         self.progress = progress
         self.device = device
@@ -65,8 +66,9 @@ class CausalLMFlowGenerator(FlowGenerator):
         """(B, T) ids -> (B, T, D) final hidden states (after the final norm)."""
         raise NotImplementedError
 
-    def _make_decoder(self, batch_size: int, max_steps: int):
-        """An object with ``step(tokens (B,), t) -> (B, D)`` final hidden state of position ``t``."""
+    def _make_decoder(self, batch_size: int, max_steps: int, dtype=None):
+        """An object with ``step(tokens (B,), t) -> (B, D)`` final hidden state of position ``t``,
+        computing in ``dtype`` (None: the model's)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ fit
@@ -103,10 +105,18 @@ class CausalLMFlowGenerator(FlowGenerator):
             loss = torch.nn.functional.cross_entropy(logits.float(), tgt[sel])
             return loss, int(sel.sum())
 
+        if not 0.0 <= float(self.class_balance) <= 1.0:
+            raise ConfigError(f"class_balance must be in [0, 1], got {self.class_balance}")
+        weights = None
+        if self.class_balance:
+            # row weight count_c^-b: b=0 natural frequencies, b=1 every class equally often
+            per_class = {c: counts[c] ** -float(self.class_balance) for c in classes}
+            weights = torch.tensor([per_class[c] for c in flows.labels], dtype=torch.float64)  # (n,)
         self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=int(self.epochs),
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
-                                   progress=bool(self.progress), description=f"train {self.name}")
+                                   progress=bool(self.progress), description=f"train {self.name}",
+                                   sample_weights=weights)
         self.model_ = model.eval()
         self.tokenizer_ = tokenizer
         self.max_packets_ = width
@@ -118,10 +128,14 @@ class CausalLMFlowGenerator(FlowGenerator):
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, cls=None, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, batch_size: int = 4096, random_state=None, progress: bool = False):
+               top_p: float | None = None, batch_size: int = 4096, random_state=None, progress: bool = False,
+               dtype: str = "float32"):
         """``n`` flows (labels = class names), conditioned on ``cls`` (None: the training prior).
 
         ``progress`` shows a bar over the decode batches (the samples do not depend on it).
+        ``dtype="bfloat16"`` decodes with bf16 weights and activations (logits and sampling stay
+        fp32): several times faster on CPUs with AMX / AVX512-BF16, with next-token distributions
+        within a small KL of fp32 (tested); seeded results then differ from fp32 ones.
         """
         import torch
 
@@ -133,6 +147,7 @@ class CausalLMFlowGenerator(FlowGenerator):
             raise ConfigError(f"n must be >= 0, got {n}")
         if temperature < 0 or (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
             raise ConfigError("need temperature >= 0, top_k >= 1, 0 < top_p <= 1")
+        decode_dtype(dtype)  # fail before any work on a bad name
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(n, cls, rng)
         gen = torch.Generator(device=self.device).manual_seed(int(rng.integers(2**63 - 1)))
@@ -141,16 +156,17 @@ class CausalLMFlowGenerator(FlowGenerator):
         with progress_bar(n, f"sample {self.name}", enabled=progress, show_loss=False) as update:
             for i in range(0, n, int(batch_size)):
                 ids = self.generate_ids(class_ids[i:i + int(batch_size)], generator=gen, temperature=temperature,
-                                        top_k=top_k, top_p=top_p)  # (b, W+2)
+                                        top_k=top_k, top_p=top_p, dtype=dtype)  # (b, W+2)
                 parts.append(ids.cpu().numpy())
                 update(len(ids))
         return self.tokenizer_.decode(np.concatenate(parts), max_packets=self.max_packets_)
 
     def generate_ids(self, class_ids, *, generator, temperature: float = 1.0, top_k: int | None = None,
-                     top_p: float | None = None, max_packets: int | None = None):
+                     top_p: float | None = None, max_packets: int | None = None, dtype: str = "float32"):
         """Decode loop: (B,) class-token ids -> (B, W+2) ids ``<CLASS> PL... <EOS> <PAD>...``."""
         import torch
 
+        compute_dtype = decode_dtype(dtype)
         with torch.inference_mode():
             width = self.max_packets_ if max_packets is None else int(max_packets)
             tok = class_ids.to(self.device)  # (B,)
@@ -160,18 +176,17 @@ class CausalLMFlowGenerator(FlowGenerator):
             alive = torch.ones(b, dtype=torch.bool, device=self.device)  # (B,)
             if b == 0:
                 return out
-            head = self.model_.lm_head.weight[EOS_ID:self.tokenizer_.first_class_id]  # (V', D): EOS + lengths
-            n_out = head.shape[0]
+            project = self._output_projection(compute_dtype)  # (B, D) -> (B, V'+pad)
+            n_out = self.tokenizer_.first_class_id - EOS_ID
             pad = (-n_out) % 64  # whole sampling blocks; padded outputs get -inf
-            head = torch.nn.functional.pad(head, (0, 0, 0, pad))  # (V'+pad, D)
-            bias = torch.zeros(n_out + pad, device=head.device, dtype=head.dtype)
+            bias = torch.zeros(n_out + pad, device=self.device, dtype=compute_dtype)
             bias[n_out:] = -torch.inf
             bias0 = bias.clone()
             bias0[0] = -torch.inf  # no <EOS> at step 0: a flow has >= 1 packet
-            decoder = self._make_decoder(b, width)
+            decoder = self._make_decoder(b, width, dtype=compute_dtype)
             for t in range(width):
                 hidden = decoder.step(tok, t)  # (B, D)
-                logits = torch.nn.functional.linear(hidden, head, bias0 if t == 0 else bias)  # (B, V'+pad)
+                logits = project(hidden, bias0 if t == 0 else bias)  # (B, V'+pad)
                 tok = sample_from_logits(logits, generator, temperature, top_k, top_p) + EOS_ID  # (B,)
                 out[:, t + 1] = torch.where(alive, tok, PAD_ID)
                 alive &= tok != EOS_ID
@@ -179,6 +194,24 @@ class CausalLMFlowGenerator(FlowGenerator):
                     break
             out[:, width + 1] = torch.where(alive, EOS_ID, out[:, width + 1])
             return out
+
+    def _output_projection(self, dtype):
+        """``(hidden (B, D), bias (V'+pad,)) -> logits (B, V'+pad)`` over the ``<EOS>`` + length rows
+        of the LM head, padded with zero rows to whole blocks of 64 (the bias masks them).
+        A dynamic-int8 head runs the int8 GEMM (see :func:`quantization.fused_projection`)."""
+        import torch
+        import torch.nn.functional as F
+
+        from trafficgen.generators.quantization import DynamicInt8Linear, fused_projection
+
+        rows = slice(EOS_ID, self.tokenizer_.first_class_id)
+        pad = (-(rows.stop - rows.start)) % 64
+        lm_head = self.model_.lm_head
+        if isinstance(lm_head, DynamicInt8Linear):
+            int8_head = fused_projection([lm_head], rows=rows)
+            return lambda hidden, bias: F.pad(int8_head(hidden), (0, pad)) + bias
+        head = F.pad(lm_head.weight.detach()[rows].to(dtype), (0, 0, 0, pad))  # (V'+pad, D)
+        return lambda hidden, bias: torch.nn.functional.linear(hidden, head, bias)
 
     # ------------------------------------------------------------------ persistence
     def _state(self):
@@ -226,10 +259,20 @@ class CausalLMFlowGenerator(FlowGenerator):
                 "classes": len(self.classes_), "max_packets": self.max_packets_}
 
 
+def decode_dtype(name: str):
+    """``"float32"`` / ``"bfloat16"`` -> the torch dtype; anything else raises ConfigError."""
+    import torch
+
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    if name not in table:
+        raise ConfigError(f"dtype must be one of {', '.join(table)}, got {name!r}")
+    return table[name]
+
+
 def sample_from_logits(logits, generator, temperature: float = 1.0, top_k: int | None = None,
                        top_p: float | None = None):
-    """(B, V) logits -> (B,) indices. ``temperature == 0`` is greedy. One uniform per row from
-    ``generator`` (inverse CDF), so results depend only on the seed."""
+    """(B, V) logits (any float dtype; probabilities are fp32) -> (B,) indices. ``temperature == 0``
+    is greedy. One uniform per row from ``generator`` (inverse CDF), so results depend only on the seed."""
     import torch
 
     if temperature == 0:
@@ -239,7 +282,7 @@ def sample_from_logits(logits, generator, temperature: float = 1.0, top_k: int |
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, int(top_k), dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, -torch.inf)
-    probs = torch.softmax(logits, dim=-1)  # (B, V)
+    probs = torch.softmax(logits, dim=-1, dtype=torch.float32)  # (B, V): fp32 even for bf16 logits
     if top_p is not None and top_p < 1.0:
         sorted_p, order = torch.sort(probs, dim=-1, descending=True)  # (B, V)
         drop = (sorted_p.cumsum(dim=-1) - sorted_p) >= top_p  # keeps at least the top one

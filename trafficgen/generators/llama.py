@@ -39,8 +39,8 @@ class LlamaGenerator(CausalLMFlowGenerator):
     def _backbone_hidden(self, model, input_ids):
         return model.model(input_ids=input_ids, use_cache=False).last_hidden_state  # (B, T, D)
 
-    def _make_decoder(self, batch_size: int, max_steps: int):
-        return LlamaStepDecoder(self.model_, batch_size, max_steps)
+    def _make_decoder(self, batch_size: int, max_steps: int, dtype=None):
+        return LlamaStepDecoder(self.model_, batch_size, max_steps, dtype=dtype)
 
 
 def build_llama(preset: str, vocab_size: int, max_positions: int):
@@ -58,10 +58,18 @@ class LlamaStepDecoder:
 
     ``step(tokens (B,), t)`` feeds the token at position ``t`` and returns the final-norm hidden
     state ``(B, D)`` of that position (the LM head is applied by the caller, on the rows it needs).
+    ``dtype`` (default: the model's) is the compute dtype of the copies of the weights and the
+    cache; ``torch.bfloat16`` runs the matmuls on AMX / AVX512-BF16 units where the CPU has them.
+
+    Two shortcuts that do not change the result: at ``t == 0`` (the ``<CLASS_x>`` prompt) each
+    distinct token is computed once and its keys / values broadcast to its rows (attention over a
+    single position is the identity on ``v``).
     """
 
-    def __init__(self, model, batch_size: int, max_steps: int):
+    def __init__(self, model, batch_size: int, max_steps: int, dtype=None):
         import torch
+
+        from trafficgen.generators.quantization import fused_projection
 
         cfg = model.config
         self.n_heads = cfg.num_attention_heads
@@ -69,31 +77,36 @@ class LlamaStepDecoder:
             raise ConfigError("LlamaStepDecoder needs num_key_value_heads == num_attention_heads")
         self.head_dim = cfg.head_dim
         inner = model.model
-        self.embed = inner.embed_tokens.weight  # (V, D)
+        dtype = inner.embed_tokens.weight.dtype if dtype is None else dtype
+        self.dtype = dtype
+
+        def w(t):
+            return None if t is None else t.detach().to(dtype)
+
+        self.embed = w(inner.embed_tokens.weight)  # (V, D)
         self.eps = cfg.rms_norm_eps
         self.layers = []
         for layer in inner.layers:
             at, mlp = layer.self_attn, layer.mlp
             self.layers.append(dict(
-                ln1=layer.input_layernorm.weight, ln2=layer.post_attention_layernorm.weight,
-                qkv=torch.cat([at.q_proj.weight, at.k_proj.weight, at.v_proj.weight]),  # (3HD, D)
-                qkv_b=None if at.q_proj.bias is None else torch.cat([at.q_proj.bias, at.k_proj.bias, at.v_proj.bias]),
-                o=at.o_proj.weight, o_b=at.o_proj.bias,
-                gu=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),  # (2I, D)
-                down=mlp.down_proj.weight))
-        self.norm = inner.norm.weight
-        dev, dtype = self.embed.device, self.embed.dtype
+                ln1=w(layer.input_layernorm.weight), ln2=w(layer.post_attention_layernorm.weight),
+                qkv=fused_projection([at.q_proj, at.k_proj, at.v_proj], dtype),  # (B, D) -> (B, 3HD)
+                o=fused_projection([at.o_proj], dtype),
+                gu=fused_projection([mlp.gate_proj, mlp.up_proj], dtype),  # (B, D) -> (B, 2I)
+                down=fused_projection([mlp.down_proj], dtype)))
+        self.norm = w(inner.norm.weight)
+        dev = self.embed.device
         pos = torch.arange(max_steps + 1, device=dev)[None]  # (1, T)
-        cos, sin = inner.rotary_emb(self.embed[:1][None], pos)  # (1, T, hd) each
-        self.cos, self.sin = cos[0], sin[0]  # (T, hd)
+        cos, sin = inner.rotary_emb(inner.embed_tokens.weight[:1][None], pos)  # (1, T, hd) each
+        self.cos, self.sin = cos[0].to(dtype), sin[0].to(dtype)  # (T, hd)
         shape = (len(self.layers), batch_size, self.n_heads, max_steps + 1, self.head_dim)
         self.k_cache = torch.zeros(shape, device=dev, dtype=dtype)  # (L, B, H, T, hd)
         self.v_cache = torch.zeros(shape, device=dev, dtype=dtype)  # (L, B, H, T, hd)
 
     def _rms(self, x, w):
-        import torch
+        import torch.nn.functional as F
 
-        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+        return F.rms_norm(x, w.shape, w, self.eps)
 
     def _rope(self, x, t):
         import torch
@@ -102,19 +115,43 @@ class LlamaStepDecoder:
         rot = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         return x * self.cos[t] + rot * self.sin[t]
 
+    def _mlp(self, x, p):
+        import torch.nn.functional as F
+
+        gate, up = p["gu"](self._rms(x, p["ln2"])).chunk(2, dim=-1)  # (B, I) each
+        return x + p["down"](F.silu(gate) * up)  # (B, D)
+
     def step(self, tokens, t: int):
         import torch.nn.functional as F
 
+        if t == 0:
+            return self._first_step(tokens)
         b, h, hd = tokens.shape[0], self.n_heads, self.head_dim
         x = self.embed[tokens]  # (B, D)
         for i, p in enumerate(self.layers):
-            qkv = F.linear(self._rms(x, p["ln1"]), p["qkv"], p["qkv_b"]).view(b, 3, h, hd)  # (B, 3, H, hd)
-            q = self._rope(qkv[:, 0], t)  # (B, H, hd)
-            self.k_cache[i, :, :, t] = self._rope(qkv[:, 1], t)
+            qkv = p["qkv"](self._rms(x, p["ln1"])).view(b, 3, h, hd)  # (B, 3, H, hd)
+            qk = self._rope(qkv[:, :2], t)  # (B, 2, H, hd)
+            q = qk[:, 0]  # (B, H, hd)
+            self.k_cache[i, :, :, t] = qk[:, 1]
             self.v_cache[i, :, :, t] = qkv[:, 2]
             att = F.scaled_dot_product_attention(
                 q[:, :, None], self.k_cache[i, :, :, :t + 1], self.v_cache[i, :, :, :t + 1])  # (B, H, 1, hd)
-            x = x + F.linear(att.reshape(b, h * hd), p["o"], p["o_b"])  # (B, D)
-            gate, up = F.linear(self._rms(x, p["ln2"]), p["gu"]).chunk(2, dim=-1)  # (B, I) each
-            x = x + F.linear(F.silu(gate) * up, p["down"])  # (B, D)
+            x = x + p["o"](att.reshape(b, h * hd))  # (B, D)
+            x = self._mlp(x, p)
         return self._rms(x, self.norm)  # (B, D)
+
+    def _first_step(self, tokens):
+        """Position 0: each distinct token once; attention over one position returns ``v``."""
+        import torch
+        import torch.nn.functional as F
+
+        uniq, inverse = torch.unique(tokens, return_inverse=True)  # (U,), (B,)
+        u, h, hd = uniq.shape[0], self.n_heads, self.head_dim
+        x = self.embed[uniq]  # (U, D)
+        for i, p in enumerate(self.layers):
+            qkv = p["qkv"](self._rms(x, p["ln1"])).view(u, 3, h, hd)  # (U, 3, H, hd)
+            self.k_cache[i, :, :, 0] = self._rope(qkv[:, 1], 0)[inverse]
+            self.v_cache[i, :, :, 0] = qkv[:, 2][inverse]
+            x = x + p["o"](qkv[:, 2].reshape(u, h * hd))  # (U, D)
+            x = self._mlp(x, p)
+        return self._rms(x, self.norm)[inverse]  # (B, D)

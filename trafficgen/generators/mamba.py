@@ -39,8 +39,8 @@ class MambaGenerator(CausalLMFlowGenerator):
     def _backbone_hidden(self, model, input_ids):
         return model.backbone(input_ids=input_ids, use_cache=False).last_hidden_state  # (B, T, D)
 
-    def _make_decoder(self, batch_size: int, max_steps: int):
-        return Mamba2StepDecoder(self.model_, batch_size, max_steps)
+    def _make_decoder(self, batch_size: int, max_steps: int, dtype=None):
+        return Mamba2StepDecoder(self.model_, batch_size, max_steps, dtype=dtype)
 
 
 def build_mamba2(preset: str, vocab_size: int):
@@ -67,34 +67,41 @@ class Mamba2StepDecoder:
     The depthwise causal conv keeps its last inputs in a buffer indexed by position.
     """
 
-    def __init__(self, model, batch_size: int, max_steps: int):
+    def __init__(self, model, batch_size: int, max_steps: int, dtype=None):
         import torch
 
+        from trafficgen.generators.quantization import fused_projection
+
         bb = model.backbone
-        self.embed = bb.embeddings.weight  # (V, D)
-        self.norm_f, self.eps_f = bb.norm_f.weight, bb.norm_f.variance_epsilon
-        dev, dtype = self.embed.device, self.embed.dtype
+        dtype = bb.embeddings.weight.dtype if dtype is None else dtype
+        self.dtype = dtype
+
+        # only the in / out projections run in dtype (bf16 on AMX); the residual stream, the norms,
+        # the conv and the SSM stay fp32 (bf16 there costs accuracy for little speed)
+        self.embed = bb.embeddings.weight.detach()  # (V, D)
+        self.norm_f, self.eps_f = bb.norm_f.weight.detach(), bb.norm_f.variance_epsilon
+        dev = self.embed.device
         self.layers = []
         for layer in bb.layers:
             m = layer.mixer
             self.layers.append(dict(
-                ln=layer.norm.weight, ln_eps=layer.norm.variance_epsilon,
-                in_w=m.in_proj.weight, in_b=m.in_proj.bias,
-                conv_w=m.conv1d.weight[:, 0].t().contiguous(),  # (K, C)
-                conv_b=m.conv1d.bias,
-                A=-torch.exp(m.A_log.float()),  # (H,)
-                dt_bias=m.dt_bias, D=m.D[:, None],  # (H,), (H, 1)
-                gn=m.norm.weight, gn_eps=m.norm.variance_epsilon, gn_groups=m.intermediate_size // m.norm.group_size,
-                out_w=m.out_proj.weight, out_b=m.out_proj.bias))
+                ln=layer.norm.weight.detach(), ln_eps=layer.norm.variance_epsilon,
+                in_proj=fused_projection([m.in_proj], dtype),
+                conv_w=m.conv1d.weight[:, 0].t().contiguous().detach(),  # (K, C)
+                conv_b=None if m.conv1d.bias is None else m.conv1d.bias.detach(),
+                A=-torch.exp(m.A_log.detach().float()),  # (H,) fp32: the decay is accumulated in fp32
+                dt_bias=m.dt_bias.detach(), D=m.D[:, None].detach(),  # (H,), (H, 1)
+                gn=m.norm.weight.detach(), gn_eps=m.norm.variance_epsilon, gn_groups=m.intermediate_size // m.norm.group_size,
+                out_proj=fused_projection([m.out_proj], dtype)))
         m0 = bb.layers[0].mixer
         self.n_inner, self.H, self.P = m0.intermediate_size, m0.num_heads, m0.head_dim
         self.G, self.N, self.K = m0.n_groups, m0.ssm_state_size, m0.conv_kernel_size
         self.C = m0.conv_dim
         n, T, b = len(self.layers), max_steps + 1, batch_size
         # conv inputs of every position (zeros before t=0): (L, T+K-1, B, C)
-        self.conv_buf = torch.zeros((n, T + self.K - 1, b, self.C), device=dev, dtype=dtype)
-        self.x_hist = torch.zeros((n, b, self.H, T, self.P), device=dev, dtype=dtype)  # dt_s * x_s
-        self.b_hist = torch.zeros((n, b, T, self.G, self.N), device=dev, dtype=dtype)  # B_s
+        self.conv_buf = torch.zeros((n, T + self.K - 1, b, self.C), device=dev)
+        self.x_hist = torch.zeros((n, b, self.H, T, self.P), device=dev)  # dt_s * x_s
+        self.b_hist = torch.zeros((n, b, T, self.G, self.N), device=dev)  # B_s
         self.cum = torch.zeros((n, b, self.H, T), device=dev, dtype=torch.float32)  # sum_{r<=s} dt_r A
 
     @staticmethod
@@ -110,7 +117,8 @@ class Mamba2StepDecoder:
         b, n_in, H, P, G, N, K = tokens.shape[0], self.n_inner, self.H, self.P, self.G, self.N, self.K
         x = self.embed[tokens]  # (B, D)
         for i, p in enumerate(self.layers):
-            proj = F.linear(self._rms(x, p["ln"], p["ln_eps"]), p["in_w"], p["in_b"])  # (B, n_in+C+H)
+            proj = p["in_proj"](self._rms(x, p["ln"], p["ln_eps"]).to(self.dtype))  # (B, n_in+C+H)
+            proj = proj.float()
             gate, xbc, dt = proj.split([n_in, self.C, H], dim=-1)
             buf = self.conv_buf[i]  # (T+K-1, B, C)
             buf[t + K - 1] = xbc
@@ -136,5 +144,5 @@ class Mamba2StepDecoder:
             g = p["gn_groups"]
             y = (y.view(b, g, n_in // g) * torch.rsqrt(y.view(b, g, n_in // g).pow(2).mean(-1, keepdim=True)
                                                       + p["gn_eps"])).view(b, n_in) * p["gn"]
-            x = x + F.linear(y, p["out_w"], p["out_b"])  # (B, D)
-        return self._rms(x, self.norm_f, self.eps_f)  # (B, D)
+            x = x + p["out_proj"](y.to(self.dtype))  # (B, D) fp32 + dtype -> fp32
+        return self._rms(x, self.norm_f, self.eps_f).to(self.dtype)  # (B, D)

@@ -17,11 +17,11 @@ Tied weights: when an ``nn.Linear`` shares its weight with an ``nn.Embedding`` (
 both use one int8 tensor: per-row scales of a ``(V, D)`` embedding are exactly the per-output
 channel scales of the ``(V, D)`` head. The duplicate keys are dropped on save and restored on load.
 
-The lean step decoders of LLaMA / Mamba2 read the layers' ``.weight`` directly (once per
-``generate_ids`` call); the quantized layers expose ``.weight`` as the dequantized tensor, so
-sampling works unchanged. In those decoders both modes therefore compute with dequantized int8
-weights (the dynamic int8 GEMM applies wherever the module's ``forward`` runs: the HF forward
-used by :func:`next_token_distance`, NetDiffus, CVAE).
+The lean step decoders of LLaMA / Mamba2 fuse projections that share an input (q/k/v,
+gate/up) through :func:`fused_projection`: for weight-only layers (and plain ``nn.Linear``) it
+concatenates the (dequantized) weights for one ``F.linear``; for dynamic layers it concatenates
+the int8 rows and scales into one :class:`DynamicInt8Linear`, so the decode loop runs the int8
+GEMM with exactly the stored int8 weights.
 
 Persistence (:func:`save_quantized` / :func:`load_quantized`): ``model.safetensors`` holds the
 int8 weights (``<layer>.qweight``) and scales (``<layer>.scale``); ``config.json`` gets a
@@ -115,6 +115,32 @@ class DynamicInt8Linear(Int8WeightOnlyLinear):
     def forward(self, x):
         dyn = self.__dict__.get("_dynamic") or self.refresh().__dict__["_dynamic"]
         return dyn(x.float()).to(x.dtype)  # (..., O)
+
+
+def fused_projection(modules, dtype=torch.float32, rows: slice | None = None):
+    """One callable ``x (..., I) -> (..., sum O)`` equal to ``cat([m(x) for m in modules], -1)``
+    (optionally only output ``rows`` of the concatenation).
+
+    Dynamic int8 layers give one fused :class:`DynamicInt8Linear` (the same int8 rows and
+    per-row scales; activations fp32); anything with a ``.weight`` (``nn.Linear``, weight-only
+    int8) gives ``F.linear`` with the concatenated weight cast to ``dtype``.
+    """
+    import functools
+
+    rows = slice(None) if rows is None else rows
+    has_bias = [getattr(m, "bias", None) is not None for m in modules]
+    bias = torch.cat([m.bias.detach() if m.bias is not None else torch.zeros(m.out_features)
+                      for m in modules])[rows] if any(has_bias) else None
+    if all(isinstance(m, DynamicInt8Linear) for m in modules):
+        qweight = torch.cat([m.qweight for m in modules])[rows]  # (O', I)
+        fused = DynamicInt8Linear(modules[0].in_features, qweight.shape[0], bias=bias is not None)
+        fused.qweight = qweight
+        fused.scale = torch.cat([m.scale for m in modules])[rows]
+        if bias is not None:
+            fused.bias = nn.Parameter(bias.float(), requires_grad=False)
+        return fused.refresh()
+    weight = torch.cat([m.weight.detach() for m in modules])[rows].to(dtype)  # (O', I)
+    return functools.partial(F.linear, weight=weight, bias=None if bias is None else bias.to(dtype))
 
 
 class Int8WeightOnlyEmbedding(nn.Module):

@@ -111,12 +111,15 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple[t
                n: int, epochs: int, batch_size: int, learning_rate: float, generator: torch.Generator,
                val_fraction: float = 0.1, patience: int | None = 5, progress: bool = True,
                description: str = "training", max_grad_norm: float | None = 1.0,
-               warmup_fraction: float = 0.05, weight_decay: float = 0.01) -> dict:
+               warmup_fraction: float = 0.05, weight_decay: float = 0.01,
+               sample_weights: torch.Tensor | None = None) -> dict:
     """Train ``model`` on rows ``0..n-1``.
 
     ``loss_fn(batch_index) -> (mean_loss, weight)`` computes the loss of the rows in
     ``batch_index`` (``weight``: e.g. the number of tokens, for the epoch mean). A seeded
     validation split (``val_fraction``) drives early stopping; the best weights are restored.
+    ``sample_weights`` (``(n,)``, optional): each epoch draws its training rows with replacement
+    in proportion to these weights (e.g. class balancing) instead of a plain shuffle.
     Returns the history ``{"train_loss": [...], "val_loss": [...], "best_epoch": int}``.
     """
     if epochs < 1 or batch_size < 1:
@@ -131,7 +134,12 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple[t
         for epoch in range(epochs):
             model.train()
             total, weight = 0.0, 0
-            for batch in iterate_batches(n, batch_size, generator, index=train_idx):
+            epoch_idx = train_idx
+            if sample_weights is not None:
+                draw = torch.multinomial(sample_weights[train_idx].double(), len(train_idx), replacement=True,
+                                         generator=generator)  # (n_train,)
+                epoch_idx = train_idx[draw]
+            for batch in iterate_batches(n, batch_size, generator, index=epoch_idx):
                 loss, w = loss_fn(batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
