@@ -9,6 +9,7 @@ from trafficgen.evaluation.tme_metrics import (
     link_residual,
     mmd_rbf,
     rmse,
+    rmse_t,
     sre,
     summary_stats,
     tre,
@@ -21,6 +22,7 @@ XH = np.array([[2.0, 3.0], [1.0, 1.0]])
 def test_hand_computed():
     assert rmse(X, XH) == pytest.approx(np.sqrt(3 / 4))
     np.testing.assert_allclose(tre(X, XH), [1 / 4, 2 / 2])
+    np.testing.assert_allclose(rmse_t(X, XH), [np.sqrt(1 / 2), 1.0])
     np.testing.assert_allclose(sre(X, XH), [2 / 3, 1 / 3])
     assert summary_stats([1.0, 2.0, 6.0]) == {"mean": 3.0, "median": 2.0, "std": pytest.approx(np.std([1, 2, 6])),
                                                "max": 6.0}
@@ -28,6 +30,7 @@ def test_hand_computed():
     np.testing.assert_allclose(link_residual(XH, X @ A, A), [1 / 4, 0.0])
     rep = estimation_report(X, XH, X @ A, A)
     assert rep["tre"]["max"] == 1.0 and rep["link_residual"]["mean"] == pytest.approx(0.125)
+    assert rep["rmse_t"]["max"] == 1.0
 
 
 def test_sre_drops_zero_flows_and_cdf():

@@ -196,3 +196,48 @@ def test_minilm_default_backbone_loads_offline():
     assert bb.hidden_size == 384 and len(bb.adapters) == 6
     assert all(type(layer.output).__name__ == "ParallelAdapterBertOutput" for layer in bb.lm.encoder.layer)
     assert bb(torch.randn(2, 4, 16)).shape == (2, 4, 384)
+
+
+def test_encode_indexed_matches_encode_on_gathered_frames(tiny_qwen):
+    net = _net(tiny_qwen).eval()
+    frames = torch.randn(12, 3, 8, 8)  # a series of 12 frames
+    index = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6], [6, 7, 8, 9, 10, 11]])  # overlapping windows
+    cg1, cs1 = net.encode_indexed(frames, index)
+    cg2, cs2 = net.encode(frames[index])
+    assert torch.allclose(cg1, cg2, atol=1e-5) and torch.allclose(cs1, cs2, atol=1e-5)
+
+
+def test_chunked_batches_visit_every_window_once():
+    m = LeadForecaster(batch_size=8, window_chunk=4)
+    batches = m._batches(30, torch.Generator().manual_seed(0))
+    flat = torch.cat(batches)
+    assert sorted(flat.tolist()) == list(range(30)) and max(len(b) for b in batches) == 8
+    runs = sum(int(flat[i + 1] == flat[i] + 1) for i in range(len(flat) - 1))
+    assert runs >= 20  # mostly consecutive windows (shared frames)
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+def test_prediction_types_train_and_sample(tiny_qwen, series, prediction_type):
+    m = LeadForecaster(llm=tiny_qwen, epochs=1, max_train_windows=8, prediction_type=prediction_type,
+                       window_chunk=2, **TINY).fit(series[:40])
+    assert m.scheduler_.config.prediction_type == prediction_type
+    out = m.predict_samples(series, [30], [1], 2, random_state=0)
+    assert out.shape == (1, 2, 1, 8, 8) and np.all(np.isfinite(out))
+    with pytest.raises(ConfigError):
+        LeadForecaster(llm=tiny_qwen, epochs=1, prediction_type="nope", **TINY).fit(series[:40])
+
+
+def test_target_scaling_std_quantile_and_paper_setting(series):
+    resid = torch.randn(50, 2, 8, 8) * torch.tensor([0.1, 0.3])[None, :, None, None]
+    m = LeadForecaster(target_scaling="std")
+    m._fit_target_scale(resid)
+    assert np.allclose(m.target_scale_, [0.1, 0.3], rtol=0.1)
+    m = LeadForecaster(target_scaling=1.0)
+    m._fit_target_scale(resid)
+    assert torch.all(m._to_target(resid).abs() <= 1 + 1e-6)  # q = 1: every target in [-1, 1]
+    assert torch.allclose(m._from_target(m._to_target(resid), [0, 1]), resid, atol=1e-6)
+    m = LeadForecaster(residual=False)
+    m._fit_target_scale(resid)
+    assert m.target_scale_ == [1.0, 1.0]  # the paper's target z in [-1, 1] is used as is
+    with pytest.raises(ConfigError):
+        LeadForecaster(target_scaling="bad")._fit_target_scale(resid)

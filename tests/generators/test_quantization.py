@@ -12,8 +12,8 @@ from trafficgen.evaluation.profiling import directory_size
 from trafficgen.generators.quantization import (
     DynamicInt8Linear,
     Int8WeightOnlyEmbedding,
-    fused_projection,
     Int8WeightOnlyLinear,
+    fused_projection,
     load_quantized,
     next_token_distance,
     quantize_generator,

@@ -72,10 +72,14 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "-o", "--out", help="Output .npy (T, N, N)."),
         method: str = typer.Option("ddpm-tme", "--method", help="ddpm-tme | tomogravity | gravity | pinv."),
         model: Path = typer.Option(None, "--model", help="Saved DDPM-TME directory (method ddpm-tme)."),
-        n_init: int = typer.Option(256, "--n-init"),
-        n_opt: int = typer.Option(100, "--n-opt"),
-        steps: int = typer.Option(10, "--steps"),
+        n_init: int = typer.Option(1024, "--n-init", help="Candidate pool size (Algorithm 2, step 1)."),
+        n_starts: int = typer.Option(16, "--n-starts", help="Best pool candidates optimised and averaged per target."),
+        n_opt: int = typer.Option(5, "--n-opt", help="Adam iterations on the sampling noises."),
+        lr: float = typer.Option(0.01, "--lr", help="Adam step size on the noises."),
+        steps: int = typer.Option(5, "--steps", help="DDIM steps of the differentiable sampler."),
         loss: str = typer.Option("l1", "--loss", help="l1 | l2."),
+        projection: str = typer.Option("kl", "--projection",
+                                       help="Final projection onto the link loads: kl | wls | none."),
         batch_size: int = typer.Option(64, "--batch-size"),
         seed: int = typer.Option(0, "--seed"),
         truth: Path = typer.Option(None, "--truth", help="Optional true TMs (.npy (T,N,N)) to score."),
@@ -101,8 +105,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
             from trafficgen.generators.ddpm_tme.model import DDPMTME
 
             m = DDPMTME.from_pretrained(model)
-            x = m.estimate(Y, A, n_init=n_init, n_opt=n_opt, steps=steps, loss=loss, batch_size=batch_size,
-                           random_state=seed, progress=True)
+            x = m.estimate(Y, A, n_init=n_init, n_starts=n_starts, n_opt=n_opt, lr=lr, steps=steps, loss=loss,
+                           batch_size=batch_size, projection=projection, random_state=seed, progress=True)
         else:
             from trafficgen.generators.tm_estimation import classic
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -161,7 +161,7 @@ class FlowSet:
         if self.labels is None:
             return {}
         values, counts = np.unique(self.labels.astype(str), return_counts=True)
-        return {str(v): int(c) for v, c in zip(values, counts)}
+        return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
 
     def _columns(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "meta"}

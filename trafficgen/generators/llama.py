@@ -143,7 +143,6 @@ class LlamaStepDecoder:
     def _first_step(self, tokens):
         """Position 0: each distinct token once; attention over one position returns ``v``."""
         import torch
-        import torch.nn.functional as F
 
         uniq, inverse = torch.unique(tokens, return_inverse=True)  # (U,), (B,)
         u, h, hd = uniq.shape[0], self.n_heads, self.head_dim

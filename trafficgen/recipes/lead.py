@@ -11,6 +11,10 @@ as point forecast) CRPS and 50/90 % interval coverage. The paper's own numbers s
 column where we know them (otherwise "n/a"). ``use_baselines`` / ``use_variants`` (lists) pick a
 subset (the quick mode uses them, since recipe overrides merge dictionaries).
 
+``table3`` (list) names the variants of the ablation table (Table 3, with persistence beside
+them); every other model goes into the data set's Table 1/2. ``eval.timing`` times the fan-chart
+variant once more at ``ddim_steps`` (50) for ms per forecast / per sample.
+
 Writes ``table.csv``, ``table.md``, ``summary.md``, one fan chart PNG per data set and the
 trained models under ``models/`` (reused on a re-run when ``reuse: true`` and the parameters
 match).
@@ -93,6 +97,20 @@ def fan_chart(values: np.ndarray, origins: np.ndarray, samples: np.ndarray, od_p
     return path
 
 
+def _timing_50(model, values, origins, horizons, cfg: dict, seed: int) -> dict:
+    """ms per forecast (all horizons, K samples) and per sample at ``cfg['ddim_steps']`` (50)."""
+    steps, k = int(cfg.get("ddim_steps", 50)), int(cfg.get("n_samples", 8))
+    o = origins[: max(1, int(cfg.get("n_origins", 2)))]
+    saved = model.n_inference_steps
+    model.n_inference_steps = steps
+    t0 = time.perf_counter()
+    model.predict_samples(values, o, horizons, k, random_state=seed)
+    dt = time.perf_counter() - t0
+    model.n_inference_steps = saved
+    return {"ddim_steps": steps, "n_samples": k, "n_origins": len(o), "n_horizons": len(horizons),
+            "ms_per_forecast": 1e3 * dt / len(o), "ms_per_sample": 1e3 * dt / (len(o) * k * len(horizons))}
+
+
 def run(config: dict, out_dir: Path, quick: bool) -> dict:
     from rich.progress import Progress
 
@@ -106,6 +124,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
     ev = config.get("eval", {})
     rows, timings, results = [], {}, {}
     for ds in config.get("datasets", ["abilene"]):
+        t_ds = time.perf_counter()
         series = _load(ds)
         train, val, test = chronological_split(series, tuple(config.get("split", (0.7, 0.15, 0.15))))
         values = series.values
@@ -139,6 +158,8 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
         only = config.get("use_variants") or config.get("variants_per_dataset", {}).get(ds)
         if only is not None:
             variants = {k2: v for k2, v in variants.items() if k2 in only}
+        fan = config.get("fan_chart", {})
+        main = fan.get("variant", next(iter(variants)))
         lead_samples = {}
         with Progress(disable=not config.get("progress", True), transient=True) as bar:
             task = bar.add_task(f"{ds}: LEAD variants", total=len(variants))
@@ -163,7 +184,10 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
                     "train_loss": hist.get("train_loss", []), "val_loss": hist.get("val_loss", []),
                     "predict_s": pred_s, "ms_per_forecast": 1e3 * pred_s / len(origins),
                     "ms_per_sample": 1e3 * pred_s / (len(origins) * samples.shape[1] * len(horizons)),
-                    "ddim_steps": model.n_inference_steps}
+                    "ddim_steps": model.n_inference_steps, "n_samples": int(samples.shape[1])}
+                if vname == main and ev.get("timing"):
+                    timings[f"{ds}/{vname}"]["timing"] = _timing_50(model, values, origins, horizons,
+                                                                    ev["timing"], seed)
                 lead_samples[vname] = samples
                 bar.advance(task)
         pers = metrics.get("persistence")
@@ -177,8 +201,6 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
                     row["nmae_vs_persistence"] = m["nmae"] / pers[h]["nmae"]
                 row["paper_rmse"] = _paper(config, ds, name, h)
                 rows.append(row)
-        fan = config.get("fan_chart", {})
-        main = fan.get("variant", next(iter(variants)))
         if main in lead_samples:
             pairs = [tuple(p) for p in fan.get("od_pairs", [[0, 1]])]
             n = series.n_nodes
@@ -190,33 +212,77 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
         results.setdefault(ds, {}).update({"n_test_origins_evaluated": len(origins),
                                            "n_test_origins_total": len(all_origins),
                                            "metrics": {k2: {str(h): v for h, v in m.items()} for k2, m in metrics.items()},
-                                           "baseline_fit_s": fit_times})
-    _write_tables(rows, out_dir)
+                                           "baseline_fit_s": fit_times, "wall_s": time.perf_counter() - t_ds})
     results["timings"] = timings
     results["rows"] = rows
+    _write_tables(rows, out_dir, config, results)
     return results
 
 
 def _fmt(v) -> str:
     if v is None:
         return "-"
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return "nan" if v != v else f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+    return str(v)
 
 
-def _write_tables(rows: list[dict], out_dir: Path) -> None:
+_COLS = [("model", "model"), ("horizon", "h"), ("rmse", "RMSE (LEAD metric)"), ("mae", "MAE (LEAD metric)"),
+         ("nmae", "NMAE (real units)"), ("rmse_mbps", "RMSE Mbit/s"), ("rmse_vs_persistence", "RMSE / pers."),
+         ("nmae_vs_persistence", "NMAE / pers."), ("crps_mbps", "CRPS Mbit/s"), ("coverage_50", "50 % cov."),
+         ("coverage_90", "90 % cov."), ("paper_rmse", "paper RMSE")]
+
+
+def _md_table(rows: list[dict]) -> list[str]:
+    lines = ["| " + " | ".join(c[1] for c in _COLS) + " |", "|" + "---|" * len(_COLS)]
+    lines += ["| " + " | ".join(_fmt(r.get(c[0])) for c in _COLS) + " |" for r in rows]
+    return lines
+
+
+def _write_tables(rows: list[dict], out_dir: Path, config: dict, results: dict) -> None:
     import pandas as pd
 
     df = pd.DataFrame(rows)
     with atomic_path(out_dir / "table.csv") as tmp:
         df.to_csv(tmp, index=False)
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    text = "\n".join(lines) + "\n"
+    table3 = list(config.get("table3", []))
+    ev = config.get("eval", {})
+    out = ["# LEAD recipe: Tables 1-3", "",
+           "RMSE/MAE (LEAD metric): every matrix min-max normalised by its own min and max (the paper's metric); "
+           "NMAE = sum|error| / sum|truth| and RMSE in Mbit/s: real units. `/ pers.` < 1 beats persistence. "
+           f"LEAD: median of K = {ev.get('n_samples', 8)} DDIM samples ({ev.get('ddim_steps', 50)} steps) as the "
+           "point forecast; CRPS and 50/90 % interval coverage from the samples (deterministic baselines: '-'). "
+           "`paper RMSE`: the LEAD paper's reported number (its own split and preprocessing), n/a where not known.", ""]
+    n_table = 1
+    for ds in config.get("datasets", ["abilene"]):
+        ds_rows = [r for r in rows if r["dataset"] == ds]
+        if not ds_rows:
+            continue
+        info = results.get(ds, {})
+        main = [r for r in ds_rows if r["model"] not in table3]
+        out += [f"## Table {n_table}: {ds}, horizons {', '.join(str(h) for h in config.get('horizons', [1, 10, 20]))}",
+                "", f"{info.get('n_test_origins_evaluated')} test origins evenly spaced over "
+                f"{info.get('n_test_origins_total')}.", ""] + _md_table(main) + [""]
+        n_table += 1
+    abl = [r for r in rows if r["model"] in table3 or r["model"] == "persistence"]
+    abl_ds = sorted({r["dataset"] for r in rows if r["model"] in table3})
+    for ds in abl_ds:
+        out += [f"## Table 3: ablations on {ds}", ""] + _md_table([r for r in abl if r["dataset"] == ds]) + [""]
+    out += ["## Training and inference time", "",
+            "| variant | train windows | epochs run | s / epoch (mean) | fit s | val loss per epoch | "
+            "ms / forecast (table) | ms / sample (table) | ms / forecast (timing) | ms / sample (timing) |",
+            "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for key, t in results.get("timings", {}).items():
+        ep = t.get("epoch_s") or []
+        tm = t.get("timing", {})
+        out.append(f"| {key} | {t.get('train_windows')} | {t.get('epochs_run')} | "
+                   f"{(sum(ep) / len(ep)) if ep else float('nan'):.1f} | {t.get('fit_s', 0):.0f}"
+                   f"{' (reused)' if t.get('reused') else ''} | {', '.join(f'{v:.4f}' for v in t.get('val_loss', []))} | "
+                   f"{t['ms_per_forecast']:.0f} ({t['ddim_steps']} steps, K={t.get('n_samples')}) | {t['ms_per_sample']:.1f} | "
+                   + (f"{tm['ms_per_forecast']:.0f} ({tm['ddim_steps']} steps, K={tm['n_samples']}) | {tm['ms_per_sample']:.1f} |"
+                      if tm else "- | - |"))
+    text = "\n".join(out) + "\n"
     with atomic_path(out_dir / "table.md") as tmp:
         tmp.write_text(text)
-    summary = ("# LEAD recipe\n\nrmse/mae: LEAD's per-matrix-normalised metric; nmae, rmse_mbps: real units; "
-               "crps/coverage from the LEAD samples; *_vs_persistence < 1 beats persistence; paper_rmse: "
-               "the paper's reported number where known.\n\n" + text)
     with atomic_path(out_dir / "summary.md") as tmp:
-        tmp.write_text(summary)
+        tmp.write_text(text)

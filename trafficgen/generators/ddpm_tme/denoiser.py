@@ -7,7 +7,15 @@ is diffusers' ``DDPMScheduler`` (linear betas 1e-4..0.02) and the DDIM step indi
 The DDIM update itself is written out here (:func:`ddim_sample`) from the scheduler's
 ``alphas_cumprod`` so that gradients flow to the initial noise ``x_T`` and to every per-step noise
 ``z_t`` (the scheduler's ``step`` draws its own noise). With ``eta = 0`` it matches
-``DDIMScheduler.step`` exactly (tested).
+``DDIMScheduler.step`` exactly (tested), for both prediction types.
+
+Prediction type: ``"epsilon"`` (the DDPM paper's noise prediction) or ``"v_prediction"``
+(Salimans & Ho 2022, ``v = sqrt(a) eps - sqrt(1 - a) x0``; diffusers' name). With epsilon
+prediction the first DDIM step at t = T - 1 computes ``x0 = (x - sqrt(1 - a) eps) / sqrt(a)`` with
+``1 / sqrt(a) ~ 150``: a denoiser that is not trained to near-exact identity at high noise (any
+small model on a CPU budget) amplifies its error there and samples explode (latent std ~25 instead
+of 1 after 40 Abilene epochs). With v-prediction ``x0 = sqrt(a) x - sqrt(1 - a) v`` has no such
+amplification, which is why DDPM-TME defaults to it.
 """
 from __future__ import annotations
 
@@ -16,7 +24,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["DenoiserConfig", "MLPResNetDenoiser", "make_schedulers", "ddim_timesteps", "ddim_sample"]
+__all__ = ["DenoiserConfig", "MLPResNetDenoiser", "make_schedulers", "ddim_timesteps", "ddim_sample",
+           "PREDICTION_TYPES", "training_target", "predicted_x0_eps"]
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 @dataclass
@@ -69,12 +80,13 @@ class MLPResNetDenoiser(nn.Module):
         return self.out(torch.nn.functional.silu(self.out_norm(h)))  # (B, D)
 
 
-def make_schedulers(num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+def make_schedulers(num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
+                    prediction_type: str = "epsilon"):
     """(DDPMScheduler for training, DDIMScheduler for step indices) with the same linear betas."""
     from diffusers import DDIMScheduler, DDPMScheduler
 
     kw = dict(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
-              beta_schedule="linear", clip_sample=False)
+              beta_schedule="linear", clip_sample=False, prediction_type=prediction_type)
     return DDPMScheduler(**kw), DDIMScheduler(**kw, timestep_spacing="trailing", set_alpha_to_one=True)
 
 
@@ -86,8 +98,23 @@ def ddim_timesteps(ddim_scheduler, steps: int) -> list[tuple[int, int]]:
     return [(t, t - gap) for t in ts]
 
 
+def training_target(x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """What the denoiser regresses on: eps, or v = sqrt(a) eps - sqrt(1 - a) x0 (a: (B, 1))."""
+    if prediction_type == "epsilon":
+        return eps
+    return a.sqrt() * eps - (1 - a).sqrt() * x0  # (B, D)
+
+
+def predicted_x0_eps(out: torch.Tensor, x: torch.Tensor, a: torch.Tensor, prediction_type: str):
+    """(x0_hat, eps_hat) from the denoiser output at x_t = x with alpha_cumprod a."""
+    if prediction_type == "epsilon":
+        return (x - (1 - a).sqrt() * out) / a.sqrt(), out
+    return a.sqrt() * x - (1 - a).sqrt() * out, (1 - a).sqrt() * x + a.sqrt() * out
+
+
 def ddim_sample(denoiser: nn.Module, x_T: torch.Tensor, noises: torch.Tensor | None,
-                alphas_cumprod: torch.Tensor, pairs: list[tuple[int, int]], eta: float = 0.0) -> torch.Tensor:
+                alphas_cumprod: torch.Tensor, pairs: list[tuple[int, int]], eta: float = 0.0,
+                prediction_type: str = "epsilon") -> torch.Tensor:
     """Differentiable DDIM: x_T (B, D), noises (B, S, D) per-step z_t (ignored when eta = 0)
     -> x_0 (B, D). x_{t'} = sqrt(a') x0 + sqrt(1 - a' - s^2) eps + s z with
     s = eta sqrt((1 - a') / (1 - a)) sqrt(1 - a / a')."""
@@ -96,8 +123,7 @@ def ddim_sample(denoiser: nn.Module, x_T: torch.Tensor, noises: torch.Tensor | N
         a = alphas_cumprod[t]
         a_prev = alphas_cumprod[t_prev] if t_prev >= 0 else alphas_cumprod.new_tensor(1.0)
         tt = torch.full((x.shape[0],), t, dtype=torch.long)
-        eps = denoiser(x, tt)  # (B, D)
-        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()  # (B, D)
+        x0, eps = predicted_x0_eps(denoiser(x, tt), x, a, prediction_type)  # (B, D) each
         sigma = eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
         x = a_prev.sqrt() * x0 + (1 - a_prev - sigma ** 2).clamp_min(0).sqrt() * eps  # (B, D)
         if eta > 0 and noises is not None and t_prev >= 0:

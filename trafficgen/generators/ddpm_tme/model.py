@@ -18,11 +18,13 @@ from trafficgen.data.tmseries import TMSeries
 from trafficgen.errors import ConfigError
 from trafficgen.generators.base import PretrainedMixin
 from trafficgen.generators.ddpm_tme.denoiser import (
+    PREDICTION_TYPES,
     DenoiserConfig,
     MLPResNetDenoiser,
     ddim_sample,
     ddim_timesteps,
     make_schedulers,
+    training_target,
 )
 from trafficgen.generators.ddpm_tme.preprocess import Embedding, Recovery, TMScaler
 
@@ -39,7 +41,12 @@ def _progress(iterable, enabled: bool, description: str, total: int | None = Non
 
 class DDPMTME(PretrainedMixin):
     """Latent DDPM over OD vectors. ``latent_dim=None`` picks 128 for up to 15 nodes (Abilene)
-    and 256 above (GEANT), as in the paper."""
+    and 256 above (GEANT), as in the paper.
+
+    ``prediction_type`` is ``"v_prediction"`` by default: with ``"epsilon"`` a denoiser trained on a
+    CPU budget samples exploding latents (see :mod:`~trafficgen.generators.ddpm_tme.denoiser`).
+    ``flow_scale`` sets the per-flow log scale of :class:`~trafficgen.generators.ddpm_tme.preprocess.TMScaler`.
+    """
 
     name: ClassVar[str] = "ddpm-tme"
     _kind_key: ClassVar[str] = "tm_model"
@@ -49,7 +56,8 @@ class DDPMTME(PretrainedMixin):
                  n_blocks: int = 4, num_train_timesteps: int = 1000, beta_start: float = 1e-4,
                  beta_end: float = 0.02, epochs: int = 200, pretrain_epochs: int = 50,
                  batch_size: int = 64, lr: float = 1e-3, recon_weight: float = 1.0,
-                 sampling_steps: int = 20, eta: float = 0.0, random_state: int = 0, progress: bool = False):
+                 sampling_steps: int = 20, eta: float = 0.0, prediction_type: str = "v_prediction",
+                 flow_scale: float = 1.0, random_state: int = 0, progress: bool = False):
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
         self.width = width
@@ -64,6 +72,8 @@ class DDPMTME(PretrainedMixin):
         self.recon_weight = recon_weight
         self.sampling_steps = sampling_steps
         self.eta = eta
+        self.prediction_type = prediction_type
+        self.flow_scale = flow_scale
         self.random_state = random_state
         self.progress = progress
 
@@ -80,7 +90,7 @@ class DDPMTME(PretrainedMixin):
                                                time_dim=min(128, max(32, self.width // 2)))
         self.denoiser_ = MLPResNetDenoiser(self.denoiser_config_)
         self.ddpm_scheduler_, self.ddim_scheduler_ = make_schedulers(
-            self.num_train_timesteps, self.beta_start, self.beta_end)
+            self.num_train_timesteps, self.beta_start, self.beta_end, self.prediction_type)
         self.alphas_cumprod_ = self.ddpm_scheduler_.alphas_cumprod.to(torch.float32)  # (T_train,)
 
     def _validate(self):
@@ -88,6 +98,8 @@ class DDPMTME(PretrainedMixin):
             raise ConfigError("epochs/pretrain_epochs must be >= 0, batch_size and sampling_steps >= 1")
         if not 0 < self.beta_start < self.beta_end < 1:
             raise ConfigError(f"need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
 
     # ------------------------------------------------------------------ training
     def fit(self, train: TMSeries, *, val: TMSeries | None = None) -> DDPMTME:
@@ -97,7 +109,7 @@ class DDPMTME(PretrainedMixin):
             raise ConfigError(f"fit expects a TMSeries, got {type(train).__name__}")
         torch.manual_seed(self.random_state)
         gen = torch.Generator().manual_seed(self.random_state)
-        self.scaler_ = TMScaler().fit(train.flat)
+        self.scaler_ = TMScaler(relative_scale=self.flow_scale).fit(train.flat)
         self._scaler_t = None
         self._build(train.n_nodes)
         z = torch.as_tensor(self.scaler_.transform(train.flat), dtype=torch.float32)  # (T, n_od)
@@ -128,7 +140,8 @@ class DDPMTME(PretrainedMixin):
                 eps = torch.randn(lat.shape, generator=gen)  # (B, D)
                 a = ac[t][:, None]  # (B, 1)
                 noisy = a.sqrt() * lat + (1 - a).sqrt() * eps  # (B, D)
-                dif = torch.mean((self.denoiser_(noisy, t) - eps) ** 2)
+                target = training_target(lat, eps, a, self.prediction_type)  # (B, D)
+                dif = torch.mean((self.denoiser_(noisy, t) - target) ** 2)
                 loss = self.recon_weight * rec + dif
                 opt.zero_grad()
                 loss.backward()
@@ -193,7 +206,7 @@ class DDPMTME(PretrainedMixin):
         self._check_fitted()
         pairs = ddim_timesteps(self.ddim_scheduler_, int(steps or self.sampling_steps))
         return ddim_sample(self.denoiser_, x_T, noises, self.alphas_cumprod_, pairs,
-                           self.eta if eta is None else float(eta))
+                           self.eta if eta is None else float(eta), self.prediction_type)
 
     def draw_noise(self, n: int, generator: torch.Generator, *, steps: int | None = None):
         """Fresh (x_T (n, D), per-step noises (n, S, D)) from ``generator``."""

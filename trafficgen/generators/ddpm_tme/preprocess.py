@@ -2,8 +2,11 @@
 
 Scaling (:class:`TMScaler`): OD magnitudes span many orders of magnitude (Abilene flows differ
 by ~3000x in mean; GEANT has all-zero flows next to Gbit/s ones), so each flow ``i`` is mapped
-``u_i = log1p(x_i / s_i)`` with ``s_i`` the flow's training mean (a small global floor for
-all-zero flows), then standardised per flow ``z_i = (u_i - mu_i) / sd_i``. The inverse
+``u_i = log1p(x_i / s_i)`` with ``s_i`` the flow's training mean times ``relative_scale`` (a small
+global floor for all-zero flows), then standardised per flow ``z_i = (u_i - mu_i) / sd_i``.
+``relative_scale`` < 1 makes the map logarithmic further below the mean: GEANT's bursty flows
+(x / mean from 1e-3 to 1e2 within one flow) need it (0.01 cut the MMD of DDPM-TME samples to the
+training set from 0.28 to 0.07), Abilene's steadier flows do best with 1. The inverse
 ``x_i = s_i * expm1(clamp(z_i * sd_i + mu_i, 0, u_max_i))`` is exact on the training range
 (up to float rounding), differentiable, non-negative, and bounded by ``u_max_i`` = the flow's
 largest training ``u`` + 1 (at most ~e times its training maximum), so an untrained or
@@ -30,12 +33,14 @@ __all__ = ["TMScaler", "Embedding", "Recovery"]
 
 @dataclass
 class TMScaler:
-    """Per-flow ``log1p(x / scale)`` + standardisation. Arrays are (n_od,) float64."""
+    """Per-flow ``log1p(x / scale)`` + standardisation. Arrays are (n_od,) float64.
+    ``relative_scale`` multiplies the per-flow training mean that sets ``scale``."""
 
     scale_: np.ndarray | None = None
     mean_: np.ndarray | None = None
     std_: np.ndarray | None = None
     upper_: np.ndarray | None = None
+    relative_scale: float = 1.0
 
     def fit(self, x: np.ndarray) -> TMScaler:
         x = np.asarray(x, dtype=np.float64)  # (T, n_od)
@@ -43,7 +48,9 @@ class TMScaler:
             raise ConfigError(f"scaler needs (T >= 2, n_od) training vectors, got {x.shape}")
         m = x.mean(0)  # (n_od,)
         floor = max(float(m[m > 0].min()) if np.any(m > 0) else 1.0, 1e-12) * 1e-3
-        self.scale_ = np.maximum(m, floor)
+        if not self.relative_scale > 0:
+            raise ConfigError(f"relative_scale must be > 0, got {self.relative_scale}")
+        self.scale_ = np.maximum(m, floor) * self.relative_scale
         u = np.log1p(x / self.scale_)  # (T, n_od)
         self.mean_ = u.mean(0)
         sd = u.std(0)

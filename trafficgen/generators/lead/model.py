@@ -71,7 +71,22 @@ class LeadNet(nn.Module):
 
     def encode(self, frames: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(B, T, C, N, N) frames -> (c_global (B, cond_dim) | None, c_seq (B, T, cross_dim) | None)."""
-        feats = self.vision(frames)  # (B, T, D)
+        return self.condition(self.vision(frames))  # vision: (B, T, D)
+
+    def encode_indexed(self, frames: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor | None,
+                                                                                  torch.Tensor | None]:
+        """Same as ``encode(frames[index])`` with every distinct frame encoded once.
+
+        ``frames`` (T_all, C, N, N) all frames of a series, ``index`` (B, T) the frame of each window
+        position. The vision encoder is per frame (no batch statistics), so overlapping windows can
+        share the features of their common frames: exact, and several times cheaper for batches of
+        consecutive windows."""
+        uniq, inverse = torch.unique(index, return_inverse=True)  # (U,), (B, T)
+        feats = self.vision(frames[uniq][None])[0]  # (U, D)
+        return self.condition(feats[inverse])  # feats[inverse]: (B, T, D)
+
+    def condition(self, feats: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(B, T, D) frame features -> causal aggregator -> adapted LM -> dual conditioning."""
         z_st = self.aggregator(feats)  # (B, T, D)
         h = self.backbone(z_st)  # (B, T, H)
         return self.conditioning(h)

@@ -4,8 +4,9 @@ relative link misfit, as DDPM-TME's Algorithm 2 does with its sampling noises).
 
 Both work on the per-flow ``log1p`` + standardised scale of
 :class:`~trafficgen.generators.ddpm_tme.preprocess.TMScaler` and share the post-processing of
-DDPM-TME (clip at 0, optional weighted LS projection onto the link loads), so the comparison
-isolates the prior. Networks are small MLPs (hidden ``width``, LeakyReLU).
+DDPM-TME (the projection onto the link loads, KL by default, see
+:func:`~trafficgen.generators.ddpm_tme.estimate.refine_to_link_loads`), so the comparison isolates
+the prior. Networks are small MLPs (hidden ``width``, LeakyReLU).
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ class _LatentTME:
     """Shared: scaling, sampling, latent-optimisation estimation. Subclasses build ``decoder_``."""
 
     def __init__(self, *, latent_dim: int = 32, width: int = 256, epochs: int = 200, batch_size: int = 64,
-                 lr: float = 1e-3, random_state: int = 0, progress: bool = False):
+                 lr: float = 1e-3, flow_scale: float = 1.0, random_state: int = 0, progress: bool = False):
         self.latent_dim = latent_dim
+        self.flow_scale = flow_scale
         self.width = width
         self.epochs = epochs
         self.batch_size = batch_size
@@ -54,7 +56,7 @@ class _LatentTME:
         if self.epochs < 0 or self.batch_size < 1 or self.latent_dim < 1:
             raise ConfigError("epochs >= 0, batch_size >= 1 and latent_dim >= 1 are required")
         torch.manual_seed(self.random_state)
-        self.scaler_ = TMScaler().fit(train.flat)
+        self.scaler_ = TMScaler(relative_scale=self.flow_scale).fit(train.flat)
         self.n_nodes_ = train.n_nodes
         self.unit_ = train.unit
         self.history_ = {"loss": []}
@@ -78,38 +80,45 @@ class _LatentTME:
             z = torch.randn((n, self.latent_dim), generator=gen)  # (n, d)
             return self.scaler_.inverse_transform(self.decoder_(z).double().numpy())
 
-    def estimate(self, link_loads, routing, *, n_init: int = 256, n_opt: int = 100, lr: float = 0.05,
-                 loss: str = "l1", batch_size: int = 512, project_iters: int = 3, random_state: int = 0,
-                 return_raw: bool = False):
-        """(T, n_od) estimates (and the raw generator fit with ``return_raw``)."""
+    def estimate(self, link_loads, routing, *, n_init: int = 256, n_starts: int = 1, n_opt: int = 100,
+                 lr: float = 0.05, loss: str = "l1", batch_size: int = 512, projection: str = "kl",
+                 project_iters: int = 3, random_state: int = 0, return_raw: bool = False):
+        """(T, n_od) estimates (and the raw generator fit with ``return_raw``). ``n_starts`` best
+        pool latents are optimised per target and their fits averaged, as in DDPM-TME."""
         self._check_fitted()
         Y, A = _as_inputs(link_loads, routing, self.n_nodes_ ** 2)
+        if n_init < 1 or n_opt < 0 or batch_size < 1 or n_starts < 1:
+            raise ConfigError("need n_init >= 1, n_opt >= 0, batch_size >= 1 and n_starts >= 1")
+        n_starts = min(int(n_starts), int(n_init))
         gen = torch.Generator().manual_seed(int(random_state))
         At = torch.as_tensor(A, dtype=torch.float32)  # (n_od, L)
         pool = torch.randn((n_init, self.latent_dim), generator=gen)  # (P, d)
         with torch.no_grad():
             pool_x = self.scaler_.inverse_transform(self.decoder_(pool).double().numpy())  # (P, n_od)
-        best = best_of_pool(pool_x, Y, A, loss)
+        best = best_of_pool(pool_x, Y, A, loss, k=n_starts).reshape(len(Y), n_starts)  # (T, k)
         raw = np.empty((len(Y), A.shape[0]))
         for s in range(0, len(Y), batch_size):
             sl = slice(s, s + batch_size)
-            y = torch.as_tensor(Y[sl], dtype=torch.float32)  # (B, L)
-            z = pool[best[sl]].clone().requires_grad_(True)  # (B, d)
+            idx = best[sl].reshape(-1)  # (B * k,)
+            y = torch.as_tensor(Y[sl], dtype=torch.float32).repeat_interleave(n_starts, 0)  # (B * k, L)
+            z = pool[torch.as_tensor(idx)].clone().requires_grad_(True)  # (B * k, d)
             opt = torch.optim.Adam([z], lr=lr)
             best_loss = torch.full((len(y),), float("inf"))
-            best_x = torch.as_tensor(pool_x[best[sl]], dtype=torch.float32)  # (B, n_od)
-            for _ in range(n_opt + 1):
-                x = self._decode_real(z).clamp_min(0)  # (B, n_od)
-                per = link_misfit(x, y, At, loss)  # (B,)
+            best_x = torch.as_tensor(pool_x[idx], dtype=torch.float32)  # (B * k, n_od)
+            for i in range(n_opt + 1):  # the last pass only scores the final latents
+                x = self._decode_real(z).clamp_min(0)  # (B * k, n_od)
+                per = link_misfit(x, y, At, loss)  # (B * k,)
                 with torch.no_grad():
                     better = per < best_loss
                     best_loss = torch.where(better, per, best_loss)
                     best_x[better] = x[better]
+                if i == n_opt:
+                    break
                 opt.zero_grad()
                 per.sum().backward()
                 opt.step()
-            raw[sl] = best_x.detach().double().numpy()
-        est = refine_to_link_loads(raw, Y, A, project_iters=project_iters) if project_iters > 0 else raw
+            raw[sl] = best_x.detach().double().numpy().reshape(-1, n_starts, A.shape[0]).mean(1)
+        est = refine_to_link_loads(raw, Y, A, projection=projection, project_iters=project_iters)
         return (est, raw) if return_raw else est
 
 
@@ -117,9 +126,10 @@ class VAETME(_LatentTME):
     """VAE on scaled OD vectors (Gaussian decoder, MSE reconstruction + ``beta`` * KL)."""
 
     def __init__(self, *, latent_dim: int = 32, width: int = 256, epochs: int = 200, batch_size: int = 64,
-                 lr: float = 1e-3, beta: float = 0.01, random_state: int = 0, progress: bool = False):
+                 lr: float = 1e-3, beta: float = 0.01, flow_scale: float = 1.0, random_state: int = 0,
+                 progress: bool = False):
         super().__init__(latent_dim=latent_dim, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
-                         random_state=random_state, progress=progress)
+                         flow_scale=flow_scale, random_state=random_state, progress=progress)
         self.beta = beta
 
     def fit(self, train: TMSeries, *, val=None) -> VAETME:
@@ -153,10 +163,10 @@ class WGANGPTME(_LatentTME):
     generator step, gradient penalty weight ``gp_weight``, Adam(0.5, 0.9)."""
 
     def __init__(self, *, latent_dim: int = 32, width: int = 256, epochs: int = 200, batch_size: int = 64,
-                 lr: float = 1e-4, n_critic: int = 5, gp_weight: float = 10.0, random_state: int = 0,
-                 progress: bool = False):
+                 lr: float = 1e-4, n_critic: int = 5, gp_weight: float = 10.0, flow_scale: float = 1.0,
+                 random_state: int = 0, progress: bool = False):
         super().__init__(latent_dim=latent_dim, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
-                         random_state=random_state, progress=progress)
+                         flow_scale=flow_scale, random_state=random_state, progress=progress)
         self.n_critic = n_critic
         self.gp_weight = gp_weight
 
