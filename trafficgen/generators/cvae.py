@@ -30,6 +30,7 @@ from trafficgen.representations.gasf import GasfImageMapper
 CVAE_PRESETS: dict[str, dict] = {
     "tiny": dict(hidden_dim=32, latent_dim=4, n_layers=2),
     "small": dict(hidden_dim=256, latent_dim=16, n_layers=3),
+    "base": dict(hidden_dim=640, latent_dim=16, n_layers=3),   # ~1.8M: the budget of the other "small" presets
 }
 
 
@@ -86,7 +87,7 @@ class ConditionalVAE(nn.Module):
 class CVAEGenerator(FlowGenerator):
     """Conditional VAE flow generator (registry name ``"cvae"``).
 
-    Parameters: ``preset`` (``"small"`` ~0.3M parameters, ``"tiny"``), ``max_packets``
+    Parameters: ``preset`` (``"small"`` ~0.3M parameters, ``"base"`` ~1.75M, the budget of the other generators, ``"tiny"``), ``max_packets``
     (sequence length; ``None``: the data's width capped at 32), ``epochs``, ``batch_size``,
     ``learning_rate``, ``val_fraction`` (early stopping; 0 = none), ``random_state``,
     ``progress``.
