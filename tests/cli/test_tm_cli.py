@@ -71,6 +71,16 @@ def test_tm_forecast_samples_and_errors(tm_file, tmp_path):
     with np.load(out / "forecasts.npz") as z:
         assert z["samples"].shape[1] == 4 and z["quantiles"].shape[0] == len(z["quantile_levels"])
         np.testing.assert_array_equal(z["point"][:, 0], np.load(tm_file)[z["origins"] + 1 - 24])
+    assert (out / "fan_chart.png").read_bytes()[:4] == b"\x89PNG"
+    r = _invoke("tm", "forecast", "--model", "seasonal", "--data", str(tm_file), "-o", str(tmp_path / "f2"),
+                "--samples", "2", "--horizons", "1,2", "--fan-od", "a-b,2-0", "--fan-horizon", "2")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "f2" / "fan_chart.png").exists()
+    for bad in (["--samples", "2", "--fan-od", "a-z"], ["--fan-od", "a-b"], ["--samples", "2", "--fan-horizon", "7"]):
+        r = _invoke("tm", "forecast", "--model", "seasonal", "--data", str(tm_file), "-o", str(tmp_path / "bad"),
+                    "--horizons", "1", *bad)
+        assert isinstance(r.exception, ConfigError), (bad, r.output)
+        assert not (tmp_path / "bad").exists()
     r = _invoke("tm", "train", "--model", "lstm", "--data", str(tm_file), "-o", str(tmp_path / "x"), "--llm", "gpt2")
     assert isinstance(r.exception, ConfigError)
     r = _invoke("tm", "evaluate", "--model", "nope", "--data", str(tm_file), "-o", str(tmp_path / "y"))

@@ -68,14 +68,20 @@ def _resolve(model: str, **build_kw):
 
 
 def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: int, samples: int | None,
-              seed: int, epochs: int | None, write_npz: bool) -> dict:
+              seed: int, epochs: int | None, write_npz: bool, fan_od: str | None = None,
+              fan_horizon: int | None = None) -> dict:
     import numpy as np
 
     from trafficgen._io import atomic_path
+    from trafficgen.errors import ConfigError
+    from trafficgen.evaluation.fan_chart import fan_chart, largest_od_pairs, parse_od_pairs
     from trafficgen.evaluation.tm_forecast_eval import evaluate_forecaster, write_results
     from trafficgen.generators.tm_baselines import UNTRAINED
 
+    if (fan_od or fan_horizon) and not samples:
+        raise ConfigError("--fan-od / --fan-horizon need --samples K (the fan chart shows sample intervals)")
     series = load_series(data)
+    pairs = parse_od_pairs(fan_od, series.nodes) if fan_od else None
     hs = _parse_ints(horizons, "--horizons") if horizons else None
     forecaster, fitted = _resolve(model, epochs=epochs, seed=seed, t_in=t_in, horizons=hs)
     if not fitted and forecaster.name not in UNTRAINED:
@@ -83,12 +89,22 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
                    "(use `trafficgen tm train` to keep the model)", err=True)
     if hs is None:
         hs = [int(h) for h in getattr(forecaster, "horizons", (1, 10, 20))]
+    if fan_horizon is not None and fan_horizon not in hs:
+        raise ConfigError(f"--fan-horizon {fan_horizon} is not one of the horizons {hs}")
     results = evaluate_forecaster(forecaster, series, horizons=hs, t_in=t_in, split=_SPLIT,
                                   n_samples=samples, fit=not fitted, random_state=seed)
     baseline = None
     if results["model"] != "persistence":
         baseline = evaluate_forecaster(build_model("persistence"), series, horizons=hs, t_in=t_in, split=_SPLIT)
     paths = write_results(results, out, baseline_results=baseline)
+    if samples and write_npz:
+        h0 = hs[0] if fan_horizon is None else int(fan_horizon)
+        fc = results["forecast"]
+        paths["fan_chart"] = fan_chart(
+            series.values, fc["origins"], fc["samples"], pairs or largest_od_pairs(series.values),
+            horizon_index=hs.index(h0), horizon=h0, path=out / "fan_chart.png", unit=series.unit,
+            nodes=list(series.nodes),
+            title=f"{results['model']}, horizon {h0}: median and 50/90 % intervals of {samples} samples")
     if write_npz:
         fc = results["forecast"]
         arrays = {"origins": fc["origins"], "horizons": fc["horizons"], "point": fc["point"],
@@ -153,14 +169,19 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed."),
         epochs: int | None = typer.Option(None, "--epochs", help="Epochs when a learned model is "
                                              "fitted on the fly."),
+        fan_od: str | None = typer.Option(None, "--fan-od", help="OD pairs of the fan chart, e.g. "
+                                          "'ATLA-HSTN,0-3' (names or indices; default: the 3 largest)."),
+        fan_horizon: int | None = typer.Option(None, "--fan-horizon", help="Horizon of the fan chart "
+                                               "(default: the first)."),
     ) -> None:
         """Forecast every test origin: forecasts.npz + metrics.json + table.md + PNGs.
 
         forecasts.npz holds origins, horizons, point (B, H, N, N), y_true, unit, interval_s and,
-        with --samples, samples (B, S, H, N, N), quantile_levels and quantiles (Q, B, H, N, N).
+        with --samples, samples (B, S, H, N, N), quantile_levels and quantiles (Q, B, H, N, N);
+        with --samples, fan_chart.png shows the median and 50/90 % intervals for chosen OD pairs.
         """
         _evaluate(model, data, out, horizons=horizons, t_in=t_in, samples=samples, seed=seed, epochs=epochs,
-                  write_npz=True)
+                  write_npz=True, fan_od=fan_od, fan_horizon=fan_horizon)
 
     @tm_app.command("evaluate")
     def evaluate(

@@ -29,6 +29,7 @@ import numpy as np
 
 from trafficgen._io import atomic_path
 from trafficgen.errors import ConfigError
+from trafficgen.evaluation.fan_chart import fan_chart
 from trafficgen.registry import import_object
 
 LEAD_SPEC = "trafficgen.generators.lead.forecaster:LeadForecaster"
@@ -65,36 +66,6 @@ def _fit_lead(params: dict, train, val, model_dir: Path, reuse: bool):
     fit_s = time.perf_counter() - t0
     model.save_pretrained(model_dir)
     return model, fit_s, False
-
-
-def fan_chart(values: np.ndarray, origins: np.ndarray, samples: np.ndarray, od_pairs, *, horizon_index: int,
-              horizon: int, title: str, path: Path, unit: str = "") -> Path:
-    """PNG: truth (line) and the median, 50 % and 90 % sample intervals at ``origin + horizon``
-    for each chosen (origin node, destination node) pair. ``samples`` (B, S, H, N, N)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tgt = origins + horizon
-    lo_t, hi_t = int(tgt.min()) - 5, int(tgt.max()) + 1
-    fig, axes = plt.subplots(len(od_pairs), 1, figsize=(9, 2.6 * len(od_pairs)), squeeze=False)
-    for ax, (i, j) in zip(axes[:, 0], od_pairs, strict=True):
-        s = samples[:, :, horizon_index, i, j]  # (B, S)
-        q = np.quantile(s, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)  # (5, B)
-        ax.plot(np.arange(lo_t, hi_t), values[lo_t:hi_t, i, j], color="k", lw=0.8, label="truth")
-        ax.fill_between(tgt, q[0], q[4], color="C0", alpha=0.2, label="90 %")
-        ax.fill_between(tgt, q[1], q[3], color="C0", alpha=0.4, label="50 %")
-        ax.plot(tgt, q[2], "o-", color="C0", ms=2, lw=0.8, label="median")
-        ax.set_ylabel(f"OD {i}->{j} {unit}")
-    axes[0, 0].set_title(title)
-    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
-    axes[-1, 0].set_xlabel("time index")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
 
 
 def _timing_50(model, values, origins, horizons, cfg: dict, seed: int) -> dict:
@@ -208,7 +179,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
             h0 = int(fan.get("horizon", horizons[0]))
             fan_chart(values, origins, lead_samples[main], pairs, horizon_index=horizons.index(h0), horizon=h0,
                       title=f"LEAD ({main}) on {ds}, horizon {h0}: median and 50/90 % intervals",
-                      path=out_dir / f"fan_{ds}.png", unit=unit)
+                      path=out_dir / f"fan_{ds}.png", unit=unit, nodes=list(series.nodes))
         results.setdefault(ds, {}).update({"n_test_origins_evaluated": len(origins),
                                            "n_test_origins_total": len(all_origins),
                                            "metrics": {k2: {str(h): v for h, v in m.items()} for k2, m in metrics.items()},
