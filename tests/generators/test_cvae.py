@@ -3,22 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import UnknownClassError
 from trafficgen.generators.cvae import CVAEGenerator
 from trafficgen.registry import get_generator
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: one thread is much faster than two on a shared 2-core machine (two threads
-    # made this module's training ~20x slower when the other core was busy)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def toy_flows(n: int, seed: int = 0) -> FlowSet:

@@ -15,15 +15,6 @@ from trafficgen.registry import load_generator
 RANGES = {"A": (100, 200), "B": (-900, -800)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: one thread is much faster than two on a shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def separable_flows(n: int = 300, seed: int = 0) -> FlowSet:
     """Class A: lengths in [100, 200]; class B: in [-900, -800]; 2..6 packets."""
     rng = np.random.default_rng(seed)

@@ -11,14 +11,6 @@ from trafficgen.generators.mamba import Mamba2StepDecoder, MambaGenerator, build
 from trafficgen.registry import load_generator
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def fitted():
     return MambaGenerator(preset="tiny", epochs=40, batch_size=64, learning_rate=1e-2, val_fraction=0.0,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from tests.generators.test_cvae import predicted_class, toy_flows
 from trafficgen.data.flowset import FlowSet
@@ -11,16 +10,6 @@ from trafficgen.errors import ConfigError
 from trafficgen.generators.netdiffus import NetDiffusGenerator, padded_size
 from trafficgen.registry import get_generator
 from trafficgen.representations.gasf import GasfImageMapper
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: one thread is much faster than two on a shared 2-core machine (two threads
-    # made this module's training ~20x slower when the other core was busy)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
