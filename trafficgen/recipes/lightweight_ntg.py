@@ -48,7 +48,7 @@ def _fidelity_mean(report) -> float:
     return float(np.mean([report.values()[m.name] for m in FIDELITY_METRICS]))
 
 
-def _fit_generators(config: dict, train, seed: int, skipped: list) -> tuple[dict, dict]:
+def _fit_generators(config: dict, train, seed: int, skipped: list, step=lambda text: None) -> tuple[dict, dict]:
     from trafficgen.evaluation.profiling import PeakMemory
     from trafficgen.registry import get_generator
 
@@ -59,6 +59,7 @@ def _fit_generators(config: dict, train, seed: int, skipped: list) -> tuple[dict
         except (ModuleNotFoundError, AttributeError) as exc:
             skipped.append(f"{name}: {exc}")
             continue
+        step(f"fitting {name}")
         accepted = cls._param_names()
         kw = {k: v for k, v in {**params, "random_state": seed, "progress": False}.items() if k in accepted}
         gen = cls(**kw)
@@ -72,7 +73,7 @@ def _fit_generators(config: dict, train, seed: int, skipped: list) -> tuple[dict
     return fitted, train_stats
 
 
-def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list) -> dict:
+def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list, step=lambda text: None) -> dict:
     from trafficgen.evaluation.profiling import profile_generator
     from trafficgen.evaluation.report import FidelityReport, run_evaluation, sample_like, write_evaluation
     from trafficgen.evaluation.utility import tstr
@@ -81,7 +82,8 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
     flows = _load(ds_name, config)
     test_size = float(config.get("test_size", 0.3))
     train, test = flows.train_test_split(test_size, random_state=seed)
-    fitted, train_stats = _fit_generators(config, train, seed, skipped)
+    fitted, train_stats = _fit_generators(config, train, seed, skipped, lambda t: step(f"{ds_name}: {t}"))
+    step(f"{ds_name}: RQ1-RQ3 (sampling, fidelity, TSTR, augmentation)")
     ev = config.get("evaluation", {})
     seeds, n_est = int(ev.get("seeds", 3)), int(ev.get("n_estimators", 100))
     results = run_evaluation(flows, fitted, test_size=test_size, split_seed=seed, seeds=seeds,
@@ -96,6 +98,7 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
     qcfg = config.get("quantize", {})
     names = list(fitted)  # same order, same sampling seeds as run_evaluation
     for name, gen in fitted.items():
+        step(f"{ds_name}: RQ4 {name}")
         row = profile_generator(gen, name=name, **prof_kw)
         row["train_s_per_epoch"], row["train_peak_mb"] = train_stats[name]
         row.update(dataset=ds_name, fidelity=_fidelity_mean(fid[name]) if name in fid else None,
@@ -104,6 +107,7 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
         if name not in qcfg.get("generators", []):
             continue
         for mode in qcfg.get("modes", ["weight-only", "dynamic"]):
+            step(f"{ds_name}: RQ4 {name} int8 {mode}")
             q = quantize_generator(gen, mode=mode)
             qname = f"{name}-{MODE_SUFFIX[mode]}"
             k = names.index(name)
@@ -127,14 +131,30 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
 
 def run(config: dict, out_dir: Path, quick: bool) -> dict:
     """Recipe entry point (see :mod:`trafficgen.recipes.runner`)."""
+    from rich.console import Console
+    from rich.progress import Progress, TimeElapsedColumn
+
     from trafficgen.evaluation.profiling import efficiency_table_markdown, write_efficiency
 
     out_dir = Path(out_dir)
     seed = int(config.get("seed", 0))
     skipped: list[str] = []
     per_ds = {}
-    for ds_name in config.get("datasets", list(LOADERS)):
-        per_ds[ds_name] = _run_dataset(ds_name, config, out_dir, seed, skipped)
+    datasets = config.get("datasets", list(LOADERS))
+    gens, qcfg = list(config["generators"]), config.get("quantize", {})
+    n_quant = sum(g in qcfg.get("generators", []) for g in gens) * len(qcfg.get("modes", ["weight-only", "dynamic"]))
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=Console(stderr=True),
+                  disable=not config.get("progress", True)) as bar:
+        task = bar.add_task("lightweight_ntg", total=len(datasets) * (2 * len(gens) + 1 + n_quant))
+        started = [False]
+
+        def step(text: str) -> None:  # one call per stage: the previous stage is done
+            bar.update(task, description=text, advance=1 if started[0] else 0)
+            started[0] = True
+
+        for ds_name in datasets:
+            per_ds[ds_name] = _run_dataset(ds_name, config, out_dir, seed, skipped, step)
+        bar.update(task, completed=bar.tasks[0].total, description="lightweight_ntg: done")
     rows = [r for d in per_ds.values() for r in d["efficiency"]]
     write_efficiency(rows, out_dir)
     md = [f"# lightweight_ntg{' (quick)' if quick else ''}", "",
