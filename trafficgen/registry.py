@@ -39,6 +39,7 @@ METRICS: dict[str, str] = {
     "markov_jsd": "trafficgen.evaluation.fidelity:MarkovJSD",
     "uniq_align": "trafficgen.evaluation.privacy:UniqAlign",
     "leakage": "trafficgen.evaluation.privacy:Leakage",
+    "novelty": "trafficgen.evaluation.privacy:Novelty",
 }
 
 #: Representations (tokenizers, image mappers).

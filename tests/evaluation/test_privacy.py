@@ -1,10 +1,17 @@
-"""UniqAlign and Leakage: identities and hand-computed values."""
+"""UniqAlign, Leakage and Novelty: identities and hand-computed values."""
 from __future__ import annotations
 
 import pytest
 
 from trafficgen.data.flowset import FlowSet
-from trafficgen.evaluation.privacy import Leakage, UniqAlign, jaccard, uniqueness
+from trafficgen.evaluation.privacy import (
+    Leakage,
+    Novelty,
+    UniqAlign,
+    jaccard,
+    leave_one_out_novelty,
+    uniqueness,
+)
 
 
 def fs(seqs, labels=None, width=None):
@@ -37,3 +44,21 @@ def test_leakage_per_class_missing_class_leaks_nothing():
     train = fs([[1], [2], [3]], labels=["a", "a", "b"])
     syn = fs([[1], [9]], labels=["a", "a"])
     assert Leakage().compute_breakdown(train, syn) == {"a": pytest.approx(1 / 3), "b": 0.0}
+
+
+def test_novelty_counts_cross_class_copies_and_padding():
+    train = FlowSet.from_sequences([[5], [1, 2], [1, 2, 3]], labels=["x", "a", "a"])
+    syn = FlowSet.from_sequences([[5], [3], [1, 2], [1]], labels=["a", "a", "x", "x"])
+    m = Novelty()
+    # a: [5] copies class x's training flow, [3] is new; x: [1, 2] is a copy, [1] is new
+    assert m.compute_breakdown(train, syn) == {"a": 0.5, "x": 0.5}
+    assert m.direction == "higher" and m.compute(train, syn) == 0.5
+    assert m.compute_breakdown(train, FlowSet.from_sequences([[9]], labels=["a"])) == {"a": 1.0, "x": 0.0}
+    # unlabelled: one number; [1, 2] and [1, 2, 3] are different sequences (packet count counts)
+    assert Novelty().compute_breakdown(FlowSet.from_sequences([[5], [1, 2, 3]]),
+                                       FlowSet.from_sequences([[5], [1, 2], [6], [1, 2, 3]])) == {"__all__": 0.5}
+
+
+def test_leave_one_out_novelty():
+    flows = FlowSet.from_sequences([[1350], [1350], [1350, -20], [7], [7]], labels=["yt", "yt", "yt", "dns", "g"])
+    assert leave_one_out_novelty(flows) == {"dns": 0.0, "g": 0.0, "yt": 1 / 3}

@@ -22,10 +22,12 @@ def test_report_values_breakdowns_and_round_trip(tmp_path):
     syn = fs([[1, 2], [9]], ["a", "b"])
     train = fs([[9], [1, 2]], ["b", "a"])
     r = FidelityReport.compute(real, syn, name="gen", train=train)
-    assert list(r.metrics) == ["packet_count_jsd", "length_jsd", "bigram_jsd", "markov_jsd", "uniq_align", "leakage"]
+    assert list(r.metrics) == ["packet_count_jsd", "length_jsd", "bigram_jsd", "markov_jsd", "uniq_align", "leakage",
+                              "novelty"]
     assert r.metrics["length_jsd"]["per_class"] == {"a": 0.0, "b": 1.0}
     assert r.metrics["length_jsd"]["value"] == 0.5
     assert r.metrics["leakage"]["per_class"] == {"a": 1.0, "b": 1.0}  # vs train, not vs real
+    assert r.metrics["novelty"]["per_class"] == {"a": 0.0, "b": 0.0}  # vs train: both copied
     assert r.scores()["length_jsd"] == 0.5 and r.scores()["leakage"] == 0.0
     assert r.info == {"n_real": 3, "n_synthetic": 2, "n_train": 2}
     r.to_json(tmp_path / "r.json")

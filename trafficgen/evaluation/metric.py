@@ -32,6 +32,9 @@ class Metric:
     name: ClassVar[str] = ""
     direction: ClassVar[str] = "lower"
     range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    #: "real": compared with the held-out real flows; "train": with the generator's training
+    #: flows when a report is given them (privacy metrics).
+    reference: ClassVar[str] = "real"
 
     @property
     def missing_value(self) -> float:

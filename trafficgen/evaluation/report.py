@@ -37,10 +37,11 @@ class FidelityReport:
                 metrics: Sequence[Metric] | None = None, train: FlowSet | None = None,
                 info: dict | None = None) -> FidelityReport:
         """Compute every metric. ``train`` (the generator's real training flows), when given, is
-        the reference of :class:`~trafficgen.evaluation.privacy.Leakage` instead of ``real``."""
+        the reference of the metrics with ``reference == "train"`` (leakage, novelty) instead
+        of ``real``."""
         out = {}
         for m in (default_metrics() if metrics is None else metrics):
-            ref = train if (train is not None and m.name == "leakage") else real
+            ref = train if (train is not None and m.reference == "train") else real
             per = m.compute_breakdown(ref, synthetic)
             out[m.name] = {**m.describe(), "value": float(sum(per.values()) / len(per)), "per_class": per}
         base = {"n_real": len(real), "n_synthetic": len(synthetic)}
