@@ -35,6 +35,7 @@ def test_peak_memory_sees_allocation():
         time.sleep(0.05)
     del block
     assert 30 <= mem.peak_mb <= 200
+    assert mem.peak_rss_mb >= mem.peak_mb + 10  # absolute RSS includes the interpreter itself
 
 
 def test_count_parameters_and_profile(tiny_llama, tmp_path):
@@ -48,6 +49,7 @@ def test_count_parameters_and_profile(tiny_llama, tmp_path):
     row = profile_generator(gen, train_flows=flows, batch_sizes=(1, 16), repeats=1)
     assert row["parameters"] == n and row["precision"] == "fp32"
     assert row["train_s_per_epoch"] > 0 and row["gen_ms_per_sample_b1"] > 0 and row["gen_ms_per_sample_b16"] > 0
+    assert row["gen_peak_rss_mb"] > 50 and row["train_peak_rss_mb"] > 50  # a torch process, in MB
     qrow = profile_generator(q, name="llama-int8", train_flows=flows, batch_sizes=(1, 16), repeats=1)
     assert qrow["train_s_per_epoch"] is None and qrow["precision"] == "int8 weight-only"
     assert qrow["disk_mb"] < 0.4 * row["disk_mb"]

@@ -5,15 +5,19 @@
 
 * ``parameters``: trainable parameters + int8 weights (``qweight`` elements) of quantized layers;
 * ``disk_mb``: size of the saved directory (saved to a temporary folder when not given);
-* ``train_s_per_epoch`` / ``train_peak_mb``: a fresh copy of the same hyper-parameters trained
-  for ``epochs`` epochs on ``train_flows`` (skipped for quantized models: not trainable);
-* ``gen_ms_per_sample_b{B}`` / ``gen_peak_mb``: wall time of ``sample(B)`` divided by ``B``
-  (median of ``repeats`` runs, after one warm-up run), for each batch size.
+* ``train_s_per_epoch`` / ``train_peak_rss_mb`` / ``train_peak_mb``: a fresh copy of the same
+  hyper-parameters trained for ``epochs`` epochs on ``train_flows`` (skipped for quantized
+  models: not trainable);
+* ``gen_ms_per_sample_b{B}`` / ``gen_peak_rss_mb`` / ``gen_peak_mb``: wall time of
+  ``sample(B)`` divided by ``B`` (median of ``repeats`` runs, after a small warm-up call), for
+  each batch size.
 
 Peak memory: on CPU the process resident set size (RSS) sampled every 5 ms by a background
-thread (psutil); reported as the increase over the RSS at the start of the phase
-(``*_peak_mb``) -- allocations that the allocator returned to the OS before the next sample are
-missed. On CUDA, ``torch.cuda.max_memory_allocated`` after a reset.
+thread (psutil). ``*_peak_rss_mb`` is the peak RSS of the whole process during the phase (what
+the issue and the seed's table call memory; it includes the Python/torch baseline of a few
+hundred MB); ``*_peak_mb`` is the increase over the RSS at the start of the phase, which stays
+near 0 in a long-running process whose allocator reuses memory freed earlier. On CUDA,
+``torch.cuda.max_memory_allocated`` after a reset (absolute and increase).
 
 :func:`efficiency_table_markdown` renders rows as the seed's efficiency table (one row per model).
 """
@@ -57,7 +61,8 @@ def directory_size(path: str | Path) -> int:
 
 
 class PeakMemory:
-    """Context manager: peak memory increase (MB) over the block, in ``self.peak_mb``.
+    """Context manager: peak memory during the block: ``self.peak_rss_mb`` (absolute process
+    RSS, MB) and ``self.peak_mb`` (increase over the start of the block, MB).
 
     ``device="cpu"``: process RSS sampled every ``interval_s`` by a daemon thread;
     ``device="cuda"``: ``torch.cuda.max_memory_allocated`` (reset on entry).
@@ -67,6 +72,7 @@ class PeakMemory:
         self.device = device
         self.interval_s = interval_s
         self.peak_mb = 0.0
+        self.peak_rss_mb = 0.0
 
     def __enter__(self):
         if self.device.startswith("cuda"):
@@ -95,12 +101,14 @@ class PeakMemory:
             import torch
 
             torch.cuda.synchronize()
+            self.peak_rss_mb = torch.cuda.max_memory_allocated() / MB
             self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / MB
             return False
         self._stop.set()
         self._thread.join()
         self._peak = max(self._peak, self._proc.memory_info().rss)
         self.peak_mb = (self._peak - self._base) / MB
+        self.peak_rss_mb = self._peak / MB
         return False
 
 
@@ -120,8 +128,8 @@ def generation_latency(generator, batch_size: int, *, repeats: int = 3, random_s
     return float(np.median(times) * 1000.0 / int(batch_size))
 
 
-def training_time(generator, train_flows, *, epochs: int = 1) -> tuple[float, float]:
-    """(seconds per epoch, peak memory MB) of training a fresh copy of ``generator``'s
+def training_time(generator, train_flows, *, epochs: int = 1) -> tuple[float, float, float]:
+    """(seconds per epoch, peak RSS MB, peak increase MB) of training a fresh copy of ``generator``'s
     hyper-parameters for ``epochs`` epochs on ``train_flows`` (no validation split, no early stop)."""
     params = generator.get_params()
     over = {"epochs": int(epochs), "progress": False, "val_fraction": 0.0, "patience": None}
@@ -132,7 +140,7 @@ def training_time(generator, train_flows, *, epochs: int = 1) -> tuple[float, fl
         elapsed = time.perf_counter() - t0
     history = getattr(fresh, "history_", {}) or {}
     n_epochs = len(history.get("train_loss", [])) or int(epochs)
-    return elapsed / n_epochs, mem.peak_mb
+    return elapsed / n_epochs, mem.peak_rss_mb, mem.peak_mb
 
 
 def profile_generator(generator, *, name: str | None = None, train_flows=None, path: str | Path | None = None,
@@ -153,16 +161,17 @@ def profile_generator(generator, *, name: str | None = None, train_flows=None, p
             target = Path(tmp) / "model"
             (save_quantized if quant else type(generator).save_pretrained)(generator, target)
             row["disk_mb"] = directory_size(target) / MB
-    row["train_s_per_epoch"], row["train_peak_mb"] = None, None
+    row["train_s_per_epoch"], row["train_peak_rss_mb"], row["train_peak_mb"] = None, None, None
     if train_flows is not None and not quant:
-        row["train_s_per_epoch"], row["train_peak_mb"] = training_time(generator, train_flows, epochs=epochs)
-    peak = 0.0
+        (row["train_s_per_epoch"], row["train_peak_rss_mb"],
+         row["train_peak_mb"]) = training_time(generator, train_flows, epochs=epochs)
+    peak = peak_rss = 0.0
     for b in batch_sizes:
         with PeakMemory(device=_device(generator)) as mem:
             row[f"gen_ms_per_sample_b{int(b)}"] = generation_latency(generator, int(b), repeats=repeats,
                                                                      random_state=random_state)
-        peak = max(peak, mem.peak_mb)
-    row["gen_peak_mb"] = peak
+        peak, peak_rss = max(peak, mem.peak_mb), max(peak_rss, mem.peak_rss_mb)
+    row["gen_peak_rss_mb"], row["gen_peak_mb"] = peak_rss, peak
     row["device"] = _device(generator)
     return row
 
@@ -177,7 +186,8 @@ def profile_model_dir(path: str | Path, **kwargs) -> dict:
 
 _COLUMNS = [("model", "model", "{}"), ("precision", "precision", "{}"), ("parameters", "params", "{:,}"),
             ("disk_mb", "disk (MB)", "{:.2f}"), ("train_s_per_epoch", "train (s/epoch)", "{:.2f}"),
-            ("train_peak_mb", "train peak (MB)", "{:.0f}"), ("gen_peak_mb", "gen peak (MB)", "{:.0f}")]
+            ("train_peak_rss_mb", "train peak RSS (MB)", "{:.0f}"), ("train_peak_mb", "train +MB", "{:.0f}"),
+            ("gen_peak_rss_mb", "gen peak RSS (MB)", "{:.0f}"), ("gen_peak_mb", "gen +MB", "{:.0f}")]
 
 
 def efficiency_table_markdown(rows: Sequence[dict]) -> str:

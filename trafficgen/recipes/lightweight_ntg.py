@@ -69,7 +69,7 @@ def _fit_generators(config: dict, train, seed: int, skipped: list, step=lambda t
             elapsed = time.perf_counter() - t0
         epochs = len(getattr(gen, "history_", {}).get("train_loss", [])) or int(kw.get("epochs", 1))
         fitted[name] = gen
-        train_stats[name] = (elapsed / epochs, mem.peak_mb)
+        train_stats[name] = (elapsed / epochs, mem.peak_rss_mb, mem.peak_mb)
     return fitted, train_stats
 
 
@@ -100,7 +100,7 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
     for name, gen in fitted.items():
         step(f"{ds_name}: RQ4 {name}")
         row = profile_generator(gen, name=name, **prof_kw)
-        row["train_s_per_epoch"], row["train_peak_mb"] = train_stats[name]
+        row["train_s_per_epoch"], row["train_peak_rss_mb"], row["train_peak_mb"] = train_stats[name]
         row.update(dataset=ds_name, fidelity=_fidelity_mean(fid[name]) if name in fid else None,
                    tstr_macro_f1=results["tstr"].get(name, {}).get("macro_f1_mean"))
         rows.append(row)
