@@ -34,6 +34,8 @@ def _load(name: str, config: dict):
     counts = flows.class_counts()
     classes = sorted(counts, key=lambda c: (-counts[c], c))[: config.get("max_classes") or None]
     cap = config.get("max_flows_per_class")
+    if isinstance(cap, dict):  # per data set
+        cap = cap.get(name)
     idx = []
     for c in sorted(classes):
         rows = np.flatnonzero(flows.labels == c)
