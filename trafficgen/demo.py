@@ -71,8 +71,9 @@ def main(out_dir: str | Path = "demo_out", n_per_class: int = 200) -> dict:
     # novelty: a sample is a copy if it equals any training flow, of any class
     from trafficgen.evaluation.privacy import Novelty
 
-    per = {c: v for c, v in Novelty().compute_breakdown(flows, synth).items() if c in classes}
-    report.metrics["novelty"] = {**Novelty().describe(), "value": sum(per.values()) / len(per), "per_class": per}
+    novelty = Novelty()
+    per = {c: v for c, v in novelty.compute_breakdown(flows, synth).items() if c in classes}
+    report.metrics["novelty"] = {**novelty.describe(), "value": sum(per.values()) / len(per), "per_class": per}
     report.to_json(out / "fidelity.json")
     (out / "fidelity.md").write_text(report.to_markdown())
     table = Table(title="fidelity (JSD: 0 = identical) and privacy, per class")

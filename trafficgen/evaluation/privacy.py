@@ -11,6 +11,7 @@ from typing import ClassVar
 import numpy as np
 
 from trafficgen.data.flowset import FlowSet
+from trafficgen.errors import InputFormatError
 from trafficgen.evaluation.metric import ALL, Metric
 
 
@@ -92,8 +93,6 @@ class Novelty(Metric):
     def compute_breakdown(self, real: FlowSet, synthetic: FlowSet) -> dict[str, float]:
         real, synthetic = self._align(real, synthetic)
         if len(real) == 0:
-            from trafficgen.errors import InputFormatError
-
             raise InputFormatError("the real FlowSet is empty")
         seen = {row.tobytes() for row in distinct_sequences(real)}
         novel = np.array([row.tobytes() not in seen for row in _rows(synthetic)], dtype=bool)  # (n,)
