@@ -6,7 +6,7 @@ from trafficgen.recipes.runner import run_recipe
 
 
 @pytest.mark.slow
-def test_ddpm_tme_recipe_quick(tmp_path, shared_data):
+def test_ddpm_tme_recipe_quick(tmp_path):
     res = run_recipe("ddpm_tme", tmp_path, quick=True, overrides={"synthesis": {"tsne": False}})
     methods = {(r["dataset"], r["method"]) for r in res["table"]}
     for ds in ("abilene", "geant"):
