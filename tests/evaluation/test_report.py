@@ -28,6 +28,9 @@ def test_report_values_breakdowns_and_round_trip(tmp_path):
     assert r.metrics["length_jsd"]["value"] == 0.5
     assert r.metrics["leakage"]["per_class"] == {"a": 1.0, "b": 1.0}  # vs train, not vs real
     assert r.metrics["novelty"]["per_class"] == {"a": 0.0, "b": 0.0}  # vs train: both copied
+    # a train class the real part lacks is a reference only: cross-class copies count, its row does not
+    wider = FidelityReport.compute(real, fs([[1, 2], [5]], ["a", "b"]), train=fs([[5], [1, 2]], ["c", "a"]))
+    assert wider.metrics["novelty"]["per_class"] == {"a": 0.0}
     assert r.scores()["length_jsd"] == 0.5 and r.scores()["leakage"] == 0.0
     assert r.info == {"n_real": 3, "n_synthetic": 2, "n_train": 2}
     r.to_json(tmp_path / "r.json")

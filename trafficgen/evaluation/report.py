@@ -36,13 +36,17 @@ class FidelityReport:
     def compute(cls, real: FlowSet, synthetic: FlowSet, *, name: str = "synthetic",
                 metrics: Sequence[Metric] | None = None, train: FlowSet | None = None,
                 info: dict | None = None) -> FidelityReport:
-        """Compute every metric. ``train`` (the generator's real training flows), when given, is
-        the reference of the metrics with ``reference == "train"`` (leakage, novelty) instead
-        of ``real``."""
+        """Compute every metric. ``train`` (the generator's real training flows, all of them: a
+        copy of any training flow counts), when given, is the reference of the metrics with
+        ``reference == "train"`` (leakage, novelty) instead of ``real``; the report still covers
+        the classes of ``real`` only."""
         out = {}
+        real_classes = set(real.classes) if real.labels is not None else None
         for m in (default_metrics() if metrics is None else metrics):
             ref = train if (train is not None and m.reference == "train") else real
             per = m.compute_breakdown(ref, synthetic)
+            if ref is not real and real_classes is not None:
+                per = {c: v for c, v in per.items() if c in real_classes}
             out[m.name] = {**m.describe(), "value": float(sum(per.values()) / len(per)), "per_class": per}
         base = {"n_real": len(real), "n_synthetic": len(synthetic)}
         if train is not None:
