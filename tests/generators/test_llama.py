@@ -152,3 +152,36 @@ def test_inverse_cdf_sampling_exact_and_frequencies():
     freq = torch.bincount(draws, minlength=104).float() / 20000
     assert freq[1] == 0 and freq[4:].sum() == 0
     torch.testing.assert_close(freq[[0, 2, 3]], torch.tensor([0.5, 0.2, 0.3]), atol=0.015, rtol=0)
+
+
+def test_training_row_weights_values():
+    from trafficgen.generators.causal_lm import training_row_weights
+
+    # rows: class token in column 0; class 7 has the same flow three times and one other flow
+    ids = np.array([[7, 5, 1], [7, 5, 1], [7, 5, 1], [7, 6, 1], [8, 5, 1]])
+    assert training_row_weights(ids) is None  # empirical distribution: plain shuffling
+    np.testing.assert_allclose(training_row_weights(ids, class_balance=1.0), [1 / 4] * 4 + [1.0])
+    np.testing.assert_allclose(training_row_weights(ids, class_balance=0.5), [4**-0.5] * 4 + [1.0])
+    dedup = training_row_weights(ids, repeat_weight=0.0)
+    np.testing.assert_allclose(dedup, [1 / 3] * 3 + [1.0, 1.0])  # the three copies count once together
+    np.testing.assert_allclose(training_row_weights(ids, repeat_weight=0.5), [3**-0.5] * 3 + [1.0, 1.0])
+    np.testing.assert_allclose(training_row_weights(ids, class_balance=1.0, repeat_weight=0.0),
+                               [1 / 12] * 3 + [1 / 4, 1.0])
+    for bad in ({"class_balance": -0.1}, {"class_balance": 1.5}, {"repeat_weight": 2.0}):
+        with pytest.raises(ConfigError):
+            training_row_weights(ids, **bad)
+
+
+def test_repeat_weight_zero_stops_reproducing_a_repeated_flow():
+    """60 % of class A is one identical flow; trained on deduplicated rows the model emits it rarely."""
+    rng = np.random.default_rng(4)
+    seqs = [[150] for _ in range(120)] + [rng.integers(100, 201, rng.integers(2, 6)).tolist() for _ in range(80)]
+    flows = FlowSet.from_sequences(seqs, ["A"] * len(seqs))
+    kw = dict(preset="tiny", epochs=25, batch_size=32, learning_rate=1e-2, val_fraction=0.0, random_state=0,
+              progress=False)
+    share = {}
+    for r in (1.0, 0.0):
+        syn = LlamaGenerator(repeat_weight=r, **kw).fit(flows).sample(500, cls="A", random_state=0)
+        share[r] = float(np.mean((syn.n_packets == 1) & (syn.lengths[:, 0] == 150)))
+    assert share[1.0] > 0.45  # the empirical share is 0.6
+    assert share[0.0] < 0.15  # deduplicated: one of ~81 distinct flows

@@ -27,19 +27,25 @@ from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
 
-#: Default cap on the modelled flow length when ``max_packets=None``.
-
 
 class CausalLMFlowGenerator(FlowGenerator):
     """Base class; subclasses set ``name`` and ``presets`` and implement ``_build_model``,
-    ``_model_from_config``, ``_backbone_hidden`` and ``_make_decoder``."""
+    ``_model_from_config``, ``_backbone_hidden`` and ``_make_decoder``.
+
+    Training-data weighting (both default to the plain empirical distribution; see
+    :func:`training_row_weights`): ``class_balance`` in [0, 1] draws a class's rows with weight
+    ``count_c ** -class_balance`` (1: every class equally often); ``repeat_weight`` in [0, 1] lets
+    a flow that occurs ``m`` times in its class count ``m ** repeat_weight`` times instead of
+    ``m`` (0: each distinct flow once, i.e. deduplicated training data, which makes a model
+    reproduce fewer training flows verbatim at the price of under-sampling the common ones).
+    """
 
     presets: ClassVar[dict[str, dict]] = {}
 
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 20,
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
-                 patience: int | None = 3, class_balance: float = 0.0, random_state: int | None = None,
-                 progress: bool = True, device: str = "cpu"):
+                 patience: int | None = 3, class_balance: float = 0.0, repeat_weight: float = 1.0,
+                 random_state: int | None = None, progress: bool = True, device: str = "cpu"):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -48,6 +54,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.val_fraction = val_fraction
         self.patience = patience
         self.class_balance = class_balance
+        self.repeat_weight = repeat_weight
         self.random_state = random_state
         self.progress = progress
         self.device = device
@@ -105,13 +112,10 @@ class CausalLMFlowGenerator(FlowGenerator):
             loss = torch.nn.functional.cross_entropy(logits.float(), tgt[sel])
             return loss, int(sel.sum())
 
-        if not 0.0 <= float(self.class_balance) <= 1.0:
-            raise ConfigError(f"class_balance must be in [0, 1], got {self.class_balance}")
-        weights = None
-        if self.class_balance:
-            # row weight count_c^-b: b=0 natural frequencies, b=1 every class equally often
-            per_class = {c: counts[c] ** -float(self.class_balance) for c in classes}
-            weights = torch.tensor([per_class[c] for c in flows.labels], dtype=torch.float64)  # (n,)
+        weights = training_row_weights(ids, class_balance=float(self.class_balance),
+                                       repeat_weight=float(self.repeat_weight))  # (n,) or None
+        if weights is not None:
+            weights = torch.from_numpy(weights)
         self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=int(self.epochs),
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
@@ -257,6 +261,29 @@ class CausalLMFlowGenerator(FlowGenerator):
         self._check_fitted()
         return {"model": self.name, "preset": self.preset, "parameters": self.n_parameters(),
                 "classes": len(self.classes_), "max_packets": self.max_packets_}
+
+
+def training_row_weights(ids: np.ndarray, *, class_balance: float = 0.0,
+                         repeat_weight: float = 1.0) -> np.ndarray | None:
+    """Per-row sampling weights ``(n,)`` float64 for tokenised flows ``ids`` ``(n, W+2)`` (column 0
+    is the ``<CLASS_x>`` token), or None when both settings keep the empirical distribution.
+
+    ``class_balance`` b: a row of class c weighs ``count_c ** -b`` (0: natural frequencies,
+    1: every class equally often). ``repeat_weight`` r: a row whose exact sequence (class token
+    included) occurs ``m`` times weighs ``m ** (r - 1)``, so the ``m`` copies together count
+    ``m ** r`` (1: unchanged, 0: deduplicated). The two factors multiply.
+    """
+    for name, value in (("class_balance", class_balance), ("repeat_weight", repeat_weight)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name} must be in [0, 1], got {value}")
+    if class_balance == 0.0 and repeat_weight == 1.0:
+        return None
+    ids = np.asarray(ids)
+    _, cls_inv, cls_count = np.unique(ids[:, 0], return_inverse=True, return_counts=True)
+    _, seq_inv, seq_count = np.unique(ids, axis=0, return_inverse=True, return_counts=True)
+    cls_inv, seq_inv = cls_inv.reshape(-1), seq_inv.reshape(-1)  # (n,) each
+    weights = cls_count[cls_inv].astype(np.float64) ** -class_balance  # (n,)
+    return weights * seq_count[seq_inv].astype(np.float64) ** (repeat_weight - 1.0)
 
 
 def decode_dtype(name: str):
