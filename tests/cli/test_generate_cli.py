@@ -1,6 +1,7 @@
 """`trafficgen train / sample / classes` end to end on a tiny data set with the tiny preset."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def trained(tmp_path_factory):
     separable_flows(60).save(data)
     res = runner.invoke(app, ["train", "--model", "llama", "--data", str(data), "-o", str(root / "m"),
                               "--preset", "tiny", "--epochs", "3", "--batch-size", "16", "--seed", "1",
-                              "--packets", "5"])
+                              "--packets", "5", "--class-balance", "1", "--repeat-weight", "0.8"])
     assert res.exit_code == 0, res.output
     return root
 
@@ -43,6 +44,8 @@ def test_train_writes_model_and_plot(trained):
     names = {p.name for p in (trained / "m").iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "loss.png"} <= names
     assert (trained / "m" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    params = json.loads((trained / "m" / "config.json").read_text())["params"]
+    assert params["class_balance"] == 1.0 and params["repeat_weight"] == 0.8 and params["max_packets"] == 5
 
 
 def test_classes_lists_counts(trained):

@@ -82,6 +82,10 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         preset: str | None = typer.Option(None, "--preset", help="Size preset (tiny, small, base)."),
         seed: int | None = typer.Option(0, "--seed", help="Random seed."),
         packets: int | None = typer.Option(None, "--packets", help="Model the first N packets of each flow."),
+        class_balance: float | None = typer.Option(None, "--class-balance", help="LLaMA / Mamba: draw a class's "
+                                                   "flows with weight count^-b (0 natural, 1 all classes equally)."),
+        repeat_weight: float | None = typer.Option(None, "--repeat-weight", help="LLaMA / Mamba: a flow repeated m "
+                                                   "times counts m^r times (1 unchanged, 0 deduplicated)."),
     ) -> None:
         """Train a generator on labelled flows and save it (config.json + model.safetensors)."""
         import json
@@ -97,7 +101,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         else:
             flows = FlowSet.read(data)
         kwargs, ignored = generator_kwargs(cls, epochs=epochs, batch_size=batch_size, preset=preset,
-                                           random_state=seed, max_packets=packets, progress=True)
+                                           random_state=seed, max_packets=packets, class_balance=class_balance,
+                                           repeat_weight=repeat_weight, progress=True)
         for name in ignored:
             if name != "progress":
                 typer.echo(f"warning: {cls.__name__} has no parameter {name!r}; ignored", err=True)
