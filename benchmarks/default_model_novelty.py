@@ -2,10 +2,12 @@
 training flow in >= 50 % of cases), across training seeds and class-balance settings.
 
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/default_model_novelty.py \
-        --balance 0 0.5 --seeds 0 1 2 3 [--classes YouTube NetFlix Zoom DNS] [-n 1000] [--threads 1]
+        --balance 1 --seeds 0 1 2 3 [--set repeat_weight=1.0 ...] [--classes YouTube NetFlix Zoom DNS]
+        [-n 1000] [--n-all 200] [--threads 1]
 
-For every (class_balance, seed): train :data:`DEFAULT_CONFIG` with those two values changed on
-all shipped nDPI flows (as ``trafficgen sample`` does), sample ``n`` flows per class and report
+For every (class_balance, seed): train :data:`DEFAULT_CONFIG` with those two values (and the
+``--set`` ones) changed on all shipped nDPI flows (as ``trafficgen sample`` does), sample ``n``
+flows per class and report
 novelty (share of samples equal to no training flow of any class), the share of one-packet flows
 and the packet-count JSD to the real class; then ``--n-all`` flows of every class for the
 all-class means of novelty, packet-count JSD and length (1-gram) JSD; plus the mean over seeds.
