@@ -1,6 +1,6 @@
 """Sequence-generator benchmark: decode speed of the LLaMA / Mamba2 flow generators vs HF generate().
 
-    nice -n 10 .venv/bin/python benchmarks/generate.py [--flows 10000] [--batch 5000] [--threads 2]
+    nice -n 10 .venv/bin/python benchmarks/generate.py [--flows 10000] [--batch 5000] [--threads 2] [--repeats 3]
                                                        [--default-model]
 
 (a) fp32 and bf16 matmul GFLOP/s at the model's shapes and at 2048^3 (the "peak");
@@ -69,18 +69,30 @@ def flops_per_token(gen) -> float:
     return f
 
 
-def time_ours(gen, n: int, batch: int, dtype: str = "float32") -> float:
+def median_time(run, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``run()`` (the VM's timings vary run to run)."""
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def time_ours(gen, n: int, batch: int, dtype: str = "float32", repeats: int = 1) -> float:
     g = torch.Generator().manual_seed(0)
     ids = torch.tensor([gen.tokenizer_.class_id(f"C{i % N_CLASSES}") for i in range(n)])
     gen.generate_ids(ids[:min(batch, 256)], generator=g, dtype=dtype)  # warm-up
-    t = time.perf_counter()
-    for i in range(0, n, batch):
-        out = gen.generate_ids(ids[i:i + batch], generator=g, dtype=dtype)
-        assert out.shape[1] == PACKETS + 2
-    return time.perf_counter() - t
+
+    def run():
+        for i in range(0, n, batch):
+            out = gen.generate_ids(ids[i:i + batch], generator=g, dtype=dtype)
+            assert out.shape[1] == PACKETS + 2
+
+    return median_time(run, repeats)
 
 
-def time_hf(gen, n: int, batch: int, dtype: str = "float32") -> float:
+def time_hf(gen, n: int, batch: int, dtype: str = "float32", repeats: int = 1) -> float:
     from transformers import GenerationConfig
 
     model = gen.model_.to(getattr(torch, dtype))
@@ -90,29 +102,32 @@ def time_hf(gen, n: int, batch: int, dtype: str = "float32") -> float:
     torch.manual_seed(0)
     with torch.inference_mode():
         model.generate(input_ids=ids[:64], generation_config=cfg)  # warm-up
-        t = time.perf_counter()
-        for i in range(0, n, batch):
-            out = model.generate(input_ids=ids[i:i + batch], attention_mask=torch.ones_like(ids[i:i + batch]),
-                                      generation_config=cfg)
-            assert out.shape[1] == PACKETS + 1
-    elapsed = time.perf_counter() - t
+
+        def run():
+            for i in range(0, n, batch):
+                out = model.generate(input_ids=ids[i:i + batch], attention_mask=torch.ones_like(ids[i:i + batch]),
+                                     generation_config=cfg)
+                assert out.shape[1] == PACKETS + 1
+
+        elapsed = median_time(run, repeats)
     gen.model_.float()
     return elapsed
 
 
-def bench_decode(cls, n: int, batch: int, peak: float, hf: bool, hf_flows: int, dtype: str = "float32") -> dict:
+def bench_decode(cls, n: int, batch: int, peak: float, hf: bool, hf_flows: int, dtype: str = "float32",
+                 repeats: int = 1) -> dict:
     """Our loop vs HF generate(), both in ``dtype``; ``peak`` is the matmul peak of that dtype."""
     gen = fitted_random(cls, "small")
     params = sum(p.numel() for p in gen.model_.parameters())
     ft = flops_per_token(gen)
-    ours = time_ours(gen, n, batch, dtype)
+    ours = time_ours(gen, n, batch, dtype, repeats)
     tokens = n * PACKETS
     row = {"model": gen.name, "dtype": dtype, "params": params, "mflop_per_token": ft / 1e6, "ours_s": ours,
            "ours_flows_per_s": n / ours, "ours_gflops": tokens * ft / ours / 1e9}
     row["ours_frac_peak"] = row["ours_gflops"] / peak
     if hf:
         m = min(n, hf_flows)
-        t = time_hf(gen, m, batch, dtype)
+        t = time_hf(gen, m, batch, dtype, repeats)
         row.update(hf_s=t, hf_flows=m, hf_flows_per_s=m / t, speedup_vs_generate=(t / m) / (ours / n))
     return row
 
@@ -176,12 +191,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-hf", action="store_true", help="skip HF generate() (slow)")
     ap.add_argument("--hf-flows", type=int, default=2000, help="flows timed through generate() (rate compared)")
+    ap.add_argument("--repeats", type=int, default=3, help="decode timings: median of this many runs")
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--default-model", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpu capability "
-          f"{torch.backends.cpu.get_cpu_capability()}")
+          f"{torch.backends.cpu.get_cpu_capability()}; decode times: median of {args.repeats} runs")
     shapes = [(args.batch, 128, 512), (args.batch, 128, 3001), (args.batch, 512, 128), (2048, 2048, 2048)]
     peaks = {}
     for dtype in ("float32", "bfloat16"):
@@ -193,7 +209,7 @@ def main() -> None:
     for dtype in ("float32", "bfloat16"):
         for cls in (LlamaGenerator, MambaGenerator):
             r = bench_decode(cls, args.flows, args.batch, peaks[dtype], hf=not args.no_hf, hf_flows=args.hf_flows,
-                             dtype=dtype)
+                             dtype=dtype, repeats=args.repeats)
             rows[r["model"], dtype] = r
             line = (f"({'b' if cls is LlamaGenerator else 'c'}) {r['model']:5s} {dtype:8s} {r['params'] / 1e6:.2f}M "
                     f"params, {r['mflop_per_token']:.2f} MFLOP/token: ours {args.flows} flows in {r['ours_s']:.2f} s "

@@ -181,16 +181,16 @@ class CausalLMFlowGenerator(FlowGenerator):
             if b == 0:
                 return out
             project = self._output_projection(compute_dtype)  # (B, D) -> (B, V'+pad)
-            n_out = self.tokenizer_.first_class_id - EOS_ID
-            pad = (-n_out) % 64  # whole sampling blocks; padded outputs get -inf
-            bias = torch.zeros(n_out + pad, device=self.device, dtype=compute_dtype)
-            bias[n_out:] = -torch.inf
-            bias0 = bias.clone()
-            bias0[0] = -torch.inf  # no <EOS> at step 0: a flow has >= 1 packet
+            n_out = self.tokenizer_.first_class_id - EOS_ID  # <EOS> + length rows; padded rows after
             decoder = self._make_decoder(b, width, dtype=compute_dtype)
             for t in range(width):
                 hidden = decoder.step(tok, t)  # (B, D)
-                logits = project(hidden, bias0 if t == 0 else bias)  # (B, V'+pad)
+                logits = project(hidden)  # (B, V'+pad)
+                # in-place masks on a few columns: a bias in the GEMM (addmm) would first copy a
+                # (B, V') broadcast of it, a third of the projection's time
+                logits[:, n_out:] = -torch.inf  # padded outputs
+                if t == 0:
+                    logits[:, 0] = -torch.inf  # no <EOS> at step 0: a flow has >= 1 packet
                 tok = sample_from_logits(logits, generator, temperature, top_k, top_p) + EOS_ID  # (B,)
                 out[:, t + 1] = torch.where(alive, tok, PAD_ID)
                 alive &= tok != EOS_ID
@@ -200,10 +200,9 @@ class CausalLMFlowGenerator(FlowGenerator):
             return out
 
     def _output_projection(self, dtype):
-        """``(hidden (B, D), bias (V'+pad,)) -> logits (B, V'+pad)`` over the ``<EOS>`` + length rows
-        of the LM head, padded with zero rows to whole blocks of 64 (the bias masks them).
+        """``hidden (B, D) -> logits (B, V'+pad)`` over the ``<EOS>`` + length rows of the LM head,
+        padded with zero rows to whole blocks of 64 (the caller masks them with -inf).
         A dynamic-int8 head runs the int8 GEMM (see :func:`quantization.fused_projection`)."""
-        import torch
         import torch.nn.functional as F
 
         from trafficgen.generators.quantization import DynamicInt8Linear, fused_projection
@@ -213,9 +212,9 @@ class CausalLMFlowGenerator(FlowGenerator):
         lm_head = self.model_.lm_head
         if isinstance(lm_head, DynamicInt8Linear):
             int8_head = fused_projection([lm_head], rows=rows)
-            return lambda hidden, bias: F.pad(int8_head(hidden), (0, pad)) + bias
-        head = F.pad(lm_head.weight.detach()[rows].to(dtype), (0, 0, 0, pad))  # (V'+pad, D)
-        return lambda hidden, bias: torch.nn.functional.linear(hidden, head, bias)
+            return lambda hidden: F.pad(int8_head(hidden), (0, pad))
+        head_t = F.pad(lm_head.weight.detach()[rows].to(dtype), (0, 0, 0, pad)).t()  # (D, V'+pad)
+        return lambda hidden: hidden @ head_t
 
     # ------------------------------------------------------------------ persistence
     def _state(self):

@@ -100,8 +100,8 @@ class LlamaStepDecoder:
         cos, sin = inner.rotary_emb(inner.embed_tokens.weight[:1][None], pos)  # (1, T, hd) each
         self.cos, self.sin = cos[0].to(dtype), sin[0].to(dtype)  # (T, hd)
         shape = (len(self.layers), batch_size, self.n_heads, max_steps + 1, self.head_dim)
-        self.k_cache = torch.zeros(shape, device=dev, dtype=dtype)  # (L, B, H, T, hd)
-        self.v_cache = torch.zeros(shape, device=dev, dtype=dtype)  # (L, B, H, T, hd)
+        self.k_cache = torch.empty(shape, device=dev, dtype=dtype)  # (L, B, H, T, hd); read up to t only
+        self.v_cache = torch.empty(shape, device=dev, dtype=dtype)  # (L, B, H, T, hd)
 
     def _rms(self, x, w):
         import torch.nn.functional as F
