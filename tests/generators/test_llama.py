@@ -185,3 +185,12 @@ def test_repeat_weight_zero_stops_reproducing_a_repeated_flow():
         share[r] = float(np.mean((syn.n_packets == 1) & (syn.lengths[:, 0] == 150)))
     assert share[1.0] > 0.45  # the empirical share is 0.6
     assert share[0.0] < 0.15  # deduplicated: one of ~81 distinct flows
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_samples_do_not_depend_on_decode_chunking(fitted, monkeypatch, temperature):
+    from trafficgen.generators import causal_lm
+
+    whole = fitted.sample(300, random_state=9, temperature=temperature)  # one chunk (DECODE_CHUNK 1024)
+    monkeypatch.setattr(causal_lm, "DECODE_CHUNK", 7)  # 43 chunks; many end before the last step
+    assert fitted.sample(300, random_state=9, temperature=temperature) == whole

@@ -27,6 +27,9 @@ from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
 
+#: Rows per decode chunk (see :meth:`CausalLMFlowGenerator.generate_ids`).
+DECODE_CHUNK = 1024
+
 
 class CausalLMFlowGenerator(FlowGenerator):
     """Base class; subclasses set ``name`` and ``presets`` and implement ``_build_model``,
@@ -182,16 +185,28 @@ class CausalLMFlowGenerator(FlowGenerator):
                 return out
             project = self._output_projection(compute_dtype)  # (B, D) -> (B, V'+pad)
             n_out = self.tokenizer_.first_class_id - EOS_ID  # <EOS> + length rows; padded rows after
-            decoder = self._make_decoder(b, width, dtype=compute_dtype)
+            # Rows are computed in chunks of DECODE_CHUNK: the (chunk, V') logits and the layer
+            # activations stay in cache (10k flows: 2.5 s in chunks of 1024 vs 3.1 s in one
+            # batch of 5000, fp32, 2 cores). The uniforms are drawn for the whole batch at each
+            # step, so the samples do not depend on the chunking; chunks with no live row are skipped.
+            chunks = [slice(i, min(i + DECODE_CHUNK, b)) for i in range(0, b, DECODE_CHUNK)]
+            decoders = [self._make_decoder(c.stop - c.start, width, dtype=compute_dtype) for c in chunks]
             for t in range(width):
-                hidden = decoder.step(tok, t)  # (B, D)
-                logits = project(hidden)  # (B, V'+pad)
-                # masks set in place on a few columns (a GEMM bias, addmm, first writes a (B, V')
-                # broadcast of it: ~2 of ~33 ms per step at B = 5000 here)
-                logits[:, n_out:] = -torch.inf  # padded outputs
-                if t == 0:
-                    logits[:, 0] = -torch.inf  # no <EOS> at step 0: a flow has >= 1 packet
-                tok = sample_from_logits(logits, generator, temperature, top_k, top_p) + EOS_ID  # (B,)
+                u = None if temperature == 0 else torch.rand((b, 1), generator=generator, device=self.device)  # (B, 1)
+                nxt = torch.full_like(tok, EOS_ID)  # (B,)
+                for c, decoder in zip(chunks, decoders, strict=True):
+                    if t > 0 and not bool(alive[c].any()):
+                        continue  # every flow of this chunk has ended
+                    hidden = decoder.step(tok[c], t)  # (b_c, D)
+                    logits = project(hidden)  # (b_c, V'+pad)
+                    # masks set in place on a few columns (a GEMM bias, addmm, first writes a
+                    # (b_c, V') broadcast of it)
+                    logits[:, n_out:] = -torch.inf  # padded outputs
+                    if t == 0:
+                        logits[:, 0] = -torch.inf  # no <EOS> at step 0: a flow has >= 1 packet
+                    nxt[c] = sample_from_logits(logits, generator, temperature, top_k, top_p,
+                                                u=None if u is None else u[c]) + EOS_ID
+                tok = nxt
                 out[:, t + 1] = torch.where(alive, tok, PAD_ID)
                 alive &= tok != EOS_ID
                 if t % 4 == 3 and not bool(alive.any()):
@@ -296,9 +311,10 @@ def decode_dtype(name: str):
 
 
 def sample_from_logits(logits, generator, temperature: float = 1.0, top_k: int | None = None,
-                       top_p: float | None = None):
+                       top_p: float | None = None, u=None):
     """(B, V) logits (any float dtype; probabilities are fp32) -> (B,) indices. ``temperature == 0``
-    is greedy. One uniform per row from ``generator`` (inverse CDF), so results depend only on the seed."""
+    is greedy. One uniform per row (inverse CDF): ``u`` ``(B, 1)`` in [0, 1) if given, else drawn
+    from ``generator``, so results depend only on the seed."""
     import torch
 
     if temperature == 0:
@@ -313,13 +329,13 @@ def sample_from_logits(logits, generator, temperature: float = 1.0, top_k: int |
         sorted_p, order = torch.sort(probs, dim=-1, descending=True)  # (B, V)
         drop = (sorted_p.cumsum(dim=-1) - sorted_p) >= top_p  # keeps at least the top one
         probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-    return inverse_cdf_sample(probs, generator)
+    return inverse_cdf_sample(probs, generator, u=u)
 
 
-def inverse_cdf_sample(weights, generator, block: int = 64):
+def inverse_cdf_sample(weights, generator, block: int = 64, u=None):
     """(B, V) non-negative weights -> (B,) indices drawn with probability proportional to them.
 
-    One uniform per row. Two-level inverse CDF: pick a block of ``block`` entries from the
+    One uniform per row (``u`` ``(B, 1)`` in [0, 1), or drawn from ``generator``). Two-level inverse CDF: pick a block of ``block`` entries from the
     block sums, then the entry inside it. A row-wise ``cumsum`` over thousands of entries is
     sequential and dominated decoding time; block sums vectorise.
     """
@@ -332,7 +348,9 @@ def inverse_cdf_sample(weights, generator, block: int = 64):
     nb = w.shape[1]
     bsum = w.sum(-1)  # (B, nb)
     bcdf = bsum.cumsum(-1)  # (B, nb)
-    u = torch.rand((b, 1), generator=generator, device=weights.device, dtype=bcdf.dtype) * bcdf[:, -1:]  # (B, 1)
+    if u is None:
+        u = torch.rand((b, 1), generator=generator, device=weights.device)  # (B, 1)
+    u = u.to(bcdf.dtype) * bcdf[:, -1:]  # (B, 1)
     last_blk = torch.where(bsum > 0, torch.arange(nb, device=w.device), 0).amax(-1, keepdim=True)  # (B, 1)
     j = torch.minimum(torch.searchsorted(bcdf, u, right=True), last_blk)  # (B, 1)
     prev = torch.where(j > 0, bcdf.gather(1, (j - 1).clamp_min(0)), 0.0)  # (B, 1)
