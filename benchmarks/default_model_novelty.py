@@ -12,7 +12,8 @@ novelty (share of samples equal to no training flow of any class), the share of 
 and the packet-count JSD to the real class; then ``--n-all`` flows of every class for the
 all-class means of novelty, packet-count JSD and length (1-gram) JSD; plus the mean over seeds.
 Other settings: ``--set key=value`` (e.g. ``epochs=5 repeat_weight=0.8``). The reference line is the
-leave-one-out novelty of the real flows: what a generator of the true distribution would reach.
+leave-one-out novelty of the real flows: what a generator of the true distribution would reach;
+the class-blind baseline is every shipped flow, class ignored, compared with the class.
 Training is deterministic for a given seed and thread count; other thread counts change the
 floating-point sums, hence the model, by a little.
 """
@@ -36,12 +37,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="other DEFAULT_CONFIG overrides (JSON values; none = null), e.g. epochs=6 patience=none")
+    ap.add_argument("--references-only", action="store_true",
+                    help="print the reference lines (real leave-one-out novelty, class-blind baseline) and stop")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from trafficgen.data.flowset import FlowSet
     from trafficgen.datasets import load_ndpi_apps
-    from trafficgen.evaluation.fidelity import LengthJSD, PacketCountJSD
+    from trafficgen.evaluation.fidelity import BigramJSD, LengthJSD, PacketCountJSD
     from trafficgen.evaluation.privacy import Novelty, leave_one_out_novelty
     from trafficgen.generators.default_model import DEFAULT_CONFIG
     from trafficgen.generators.llama import LlamaGenerator
@@ -57,6 +61,14 @@ def main() -> None:
     shown = {k: v for k, v in {**DEFAULT_CONFIG, **overrides}.items() if k not in ("class_balance", "random_state")}
     print(f"config (class_balance and seed per row): {shown}")
     print("real leave-one-out novelty: " + ", ".join(f"{c} {loo[c]:.3f}" for c in args.classes))
+    blind = {}  # every shipped flow, class ignored, against each class: the class-blind baseline
+    for c in args.classes:
+        as_c = FlowSet.from_sequences(real.sequences(), [c] * len(real))
+        blind[c] = {m.name: m().compute_breakdown(real.select([c]), as_c)[c] for m in (PacketCountJSD, LengthJSD, BigramJSD)}
+    print("class-blind baseline (all shipped flows vs the class), JSD packet-count / length / bigram: "
+          + ", ".join(f"{c} {' / '.join(f'{v:.3f}' for v in blind[c].values())}" for c in args.classes))
+    if args.references_only:
+        return
     rows = []
     for balance in args.balance:
         per_seed = []
@@ -93,7 +105,8 @@ def main() -> None:
                                               for k in ("novelty", "packet_count_jsd", "length_jsd")))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"leave_one_out": {c: loo[c] for c in args.classes}, "rows": rows}, fh, indent=2)
+            json.dump({"leave_one_out": {c: loo[c] for c in args.classes}, "class_blind_baseline": blind,
+                       "rows": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":
