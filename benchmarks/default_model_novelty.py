@@ -83,14 +83,13 @@ def main() -> None:
             jsd = PacketCountJSD().compute_breakdown(real.select(args.classes), syn)
             every = gen.sample(args.n_all * len(real.classes),
                                cls=[c for c in real.classes for _ in range(args.n_all)], random_state=1)
-            all_means = {"novelty": float(np.mean(list(Novelty().compute_breakdown(real, every).values()))),
-                         "packet_count_jsd": float(np.mean(list(PacketCountJSD().compute_breakdown(real, every).values()))),
-                         "length_jsd": float(np.mean(list(LengthJSD().compute_breakdown(real, every).values())))}
+            all_means = {m.name: float(np.mean(list(m().compute_breakdown(real, every).values())))
+                         for m in (Novelty, PacketCountJSD, LengthJSD)}  # keys: novelty, packet_count_jsd, length_jsd
             row = {"class_balance": balance, "seed": seed, "train_s": round(train_s, 1),
                    "best_epoch": gen.history_["best_epoch"], "all_classes_mean": all_means,
                    **{c: {"novelty": novelty[c], "one_packet": float(np.mean(syn.select(c).n_packets == 1)),
-                          "packet_count_jsd": jsd[c]} for c in args.classes}}
-            row["overrides"] = overrides
+                          "packet_count_jsd": jsd[c]} for c in args.classes},
+                   "overrides": overrides}
             rows.append(row)
             per_seed.append(row)
             print(f"balance {balance:g} seed {seed}: train {train_s:.0f} s (best epoch {row['best_epoch']}); "
