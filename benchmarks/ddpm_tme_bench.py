@@ -31,10 +31,10 @@ def main(argv=None) -> int:
     import torch
 
     from trafficgen._io import atomic_path
-    from trafficgen.evaluation.tme_metrics import tre
-    from trafficgen.generators.ddpm_tme.estimate import refine_to_link_loads
-    from trafficgen.generators.ddpm_tme.model import DDPMTME
-    from trafficgen.generators.tm_estimation.classic import tomogravity_estimate
+    from trafficgen.estimation.classic import tomogravity_estimate
+    from trafficgen.evaluation.tm.estimation_metrics import tre
+    from trafficgen.generators.tm.ddpm_tme.estimate import refine_to_link_loads
+    from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
     from trafficgen.recipes.ddpm_tme import _load
     from trafficgen.recipes.runner import load_recipe
 

@@ -47,8 +47,8 @@ def main() -> None:
     from trafficgen.datasets import load_ndpi_apps
     from trafficgen.evaluation.fidelity import BigramJSD, LengthJSD, PacketCountJSD
     from trafficgen.evaluation.privacy import Novelty, leave_one_out_novelty
-    from trafficgen.generators.default_model import DEFAULT_CONFIG
     from trafficgen.generators.llama import LlamaGenerator
+    from trafficgen.pretrained.default_model import DEFAULT_CONFIG
 
     overrides = {}
     for item in args.set:

@@ -156,7 +156,7 @@ def bench_default_model() -> dict:
     from scipy.spatial.distance import jensenshannon
 
     from trafficgen.datasets import load_ndpi_apps
-    from trafficgen.generators import default_model as dm
+    from trafficgen.pretrained import default_model as dm
 
     real = load_ndpi_apps()
     with tempfile.TemporaryDirectory() as tmp:

@@ -53,7 +53,7 @@ def dpkt_loop(path: str) -> int:
 
 
 def trafficgen_read(path: str) -> int:
-    from trafficgen.data.pcap import read_pcap
+    from trafficgen.data.flows.pcap import read_pcap
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -44,7 +44,7 @@ def _timeit(fn, repeat: int) -> float:
 
 def profile_step(values: np.ndarray, sizes: dict, *, batch_size: int, chunk: int, repeat: int) -> dict:
     """Seconds per forward+backward of each LEAD component for one training batch."""
-    from trafficgen.generators.lead import LeadForecaster
+    from trafficgen.generators.tm.lead import LeadForecaster
 
     m = LeadForecaster(epochs=1, batch_size=batch_size, max_train_windows=batch_size, progress=False, **sizes)
     m.fit(values)
@@ -101,7 +101,7 @@ def profile_step(values: np.ndarray, sizes: dict, *, batch_size: int, chunk: int
 
 
 def main():
-    from trafficgen.generators.lead import LeadForecaster
+    from trafficgen.generators.tm.lead import LeadForecaster
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="folder with Abilene X01/X02_realOD.txt")

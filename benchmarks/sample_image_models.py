@@ -67,8 +67,9 @@ def latency(args) -> dict:
 
 def fidelity(args) -> dict:
     from trafficgen.datasets import load_ndpi_apps
-    from trafficgen.evaluation.report import FidelityReport, comparison_markdown, sample_like
+    from trafficgen.evaluation.report import FidelityReport, comparison_markdown
     from trafficgen.evaluation.utility import tstr, tstr_markdown
+    from trafficgen.experiments.run_evaluation import sample_like
     from trafficgen.generators.fast_retransmit import FastRetransmitGenerator
     from trafficgen.generators.smote import SmoteGenerator
 

@@ -3,7 +3,7 @@
     python benchmarks/tm_baselines.py -o runs/bench-tm [--epochs-scale 1.0] [--datasets abilene,geant]
         [--models persistence,seasonal,...]
 
-Protocol: :func:`trafficgen.evaluation.tm_forecast_eval.evaluate_forecaster` (chronological
+Protocol: :func:`trafficgen.experiments.tm_forecast.evaluate_forecaster` (chronological
 70/15/15 split, fit on train, early stopping on val, forecast every test origin with the full
 history; horizons 1, 10, 20). Prints one markdown table (LEAD's normalised RMSE/MAE, Mbit/s
 RMSE/MAE, NMAE, RMSE ratio to persistence on the same split) and writes it with the fit/predict
@@ -29,11 +29,8 @@ def main(argv=None) -> int:
 
     from trafficgen._io import atomic_path
     from trafficgen.cli.tm import build_model, load_series
-    from trafficgen.evaluation.tm_forecast_eval import (
-        evaluate_forecaster,
-        results_json,
-        results_table_markdown,
-    )
+    from trafficgen.evaluation.tm.forecast_report import results_json, results_table_markdown
+    from trafficgen.experiments.tm_forecast import evaluate_forecaster
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--out", type=Path, required=True)

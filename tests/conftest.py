@@ -38,6 +38,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Model tests train tiny models: one torch thread each (on a shared 2-core machine two threads
+    made tiny-model training up to ~20x slower when the other core was busy)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def seed() -> int:
     return 1234

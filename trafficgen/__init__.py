@@ -17,8 +17,8 @@ _LAZY = {
     "InputFormatError": "trafficgen.errors:InputFormatError",
     "PcapError": "trafficgen.errors:PcapError",
     "UnknownClassError": "trafficgen.errors:UnknownClassError",
-    "read_pcap": "trafficgen.data.pcap:read_pcap",
-    "read_pcaps": "trafficgen.data.pcap:read_pcaps",
+    "read_pcap": "trafficgen.data.flows.pcap:read_pcap",
+    "read_pcaps": "trafficgen.data.flows.pcap:read_pcaps",
     "get_generator": "trafficgen.registry:get_generator",
     "load_generator": "trafficgen.registry:load_generator",
 }

@@ -18,7 +18,7 @@ synthetic flows at ``fit`` time only (pipelines skip samplers at predict time)::
 * ``"smote"`` or ``"fast_retransmit"``: a fresh :class:`SmoteGenerator` /
   :class:`FastRetransmitGenerator` fitted on ``X, y``.
 
-``X`` is either the fixed-length feature matrix (see :mod:`trafficgen.evaluation.features`) or a
+``X`` is either the fixed-length feature matrix (see :mod:`trafficgen.representations.features`) or a
 :class:`FlowSet` (then ``y`` may be ``None`` to use its labels, and a FlowSet is returned).
 Feature rows become flows through :func:`features_to_flows`, so arbitrary real-valued rows
 are accepted (rounded, made valid); the generated rows are appended after the original ones.
@@ -124,7 +124,7 @@ class TrafficAugmenter(BaseOverSampler):
     def _fit_resample(self, X, y):
         from scipy import sparse
 
-        from trafficgen.evaluation.features import features_to_flows
+        from trafficgen.representations.features import features_to_flows
 
         is_sparse = sparse.issparse(X)
         dense = X.toarray() if is_sparse else X  # flows are short rows: densify

@@ -47,7 +47,7 @@ def main(out_dir: str | Path = "demo_out", n_per_class: int = 200) -> dict:
                       f"skipped {sum(stats.get('skipped', {}).values())}")
 
     console.rule("2. default generator (trained once, then cached)")
-    from trafficgen.generators.default_model import get_default_model
+    from trafficgen.pretrained.default_model import get_default_model
 
     t0 = time.perf_counter()
     model = get_default_model(progress=True)

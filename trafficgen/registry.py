@@ -20,15 +20,15 @@ GENERATORS: dict[str, str] = {
 
 #: Traffic-matrix models: `trafficgen tm train/forecast --model NAME`.
 TM_MODELS: dict[str, str] = {
-    "persistence": "trafficgen.generators.tm_baselines.naive:PersistenceForecaster",
-    "seasonal": "trafficgen.generators.tm_baselines.naive:SeasonalNaiveForecaster",
-    "historical-average": "trafficgen.generators.tm_baselines.naive:HistoricalAverageForecaster",
-    "lstm": "trafficgen.generators.tm_baselines.rnn:LSTMForecaster",
-    "gru": "trafficgen.generators.tm_baselines.rnn:GRUForecaster",
-    "vit-lstm": "trafficgen.generators.tm_baselines.vit_lstm:ViTLSTMForecaster",
-    "stgcn": "trafficgen.generators.tm_baselines.graph:STGCNForecaster",
-    "lead": "trafficgen.generators.lead.forecaster:LeadForecaster",
-    "ddpm-tme": "trafficgen.generators.ddpm_tme.model:DDPMTME",
+    "persistence": "trafficgen.generators.tm.naive:PersistenceForecaster",
+    "seasonal": "trafficgen.generators.tm.naive:SeasonalNaiveForecaster",
+    "historical-average": "trafficgen.generators.tm.naive:HistoricalAverageForecaster",
+    "lstm": "trafficgen.generators.tm.rnn:LSTMForecaster",
+    "gru": "trafficgen.generators.tm.rnn:GRUForecaster",
+    "vit-lstm": "trafficgen.generators.tm.vit_lstm:ViTLSTMForecaster",
+    "stgcn": "trafficgen.generators.tm.stgcn:STGCNForecaster",
+    "lead": "trafficgen.generators.tm.lead.forecaster:LeadForecaster",
+    "ddpm-tme": "trafficgen.generators.tm.ddpm_tme.model:DDPMTME",
 }
 
 #: Flow metrics: `compute(real, synthetic)`; each declares its direction and range.

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.data.test_pcap import C, S, eth, tcp, udp, write_pcap
+from tests.data.flows.test_pcap import C, S, eth, tcp, udp, write_pcap
 from trafficgen.cli.main import main
 from trafficgen.data.flowset import FlowSet
 

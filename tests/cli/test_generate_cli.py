@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.generators.test_default_model import TINY
 from tests.generators.test_llama import separable_flows
+from tests.pretrained.test_default_model import TINY
 from trafficgen.cli.generate import match_class
 from trafficgen.cli.main import app
 from trafficgen.data.flowset import FlowSet
@@ -101,7 +101,7 @@ def test_match_class():
 
 def test_default_model_used_without_model(monkeypatch, tmp_path):
     monkeypatch.setenv("TRAFFICGEN_CACHE", str(tmp_path))
-    monkeypatch.setattr("trafficgen.generators.default_model.DEFAULT_CONFIG", TINY)
+    monkeypatch.setattr("trafficgen.pretrained.default_model.DEFAULT_CONFIG", TINY)
     monkeypatch.setattr("trafficgen.datasets.flows.load_ndpi_apps", lambda progress=False: separable_flows(40))
     res = runner.invoke(app, ["classes"])
     assert res.exit_code == 0, res.output

@@ -3,10 +3,10 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
-from tests.generators.test_ddpm_tme import toy_routing, toy_series
+from tests.generators.tm.test_ddpm_tme import toy_routing, toy_series
 from trafficgen.cli.main import app
-from trafficgen.generators.ddpm_tme.model import DDPMTME
-from trafficgen.generators.tm_estimation.classic import tomogravity_estimate
+from trafficgen.estimation.classic import tomogravity_estimate
+from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
 
 
 def _inputs(tmp_path):

@@ -13,7 +13,7 @@ from trafficgen.data.windows import chronological_split, window_origins
 from trafficgen.datasets import load_abilene, load_abilene_routing, load_geant, load_geant_topology
 from trafficgen.datasets.tm import load_geant_optimal_mlu
 from trafficgen.errors import ConfigError
-from trafficgen.evaluation.tm_metrics import lead_metrics, real_unit_metrics
+from trafficgen.evaluation.tm.forecast_metrics import lead_metrics, real_unit_metrics
 
 
 def test_abilene_shape_units_and_order():

@@ -6,10 +6,10 @@ import pytest
 
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, UnknownClassError
-from trafficgen.evaluation.features import features_to_flows, flow_features
 from trafficgen.generators.fast_retransmit import FastRetransmitGenerator, retransmit
 from trafficgen.generators.smote import SmoteGenerator
 from trafficgen.registry import get_generator, load_generator
+from trafficgen.representations.features import features_to_flows, flow_features
 
 
 @pytest.fixture

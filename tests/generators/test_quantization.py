@@ -8,19 +8,18 @@ import pytest
 import torch
 
 from trafficgen.errors import ConfigError
-from trafficgen.evaluation.profiling import directory_size
+from trafficgen.experiments.profiling import directory_size
 from trafficgen.generators.quantization import (
     DynamicInt8Linear,
     Int8WeightOnlyEmbedding,
     Int8WeightOnlyLinear,
     fused_projection,
-    load_quantized,
     next_token_distance,
     quantize_generator,
     quantize_model,
     quantize_per_channel,
-    save_quantized,
 )
+from trafficgen.registry import load_generator
 
 #: Tolerance on next-token distributions of int8 vs fp32 (every position of 48 real prefixes).
 MAX_MEAN_KL = {"weight-only": 1e-3, "dynamic": 5e-3}
@@ -96,11 +95,11 @@ def test_quantized_lm_close_to_fp32_and_roundtrips(fitted, small_flows, mode, tm
 
     fp_dir, q_dir = tmp_path / "fp32", tmp_path / "int8"
     fitted.save_pretrained(fp_dir)
-    save_quantized(q, q_dir)
+    q.save_pretrained(q_dir)  # the one save path, quantized or not
     assert directory_size(q_dir) <= 0.40 * directory_size(fp_dir)
     cfg = json.loads((q_dir / "config.json").read_text())
     assert cfg["quantization"]["mode"] == mode and "lm_head" in cfg["quantization"]["linear"]
-    back = load_quantized(q_dir)
+    back = load_generator(q_dir)  # the one load path
     assert back.quantization_["mode"] == mode
     for (k, a), (k2, b) in zip(sorted(q.model_.state_dict().items()), sorted(back.model_.state_dict().items()), strict=True):
         assert k == k2 and torch.equal(a, b)
@@ -113,8 +112,6 @@ def test_quantize_errors(fitted):
     q = quantize_generator(fitted, mode="weight-only")
     with pytest.raises(ConfigError):
         quantize_generator(q, mode="dynamic")
-    with pytest.raises(ConfigError):
-        save_quantized(fitted, "/nonexistent/never-written")
 
 
 def test_fused_projection_equals_concatenated_outputs():

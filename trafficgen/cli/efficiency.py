@@ -34,7 +34,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import Progress
 
-        from trafficgen.evaluation.profiling import (
+        from trafficgen.experiments.profiling import (
             efficiency_table_markdown,
             profile_model_dir,
             write_efficiency,
@@ -66,16 +66,17 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         """Post-training int8 quantization of a saved neural generator (Linear/Embedding layers)."""
         from rich.progress import Progress
 
-        from trafficgen.evaluation.profiling import directory_size
-        from trafficgen.generators.quantization import load_quantized, quantize_generator, save_quantized
+        from trafficgen.experiments.profiling import directory_size
+        from trafficgen.generators.quantization import quantize_generator
+        from trafficgen.registry import load_generator
 
         with Progress(transient=True) as bar:
             task = bar.add_task(f"quantizing ({mode})", total=3)
-            gen = load_quantized(model)
+            gen = load_generator(model)
             bar.advance(task)
             q = quantize_generator(gen, mode=mode)
             bar.advance(task)
-            save_quantized(q, out)
+            q.save_pretrained(out)
             bar.advance(task)
         info = q.quantization_
         before, after = directory_size(model), directory_size(out)

@@ -56,7 +56,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         from trafficgen.data.flowset import FlowSet
         from trafficgen.errors import ConfigError
         from trafficgen.evaluation.plots import radar_plot
-        from trafficgen.evaluation.report import FidelityReport, sample_like
+        from trafficgen.evaluation.report import FidelityReport
+        from trafficgen.experiments.run_evaluation import sample_like
 
         if (synthetic is None) == (model is None):
             raise ConfigError("give exactly one of --synthetic and --model")
@@ -108,7 +109,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
 
         from trafficgen.data.flowset import FlowSet
         from trafficgen.errors import ConfigError
-        from trafficgen.evaluation.report import FidelityReport, run_evaluation, write_evaluation
+        from trafficgen.evaluation.report import FidelityReport, write_evaluation
+        from trafficgen.experiments.run_evaluation import run_evaluation
         from trafficgen.registry import load_generator
 
         try:

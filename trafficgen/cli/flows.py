@@ -29,7 +29,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         """Read captures into per-biflow signed payload-length sequences (+ labels, provenance)."""
         import warnings
 
-        from trafficgen.data.pcap import IngestWarning, read_pcaps
+        from trafficgen.data.flows.pcap import IngestWarning, read_pcaps
         from trafficgen.errors import ConfigError
 
         if out.suffix.lower() not in (".parquet", ".jsonl", ".csv"):

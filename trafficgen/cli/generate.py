@@ -174,7 +174,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
 
 def _load_model(model: Path | None):
     if model is None:
-        from trafficgen.generators.default_model import get_default_model
+        from trafficgen.pretrained.default_model import get_default_model
 
         return get_default_model(progress=True)
     from trafficgen.registry import load_generator

@@ -1,7 +1,7 @@
 """`trafficgen tm train`, `tm forecast`, `tm evaluate`: traffic-matrix forecasting.
 
-Thin wrappers over :mod:`trafficgen.generators.tm_baselines` (model names, loading) and
-:mod:`trafficgen.evaluation.tm_forecast_eval` (protocol, tables, plots).
+Thin wrappers over :mod:`trafficgen.generators.tm` (model names, loading) and
+:mod:`trafficgen.evaluation.tm.forecast_report` (protocol, tables, plots).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def build_model(name: str, *, epochs: int | None = None, seed: int | None = None
     """Instantiate ``name`` with the options its ``__init__`` accepts (``llm`` / ``ablations`` only
     where the model takes them; asking for them elsewhere is an error)."""
     from trafficgen.errors import ConfigError
-    from trafficgen.generators.tm_baselines import get_tm_model
+    from trafficgen.generators.tm import get_tm_model
 
     cls = get_tm_model(name)
     accepted = set(cls._param_names())
@@ -60,7 +60,7 @@ def build_model(name: str, *, epochs: int | None = None, seed: int | None = None
 
 def _resolve(model: str, **build_kw):
     """(forecaster, fitted?) from a saved directory or a registry name."""
-    from trafficgen.generators.tm_baselines import load_tm_model
+    from trafficgen.generators.tm import load_tm_model
 
     if Path(model).is_dir():
         return load_tm_model(model), True
@@ -74,9 +74,10 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
 
     from trafficgen._io import atomic_path
     from trafficgen.errors import ConfigError
-    from trafficgen.evaluation.fan_chart import fan_chart, largest_od_pairs, parse_od_pairs
-    from trafficgen.evaluation.tm_forecast_eval import evaluate_forecaster, write_results
-    from trafficgen.generators.tm_baselines import UNTRAINED
+    from trafficgen.evaluation.tm.fan_chart import fan_chart, largest_od_pairs, parse_od_pairs
+    from trafficgen.evaluation.tm.forecast_report import write_results
+    from trafficgen.experiments.tm_forecast import evaluate_forecaster
+    from trafficgen.generators.tm import UNTRAINED
 
     if (fan_od or fan_horizon) and not samples:
         raise ConfigError("--fan-od / --fan-horizon need --samples K (the fan chart shows sample intervals)")

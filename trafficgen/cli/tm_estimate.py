@@ -56,7 +56,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         steps: int = typer.Option(None, "--steps", help="DDIM steps (default: the model's)."),
     ) -> None:
         """Sample synthetic traffic matrices."""
-        from trafficgen.generators.ddpm_tme.model import DDPMTME
+        from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
 
         m = DDPMTME.from_pretrained(model)
         series = m.sample(n, random_state=seed, steps=steps)
@@ -90,7 +90,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         import numpy as np
 
         from trafficgen.errors import ConfigError
-        from trafficgen.evaluation.tme_metrics import estimation_report, link_residual
+        from trafficgen.evaluation.tm.estimation_metrics import estimation_report, link_residual
 
         if method not in _METHODS:
             raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(_METHODS)}")
@@ -102,13 +102,13 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         if method == "ddpm-tme":
             if model is None:
                 raise ConfigError("--method ddpm-tme needs --model DIR")
-            from trafficgen.generators.ddpm_tme.model import DDPMTME
+            from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
 
             m = DDPMTME.from_pretrained(model)
             x = m.estimate(Y, A, n_init=n_init, n_starts=n_starts, n_opt=n_opt, lr=lr, steps=steps, loss=loss,
                            batch_size=batch_size, projection=projection, random_state=seed, progress=True)
         else:
-            from trafficgen.generators.tm_estimation import classic
+            from trafficgen.estimation import classic
 
             x = {"tomogravity": classic.tomogravity_estimate, "gravity": classic.gravity_estimate,
                  "pinv": classic.pinv_estimate}[method](Y, A)

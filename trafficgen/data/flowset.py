@@ -43,7 +43,7 @@ class FlowSet:
     """Per-biflow sequences of signed payload lengths, with labels and provenance.
 
     Build one with :meth:`from_sequences` (lists of signed lengths) or a reader
-    (:func:`trafficgen.data.pcap.read_pcaps`, :meth:`read`).
+    (:func:`trafficgen.data.flows.pcap.read_pcaps`, :meth:`read`).
     """
 
     lengths: np.ndarray  # (n_flows, max_packets) int32, signed, 0-padded

@@ -1,6 +1,6 @@
 """Chronological splits, forecasting windows and invertible scalers for traffic matrices.
 
-Window convention (shared with :class:`~trafficgen.generators.tm_base.TMForecaster`): an
+Window convention (shared with :class:`~trafficgen.generators.tm.base.TMForecaster`): an
 *origin* ``o`` is the index of the last observed matrix; the input window is
 ``values[o - t_in + 1 : o + 1]`` and the target at horizon ``h`` is ``values[o + h]``.
 """

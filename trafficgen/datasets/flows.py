@@ -23,7 +23,7 @@ def load_ndpi_apps(*, max_packets: int = 32, min_count: int = 30, progress: bool
     are dropped (the FlowSet convention); the reader's skip counts are in
     ``meta["ingest_stats"]``. Ingested from the pcaps on every call (about a second).
     """
-    from trafficgen.data.pcap import read_pcaps
+    from trafficgen.data.flows.pcap import read_pcaps
 
     root = ndpi_capture_dir()
     with warnings.catch_warnings():  # the known skip counts of the shipped captures are in meta
@@ -41,7 +41,7 @@ def load_cicdoh20(split: str = "all", *, max_packets: int = 32) -> FlowSet:
     ``split``: "valid" (600 flows), "test" (600 flows) or "all". Lengths are signed **IP** packet
     lengths (``meta["length_kind"] == "ip"``), not payload lengths.
     """
-    from trafficgen.data.certta import read_certta_json
+    from trafficgen.data.flows.certta import read_certta_json
 
     root = _HERE / "certta"
     names = root / "labels.json"

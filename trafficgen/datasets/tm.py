@@ -50,7 +50,7 @@ def load_abilene(weeks=(1, 2)) -> TMSeries:
     values = np.concatenate([_abilene_week(w) for w in weeks])  # (T, 12, 12), a fresh copy
     start = ABILENE_START + timedelta(weeks=weeks[0] - 1)
     return TMSeries(values, list(ABILENE_NODES), 300.0, "100bytes", start,
-                    meta={"dataset": "abilene", "weeks": weeks})
+                    meta={"dataset": "abilene", "weeks": weeks, "links": abilene_backbone_links()})
 
 
 @lru_cache(maxsize=1)
@@ -65,7 +65,7 @@ def load_geant() -> TMSeries:
     (the ids of :func:`load_geant_topology`, in topology.json order)."""
     nodes = [str(n["id"]) for n in _topology_json()["nodes"]]
     return TMSeries(_geant_week7().copy(), nodes, 900.0, "bit/s", None,
-                    meta={"dataset": "geant", "week": 7})
+                    meta={"dataset": "geant", "week": 7, "links": geant_links(nodes)})
 
 
 def load_geant_optimal_mlu() -> np.ndarray:
@@ -95,3 +95,23 @@ def load_geant_topology():
         attrs = {k: v for k, v in link.items() if k not in ("source", "target")}
         g.add_edge(str(link["source"]), str(link["target"]), **attrs)
     return g
+
+
+def abilene_backbone_links() -> list[list[int]]:
+    """The 15 undirected Abilene backbone links as node-index pairs ``[i, j]`` (i < j), from the
+    routing matrix's one-hop OD routes: an OD pair ``(i, j)`` whose route uses exactly one of the
+    30 backbone-link columns (0-29) is a link ``i - j``."""
+    routing = load_abilene_routing()  # (144, 54)
+    links = set()
+    for od in range(routing.shape[0]):
+        if len(np.flatnonzero(routing[od, :30])) == 1:
+            i, j = divmod(od, 12)
+            links.add((min(i, j), max(i, j)))
+    return [list(link) for link in sorted(links)]
+
+
+def geant_links(nodes) -> list[list[int]]:
+    """The undirected GEANT links of topology.json as index pairs ``[i, j]`` (i < j) into ``nodes``."""
+    index = {n: k for k, n in enumerate(nodes)}
+    links = {(min(index[u], index[v]), max(index[u], index[v])) for u, v in load_geant_topology().edges()}
+    return [list(link) for link in sorted(links)]

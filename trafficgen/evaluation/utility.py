@@ -1,7 +1,7 @@
 """Utility: TSTR (train on synthetic, test on real) and its train-on-real upper bound.
 
 A scikit-learn ``RandomForestClassifier`` is trained on fixed-length features (the first
-``n_packets`` signed lengths, zero-padded: :mod:`trafficgen.evaluation.features`) and tested on
+``n_packets`` signed lengths, zero-padded: :mod:`trafficgen.representations.features`) and tested on
 held-out real flows. The same classifier trained on the real training part of the same split
 is the naive upper bound every TSTR figure is shown beside. Each figure is repeated over
 ``seeds`` (the classifier's seed) and reported as mean and standard deviation of the macro F1,
@@ -16,7 +16,7 @@ import numpy as np
 
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import InputFormatError
-from trafficgen.evaluation.features import flow_features
+from trafficgen.representations.features import flow_features
 
 
 def make_classifier(seed: int, *, n_estimators: int = 100, n_jobs: int = 1):

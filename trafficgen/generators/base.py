@@ -14,15 +14,19 @@ A flow generator:
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from trafficgen._io import atomic_path
 from trafficgen.errors import ConfigError, NotFittedError, UnknownClassError
+from trafficgen.generators.serialization import (  # noqa: F401  (re-exported)
+    load_tensors,
+    read_pretrained,
+    save_tensors,
+    write_pretrained,
+)
 
 
 class PretrainedMixin:
@@ -75,24 +79,26 @@ class PretrainedMixin:
         raise NotImplementedError
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (+ extra JSON files) atomically."""
+        """Write ``config.json`` + ``model.safetensors`` (+ extra JSON files) atomically; a
+        quantized model (``quantization_``, see :mod:`trafficgen.generators.quantization`) writes its
+        int8 weights and a ``quantization`` entry, which :meth:`from_pretrained` reads back."""
         self._check_fitted()
         config, tensors, extra = self._state()
         config = {self._kind_key: self.name, "params": self.get_params(), **config}
+        info = getattr(self, "quantization_", None)
+        if info:
+            from trafficgen.generators.quantization import quantized_tensors
+
+            config["quantization"] = info
+            tensors = quantized_tensors(tensors, info)
         return write_pretrained(path, config, tensors, extra)
 
     @classmethod
     def from_pretrained(cls, path: str | Path):
-        path = Path(path)
-        cfg_file = path / "config.json"
-        if not cfg_file.exists():
-            raise ConfigError(f"{path}: not a saved model directory (no config.json)")
-        config = json.loads(cfg_file.read_text())
+        config, tensors, extra = read_pretrained(path)
         if config.get(cls._kind_key) != cls.name:
             raise ConfigError(f"{path}: saved by {config.get(cls._kind_key)!r}, not {cls.name!r}")
-        tensors = load_tensors(path / "model.safetensors") if (path / "model.safetensors").exists() else {}
-        extra = {p.name: json.loads(p.read_text()) for p in path.glob("*.json") if p.name != "config.json"}
-        if "quantization" in config:  # an int8 model saved by trafficgen.generators.quantization
+        if "quantization" in config:  # an int8 model
             from trafficgen.generators.quantization import load_quantized_state
 
             return load_quantized_state(cls, config, tensors, extra)
@@ -145,45 +151,3 @@ class FlowGenerator(PretrainedMixin):
         if not names:
             raise ConfigError("cls must name at least one class")
         return [names[i % len(names)] for i in range(n)]
-
-
-def write_pretrained(path: str | Path, config: dict, tensors: dict, extra: dict) -> Path:
-    """Write a model folder atomically: config.json + model.safetensors + extra JSON files."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.mkdir()
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
-        save_tensors(tensors, tmp / "model.safetensors")
-        for fname, obj in extra.items():
-            (tmp / fname).write_text(json.dumps(obj, indent=2, default=_json_default))
-    return path
-
-
-def save_tensors(tensors: dict, file: Path) -> None:
-    """Save torch tensors or numpy arrays with safetensors (contiguous copies)."""
-    import torch
-    from safetensors.torch import save_file
-
-    out = {}
-    for k, v in tensors.items():
-        t = torch.as_tensor(v) if not isinstance(v, torch.Tensor) else v
-        out[k] = t.detach().cpu().contiguous()
-    save_file(out, str(file))
-
-
-def load_tensors(file: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(file))
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from trafficgen._random import seed_from
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
@@ -83,10 +84,7 @@ class CausalLMFlowGenerator(FlowGenerator):
 
     # ------------------------------------------------------------------ fit
     def _seed(self) -> int:
-        rs = self.random_state
-        if isinstance(rs, np.random.Generator):
-            return int(rs.integers(2**31 - 1))
-        return int(np.random.default_rng(rs).integers(2**31 - 1)) if rs is None else int(rs)
+        return seed_from(self.random_state, bits=31)
 
     def fit(self, flows):
         """Train on a labelled FlowSet; returns ``self``."""

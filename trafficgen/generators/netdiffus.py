@@ -49,6 +49,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from trafficgen._random import check_random_state
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError
 from trafficgen.generators.base import FlowGenerator
@@ -96,9 +97,8 @@ def expand(v: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _seed_from(random_state) -> int:
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**31 - 1))
-    return int(np.random.default_rng(random_state).integers(2**31 - 1))
+    """A 31-bit seed drawn from ``random_state`` (an int seeds the draw; None: fresh entropy)."""
+    return int(check_random_state(random_state).integers(2**31 - 1))
 
 
 def padded_size(size: int, levels: int) -> int:

@@ -23,7 +23,9 @@ concatenates the (dequantized) weights for one ``F.linear``; for dynamic layers 
 the int8 rows and scales into one :class:`DynamicInt8Linear`, so the decode loop runs the int8
 GEMM with exactly the stored int8 weights.
 
-Persistence (:func:`save_quantized` / :func:`load_quantized`): ``model.safetensors`` holds the
+Persistence: the generator's own ``save_pretrained`` / ``from_pretrained`` (and
+``trafficgen.registry.load_generator``), through :func:`quantized_tensors` and
+:func:`load_quantized_state`: ``model.safetensors`` holds the
 int8 weights (``<layer>.qweight``) and scales (``<layer>.scale``); ``config.json`` gets a
 ``quantization`` entry ``{"mode", "bits", "scheme", "linear", "embedding", "tied"}``. Loading
 rebuilds the fp32 skeleton through the generator's own ``_load_state`` (with dequantized
@@ -34,9 +36,7 @@ re-applied at load time (packed fbgemm weights are not portable, so they are nev
 from __future__ import annotations
 
 import copy
-import json
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -238,22 +238,14 @@ def quantize_generator(generator, *, mode: str = "weight-only", embeddings: bool
 
 
 # ---------------------------------------------------------------------- persistence
-def save_quantized(generator, path: str | Path) -> Path:
-    """``save_pretrained`` for a quantized generator: int8 + scales in ``model.safetensors`` and a
-    ``quantization`` entry in ``config.json`` (written atomically)."""
-    from trafficgen.generators.base import write_pretrained
-
-    info = getattr(generator, "quantization_", None)
-    if not info:
-        raise ConfigError("generator is not quantized; use quantize_generator(...) first")
-    generator._check_fitted()
-    config, tensors, extra = generator._state()
-    for head in info["tied"]:  # shared with the embedding: stored once
+def quantized_tensors(tensors: dict, info: dict) -> dict:
+    """The tensors a quantized model stores: its state without the heads tied to an embedding
+    (``info["tied"]``: stored once, under the embedding's name)."""
+    tensors = dict(tensors)
+    for head in info["tied"]:
         for suffix in ("qweight", "scale"):
             tensors.pop(f"{head}.{suffix}", None)
-    config = {generator._kind_key: generator.name, "params": generator.get_params(), **config,
-              "quantization": info}
-    return write_pretrained(path, config, tensors, extra)
+    return tensors
 
 
 def load_quantized_state(cls, config: dict, tensors: dict, extra: dict):
@@ -287,24 +279,6 @@ def load_quantized_state(cls, config: dict, tensors: dict, extra: dict):
         if isinstance(m, DynamicInt8Linear):
             m.refresh()
     return gen
-
-
-def load_quantized(path: str | Path):
-    """Load any saved generator directory, quantized or not."""
-    from trafficgen.generators.base import load_tensors
-    from trafficgen.registry import get_generator, load_generator
-
-    path = Path(path)
-    cfg_file = path / "config.json"
-    if not cfg_file.exists():
-        raise ConfigError(f"{path}: not a saved model directory (no config.json)")
-    config = json.loads(cfg_file.read_text())
-    if "quantization" not in config:
-        return load_generator(path)
-    cls = get_generator(config.get("generator", ""))
-    tensors = load_tensors(path / "model.safetensors")
-    extra = {p.name: json.loads(p.read_text()) for p in path.glob("*.json") if p.name != "config.json"}
-    return load_quantized_state(cls, config, tensors, extra)
 
 
 # ---------------------------------------------------------------------- closeness to fp32

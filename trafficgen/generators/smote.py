@@ -1,12 +1,12 @@
 """`SmoteGenerator`: SMOTE (Chawla et al., 2002) as a conditional flow generator.
 
 Flows are mapped to fixed-length features (the first ``n_packets`` signed lengths, zero-padded:
-:mod:`trafficgen.evaluation.features`). A new sample of class ``c`` takes a random flow ``x`` of
+:mod:`trafficgen.representations.features`). A new sample of class ``c`` takes a random flow ``x`` of
 ``c``, one of its ``k`` nearest neighbours ``x'`` within ``c`` (Euclidean, ``k = min(k_neighbors,
 n_c - 1)``; the neighbour lists come from sklearn's ``NearestNeighbors``, the same computation as
 imblearn's SMOTE) and a gap ``u ~ U[0, 1)``, and returns ``x + u (x' - x)``. A class with one flow
 has no neighbour: its samples are copies of that flow (random over-sampling). The rows are
-made valid flows by :func:`trafficgen.evaluation.features.features_to_flows` (round, first
+made valid flows by :func:`trafficgen.representations.features.features_to_flows` (round, first
 packet positive and non-zero, flow ends at the first 0).
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
-from trafficgen.evaluation.features import features_to_flows, flow_features
 from trafficgen.generators.base import FlowGenerator
+from trafficgen.representations.features import features_to_flows, flow_features
 
 
 class SmoteGenerator(FlowGenerator):

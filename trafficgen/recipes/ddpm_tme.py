@@ -35,7 +35,7 @@ def _load(name: str, cfg: dict):
         A = load_abilene_routing()
     elif name == "geant":
         from trafficgen.data.routing import routing_from_topology
-        from trafficgen.generators.tm_estimation.classic import add_access_links
+        from trafficgen.estimation.classic import add_access_links
 
         series = load_geant()
         n_train = int(round(float(cfg.get("train_fraction", 0.8)) * len(series)))
@@ -61,7 +61,7 @@ def _mbit_factor(series) -> float:
 
 
 def _table_row(method, dataset, x, xh, Y, A, seconds, mbit):
-    from trafficgen.evaluation.tme_metrics import estimation_report
+    from trafficgen.evaluation.tm.estimation_metrics import estimation_report
 
     rep = estimation_report(x, xh, Y, A)
     row = {"dataset": dataset, "method": method, "rmse_all_mbit": rep["rmse"] * mbit}
@@ -82,12 +82,12 @@ _LATENT_KEYS = ("n_init", "n_starts", "n_opt", "lr", "loss", "batch_size", "proj
 
 
 def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[list[dict], dict]:
-    from trafficgen.evaluation import tme_plots
-    from trafficgen.evaluation.tme_metrics import discriminator_score, mmd_rbf
-    from trafficgen.generators.ddpm_tme.estimate import refine_to_link_loads
-    from trafficgen.generators.ddpm_tme.model import DDPMTME
-    from trafficgen.generators.tm_estimation import classic
-    from trafficgen.generators.tm_estimation.latent_fit import VAETME, WGANGPTME
+    from trafficgen.estimation import classic
+    from trafficgen.evaluation.tm import estimation_plots as tme_plots
+    from trafficgen.evaluation.tm.estimation_metrics import discriminator_score, mmd_rbf
+    from trafficgen.generators.tm.ddpm_tme.estimate import refine_to_link_loads
+    from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
+    from trafficgen.generators.tm.latent_fit import VAETME, WGANGPTME
 
     train, X, A = _load(name, config.get(name, {}))
     mbit = _mbit_factor(train)
@@ -210,7 +210,6 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
     import torch
 
     seed = int(config.get("seed", 0))
-    torch.manual_seed(seed)
     torch.set_num_threads(int(config.get("threads", 2)))
     out_dir = Path(out_dir)
     rows, infos = [], {}

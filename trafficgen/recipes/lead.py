@@ -29,10 +29,10 @@ import numpy as np
 
 from trafficgen._io import atomic_path
 from trafficgen.errors import ConfigError
-from trafficgen.evaluation.fan_chart import fan_chart
+from trafficgen.evaluation.tm.fan_chart import fan_chart
 from trafficgen.registry import import_object
 
-LEAD_SPEC = "trafficgen.generators.lead.forecaster:LeadForecaster"
+LEAD_SPEC = "trafficgen.generators.tm.lead.forecaster:LeadForecaster"
 
 
 def _load(name: str):
@@ -86,7 +86,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
     from rich.progress import Progress
 
     from trafficgen.data.windows import chronological_split
-    from trafficgen.evaluation.tm_metrics import evaluate_forecast
+    from trafficgen.evaluation.tm.forecast_metrics import evaluate_forecast
 
     out_dir = Path(out_dir)
     seed = int(config.get("seed", 0))

@@ -4,7 +4,7 @@ For each data set (the shipped nDPI apps and CICDOH20):
 
 1. one stratified split (``test_size``, ``seed``); every generator is fitted on the training
    part only (timed, with peak memory);
-2. RQ1-RQ3 through :func:`trafficgen.evaluation.report.run_evaluation` on the same split
+2. RQ1-RQ3 through :func:`trafficgen.experiments.run_evaluation.run_evaluation` on the same split
    (fidelity + radar, TSTR beside train-on-real, augmentation curves beside SMOTE, Fast
    Retransmit and no augmentation), written by ``write_evaluation`` into ``<out>/<dataset>/``;
 3. RQ4: every neural generator is quantized to int8 (weight-only and dynamic, see
@@ -51,7 +51,7 @@ def _fidelity_mean(report) -> float:
 
 
 def _fit_generators(config: dict, train, seed: int, skipped: list, step=lambda text: None) -> tuple[dict, dict]:
-    from trafficgen.evaluation.profiling import PeakMemory
+    from trafficgen.experiments.profiling import PeakMemory
     from trafficgen.registry import get_generator
 
     fitted, train_stats = {}, {}
@@ -76,9 +76,10 @@ def _fit_generators(config: dict, train, seed: int, skipped: list, step=lambda t
 
 
 def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list, step=lambda text: None) -> dict:
-    from trafficgen.evaluation.profiling import profile_generator
-    from trafficgen.evaluation.report import FidelityReport, run_evaluation, sample_like, write_evaluation
+    from trafficgen.evaluation.report import FidelityReport, write_evaluation
     from trafficgen.evaluation.utility import tstr
+    from trafficgen.experiments.profiling import profile_generator
+    from trafficgen.experiments.run_evaluation import run_evaluation, sample_like
     from trafficgen.generators.quantization import quantize_generator
 
     flows = _load(ds_name, config)
@@ -136,7 +137,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
     from rich.console import Console
     from rich.progress import Progress, TimeElapsedColumn
 
-    from trafficgen.evaluation.profiling import efficiency_table_markdown, write_efficiency
+    from trafficgen.experiments.profiling import efficiency_table_markdown, write_efficiency
 
     out_dir = Path(out_dir)
     seed = int(config.get("seed", 0))

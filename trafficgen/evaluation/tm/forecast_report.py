@@ -1,0 +1,140 @@
+"""Tables and plots of traffic-matrix forecasts (the protocol that produces them is
+:func:`trafficgen.experiments.tm_forecast.evaluate_forecaster`).
+
+Protocol: split the series chronologically (70/15/15 by default);
+fit on train with val for early stopping; forecast from every origin ``o`` of the test part with
+the full series as history (``o >= len(train) + len(val)``, ``o >= min_history - 1``,
+``o + max(horizons) < T``, the same origins for every horizon); report per horizon LEAD's
+per-matrix-normalised RMSE / MAE and real-unit RMSE / MAE (Mbit/s) and NMAE
+(:func:`trafficgen.evaluation.tm.forecast_metrics.evaluate_forecast`), plus CRPS and interval coverage
+when samples are asked for.
+
+:func:`results_table_markdown` puts several results side by side with the ratio of each real-unit
+RMSE to persistence's on the same split; :func:`plot_od_pairs` and :func:`plot_error_heatmap` write
+PNGs; :func:`write_results` writes ``metrics.json`` + ``table.md`` + both PNGs.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from trafficgen._io import atomic_path
+
+__all__ = ["results_table_markdown", "plot_od_pairs",
+           "plot_error_heatmap", "write_results", "results_json"]
+
+_METRICS = ("rmse", "mae", "rmse_mbps", "mae_mbps", "nmae")
+
+
+def results_json(results: dict) -> dict:
+    """``results`` without the arrays (what ``metrics.json`` holds)."""
+    return {k: v for k, v in results.items() if k != "forecast"}
+
+
+def results_table_markdown(results: Sequence[dict] | dict, *, baseline: str = "persistence") -> str:
+    """One row per (model, horizon): LEAD RMSE / MAE, RMSE / MAE in Mbit/s, NMAE, and the real-unit
+    RMSE over ``baseline``'s on the same horizon (blank when the baseline is not among ``results``)."""
+    results = [results] if isinstance(results, dict) else list(results)
+    ref = {}
+    for res in results:
+        if res["model"] == baseline:
+            ref = {h: m["rmse_mbps"] for h, m in res["metrics"].items()}
+    lines = ["| model | dataset | h | LEAD RMSE | LEAD MAE | RMSE (Mbit/s) | MAE (Mbit/s) | NMAE "
+             f"| RMSE / {baseline} |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for res in results:
+        for h, m in res["metrics"].items():
+            ratio = f"{m['rmse_mbps'] / ref[h]:.3f}" if h in ref and ref[h] > 0 else ""
+            lines.append(f"| {res['model']} | {res.get('dataset') or ''} | {h} | {m['rmse']:.4f} | {m['mae']:.4f} "
+                         f"| {m['rmse_mbps']:.3f} | {m['mae_mbps']:.3f} | {m['nmae']:.4f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def _to_mbps(values: np.ndarray, results: dict) -> np.ndarray:
+    from trafficgen.data.tmseries import TMSeries
+
+    one = TMSeries(np.ones((1, 1, 1)), ["x"], results["interval_s"], results["unit"])
+    return values * float(one.to_unit("Mbit/s").values[0, 0, 0])
+
+
+def plot_od_pairs(results: dict, path, *, horizon: int | None = None, n_pairs: int = 4) -> Path:
+    """True vs predicted (Mbit/s) over the test targets for the ``n_pairs`` busiest OD pairs."""
+    plt = _pyplot()
+    fc = results["forecast"]
+    horizons = [int(h) for h in fc["horizons"]]
+    k = horizons.index(int(horizon)) if horizon is not None else 0
+    true = _to_mbps(fc["y_true"][:, k], results)  # (B, N, N)
+    pred = _to_mbps(fc["point"][:, k], results)  # (B, N, N)
+    n = true.shape[1]
+    busiest = np.argsort(-true.reshape(len(true), -1).mean(axis=0), kind="stable")[:n_pairs]
+    nodes = results.get("nodes") or [str(i) for i in range(n)]
+    t = fc["origins"] + horizons[k]
+    fig, axes = plt.subplots(len(busiest), 1, figsize=(9, 2.2 * len(busiest)), sharex=True, squeeze=False)
+    for ax, od in zip(axes[:, 0], busiest, strict=False):
+        i, j = divmod(int(od), n)
+        ax.plot(t, true[:, i, j], color="black", lw=1.0, label="true")
+        ax.plot(t, pred[:, i, j], color="tab:red", lw=1.0, alpha=0.8, label=results["model"])
+        ax.set_ylabel("Mbit/s")
+        ax.set_title(f"{nodes[i]} -> {nodes[j]}", fontsize=9)
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("target interval index")
+    fig.suptitle(f"{results['model']} on {results.get('dataset') or 'series'}, horizon {horizons[k]}")
+    return _save(fig, path)
+
+
+def plot_error_heatmap(results: dict, path) -> Path:
+    """Mean absolute error (Mbit/s) per OD pair, one panel per horizon."""
+    plt = _pyplot()
+    fc = results["forecast"]
+    horizons = [int(h) for h in fc["horizons"]]
+    err = np.abs(_to_mbps(fc["point"] - fc["y_true"], results)).mean(axis=0)  # (H, N, N)
+    fig, axes = plt.subplots(1, len(horizons), figsize=(4.2 * len(horizons), 3.8), squeeze=False)
+    vmax = float(err.max()) or 1.0
+    for ax, h, e in zip(axes[0], horizons, err, strict=False):
+        im = ax.imshow(e, cmap="magma", vmin=0.0, vmax=vmax)
+        ax.set_title(f"h = {h}")
+        ax.set_xlabel("destination")
+        ax.set_ylabel("origin")
+    fig.colorbar(im, ax=axes[0].tolist(), label="MAE (Mbit/s)")
+    fig.suptitle(f"{results['model']}: mean absolute error per OD pair")
+    return _save(fig, path)
+
+
+def write_results(results: dict, out_dir, *, baseline_results: dict | None = None) -> dict:
+    """Write ``metrics.json``, ``table.md`` (beside ``baseline_results`` when given),
+    ``od_pairs.png`` and ``error_heatmap.png`` into ``out_dir``; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [results] + ([baseline_results] if baseline_results is not None else [])
+    paths = {"metrics": out / "metrics.json", "table": out / "table.md",
+             "od_pairs": out / "od_pairs.png", "error_heatmap": out / "error_heatmap.png"}
+    payload = results_json(results)
+    if baseline_results is not None:
+        payload["baseline"] = results_json(baseline_results)
+    with atomic_path(paths["metrics"]) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2))
+    with atomic_path(paths["table"]) as tmp:
+        tmp.write_text(results_table_markdown(rows))
+    plot_od_pairs(results, paths["od_pairs"])
+    plot_error_heatmap(results, paths["error_heatmap"])
+    return paths

@@ -1,0 +1,213 @@
+"""VAE-TME and WGAN-GP-TME baselines: train a generator of OD vectors, then estimate TMs from
+link loads by optimising its latent input (best of a shared candidate pool, then Adam on the
+relative link misfit, as DDPM-TME's Algorithm 2 does with its sampling noises).
+
+Both work on the per-flow ``log1p`` + standardised scale of
+:class:`~trafficgen.generators.tm.ddpm_tme.preprocess.TMScaler` and share the post-processing of
+DDPM-TME (the projection onto the link loads, KL by default, see
+:func:`~trafficgen.generators.tm.ddpm_tme.estimate.refine_to_link_loads`), so the comparison isolates
+the prior. Networks are small MLPs (hidden ``width``, LeakyReLU).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from trafficgen._random import torch_generator, torch_seeded
+from trafficgen.data.tmseries import TMSeries
+from trafficgen.errors import ConfigError, NotFittedError
+from trafficgen.generators.tm.ddpm_tme.estimate import (
+    _as_inputs,
+    best_of_pool,
+    link_misfit,
+    refine_to_link_loads,
+)
+from trafficgen.generators.tm.ddpm_tme.preprocess import TMScaler
+
+__all__ = ["VAETME", "WGANGPTME"]
+
+
+def _mlp(d_in: int, width: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, width), nn.LeakyReLU(0.2), nn.Linear(width, width),
+                         nn.LeakyReLU(0.2), nn.Linear(width, d_out))
+
+
+class _LatentTME:
+    """Shared: scaling, sampling, latent-optimisation estimation. Subclasses build ``decoder_``."""
+
+    def __init__(self, *, latent_dim: int = 32, width: int = 256, epochs: int = 200, batch_size: int = 64,
+                 lr: float = 1e-3, flow_scale: float = 1.0, random_state: int = 0, progress: bool = False):
+        self.latent_dim = latent_dim
+        self.flow_scale = flow_scale
+        self.width = width
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.random_state = random_state
+        self.progress = progress
+
+    def _check_fitted(self):
+        if not hasattr(self, "decoder_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(...) first")
+
+    def _prepare(self, train: TMSeries) -> torch.Tensor:
+        if not isinstance(train, TMSeries):
+            raise ConfigError(f"fit expects a TMSeries, got {type(train).__name__}")
+        if self.epochs < 0 or self.batch_size < 1 or self.latent_dim < 1:
+            raise ConfigError("epochs >= 0, batch_size >= 1 and latent_dim >= 1 are required")
+        self.scaler_ = TMScaler(relative_scale=self.flow_scale).fit(train.flat)
+        self.n_nodes_ = train.n_nodes
+        self.unit_ = train.unit
+        self.history_ = {"loss": []}
+        return torch.as_tensor(self.scaler_.transform(train.flat), dtype=torch.float32)  # (T, n_od)
+
+    def _epochs(self, desc: str):
+        if not self.progress:
+            return range(self.epochs)
+        from rich.progress import track
+
+        return track(range(self.epochs), description=desc)
+
+    def _decode_real(self, z: torch.Tensor) -> torch.Tensor:
+        return TMScaler.torch_inverse(self.decoder_(z), self.scaler_.torch_params())  # (B, n_od)
+
+    def sample(self, n: int, *, random_state=None) -> np.ndarray:
+        """``n`` OD vectors (n, n_od) in real units."""
+        self._check_fitted()
+        gen = torch_generator(random_state)
+        with torch.no_grad():
+            z = torch.randn((n, self.latent_dim), generator=gen)  # (n, d)
+            return self.scaler_.inverse_transform(self.decoder_(z).double().numpy())
+
+    def estimate(self, link_loads, routing, *, n_init: int = 256, n_starts: int = 1, n_opt: int = 100,
+                 lr: float = 0.05, loss: str = "l1", batch_size: int = 512, projection: str = "kl",
+                 project_iters: int = 3, random_state: int = 0, return_raw: bool = False):
+        """(T, n_od) estimates (and the raw generator fit with ``return_raw``). ``n_starts`` best
+        pool latents are optimised per target and their fits averaged, as in DDPM-TME."""
+        self._check_fitted()
+        Y, A = _as_inputs(link_loads, routing, self.n_nodes_ ** 2)
+        if n_init < 1 or n_opt < 0 or batch_size < 1 or n_starts < 1:
+            raise ConfigError("need n_init >= 1, n_opt >= 0, batch_size >= 1 and n_starts >= 1")
+        n_starts = min(int(n_starts), int(n_init))
+        gen = torch_generator(random_state)
+        At = torch.as_tensor(A, dtype=torch.float32)  # (n_od, L)
+        pool = torch.randn((n_init, self.latent_dim), generator=gen)  # (P, d)
+        with torch.no_grad():
+            pool_x = self.scaler_.inverse_transform(self.decoder_(pool).double().numpy())  # (P, n_od)
+        best = best_of_pool(pool_x, Y, A, loss, k=n_starts).reshape(len(Y), n_starts)  # (T, k)
+        raw = np.empty((len(Y), A.shape[0]))
+        for s in range(0, len(Y), batch_size):
+            sl = slice(s, s + batch_size)
+            idx = best[sl].reshape(-1)  # (B * k,)
+            y = torch.as_tensor(Y[sl], dtype=torch.float32).repeat_interleave(n_starts, 0)  # (B * k, L)
+            z = pool[torch.as_tensor(idx)].clone().requires_grad_(True)  # (B * k, d)
+            opt = torch.optim.Adam([z], lr=lr)
+            best_loss = torch.full((len(y),), float("inf"))
+            best_x = torch.as_tensor(pool_x[idx], dtype=torch.float32)  # (B * k, n_od)
+            for i in range(n_opt + 1):  # the last pass only scores the final latents
+                x = self._decode_real(z).clamp_min(0)  # (B * k, n_od)
+                per = link_misfit(x, y, At, loss)  # (B * k,)
+                with torch.no_grad():
+                    better = per < best_loss
+                    best_loss = torch.where(better, per, best_loss)
+                    best_x[better] = x[better]
+                if i == n_opt:
+                    break
+                opt.zero_grad()
+                per.sum().backward()
+                opt.step()
+            raw[sl] = best_x.detach().double().numpy().reshape(-1, n_starts, A.shape[0]).mean(1)
+        est = refine_to_link_loads(raw, Y, A, projection=projection, project_iters=project_iters)
+        return (est, raw) if return_raw else est
+
+
+class VAETME(_LatentTME):
+    """VAE on scaled OD vectors (Gaussian decoder, MSE reconstruction + ``beta`` * KL)."""
+
+    def __init__(self, *, latent_dim: int = 32, width: int = 256, epochs: int = 200, batch_size: int = 64,
+                 lr: float = 1e-3, beta: float = 0.01, flow_scale: float = 1.0, random_state: int = 0,
+                 progress: bool = False):
+        super().__init__(latent_dim=latent_dim, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
+                         flow_scale=flow_scale, random_state=random_state, progress=progress)
+        self.beta = beta
+
+    def fit(self, train: TMSeries, *, val=None) -> VAETME:
+        with torch_seeded(self.random_state) as seed:  # module init; the caller's RNG is left alone
+            return self._fit(train, seed)
+
+    def _fit(self, train: TMSeries, seed: int) -> VAETME:
+        x = self._prepare(train)
+        gen = torch.Generator().manual_seed(seed)
+        n_od = x.shape[1]
+        self.encoder_ = _mlp(n_od, self.width, 2 * self.latent_dim)
+        decoder = _mlp(self.latent_dim, self.width, n_od)
+        opt = torch.optim.Adam(list(self.encoder_.parameters()) + list(decoder.parameters()), lr=self.lr)
+        for _ in self._epochs("train VAE-TME"):
+            tot = 0.0
+            for idx in torch.randperm(len(x), generator=gen).split(self.batch_size):
+                xb = x[idx]  # (B, n_od)
+                mu, logvar = self.encoder_(xb).chunk(2, dim=1)  # (B, d) each
+                z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)  # (B, d)
+                rec = ((decoder(z) - xb) ** 2).sum(1).mean()
+                kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)).mean()
+                loss = rec + self.beta * kl
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                tot += float(loss.detach()) * len(idx)
+            self.history_["loss"].append(tot / len(x))
+        self.decoder_ = decoder.eval().requires_grad_(False)
+        self.encoder_.eval().requires_grad_(False)
+        return self
+
+
+class WGANGPTME(_LatentTME):
+    """WGAN-GP (Gulrajani et al. 2017) on scaled OD vectors: ``n_critic`` critic steps per
+    generator step, gradient penalty weight ``gp_weight``, Adam(0.5, 0.9)."""
+
+    def __init__(self, *, latent_dim: int = 32, width: int = 256, epochs: int = 200, batch_size: int = 64,
+                 lr: float = 1e-4, n_critic: int = 5, gp_weight: float = 10.0, flow_scale: float = 1.0,
+                 random_state: int = 0, progress: bool = False):
+        super().__init__(latent_dim=latent_dim, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
+                         flow_scale=flow_scale, random_state=random_state, progress=progress)
+        self.n_critic = n_critic
+        self.gp_weight = gp_weight
+
+    def fit(self, train: TMSeries, *, val=None) -> WGANGPTME:
+        with torch_seeded(self.random_state) as seed:  # module init; the caller's RNG is left alone
+            return self._fit(train, seed)
+
+    def _fit(self, train: TMSeries, seed: int) -> WGANGPTME:
+        x = self._prepare(train)
+        gen = torch.Generator().manual_seed(seed)
+        n_od = x.shape[1]
+        generator = _mlp(self.latent_dim, self.width, n_od)
+        self.critic_ = _mlp(n_od, self.width, 1)
+        opt_g = torch.optim.Adam(generator.parameters(), lr=self.lr, betas=(0.5, 0.9))
+        opt_c = torch.optim.Adam(self.critic_.parameters(), lr=self.lr, betas=(0.5, 0.9))
+        for _ in self._epochs("train WGAN-GP-TME"):
+            tot = 0.0
+            batches = torch.randperm(len(x), generator=gen).split(self.batch_size)
+            for k, idx in enumerate(batches):
+                real = x[idx]  # (B, n_od)
+                fake = generator(torch.randn((len(idx), self.latent_dim), generator=gen)).detach()  # (B, n_od)
+                a = torch.rand((len(idx), 1), generator=gen)  # (B, 1)
+                mix = (a * real + (1 - a) * fake).requires_grad_(True)  # (B, n_od)
+                grad, = torch.autograd.grad(self.critic_(mix).sum(), mix, create_graph=True)  # (B, n_od)
+                gp = ((grad.norm(dim=1) - 1) ** 2).mean()
+                loss_c = self.critic_(fake).mean() - self.critic_(real).mean() + self.gp_weight * gp
+                opt_c.zero_grad()
+                loss_c.backward()
+                opt_c.step()
+                tot += float(loss_c.detach()) * len(idx)
+                if (k + 1) % self.n_critic == 0 or k == len(batches) - 1:
+                    z = torch.randn((self.batch_size, self.latent_dim), generator=gen)  # (B, d)
+                    loss_g = -self.critic_(generator(z)).mean()
+                    opt_g.zero_grad()
+                    loss_g.backward()
+                    opt_g.step()
+            self.history_["loss"].append(tot / len(x))
+        self.decoder_ = generator.eval().requires_grad_(False)
+        self.critic_.eval().requires_grad_(False)
+        return self
