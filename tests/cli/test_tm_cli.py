@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trafficgen.cli.main import app
-from trafficgen.data.tm_readers import write_tm_npy
+from trafficgen.data.tm import write_tm_npy
 from trafficgen.data.tmseries import TMSeries
 from trafficgen.errors import ConfigError
 

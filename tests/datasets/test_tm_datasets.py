@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trafficgen.data.routing import link_loads, routing_from_topology
-from trafficgen.data.tm_readers import ABILENE_NODES, read_abilene_x, read_hist
+from trafficgen.data.tm import ABILENE_NODES, read_abilene_x, read_hist
 from trafficgen.data.windows import chronological_split, window_origins
 from trafficgen.datasets import load_abilene, load_abilene_routing, load_geant, load_geant_topology
 from trafficgen.datasets.tm import load_geant_optimal_mlu

@@ -26,7 +26,7 @@ def _parse_ints(text: str, what: str) -> list[int]:
 
 
 def load_series(data: str):
-    """'abilene' / 'geant' (shipped) or any TM file readable by :func:`trafficgen.data.tm_readers.read_tm`."""
+    """'abilene' / 'geant' (shipped) or any TM file readable by :func:`trafficgen.data.tm.read_tm`."""
     if data.lower() == "abilene":
         from trafficgen.datasets import load_abilene
 
@@ -35,7 +35,7 @@ def load_series(data: str):
         from trafficgen.datasets import load_geant
 
         return load_geant()
-    from trafficgen.data.tm_readers import read_tm
+    from trafficgen.data.tm import read_tm
 
     return read_tm(Path(data))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from trafficgen.data.routing import read_routing_csv
-from trafficgen.data.tm_readers import ABILENE_NODES, read_abilene_x, read_hist
+from trafficgen.data.tm import ABILENE_NODES, read_abilene_x, read_hist
 from trafficgen.data.tmseries import TMSeries
 from trafficgen.errors import ConfigError
 
@@ -41,7 +41,7 @@ def load_abilene(weeks=(1, 2)) -> TMSeries:
     """Abilene realOD traffic matrices, the given weeks (1 and/or 2) in chronological order.
 
     Shape (2016 * len(weeks), 12, 12), unit "100bytes" per 5 min (x 800 / 300 / 1e6 = Mbit/s),
-    nodes :data:`~trafficgen.data.tm_readers.ABILENE_NODES`, start 2004-03-01 00:00 for week 1
+    nodes :data:`~trafficgen.data.tm.ABILENE_NODES`, start 2004-03-01 00:00 for week 1
     (2004-03-08 00:00 when only week 2 is asked for).
     """
     weeks = sorted({int(w) for w in weeks})

@@ -42,7 +42,7 @@ def _load(name: str):
         return datasets.load_abilene()
     if name == "geant":
         return datasets.load_geant()
-    from trafficgen.data.tm_readers import read_tm  # a path
+    from trafficgen.data.tm import read_tm  # a path
 
     return read_tm(name)
 

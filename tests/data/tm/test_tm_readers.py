@@ -8,7 +8,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from trafficgen.data.tm_readers import (
+from trafficgen.data.tm import (
     ABILENE_NODES,
     ABILENE_X_KINDS,
     read_abilene_x,
