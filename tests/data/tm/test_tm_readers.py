@@ -3,6 +3,7 @@ formats, unit conversions, and clear errors on bad input."""
 from __future__ import annotations
 
 import gzip
+import json
 from datetime import datetime
 
 import numpy as np
@@ -208,3 +209,33 @@ def test_corrupt_gzip_and_bad_npy(tmp_path):
     np.save(tmp_path / "cube.npy", np.ones((2, 2, 3)))
     with pytest.raises(InputFormatError, match="expected shape"):
         read_tm_npy(tmp_path / "cube.npy", interval_s=1, unit="bytes")
+
+
+# ----------------------------------------------------------------------------- issue 16, item 9
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("nodes", 5, "list of node names"), ("nodes", ["a", "a"], "distinct"), ("nodes", ["a", "b", "c"], "3 nodes"),
+    ("interval_s", "abc", "positive number"), ("interval_s", -1, "positive number"),
+    ("unit", "furlongs", "one of"), ("start", "not a time", "ISO 8601"), ("start", 7, "ISO 8601"),
+])
+def test_bad_sidecar_field_names_the_sidecar(tmp_path, rng, field, value, expected):
+    path = write_tm_npy(_series(rng, n=2), tmp_path / "tm.npy")
+    side = tmp_path / "tm.npy.json"
+    meta = json.loads(side.read_text())
+    meta[field] = value
+    side.write_text(json.dumps(meta))
+    with pytest.raises(InputFormatError, match=expected) as info:
+        read_tm_npy(path)
+    assert info.value.path == str(side)
+    write_tm_csv(_series(rng, n=2), tmp_path / "tm.csv", layout="long")
+    (tmp_path / "tm.csv.json").write_text(json.dumps(meta))
+    with pytest.raises(InputFormatError) as info:
+        read_tm(tmp_path / "tm.csv")
+    assert info.value.path == str(tmp_path / "tm.csv.json")
+
+
+def test_sidecar_not_an_object(tmp_path, rng):
+    path = write_tm_npy(_series(rng, n=2), tmp_path / "tm.npy")
+    (tmp_path / "tm.npy.json").write_text("[1, 2]")
+    with pytest.raises(InputFormatError, match="JSON object"):
+        read_tm_npy(path)

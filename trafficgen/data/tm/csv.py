@@ -91,7 +91,8 @@ def _read_long_csv(path: Path, nodes, interval_s, unit, start) -> TMSeries:
     values = np.zeros((max(e[0] for e in entries) + 1, n, n))  # (T, N, N)
     for t, a, b, value in entries:
         if a not in index or b not in index:
-            raise InputFormatError(f"node {a if a not in index else b!r} is not in the node list", path=path)
+            raise InputFormatError(f"node {a if a not in index else b!r} is not in the node list",
+                                   path=meta["nodes_from"])
         values[t, index[a], index[b]] += value
     return TMSeries(values, meta["nodes"], meta["interval_s"], meta["unit"], meta["start"],
                     meta={"source": str(path)})
