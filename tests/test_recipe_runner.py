@@ -21,3 +21,17 @@ def test_quick_overrides_and_outputs(tmp_path):
     assert resolved["seed"] == 9 and resolved["epochs"] == 1 and "quick" not in resolved
     assert json.loads((tmp_path / "out" / "results.json").read_text())["epochs"] == 1
     assert resolve_config(recipe)["epochs"] == 50
+
+
+def test_unknown_recipe_keys_are_errors_not_dropped(tmp_path):
+    import pytest
+
+    from trafficgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no_such_key"):
+        run_recipe("lightweight_ntg", tmp_path / "a", quick=True, overrides={"no_such_key": 1})
+    with pytest.raises(ConfigError, match="epochz"):
+        run_recipe("lightweight_ntg", tmp_path / "b", quick=True,
+                   overrides={"generators": {"llama": {"epochz": 1}}})
+    with pytest.raises(ConfigError, match="seedz"):
+        run_recipe("lightweight_ntg", tmp_path / "c", quick=True, overrides={"evaluation": {"seedz": 1}})

@@ -3,7 +3,6 @@ without importing torch up front."""
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 
 from trafficgen.errors import ConfigError
@@ -18,8 +17,9 @@ GENERATORS: dict[str, str] = {
     "fast_retransmit": "trafficgen.generators.fast_retransmit:FastRetransmitGenerator",
 }
 
-#: Traffic-matrix models: `trafficgen tm train/forecast --model NAME`.
-TM_MODELS: dict[str, str] = {
+#: Traffic-matrix forecasters: ``fit(train, val=...)`` then ``predict(values, origins, horizons)``
+#: (`trafficgen tm train/forecast --model NAME`).
+TM_FORECASTERS: dict[str, str] = {
     "persistence": "trafficgen.generators.tm.naive:PersistenceForecaster",
     "seasonal": "trafficgen.generators.tm.naive:SeasonalNaiveForecaster",
     "historical-average": "trafficgen.generators.tm.naive:HistoricalAverageForecaster",
@@ -28,8 +28,25 @@ TM_MODELS: dict[str, str] = {
     "vit-lstm": "trafficgen.generators.tm.vit_lstm:ViTLSTMForecaster",
     "stgcn": "trafficgen.generators.tm.stgcn:STGCNForecaster",
     "lead": "trafficgen.generators.tm.lead.forecaster:LeadForecaster",
-    "ddpm-tme": "trafficgen.generators.tm.ddpm_tme.model:DDPMTME",
 }
+
+#: Learned traffic-matrix estimators: ``fit(train)``, ``sample(n)`` (synthesis) and
+#: ``estimate(link_loads, routing)`` (`trafficgen tm train --model NAME`, `tm estimate`).
+TM_ESTIMATORS: dict[str, str] = {
+    "ddpm-tme": "trafficgen.generators.tm.ddpm_tme.model:DDPMTME",
+    "vae-tme": "trafficgen.generators.tm.latent_fit:VAETME",
+    "wgan-gp-tme": "trafficgen.generators.tm.latent_fit:WGANGPTME",
+}
+
+#: Classic (numpy, nothing learned) estimators: ``f(link_loads, routing, ...) -> (T, N*N)``.
+TM_CLASSIC_ESTIMATORS: dict[str, str] = {
+    "pinv": "trafficgen.estimation.classic:pinv_estimate",
+    "gravity": "trafficgen.estimation.classic:gravity_estimate",
+    "tomogravity": "trafficgen.estimation.classic:tomogravity_estimate",
+}
+
+#: Every trainable TM model by name (what `trafficgen tm train --model` accepts).
+TM_MODELS: dict[str, str] = {**TM_FORECASTERS, **{k: v for k, v in TM_ESTIMATORS.items() if k == "ddpm-tme"}}
 
 #: Flow metrics: `compute(real, synthetic)`; each declares its direction and range.
 METRICS: dict[str, str] = {
@@ -49,10 +66,53 @@ REPRESENTATIONS: dict[str, str] = {
     "traffic_image": "trafficgen.representations.traffic_image:TrafficImageMapper",
 }
 
+#: Shipped datasets: zero-argument loaders.
+DATASETS: dict[str, str] = {
+    "ndpi_apps": "trafficgen.datasets.flows:load_ndpi_apps",
+    "cicdoh20": "trafficgen.datasets.flows:load_cicdoh20",
+    "abilene": "trafficgen.datasets.tm:load_abilene",
+    "geant": "trafficgen.datasets.tm:load_geant",
+}
+
+#: Every table, by the name :func:`build` and :func:`resolve` take as ``kind``.
+TABLES: dict[str, dict[str, str]] = {
+    "generator": GENERATORS, "tm_forecaster": TM_FORECASTERS, "tm_estimator": TM_ESTIMATORS,
+    "tm_classic_estimator": TM_CLASSIC_ESTIMATORS, "metric": METRICS, "representation": REPRESENTATIONS,
+    "dataset": DATASETS,
+}
+
 
 def import_object(spec: str):
     module, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def resolve(kind: str, name: str):
+    """The object registered under ``name`` in table ``kind`` (see :data:`TABLES`), imported on demand."""
+    table = TABLES.get(kind)
+    if table is None:
+        raise ConfigError(f"unknown registry table {kind!r}; known: {', '.join(TABLES)}")
+    spec = table.get(name)
+    if spec is None:
+        raise ConfigError(f"unknown {kind.replace('_', ' ')} {name!r}; known: {', '.join(sorted(table))}")
+    return import_object(spec)
+
+
+def build(kind: str, name: str, **config):
+    """An instance of the class registered under ``name`` in table ``kind``, built from keyword
+    ``config``; a key the class does not take is a :class:`ConfigError` (never dropped)."""
+    import inspect
+
+    cls = resolve(kind, name)
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [k for k, p in params.items()
+                 if k != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise ConfigError(f"{name}: unknown config key(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(known)}")
+    return cls(**config)
 
 
 def get_generator(name: str):
@@ -65,12 +125,14 @@ def get_generator(name: str):
 
 
 def load_generator(path: str | Path):
-    """Load any saved generator directory (reads ``config.json``'s ``generator`` field)."""
+    """Load any saved generator directory (reads ``config.json``'s ``generator`` field). A missing
+    or corrupt folder raises one :class:`~trafficgen.errors.InputFormatError` naming the file."""
+    from trafficgen.errors import InputFormatError
+    from trafficgen.generators.serialization import CONFIG_FILE, read_config
+
     path = Path(path)
-    cfg_file = path / "config.json"
-    if not cfg_file.exists():
-        raise ConfigError(f"{path}: not a saved model directory (no config.json)")
-    name = json.loads(cfg_file.read_text()).get("generator")
-    if name is None:
-        raise ConfigError(f"{cfg_file}: missing 'generator' field")
+    name = read_config(path).get("generator")
+    if not isinstance(name, str) or name not in GENERATORS:
+        raise InputFormatError(f"field 'generator' must name a generator ({', '.join(sorted(GENERATORS))}), "
+                               f"got {name!r}", path=path / CONFIG_FILE)
     return get_generator(name).from_pretrained(path)

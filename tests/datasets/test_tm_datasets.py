@@ -9,11 +9,12 @@ import pytest
 
 from trafficgen.data.routing import link_loads, routing_from_topology
 from trafficgen.data.tm import ABILENE_NODES, read_abilene_x, read_hist
-from trafficgen.data.windows import chronological_split, window_origins
+from trafficgen.data.windows import chronological_split
 from trafficgen.datasets import load_abilene, load_abilene_routing, load_geant, load_geant_topology
 from trafficgen.datasets.tm import load_geant_optimal_mlu
 from trafficgen.errors import ConfigError
 from trafficgen.evaluation.tm.forecast_metrics import lead_metrics, real_unit_metrics
+from trafficgen.experiments.tm_forecast import forecast_origins
 
 
 def test_abilene_shape_units_and_order():
@@ -91,7 +92,7 @@ def test_persistence_reference_on_lead_metric():
     s = load_abilene()
     train, val, test = chronological_split(s, (0.7, 0.15, 0.15))
     start = len(train) + len(val)
-    origins = window_origins(len(s), t_in=1, horizons=(1,), start=start - 1)  # targets = the test part
+    origins = forecast_origins(len(s), start - 1, [1], 1)  # targets = the test part
     assert len(origins) == len(test) == 605
     res = lead_metrics(s.values[origins + 1], s.values[origins])
     assert res["rmse"] == pytest.approx(0.03965, abs=0.005)
@@ -99,3 +100,14 @@ def test_persistence_reference_on_lead_metric():
     real = real_unit_metrics(s.values[origins + 1], s.values[origins], unit=s.unit, interval_s=s.interval_s)
     assert real["rmse_mbps"] == pytest.approx(8.432, rel=1e-3)
     assert real["nmae"] == pytest.approx(0.1239, rel=1e-3)
+
+
+def test_shipped_routing_matrices():
+    from trafficgen.datasets.tm import shipped_routing
+    from trafficgen.estimation.classic import find_access_links
+
+    np.testing.assert_array_equal(shipped_routing("abilene"), load_abilene_routing())
+    A = shipped_routing("GEANT")
+    assert A.shape == (22 * 22, 72 + 44) and find_access_links(A) is not None
+    with pytest.raises(ConfigError, match="no shipped routing"):
+        shipped_routing("nowhere")

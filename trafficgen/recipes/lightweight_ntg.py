@@ -23,8 +23,32 @@ from pathlib import Path
 
 import numpy as np
 
+from trafficgen.errors import ConfigError
+
 LOADERS = {"ndpi": "load_ndpi_apps", "cicdoh20": "load_cicdoh20"}
+
+#: The recipe's top-level keys (the runner rejects any other: a typo is an error, never dropped).
+CONFIG_KEYS = ("name", "runner", "seed", "datasets", "max_flows_per_class", "max_classes", "max_packets",
+               "test_size", "generators", "quantize", "evaluation", "efficiency", "quick", "quick_mode",
+               "progress", "description", "threads")
 MODE_SUFFIX = {"weight-only": "int8-wo", "dynamic": "int8-dyn"}
+
+
+#: Keys of the nested sections.
+SECTION_KEYS = {"evaluation": ("seeds", "n_estimators", "fractions"), "efficiency": ("batch_sizes", "repeats"),
+                "quantize": ("generators", "modes")}
+
+
+def check_sections(config: dict) -> None:
+    """Reject unknown keys in the nested sections and unknown data sets."""
+    for section, known in SECTION_KEYS.items():
+        unknown = sorted(set(config.get(section) or {}) - set(known))
+        if unknown:
+            raise ConfigError(f"recipe {section}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(known)}")
+    bad = sorted(set(config.get("datasets", LOADERS)) - set(LOADERS))
+    if bad:
+        raise ConfigError(f"recipe datasets: unknown {', '.join(map(repr, bad))}; known: {', '.join(LOADERS)}")
 
 
 def _load(name: str, config: dict):
@@ -63,7 +87,11 @@ def _fit_generators(config: dict, train, seed: int, skipped: list, step=lambda t
             continue
         step(f"fitting {name}")
         accepted = cls._param_names()
-        kw = {k: v for k, v in {**params, "random_state": seed, "progress": False}.items() if k in accepted}
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise ConfigError(f"recipe generators.{name}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(accepted)}")
+        kw = {**params, **{k: v for k, v in {"random_state": seed, "progress": False}.items() if k in accepted}}
         gen = cls(**kw)
         with PeakMemory() as mem:
             t0 = time.perf_counter()
@@ -140,6 +168,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
     from trafficgen.experiments.profiling import efficiency_table_markdown, write_efficiency
 
     out_dir = Path(out_dir)
+    check_sections(config)
     seed = int(config.get("seed", 0))
     skipped: list[str] = []
     per_ds = {}

@@ -63,6 +63,19 @@ def resolve_config(config: dict, *, quick: bool = False, overrides: dict | None 
     return resolved
 
 
+def check_config_keys(config: dict, runner) -> None:
+    """Reject top-level recipe keys the runner's module does not declare in ``CONFIG_KEYS``."""
+    import sys
+
+    known = getattr(sys.modules[runner.__module__], "CONFIG_KEYS", None)
+    if known is None:
+        return
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise ConfigError(f"recipe {config.get('name', '?')}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(known)}")
+
+
 def run_recipe(name_or_path: str | Path, out_dir: str | Path, *, quick: bool = False,
                overrides: dict | None = None) -> dict:
     """Run a recipe; returns the runner's results dict (also written to results.json)."""
@@ -71,6 +84,7 @@ def run_recipe(name_or_path: str | Path, out_dir: str | Path, *, quick: bool = F
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "resolved_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     func = import_object(config["runner"])
+    check_config_keys(config, func)
     t0 = time.perf_counter()
     results = func(config, out_dir, quick)
     results = dict(results or {})

@@ -20,7 +20,8 @@ Inverse (float64, vectorised over the batch):
    (``x -> -x``); the convention of :class:`FlowSet` (packet 0 is client -> server, ``+``)
    fixes it;
 3. the end of the flow is the first position whose ``|x|`` is below half the smallest valid
-   ``|x|`` (``min_length / scale``); everything after it is padding;
+   ``|x|`` (``min_length / scale``); everything after it is padding (for a generator's samples
+   packet 0 is always kept, and always ``+``: a flow has at least one packet, sent by its client);
 4. ``|x| * scale`` is snapped to the nearest payload length seen in training
    (``snap="train"``) or rounded into the integer range ``[1, scale]`` (``snap="range"``).
 
@@ -196,13 +197,18 @@ class GasfImageMapper:
         x = self.scale_flows(flows)  # (n, N)
         return gasf_from_scaled(x)[:, None].astype(dtype, copy=False)  # (n, 1, N, N)
 
-    def lengths_from_scaled(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Snap rescaled sequences (n, N) to signed integer lengths + ``n_packets`` (end detection)."""
+    def lengths_from_scaled(self, x: np.ndarray, *, samples: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Snap rescaled sequences (n, N) to signed integer lengths + ``n_packets`` (end detection).
+
+        ``samples=True`` (a generator's output) makes every row a valid flow by construction: at
+        least one packet, and packet 0 client -> server (+); real data decodes as it is."""
         self._ensure_fitted()
         x = np.asarray(x, dtype=np.float64)
         mag = np.abs(x) * self.scale_  # (n, N)
         present = mag >= 0.5 * self.min_length_  # (n, N)
         n_packets = np.where(present.all(axis=1), x.shape[1], np.argmin(present, axis=1)).astype(np.int32)
+        if samples:
+            n_packets = np.maximum(n_packets, 1)  # a flow has at least one packet
         if self.snap == "train" and self.valid_lengths_ is not None:
             table = self.valid_lengths_.astype(np.float64)
             hi = np.clip(np.searchsorted(table, mag), 1, len(table) - 1) if len(table) > 1 else np.zeros(
@@ -213,6 +219,8 @@ class GasfImageMapper:
         else:
             snapped = np.clip(np.rint(mag), 1, max(1, int(np.floor(self.scale_)))).astype(np.int64)
         signed = np.where(x < 0, -snapped, snapped)  # (n, N)
+        if samples:
+            signed[:, 0] = snapped[:, 0]  # packet 0 is client -> server (+) by the FlowSet convention
         signed[np.arange(x.shape[1])[None, :] >= n_packets[:, None]] = 0
         return signed.astype(np.int32), n_packets
 

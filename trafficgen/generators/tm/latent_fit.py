@@ -10,13 +10,16 @@ the prior. Networks are small MLPs (hidden ``width``, LeakyReLU).
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import nn
 
 from trafficgen._random import torch_generator, torch_seeded
 from trafficgen.data.tmseries import TMSeries
-from trafficgen.errors import ConfigError, NotFittedError
+from trafficgen.errors import ConfigError
+from trafficgen.generators.base import PretrainedMixin
 from trafficgen.generators.tm.ddpm_tme.estimate import (
     _as_inputs,
     best_of_pool,
@@ -33,8 +36,12 @@ def _mlp(d_in: int, width: int, d_out: int) -> nn.Sequential:
                          nn.LeakyReLU(0.2), nn.Linear(width, d_out))
 
 
-class _LatentTME:
-    """Shared: scaling, sampling, latent-optimisation estimation. Subclasses build ``decoder_``."""
+class _LatentTME(PretrainedMixin):
+    """Shared: scaling, sampling, latent-optimisation estimation, persistence. Subclasses build
+    ``decoder_`` (the generator of OD vectors: all that sampling and estimation need)."""
+
+    _kind_key: ClassVar[str] = "tm_model"
+    _fitted_attr: ClassVar[str] = "decoder_"
 
     def __init__(self, *, latent_dim: int = 32, width: int = 256, epochs: int = 200, batch_size: int = 64,
                  lr: float = 1e-3, flow_scale: float = 1.0, random_state: int = 0, progress: bool = False):
@@ -47,9 +54,24 @@ class _LatentTME:
         self.random_state = random_state
         self.progress = progress
 
-    def _check_fitted(self):
-        if not hasattr(self, "decoder_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(...) first")
+    # ------------------------------------------------------------------ persistence
+    def _state(self):
+        config = {"n_nodes": self.n_nodes_, "unit": self.unit_}
+        tensors = {**{f"decoder.{k}": v for k, v in self.decoder_.state_dict().items()}, **self.scaler_.state()}
+        return config, tensors, {"history.json": self.history_}
+
+    @classmethod
+    def _load_state(cls, config, tensors, extra):
+        model = cls(**config["params"])
+        model.n_nodes_ = int(config["n_nodes"])
+        model.unit_ = config["unit"]
+        model.scaler_ = TMScaler.from_state(tensors)
+        model.decoder_ = _mlp(int(model.latent_dim), int(model.width), model.n_nodes_ ** 2)
+        model.decoder_.load_state_dict({k[len("decoder."):]: v for k, v in tensors.items()
+                                        if k.startswith("decoder.")})
+        model.decoder_.eval().requires_grad_(False)
+        model.history_ = extra.get("history.json", {})
+        return model
 
     def _prepare(self, train: TMSeries) -> torch.Tensor:
         if not isinstance(train, TMSeries):
@@ -125,6 +147,8 @@ class _LatentTME:
 class VAETME(_LatentTME):
     """VAE on scaled OD vectors (Gaussian decoder, MSE reconstruction + ``beta`` * KL)."""
 
+    name = "vae-tme"
+
     def __init__(self, *, latent_dim: int = 32, width: int = 256, epochs: int = 200, batch_size: int = 64,
                  lr: float = 1e-3, beta: float = 0.01, flow_scale: float = 1.0, random_state: int = 0,
                  progress: bool = False):
@@ -165,6 +189,8 @@ class VAETME(_LatentTME):
 class WGANGPTME(_LatentTME):
     """WGAN-GP (Gulrajani et al. 2017) on scaled OD vectors: ``n_critic`` critic steps per
     generator step, gradient penalty weight ``gp_weight``, Adam(0.5, 0.9)."""
+
+    name = "wgan-gp-tme"
 
     def __init__(self, *, latent_dim: int = 32, width: int = 256, epochs: int = 200, batch_size: int = 64,
                  lr: float = 1e-4, n_critic: int = 5, gp_weight: float = 10.0, flow_scale: float = 1.0,
