@@ -7,6 +7,9 @@
 * :func:`load_abilene_routing`: the 144 x 54 0/1 routing matrix of DDPM-TME, ``Y = X_flat @ A``
   (columns 0-29 directed backbone links, 30-53 per-node access links).
 * :func:`load_geant_topology`: 22-node directed graph with link capacities (bit/s).
+* :func:`load_geant_routing`: a routing matrix derived from that topology (hop-count shortest
+  paths, ECMP) plus 44 access links (node egress / ingress), as the DDPM-TME recipe uses it.
+* :func:`shipped_routing`: the routing matrix of a shipped TM dataset by name.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from trafficgen.data.tmseries import TMSeries
 from trafficgen.errors import ConfigError
 
 __all__ = ["load_abilene", "load_geant", "load_abilene_routing", "load_geant_topology",
-           "load_geant_optimal_mlu", "ABILENE_START"]
+           "load_geant_routing", "shipped_routing", "load_geant_optimal_mlu", "ABILENE_START"]
 
 _HERE = Path(__file__).parent
 #: First interval of Abilene week 1.
@@ -76,6 +79,31 @@ def load_geant_optimal_mlu() -> np.ndarray:
 def load_abilene_routing() -> np.ndarray:
     """The Abilene routing matrix (144 OD pairs x 54 links, 0/1): ``Y = X_flat @ A``."""
     return read_routing_csv(_HERE / "abilene" / "routing_matrix.csv")
+
+
+def load_geant_routing(*, access_links: bool = True) -> np.ndarray:
+    """GEANT routing matrix (484 OD pairs x links) from :func:`load_geant_topology`: hop-count
+    shortest paths with an equal split over all of them (ECMP), in :func:`load_geant`'s node
+    order; ``access_links=True`` appends the 44 node egress / ingress columns
+    (:func:`~trafficgen.estimation.classic.add_access_links`) that gravity and tomogravity read the
+    node totals from. The source data has no routing matrix: this one is derived, not measured."""
+    from trafficgen.data.routing import routing_from_topology
+    from trafficgen.estimation.classic import add_access_links
+
+    nodes = [str(n["id"]) for n in _topology_json()["nodes"]]
+    A, _ = routing_from_topology(load_geant_topology(), nodes)  # (484, 72)
+    return add_access_links(A) if access_links else A
+
+
+def shipped_routing(name: str) -> np.ndarray:
+    """The routing matrix of the shipped dataset ``name`` ("abilene": the measured 144 x 54 matrix;
+    "geant": :func:`load_geant_routing`)."""
+    key = name.lower()
+    if key == "abilene":
+        return load_abilene_routing()
+    if key == "geant":
+        return load_geant_routing()
+    raise ConfigError(f"no shipped routing matrix for {name!r}; shipped: abilene, geant")
 
 
 @lru_cache(maxsize=1)
