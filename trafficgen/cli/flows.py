@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 _MAX_WARNINGS_SHOWN = 10
+_MAX_PACKETS = 10_000  # = trafficgen.data.flows.pcap.MAX_PACKETS (not imported here: --help stays fast)
 
 
 def register(app: typer.Typer, tm_app: typer.Typer) -> None:
@@ -17,11 +18,13 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         labels: Path | None = typer.Option(None, "--labels", help="nDPI-format labels CSV to join."),
         label_by: str | None = typer.Option(None, "--label-by", help="file | folder | ndpi (nfstream)."),
         label_column: str = typer.Option("app", "--label-column", help="Labels CSV column: app, ndpi_proto, category."),
-        packets: int = typer.Option(10, "--packets", help="Keep the first N payload packets of each biflow."),
+        packets: int = typer.Option(10, "--packets", help=f"Keep the first N payload packets of each biflow "
+                                    f"(1 to at most {_MAX_PACKETS}; memory grows with flows x N)."),
         idle_timeout: float = typer.Option(120.0, "--idle-timeout", help="Split a biflow after this idle gap (s)."),
         split_on_fin: bool = typer.Option(False, "--split-on-fin", help="New biflow at a SYN after FIN/RST."),
         keep_zero_payload: bool = typer.Option(False, "--keep-zero-payload", help="Keep packets without payload."),
-        min_packets: int = typer.Option(1, "--min-packets", help="Drop biflows with fewer stored packets."),
+        min_packets: int = typer.Option(1, "--min-packets", help="Drop biflows with fewer stored packets "
+                                        "(at most --packets)."),
         min_count: int = typer.Option(0, "--min-count", help="Drop classes with fewer flows (labelled input)."),
         on_error: str = typer.Option("skip", "--on-error", help="skip | raise: what to do with unreadable captures."),
         strict: bool = typer.Option(False, "--strict", help="A truncated last record is an error, not a warning."),
@@ -34,12 +37,21 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
 
         if out.suffix.lower() not in (".parquet", ".jsonl", ".csv"):
             raise ConfigError(f"output must end in .parquet, .jsonl or .csv, got {out.name!r}")
+        if not 1 <= packets <= _MAX_PACKETS:
+            raise ConfigError(f"--packets must lie in [1, {_MAX_PACKETS}], got {packets}")
+        if min_packets > packets:
+            raise ConfigError(f"--min-packets {min_packets} is larger than --packets {packets}: a flow stores "
+                              f"at most --packets packets, so every flow would be dropped")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", IngestWarning)
-            flows = read_pcaps(inputs, labels=labels, label_by=label_by, progress=True, on_error=on_error,
-                               max_packets=packets, idle_timeout=idle_timeout, split_on_fin=split_on_fin,
-                               keep_zero_payload=keep_zero_payload, min_packets=min_packets, strict=strict,
-                               label_column=label_column)
+            try:
+                flows = read_pcaps(inputs, labels=labels, label_by=label_by, progress=True, on_error=on_error,
+                                   max_packets=packets, idle_timeout=idle_timeout, split_on_fin=split_on_fin,
+                                   keep_zero_payload=keep_zero_payload, min_packets=min_packets, strict=strict,
+                                   label_column=label_column)
+            except MemoryError:
+                raise ConfigError(f"out of memory while ingesting with --packets {packets} (every flow stores "
+                                  f"{packets} columns): lower --packets or ingest fewer captures at once") from None
         shown = [w for w in caught if issubclass(w.category, IngestWarning)]
         for w in shown[:_MAX_WARNINGS_SHOWN]:
             typer.echo(f"warning: {w.message}", err=True)

@@ -13,8 +13,11 @@ Lengths: the payload length is the IP-declared length minus the IP header (with 
 headers) and the L4 header (TCP data offset, 8 for UDP), so snaplen-truncated captures still give
 real lengths. Two repairs are flagged, not skipped:
 
-* declared IP length 0 (TCP segmentation offload, IPv6 jumbograms): the on-wire length is used
-  instead (``ip_len_from_wire``);
+* declared IP length 0 (TCP segmentation offload): the on-wire length is used instead
+  (``ip_len_from_wire``), bounded by :data:`MAX_IP_LENGTH` (65535; a larger wire length is also
+  flagged ``inconsistent_length``). An IPv6 payload length of 0 is a jumbogram only with a Jumbo
+  Payload option (RFC 2675) first in a hop-by-hop header: its 32-bit length is used, clamped to
+  the wire length (and :data:`MAX_JUMBO_LENGTH`), not flagged ``ip_len_from_wire``;
 * declared length larger than the on-wire length, or smaller than the headers: clamped to the
   on-wire length / to a 0-byte payload (``inconsistent_length``).
 
@@ -38,6 +41,12 @@ OK, NON_IP, UNSUPPORTED_LINK, TRUNCATED, MALFORMED, FRAGMENT, TUNNEL, OTHER_PROT
 #: Outcome names, indexed by code.
 REASONS = ("ok", "non_ip", "unsupported_linktype", "truncated", "malformed", "fragment", "tunnel",
            "other_protocol")
+
+#: Largest IPv4 total length / IPv6 payload length (16-bit fields). A declared length of 0 (TCP
+#: segmentation offload) takes the record's wire length, bounded by this.
+MAX_IP_LENGTH = 65535
+#: Largest IPv6 jumbogram payload length accepted (RFC 2675 allows 2**32 - 1; FlowSet lengths are int32).
+MAX_JUMBO_LENGTH = 2**31 - 1
 
 _KNOWN_LINKTYPES = {0, 1, 9, 12, 14, 101, 104, 108, 113, 228, 229, 276}
 _IPV6_EXT = (0, 43, 44, 51, 60)
@@ -233,10 +242,11 @@ def decode(rec: Records) -> Decoded:
         wire = wire_ip[i4]
         zero = tot == 0
         too_big = (tot > wire) & (wire >= ihl)
-        tot = np.where(zero, wire, np.where(too_big, wire, tot))
+        over = zero & (wire > MAX_IP_LENGTH)  # a record's wire length is not bounded by anything
+        tot = np.where(zero, np.minimum(wire, MAX_IP_LENGTH), np.where(too_big, wire, tot))
         small = tot < ihl
         out.from_wire[i4] = zero
-        out.inconsistent[i4] = too_big | small
+        out.inconsistent[i4] = too_big | small | over
         reason[i4] = np.select([trunc, bad, fo != 0], [TRUNCATED, MALFORMED, FRAGMENT], OK)
         out.first_fragment[i4] = (frag & 0x2000) != 0
         out.src_lo[i4] = _b32(blk, 12).astype(np.uint64)
@@ -254,12 +264,28 @@ def decode(rec: Records) -> Decoded:
         bad = (_b8(blk, 0) >> 4) != 6
         plen = _b16(blk, 4)
         wire = wire_ip[i6] - 40
-        zero = plen == 0
-        too_big = (plen > wire) & (wire >= 0)
-        plen = np.where(zero | too_big, np.maximum(wire, 0), plen)
-        out.from_wire[i6] = zero
-        out.inconsistent[i6] = too_big
+        w = np.maximum(wire, 0)
         nh = _b8(blk, 6)
+        zero = plen == 0
+        # RFC 2675 jumbogram: payload length 0 and a Jumbo Payload option (0xC2, 4 bytes) as the
+        # first option of a hop-by-hop header; its 32-bit length counts from the end of the IPv6
+        # header (the hop-by-hop header included), like the payload length field.
+        jumbo = np.zeros(i6.size, dtype=bool)
+        jumbo_len = np.zeros(i6.size, dtype=np.int64)
+        jz = np.flatnonzero(zero & (nh == 0) & (o + 48 <= end[i6]))
+        if jz.size:
+            hbh = r.block(o[jz] + 40, 8)  # (nj, 8) next header, length, option type, option length, value
+            is_jumbo = (_b8(hbh, 2) == 0xC2) & (_b8(hbh, 3) == 4)
+            jumbo[jz] = is_jumbo
+            jumbo_len[jz] = np.where(is_jumbo, _b32(hbh, 4), 0)
+        no_jumbo = zero & ~jumbo
+        too_big = ~zero & (plen > wire) & (wire >= 0)
+        jumbo_clamped = jumbo & ((jumbo_len > w) | (jumbo_len > MAX_JUMBO_LENGTH))
+        plen = np.select([jumbo, no_jumbo, too_big],
+                         [np.minimum(np.minimum(jumbo_len, w), MAX_JUMBO_LENGTH), np.minimum(w, MAX_IP_LENGTH), w],
+                         plen)
+        out.from_wire[i6] = no_jumbo
+        out.inconsistent[i6] = too_big | (no_jumbo & (w > MAX_IP_LENGTH)) | jumbo_clamped
         pos = o + 40
         frag = np.zeros(i6.size, dtype=bool)
         for _ in range(8):

@@ -17,11 +17,12 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from trafficgen.data.flows.biflow import assemble
-from trafficgen.data.flows.packet_decode import REASONS, decode
+from trafficgen.data.flows.packet_decode import MAX_JUMBO_LENGTH, OK, REASONS, decode
 from trafficgen.data.flows.pcap_format import read_records
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, PcapError, TrafficgenError
@@ -92,28 +93,46 @@ class IngestStats:
         return f"{self.decoded} of {self.packets} packets used, {self.flows} flows; skipped/flagged: " + ", ".join(parts)
 
 
+#: Largest ``max_packets`` accepted: every flow is stored as rows of ``max_packets`` columns (about
+#: 22 bytes per column in memory), so 10,000 flows at this width already need ~2 GiB.
+MAX_PACKETS = 10_000
+
+
 def _check_options(max_packets, idle_timeout, min_packets):
     if int(max_packets) < 1:
         raise ConfigError(f"max_packets must be >= 1, got {max_packets}")
+    if int(max_packets) > MAX_PACKETS:
+        raise ConfigError(f"max_packets must be at most {MAX_PACKETS} (each flow stores that many columns), "
+                          f"got {max_packets}")
     if not float(idle_timeout) > 0:
         raise ConfigError(f"idle_timeout must be > 0 seconds, got {idle_timeout}")
     if int(min_packets) < 0:
         raise ConfigError(f"min_packets must be >= 0, got {min_packets}")
+    if int(min_packets) > int(max_packets):
+        raise ConfigError(f"min_packets ({min_packets}) must not exceed max_packets ({max_packets}): "
+                          "a flow keeps at most max_packets packets")
 
 
 def _read_one(path, *, max_packets, idle_timeout, split_on_fin, keep_zero_payload, min_packets,
-              strict) -> tuple[FlowSet, IngestStats, list[str]]:
-    rec = read_records(str(path), strict=strict)
+              strict, data=None) -> tuple[FlowSet, IngestStats, list[str]]:
+    rec = read_records(str(path), strict=strict, data=data)
     stats = IngestStats(files=1, packets=len(rec))
     try:
         dec = decode(rec)
+        _check_decoded(dec, rec, path)
         cols, counts = assemble(dec, rec.ts, max_packets=max_packets, idle_timeout=idle_timeout,
                                 split_on_fin=split_on_fin, keep_zero_payload=keep_zero_payload,
                                 min_packets=min_packets)
-    except (IndexError, ValueError, OverflowError) as exc:  # defensive: never leak another type
-        if isinstance(exc, TrafficgenError):
-            raise
-        raise PcapError(f"cannot decode capture ({type(exc).__name__}: {exc})", path=str(path), offset=0) from exc
+        k = len(cols["n_packets"])
+        fs = FlowSet(**cols, source=np.full(k, str(path), dtype=object))
+    except PcapError:
+        raise
+    except (TrafficgenError, IndexError, ValueError, OverflowError, TypeError) as exc:
+        # defensive: a failure in decoding or flow assembly is this capture's error (on_error="skip"
+        # skips it), never another type
+        first = int(rec.record_offset[0]) if len(rec) else 0
+        raise PcapError(f"cannot decode capture ({type(exc).__name__}: {exc})", path=str(path),
+                        offset=first) from exc
     dc = dec.counts()
     stats.decoded = dc["ok"]
     for r in REASONS[1:]:
@@ -128,9 +147,17 @@ def _read_one(path, *, max_packets, idle_timeout, split_on_fin, keep_zero_payloa
     notes = list(rec.notes)
     if len(rec) == 0:
         notes.append(f"{path}: capture contains no packets")
-    k = len(cols["n_packets"])
-    fs = FlowSet(**cols, source=np.full(k, str(path), dtype=object))
     return fs, stats, notes
+
+
+def _check_decoded(dec, rec, path) -> None:
+    """Every used packet's payload length lies in [0, MAX_JUMBO_LENGTH] (what the decoder's bounds
+    guarantee); otherwise a PcapError at the first offending record."""
+    bad = np.flatnonzero((dec.reason == OK) & ((dec.payload < 0) | (dec.payload > MAX_JUMBO_LENGTH)))
+    if bad.size:
+        i = int(bad[0])
+        raise PcapError(f"decoded payload length {int(dec.payload[i])} outside [0, {MAX_JUMBO_LENGTH}]",
+                        path=str(path), offset=int(rec.record_offset[i]))
 
 
 def _warn(stats: IngestStats, notes: list[str]) -> None:
@@ -143,27 +170,40 @@ def _warn(stats: IngestStats, notes: list[str]) -> None:
         logger.debug(msg)
 
 
-def read_pcap(path: str | os.PathLike, *, max_packets: int = 32, idle_timeout: float = 120.0,
+def read_pcap(path: str | os.PathLike | BinaryIO, *, max_packets: int = 32, idle_timeout: float = 120.0,
               split_on_fin: bool = False, keep_zero_payload: bool = False, min_packets: int = 1,
               strict: bool = False) -> FlowSet:
     """Read one pcap/pcapng capture into a FlowSet of TCP/UDP biflows (unlabelled).
 
-    ``flows.meta["ingest_stats"]`` holds the :class:`IngestStats` as a dict; skipped packets are
-    also reported as one :class:`IngestWarning`. Raises :class:`~trafficgen.errors.PcapError`
-    (file + byte offset) for captures that cannot be read; ``strict=True`` also raises on a
-    truncated last record instead of dropping it with a warning.
+    ``path`` is a regular file, or a binary file object (``io.BytesIO``, an open file) whose
+    ``name`` (if any) stands for the file in errors and provenance. ``flows.meta["ingest_stats"]``
+    holds the :class:`IngestStats` as a dict; skipped packets are also reported as one
+    :class:`IngestWarning`. Raises :class:`~trafficgen.errors.PcapError` (file + byte offset) for
+    captures that cannot be read; ``strict=True`` also raises on a truncated last record instead of
+    dropping it with a warning. ``max_packets`` is at most :data:`MAX_PACKETS` and at least
+    ``min_packets``.
     """
     _check_options(max_packets, idle_timeout, min_packets)
+    data = None
+    if hasattr(path, "read"):
+        data = path.read()
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ConfigError(f"read_pcap needs a binary file object, got {type(data).__name__} from read()")
+        path = getattr(path, "name", None) or "<stream>"
     fs, stats, notes = _read_one(path, max_packets=int(max_packets), idle_timeout=float(idle_timeout),
                                  split_on_fin=split_on_fin, keep_zero_payload=keep_zero_payload,
-                                 min_packets=int(min_packets), strict=strict)
+                                 min_packets=int(min_packets), strict=strict, data=data)
     _warn(stats, notes)
     fs.meta["ingest_stats"] = stats.to_dict()
     return fs
 
 
 def list_captures(paths_or_dirs) -> list[Path]:
-    """Expand files and directories (recursively, sorted) into capture paths."""
+    """Expand files and directories (recursively, sorted) into capture paths.
+
+    Folders contribute their regular files ending in :data:`CAPTURE_SUFFIXES`; a named input that
+    does not exist or is not a regular file (``/dev/zero``, a FIFO) raises :class:`PcapError`.
+    """
     if isinstance(paths_or_dirs, (str, os.PathLike)):
         paths_or_dirs = [paths_or_dirs]
     out: list[Path] = []
@@ -171,8 +211,11 @@ def list_captures(paths_or_dirs) -> list[Path]:
         p = Path(p)
         if p.is_dir():
             out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in CAPTURE_SUFFIXES))
-        elif p.exists():
+        elif p.is_file():
             out.append(p)
+        elif p.exists():
+            raise PcapError("not a regular file (a device, FIFO or socket); give pcap/pcapng files or folders",
+                            path=str(p))
         else:
             raise PcapError("no such file or directory", path=str(p))
     return out
@@ -190,7 +233,9 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
     name stem), ``"folder"`` (parent folder name) or ``"ndpi"`` (classify with nfstream, needs the
     ``[pcap]`` extra). When labels are requested, unmatched flows are dropped and counted
     (``unlabelled_flows``). ``on_error="skip"`` skips unreadable captures (listed in
-    ``failed_files``) instead of raising.
+    ``failed_files``) instead of raising, but when no capture could be read at all (or the inputs
+    hold no capture file) a :class:`~trafficgen.errors.PcapError` is raised either way: an empty
+    result would hide the failure. A readable capture without packets is only a warning.
     """
     from trafficgen.data.flows import labels as labelling
 
@@ -208,12 +253,15 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
     if label_by == "ndpi":
         labelling.require_nfstream()
     files = list_captures(paths_or_dirs)
+    if not files:
+        raise _no_captures(paths_or_dirs)
     total = IngestStats()
     parts: list[FlowSet] = []
     notes: list[str] = []
     opts = dict(max_packets=int(max_packets), idle_timeout=float(idle_timeout), split_on_fin=split_on_fin,
                 keep_zero_payload=keep_zero_payload, min_packets=int(min_packets), strict=strict)
     ndpi_raw: list[np.ndarray] = []
+    first_error: PcapError | None = None
     for path in _progress(files, progress):
         try:
             fs, stats, file_notes = _read_one(path, **opts)
@@ -224,11 +272,18 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
                 raise
             total.failed_files.append({"path": str(path), "error": str(exc)})
             notes.append(f"skipped unreadable capture: {exc}")
+            first_error = first_error or exc
             continue
         total.add(stats)
         notes.extend(file_notes)
         parts.append(fs)
-    flows = FlowSet.concat(parts) if parts else FlowSet(**_empty(int(max_packets)))
+    if not parts:  # every capture failed (on_error="skip")
+        if len(files) == 1:
+            raise first_error
+        err = PcapError(f"none of the {len(files)} captures could be read (first: {first_error})")
+        err.path, err.offset = first_error.path, first_error.offset
+        raise err
+    flows = FlowSet.concat(parts)
     raw = None
     if table is not None:
         raw = table.lookup(flows)
@@ -246,12 +301,13 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
     return flows
 
 
-def _empty(width: int) -> dict:
-    from trafficgen.data.flows.biflow import _empty_columns
-
-    cols = _empty_columns(width)
-    cols["source"] = np.zeros(0, dtype=object)
-    return cols
+def _no_captures(paths_or_dirs) -> PcapError:
+    if isinstance(paths_or_dirs, (str, os.PathLike)):
+        paths_or_dirs = [paths_or_dirs]
+    names = [str(p) for p in paths_or_dirs]
+    where = names[0] if len(names) == 1 else None
+    what = "" if len(names) < 2 else f" in {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+    return PcapError(f"no capture files ({', '.join(CAPTURE_SUFFIXES)}) found{what}", path=where)
 
 
 def _progress(files: list[Path], enabled: bool):

@@ -12,6 +12,9 @@ Supported:
 
 Robustness rules (never a traceback of another type, never unbounded memory):
 
+* Only regular files are opened (a device such as ``/dev/zero`` or a FIFO raises
+  :class:`~trafficgen.errors.PcapError` at once instead of reading forever or blocking).
+
 * A bad file header (empty file, wrong magic, truncated header, unsupported pcap link type) or a
   record/block whose declared size is impossible (caplen over :data:`MAX_CAPLEN`, a pcapng block
   length under 12 or not covering its own fields) raises :class:`~trafficgen.errors.PcapError`
@@ -24,6 +27,7 @@ from __future__ import annotations
 import array
 import mmap
 import os
+import stat
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -82,10 +86,24 @@ def read_records(path: str, *, strict: bool = False, data: bytes | mmap.mmap | N
 
 
 def _load(path) -> bytes | mmap.mmap:
-    """The file's bytes; large files are memory-mapped read-only (no copy, pages stay shared)."""
+    """The file's bytes; large files are memory-mapped read-only (no copy, pages stay shared).
+
+    Only regular files are read: a device (``/dev/zero`` never ends), a FIFO (``open`` would block
+    until a writer appears) or a socket raises :class:`PcapError`. The file is opened non-blocking
+    so that the check itself cannot hang; for a regular file the flag changes nothing.
+    """
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except (OSError, ValueError, TypeError) as exc:
+        raise PcapError(f"cannot read capture ({getattr(exc, 'strerror', None) or exc})", path=str(path)) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PcapError(f"not a regular file ({_file_kind(st.st_mode)}); give a pcap/pcapng file",
+                            path=str(path))
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1  # owned by fh now
+            size = st.st_size
             if size < _MMAP_MIN:
                 return fh.read()
             populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux: fault all pages in at once
@@ -93,7 +111,20 @@ def _load(path) -> bytes | mmap.mmap:
                 return mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
             return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError) as exc:
+        if isinstance(exc, PcapError):
+            raise
         raise PcapError(f"cannot read capture ({getattr(exc, 'strerror', None) or exc})", path=str(path)) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
 
 
 def _empty(buf: np.ndarray) -> Records:
