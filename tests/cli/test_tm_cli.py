@@ -85,3 +85,29 @@ def test_tm_forecast_samples_and_errors(tm_file, tmp_path):
     assert isinstance(r.exception, ConfigError)
     r = _invoke("tm", "evaluate", "--model", "nope", "--data", str(tm_file), "-o", str(tmp_path / "y"))
     assert isinstance(r.exception, ConfigError) and not (tmp_path / "y").exists()
+
+
+def test_readme_ddpm_tme_train_then_estimate(tmp_path):
+    """Issue 16 item 11: the README's `tm train --model ddpm-tme` then `tm estimate --model`, through
+    the installed console script, with tiny settings (1 epoch, a 4-node series)."""
+    from tests.cli.test_tm_errors import SCRIPT, run_cli
+    from tests.generators.tm.test_ddpm_tme import toy_routing, toy_series
+    from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
+
+    if not SCRIPT.exists():
+        pytest.skip("the trafficgen console script is not installed")
+    write_tm_npy(toy_series(64), tmp_path / "tm.npy")
+    r = run_cli("tm", "train", "--model", "ddpm-tme", "--data", "tm.npy", "-o", "runs/tme", "--epochs", "1",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "runs" / "tme" / "train_summary.json").read_text())
+    assert summary["n_val"] == 10 and len(summary["history"]["val_recon_loss"]) == 1
+    model = DDPMTME.from_pretrained(tmp_path / "runs" / "tme")
+    assert model.n_nodes_ == 4 and model.epochs == 1
+    A = toy_routing()
+    np.savetxt(tmp_path / "Y.csv", toy_series(5, seed=3).flat @ A, delimiter=",")
+    np.savetxt(tmp_path / "A.csv", A, delimiter=",")
+    r = run_cli("tm", "estimate", "--model", "runs/tme", "--link-loads", "Y.csv", "--routing", "A.csv",
+                "-o", "est.npy", "--n-init", "32", "--n-starts", "2", "--n-opt", "1", "--steps", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "est.npy").shape == (5, 4, 4)

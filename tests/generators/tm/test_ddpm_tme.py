@@ -173,3 +173,15 @@ def test_errors(fitted):
         DDPMTME(prediction_type="sample").fit(toy_series(8))
     with pytest.raises(ConfigError):
         fitted.estimate(np.ones((1, 16)), toy_routing()[:, :16], projection="nope")
+
+
+def test_fit_with_validation_scores_it_and_stays_bit_identical():
+    """Issue 16 item 11: ``fit(train, val=...)`` scored ``val`` before marking itself fitted and
+    raised NotFittedError after training, so `tm train --model ddpm-tme` (which always passes a
+    validation split) saved nothing. Scoring ``val`` must not change the learned weights."""
+    kw = dict(TINY, epochs=2, pretrain_epochs=2, random_state=3)
+    with_val = DDPMTME(**kw).fit(toy_series(48), val=toy_series(16, seed=5))
+    plain = DDPMTME(**kw).fit(toy_series(48))
+    (score,) = with_val.history_["val_recon_loss"]
+    assert np.isfinite(score) and score == with_val.reconstruction_error(toy_series(16, seed=5).flat, scaled=True)
+    np.testing.assert_array_equal(with_val.sample(3, random_state=1).values, plain.sample(3, random_state=1).values)

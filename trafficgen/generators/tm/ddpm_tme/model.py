@@ -108,6 +108,9 @@ class DDPMTME(PretrainedMixin):
         self._validate()
         if not isinstance(train, TMSeries):
             raise ConfigError(f"fit expects a TMSeries, got {type(train).__name__}")
+        if val is not None and (not isinstance(val, TMSeries) or val.n_nodes != train.n_nodes):
+            raise ConfigError(f"val must be a TMSeries over the {train.n_nodes} nodes of train, got "
+                              f"{getattr(val, 'n_nodes', type(val).__name__)}")
         with torch_seeded(self.random_state) as seed:  # module init; the caller's RNG is left alone
             return self._fit(train, val, seed)
 
@@ -156,13 +159,14 @@ class DDPMTME(PretrainedMixin):
                 tot_d += float(dif.detach()) * len(idx)
             self.history_["recon_loss"].append(tot_r / len(z))
             self.history_["diffusion_loss"].append(tot_d / len(z))
-        if val is not None:
-            self.history_["val_recon_loss"].append(self.reconstruction_error(val.flat, scaled=True))
+        # fitted from here on: mark it before anything (the validation score) calls encode/decode
         self.n_nodes_ = train.n_nodes
         self.nodes_ = list(train.nodes)
         self.unit_ = train.unit
         self.interval_s_ = float(train.interval_s)
         self._set_eval()
+        if val is not None:
+            self.history_["val_recon_loss"].append(self.reconstruction_error(val.flat, scaled=True))
         return self
 
     def _set_eval(self) -> None:
