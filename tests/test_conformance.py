@@ -31,6 +31,9 @@ FLOW_CONFIGS: dict[str, dict] = {
     "cvae": dict(preset="tiny", epochs=2, batch_size=16, progress=False),
     "smote": dict(),
     "fast_retransmit": dict(),
+    "markov": dict(order=2),
+    "copy": dict(),
+    "independent": dict(),
 }
 TM_CONFIGS: dict[str, dict] = {
     "persistence": dict(),

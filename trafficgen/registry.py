@@ -15,6 +15,10 @@ GENERATORS: dict[str, str] = {
     "cvae": "trafficgen.generators.cvae:CVAEGenerator",
     "smote": "trafficgen.generators.smote:SmoteGenerator",
     "fast_retransmit": "trafficgen.generators.fast_retransmit:FastRetransmitGenerator",
+    # reference generators: the baselines every flow result is read against
+    "markov": "trafficgen.generators.markov:MarkovGenerator",
+    "copy": "trafficgen.generators.copy_train:CopyGenerator",
+    "independent": "trafficgen.generators.independent:IndependentGenerator",
 }
 
 #: Traffic-matrix forecasters: ``fit(train, val=...)`` then ``predict(values, origins, horizons)``

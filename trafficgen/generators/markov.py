@@ -1,0 +1,342 @@
+"""`MarkovGenerator`: a per-class Markov chain over exact signed payload lengths, with an
+end-of-flow state, Witten-Bell smoothing and back-off (the reference every flow model is read
+against).
+
+Events are the :class:`~trafficgen.representations.tokenizer.FlowTokenizer` tokens (one signed
+length per packet, ``<EOS>`` after the last packet of a flow shorter than ``max_packets``), so
+held-out likelihoods are over the same outcomes as the LLaMA / Mamba generators' and directly
+comparable. The next token given the class ``c`` and the previous ``order`` tokens ``h`` (``<BOS>``
+padded) is the interpolated Witten-Bell estimate (Witten & Bell 1991; Chen & Goodman 1998)::
+
+    P_j(w | c, h_j) = (n(c, h_j, w) + T(c, h_j) * P_{j-1}(w | c, h_{j-1})) / (n(c, h_j) + T(c, h_j))
+
+for j = order .. 1 (``h_j`` the last j tokens; a context never seen in training is skipped), then
+the class unigram (j = 0), the all-class unigram and, last, the uniform distribution over every
+length token and ``<EOS>`` (so every flow the tokenizer can encode has a finite likelihood).
+``n`` are training counts and ``T`` the number of distinct tokens seen after a context. The first
+packet is sent by the client (``FlowSet``'s convention): step 0 is restricted to positive lengths
+(renormalised), and a flow ends at ``<EOS>`` or after ``max_packets`` packets (that end is forced,
+so it contributes no likelihood term).
+
+Sampling draws from exactly that distribution, vectorised over all flows of a step: at each level
+a flow keeps the empirical next-token distribution of its context with probability
+``n / (n + T)`` (inverse CDF over the stored counts), else backs off one level.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import ClassVar
+
+import numpy as np
+
+from trafficgen._random import check_random_state
+from trafficgen.data.flowset import FlowSet
+from trafficgen.errors import ConfigError
+from trafficgen.generators.base import FlowGenerator
+from trafficgen.generators.serialization import Field
+from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
+
+__all__ = ["MarkovGenerator", "CountTable"]
+
+BOS = PAD_ID  # the context padding before the first packet
+
+
+class CountTable:
+    """Counts of (context key, next token) pairs for one back-off level, sorted by key.
+
+    ``ctx_keys`` (K,) sorted unique context keys, ``ctx_total`` (K,) n(h), ``ctx_types`` (K,) T(h),
+    ``ctx_start`` (K + 1,) offsets into the pair arrays; ``pair_token`` (P,) and ``pair_count`` (P,)
+    the followers of each context in token order, ``pair_cum`` (P,) their running count sum.
+    """
+
+    def __init__(self, ctx_keys, ctx_total, ctx_types, ctx_start, pair_token, pair_count):
+        self.ctx_keys = np.asarray(ctx_keys, dtype=np.int64)
+        self.ctx_total = np.asarray(ctx_total, dtype=np.int64)
+        self.ctx_types = np.asarray(ctx_types, dtype=np.int64)
+        self.ctx_start = np.asarray(ctx_start, dtype=np.int64)
+        self.pair_token = np.asarray(pair_token, dtype=np.int64)
+        self.pair_count = np.asarray(pair_count, dtype=np.int64)
+        self.pair_cum = np.cumsum(self.pair_count)
+
+    @classmethod
+    def from_events(cls, ctx: np.ndarray, token: np.ndarray) -> CountTable:
+        """From parallel arrays of context keys and next tokens (E,)."""
+        order = np.lexsort((token, ctx))
+        ctx, token = ctx[order], token[order]
+        new_pair = np.ones(len(ctx), dtype=bool)
+        new_pair[1:] = (ctx[1:] != ctx[:-1]) | (token[1:] != token[:-1])
+        first = np.flatnonzero(new_pair)
+        pair_ctx, pair_token = ctx[first], token[first]
+        pair_count = np.diff(np.append(first, len(ctx)))
+        ctx_keys, ctx_first, ctx_types = np.unique(pair_ctx, return_index=True, return_counts=True)
+        ctx_start = np.append(ctx_first, len(pair_ctx))
+        totals = np.add.reduceat(pair_count, ctx_first) if len(ctx_first) else np.zeros(0, np.int64)
+        return cls(ctx_keys, totals, ctx_types, ctx_start, pair_token, pair_count)
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index into the context arrays, found mask) for context keys (E,)."""
+        idx = np.searchsorted(self.ctx_keys, keys)
+        idx = np.minimum(idx, max(len(self.ctx_keys) - 1, 0))
+        found = (self.ctx_keys[idx] == keys) if len(self.ctx_keys) else np.zeros(len(keys), dtype=bool)
+        return idx, found
+
+    def pair_counts(self, idx: np.ndarray, found: np.ndarray, token: np.ndarray) -> np.ndarray:
+        """n(h, w) for contexts ``idx`` (found ones only; 0 elsewhere) and tokens (E,)."""
+        out = np.zeros(len(idx), dtype=np.int64)
+        if not len(self.pair_token):
+            return out
+        lo, hi = self.ctx_start[idx], self.ctx_start[idx + 1]
+        # search each token inside its context's (sorted) follower segment
+        pos = _segment_searchsorted(self.pair_token, lo, hi, token)
+        hit = found & (pos < hi) & (self.pair_token[np.minimum(pos, len(self.pair_token) - 1)] == token)
+        out[hit] = self.pair_count[pos[hit]]
+        return out
+
+    def draw(self, idx: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """A follower token of each context ``idx`` by inverse CDF of a uniform ``u`` in [0, 1)."""
+        lo = self.ctx_start[idx]
+        before = np.where(lo > 0, self.pair_cum[np.maximum(lo - 1, 0)], 0)
+        target = before + np.floor(u * self.ctx_total[idx]).astype(np.int64)  # in [before, before + n)
+        pos = np.searchsorted(self.pair_cum, target, side="right")
+        return self.pair_token[pos]
+
+    def state(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}.ctx_keys": self.ctx_keys, f"{prefix}.ctx_total": self.ctx_total,
+                f"{prefix}.ctx_types": self.ctx_types, f"{prefix}.ctx_start": self.ctx_start,
+                f"{prefix}.pair_token": self.pair_token, f"{prefix}.pair_count": self.pair_count}
+
+    @classmethod
+    def from_state(cls, tensors: dict, prefix: str) -> CountTable:
+        get = lambda k: np.asarray(tensors[f"{prefix}.{k}"], dtype=np.int64)  # noqa: E731
+        return cls(get("ctx_keys"), get("ctx_total"), get("ctx_types"), get("ctx_start"), get("pair_token"),
+                   get("pair_count"))
+
+
+def _segment_searchsorted(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """For each i, the first position p in [lo_i, hi_i) with values[p] >= x_i (vectorised binary
+    search; each segment of ``values`` is sorted)."""
+    lo, hi = lo.copy(), hi.copy()
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) // 2
+        go_right = active & (values[np.minimum(mid, len(values) - 1)] < x)
+        lo = np.where(go_right, mid + 1, lo)
+        hi = np.where(active & ~go_right, mid, hi)
+
+
+class MarkovGenerator(FlowGenerator):
+    """Per-class Markov chain of order ``order`` over exact signed lengths (see the module docstring).
+
+    Parameters
+    ----------
+    order : context length in packets (default 2; 0 = per-class i.i.d. lengths with an end state).
+    max_packets : packets modelled per flow (default: the data's width, capped at 32).
+    max_length : largest absolute payload length with its own token (longer ones are clipped to it
+        and counted at fit time in ``n_clipped_``), as in the token models.
+    """
+
+    name = "markov"
+    _fitted_attr: ClassVar[str] = "tables_"
+    _config_schema: ClassVar[dict[str, Field]] = {
+        "classes": Field.class_names(), "class_prior": Field.class_prior("classes"),
+        "max_packets_": Field.integer(minimum=1), "n_symbols": Field.integer(minimum=3)}
+    _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {
+        "tokenizer.json": {"type": Field.string(equals="FlowTokenizer"), "classes": Field.class_names(),
+                           "max_length": Field.integer(minimum=1)}}
+
+    def __init__(self, *, order: int = 2, max_packets: int | None = None, max_length: int = 1500):
+        self.order = order
+        self.max_packets = max_packets
+        self.max_length = max_length
+
+    # ------------------------------------------------------------------ keys
+    def _keys(self, cls_ids: np.ndarray, context: np.ndarray, j: int) -> np.ndarray:
+        """int64 keys of (class, last j context symbols); ``context`` (E, order) dense symbols."""
+        key = cls_ids.astype(np.int64)
+        for col in range(self.order - j, self.order):
+            key = key * self.n_symbols_ + context[:, col]
+        return key
+
+    def _symbols(self, tokens: np.ndarray) -> np.ndarray:
+        return self.symbol_of_token_[tokens]
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, flows: FlowSet) -> MarkovGenerator:
+        width = self._validated_width(flows)
+        order = int(self.order)
+        if order < 0:
+            raise ConfigError(f"order must be >= 0, got {self.order}")
+        self.tokenizer_ = FlowTokenizer(classes=flows.classes, max_length=int(self.max_length))
+        valid = np.arange(flows.lengths.shape[1])[None, :] < np.minimum(flows.n_packets, width)[:, None]
+        clipped = valid[:, :width] & (np.abs(flows.lengths[:, :width]) > int(self.max_length))
+        self.n_clipped_ = int(clipped.sum())
+        if self.n_clipped_:
+            warnings.warn(f"{self.n_clipped_} packet lengths beyond +-{self.max_length} clipped to it "
+                          f"(in {int(clipped.any(axis=1).sum())} flows)", stacklevel=2)
+        ids, _ = self.tokenizer_.encode(flows, width, clip=True)  # (n, W + 2): <CLASS> PL... <EOS>
+        self.classes_ = list(flows.classes)
+        self.max_packets_ = width
+        counts = np.bincount(ids[:, 0] - self.tokenizer_.first_class_id, minlength=len(self.classes_))
+        self.class_prior_ = counts / counts.sum()
+        # dense symbols: 0 BOS, 1 EOS, then the length tokens seen in training, last "unseen"
+        seen = np.unique(ids[:, 1:][ids[:, 1:] > EOS_ID])
+        self.symbol_of_token_ = np.full(self.tokenizer_.vocab_size, len(seen) + 2, dtype=np.int64)
+        self.symbol_of_token_[BOS], self.symbol_of_token_[EOS_ID] = 0, 1
+        self.symbol_of_token_[seen] = np.arange(2, len(seen) + 2)
+        self.n_symbols_ = len(seen) + 3
+        if len(self.classes_) * float(self.n_symbols_) ** (order + 1) >= 2.0**62:
+            raise ConfigError(f"order {order} with {self.n_symbols_} symbols and {len(self.classes_)} classes "
+                              "overflows the 64-bit context keys; use a lower order")
+        _, cls_ids, context, token, _ = self._events(ids)
+        self.tables_ = [CountTable.from_events(self._keys(cls_ids, context, j), token) for j in range(order + 1)]
+        self.global_counts_ = np.bincount(token, minlength=self.tokenizer_.vocab_size).astype(np.int64)
+        self.first_step_ = self._first_step_distribution()  # (C, V)
+        return self
+
+    def _events(self, ids: np.ndarray):
+        """Every (row, class, context, next token, position) of encoded flows ``ids`` (n, W + 2),
+        except the forced end after ``max_packets`` packets."""
+        n, w2 = ids.shape
+        width = w2 - 2
+        body = ids[:, 1:]  # (n, W + 1): lengths, <EOS>, <PAD>
+        padded = np.concatenate([np.full((n, self.order), BOS, dtype=np.int64), body], axis=1)
+        keep = (body != PAD_ID) & ~((np.arange(w2 - 1) == width)[None, :] & (body == EOS_ID))
+        rows, pos = np.nonzero(keep)
+        sym = self._symbols(padded)
+        context = np.stack([sym[rows, pos + k] for k in range(self.order)], axis=1) if self.order else \
+            np.zeros((len(rows), 0), dtype=np.int64)
+        cls_ids = ids[rows, 0] - self.tokenizer_.first_class_id
+        return rows, cls_ids, context, body[rows, pos], pos
+
+    # ------------------------------------------------------------------ the distribution
+    @property
+    def _n_outcomes(self) -> int:
+        return self.tokenizer_.n_length_tokens + 1  # every length + <EOS>
+
+    def _interpolated(self, cls_ids: np.ndarray, context: np.ndarray, token: np.ndarray) -> np.ndarray:
+        """P(token | class, context) (E,) without the step-0 restriction."""
+        p = np.full(len(token), 1.0 / self._n_outcomes)
+        n_all = float(self.global_counts_.sum())
+        t_all = float(np.count_nonzero(self.global_counts_))
+        p = (self.global_counts_[token] + t_all * p) / (n_all + t_all)
+        for j, table in enumerate(self.tables_):
+            idx, found = table.find(self._keys(cls_ids, context, j))
+            n = table.ctx_total[idx].astype(np.float64)
+            t = table.ctx_types[idx].astype(np.float64)
+            c = table.pair_counts(idx, found, token).astype(np.float64)
+            p = np.where(found, (c + t * p) / np.maximum(n + t, 1.0), p)
+        return p
+
+    def _first_step_distribution(self) -> np.ndarray:
+        """(C, V) step-0 distributions: positive lengths only, renormalised."""
+        v = self.tokenizer_.vocab_size
+        positive = self.tokenizer_.length_to_id(np.arange(1, self.tokenizer_.max_length + 1))
+        out = np.zeros((len(self.classes_), v))
+        for c in range(len(self.classes_)):
+            cls_ids = np.full(len(positive), c)
+            context = np.full((len(positive), self.order), self._symbols(np.array([BOS]))[0])
+            p = self._interpolated(cls_ids, context, positive)
+            out[c, positive] = p / p.sum()
+        return out
+
+    def log_likelihood(self, flows: FlowSet) -> np.ndarray:
+        """Natural-log likelihood of each flow given its class, log p(x | c) (n,), in nats.
+
+        Lengths beyond ``max_length`` are clipped (as at fit time); flows are truncated to
+        ``max_packets_``. Classes the model does not know raise ``UnknownClassError``."""
+        self._check_fitted()
+        ids, _ = self.tokenizer_.encode(flows.truncate(self.max_packets_) if flows.max_packets > self.max_packets_
+                                        else flows, self.max_packets_, clip=True)
+        rows, cls_ids, context, token, pos = self._events(ids)
+        p = self._interpolated(cls_ids, context, token)
+        first = pos == 0
+        p[first] = self.first_step_[cls_ids[first], token[first]]
+        out = np.zeros(len(ids))
+        np.add.at(out, rows, np.log(p))
+        return out
+
+    # ------------------------------------------------------------------ sample
+    def sample(self, n: int, *, cls=None, random_state=None) -> FlowSet:
+        rng = check_random_state(random_state)
+        names = self._resolve_classes(int(n), cls, rng)
+        index = {c: k for k, c in enumerate(self.classes_)}
+        cls_ids = np.array([index[c] for c in names], dtype=np.int64)  # (n,)
+        n, width = len(cls_ids), self.max_packets_
+        tokens = np.zeros((n, width), dtype=np.int64)  # token ids, 0 = none
+        n_packets = np.full(n, width, dtype=np.int64)
+        # step 0: the dense first-step distribution of the class (positive lengths)
+        cdf = np.cumsum(self.first_step_, axis=1)  # (C, V)
+        u = rng.random(n)
+        first = np.minimum((cdf[cls_ids] < (u * cdf[cls_ids, -1])[:, None]).sum(axis=1), cdf.shape[1] - 1)
+        tokens[:, 0] = first
+        history = np.full((n, self.order), self._symbols(np.array([BOS]))[0], dtype=np.int64)
+        if self.order:
+            history = np.concatenate([history[:, 1:], self._symbols(first)[:, None]], axis=1)
+        alive = np.ones(n, dtype=bool)
+        lengths_ids = self.tokenizer_.length_to_id(np.concatenate([-np.arange(self.tokenizer_.max_length, 0, -1),
+                                                                  np.arange(1, self.tokenizer_.max_length + 1)]))
+        outcomes = np.concatenate([[EOS_ID], lengths_ids])  # the uniform level's support
+        glob_cum = np.cumsum(self.global_counts_)
+        n_all = int(self.global_counts_.sum())
+        t_all = int(np.count_nonzero(self.global_counts_))
+        for step in range(1, width):
+            rows = np.flatnonzero(alive)
+            if not len(rows):
+                break
+            m = len(rows)
+            nxt = np.full(m, -1, dtype=np.int64)
+            u_level, u_draw = rng.random((len(self.tables_) + 2, m)), rng.random((len(self.tables_) + 2, m))
+            for level, j in enumerate(range(len(self.tables_) - 1, -1, -1)):
+                table = self.tables_[j]
+                pending = nxt < 0
+                idx, found = table.find(self._keys(cls_ids[rows], history[rows], j))
+                n_h = table.ctx_total[idx]
+                t_h = table.ctx_types[idx]
+                take = pending & found & (u_level[level] * (n_h + t_h) < n_h)
+                if take.any():
+                    nxt[take] = table.draw(idx[take], u_draw[level][take])
+            pending = nxt < 0
+            take = pending & (u_level[-2] * (n_all + t_all) < n_all)  # all-class unigram
+            if take.any():
+                target = np.floor(u_draw[-2][take] * n_all).astype(np.int64)
+                nxt[take] = np.searchsorted(glob_cum, target, side="right")
+            pending = nxt < 0
+            if pending.any():  # uniform over every length and <EOS>
+                nxt[pending] = outcomes[np.floor(u_draw[-1][pending] * len(outcomes)).astype(np.int64)]
+            ended = nxt == EOS_ID
+            n_packets[rows[ended]] = step
+            alive[rows[ended]] = False
+            go = rows[~ended]
+            tokens[go, step] = nxt[~ended]
+            if self.order:
+                history[go] = np.concatenate([history[go, 1:], self._symbols(nxt[~ended])[:, None]], axis=1)
+        lengths = np.where(tokens > EOS_ID, self.tokenizer_.id_to_length(np.maximum(tokens, 2)), 0)
+        lengths[np.arange(width)[None, :] >= n_packets[:, None]] = 0
+        return FlowSet(lengths=lengths.astype(np.int32), n_packets=n_packets.astype(np.int32), labels=names)
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self):
+        tensors = {"symbol_of_token": self.symbol_of_token_, "global_counts": self.global_counts_}
+        for j, table in enumerate(self.tables_):
+            tensors.update(table.state(f"order{j}"))
+        config = {"classes": list(self.classes_), "class_prior": self.class_prior_.tolist(),
+                  "max_packets_": int(self.max_packets_), "n_symbols": int(self.n_symbols_),
+                  "n_clipped": int(self.n_clipped_)}
+        return config, tensors, {"tokenizer.json": self.tokenizer_.to_dict()}
+
+    @classmethod
+    def _load_state(cls, config, tensors, extra):
+        obj = cls._from_params(config)
+        obj.classes_ = list(config["classes"])
+        obj.class_prior_ = np.asarray(config["class_prior"], dtype=np.float64)
+        obj.max_packets_ = int(config["max_packets_"])
+        obj.n_symbols_ = int(config["n_symbols"])
+        obj.n_clipped_ = int(config.get("n_clipped", 0))
+        obj.tokenizer_ = FlowTokenizer.from_dict(extra["tokenizer.json"])
+        obj.symbol_of_token_ = np.asarray(tensors["symbol_of_token"], dtype=np.int64)
+        obj.global_counts_ = np.asarray(tensors["global_counts"], dtype=np.int64)
+        obj.tables_ = [CountTable.from_state(tensors, f"order{j}") for j in range(int(obj.order) + 1)]
+        obj.first_step_ = obj._first_step_distribution()
+        return obj
