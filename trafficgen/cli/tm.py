@@ -35,9 +35,16 @@ def load_series(data: str):
         from trafficgen.datasets import load_geant
 
         return load_geant()
+    import warnings
+
     from trafficgen.data.tm import read_tm
 
-    return read_tm(Path(data))
+    with warnings.catch_warnings(record=True) as caught:  # the reader's warnings as one line each
+        warnings.simplefilter("always")
+        series = read_tm(Path(data))
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
+    return series
 
 
 def build_model(name: str, *, epochs: int | None = None, seed: int | None = None, t_in: int | None = None,

@@ -23,7 +23,7 @@ from trafficgen.data.tm import (
     write_tm_npy,
 )
 from trafficgen.data.tmseries import TMSeries
-from trafficgen.errors import InputFormatError
+from trafficgen.errors import ConfigError, InputFormatError
 
 
 def _series(rng, t=5, n=3, unit="bytes", interval=300.0):
@@ -148,6 +148,7 @@ SNDLIB = """<?xml version="1.0" encoding="ISO-8859-1"?>
 """
 
 
+@pytest.mark.filterwarnings("ignore:the SNDLib demands list no node-to-itself")
 def test_sndlib_directory_is_a_series(tmp_path):
     d = tmp_path / "sndlib"
     d.mkdir()
@@ -239,3 +240,82 @@ def test_sidecar_not_an_object(tmp_path, rng):
     (tmp_path / "tm.npy.json").write_text("[1, 2]")
     with pytest.raises(InputFormatError, match="JSON object"):
         read_tm_npy(path)
+
+
+# ----------------------------------------------------------------------------- issue 16, item 12
+
+SNDLIB_ABILENE = """<?xml version="1.0" encoding="ISO-8859-1"?>
+<network xmlns="http://sndlib.zib.de/network" version="1.0">
+ <meta><granularity>5min</granularity><time>2004-03-01T00:00:00</time><unit>MBITPERSEC</unit></meta>
+ <networkStructure><nodes>{nodes}</nodes></networkStructure>
+ <demands>{demands}</demands>
+</network>
+"""
+
+
+def _sndlib_abilene(demands: dict) -> str:
+    order = list(reversed(ABILENE_NODES))  # a file order other than the shipped one
+    nodes = "".join(f'<node id="{n}"><coordinates><x>0</x><y>0</y></coordinates></node>' for n in order)
+    body = "".join(f'<demand id="{a}_{b}"><source>{a}</source><target>{b}</target><demandValue>{v}</demandValue>'
+                   "</demand>" for (a, b), v in demands.items())
+    return SNDLIB_ABILENE.format(nodes=nodes, demands=body)
+
+
+def test_sndlib_without_demands_is_an_error(tmp_path):
+    (tmp_path / "empty.xml").write_text(SNDLIB.replace(SNDLIB[SNDLIB.index("<demands>"):SNDLIB.index("</demands>")],
+                                                       "<demands>"))
+    with pytest.raises(InputFormatError, match="no <demand>") as info:
+        read_sndlib_xml(tmp_path / "empty.xml")
+    assert info.value.path == str(tmp_path / "empty.xml")
+
+
+@pytest.mark.filterwarnings("ignore:the SNDLib demands list no node-to-itself")
+def test_sndlib_series_names_files_without_demands(tmp_path):
+    from trafficgen.data.tm import TMReadWarning
+
+    (tmp_path / "a.xml").write_text(SNDLIB.format(time="2005-05-04T00:00:00", v1=1, v2=2))
+    (tmp_path / "b.xml").write_text(SNDLIB.replace(SNDLIB[SNDLIB.index("<demands>"):SNDLIB.index("</demands>")],
+                                                   "<demands>").format(time="2005-05-04T00:15:00"))
+    with pytest.warns(TMReadWarning, match="b.xml"):
+        s = read_sndlib_xml(tmp_path)
+    assert s.meta["files_without_demands"] == [str(tmp_path / "b.xml")]
+    np.testing.assert_array_equal(s.values[1], 0)
+
+
+def test_sndlib_says_self_demands_are_absent(tmp_path):
+    from trafficgen.data.tm import TMReadWarning
+
+    (tmp_path / "a.xml").write_text(SNDLIB.format(time="2005-05-04T00:00:00", v1=1, v2=2))
+    with pytest.warns(TMReadWarning, match="node-to-itself"):
+        s = read_sndlib_xml(tmp_path / "a.xml")
+    assert s.meta["self_demands_in_file"] is False
+    with_self = SNDLIB.replace("</demands>", '<demand id="x"><source>at1.at</source><target>at1.at</target>'
+                                             "<demandValue>4</demandValue></demand></demands>")
+    (tmp_path / "b.xml").write_text(with_self.format(time="2005-05-04T00:00:00", v1=1, v2=2))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TMReadWarning)
+        s = read_sndlib_xml(tmp_path / "b.xml")
+    assert s.meta["self_demands_in_file"] is True and s.values[0, 0, 0] == 4
+
+
+def test_sndlib_abilene_maps_to_the_shipped_node_order(tmp_path):
+    from trafficgen.data.tm import sndlib_node_map
+
+    assert sndlib_node_map("abilene") == {n: n for n in ABILENE_NODES}
+    (tmp_path / "ab.xml").write_text(_sndlib_abilene({("STTLng", "ATLAM5"): 2.5, ("ATLAng", "WASHng"): 1.0}))
+    with pytest.warns(UserWarning, match="node-to-itself"):
+        plain = read_sndlib_xml(tmp_path / "ab.xml")
+    assert plain.nodes == list(reversed(ABILENE_NODES))  # the file's own order
+    with pytest.warns(UserWarning, match="node-to-itself"):
+        s = read_sndlib_xml(tmp_path / "ab.xml", topology="abilene")
+    assert s.nodes == ABILENE_NODES and s.meta["topology"] == "abilene"
+    assert s.values[0, ABILENE_NODES.index("STTLng"), 0] == 2.5 and s.values.sum() == 3.5
+    (tmp_path / "bad.xml").write_text(_sndlib_abilene({("XXXXng", "ATLAM5"): 1.0}))
+    with pytest.raises(InputFormatError, match="XXXXng"):
+        read_sndlib_xml(tmp_path / "bad.xml", topology="abilene")
+    with pytest.raises(ConfigError, match="GEANT"):
+        read_sndlib_xml(tmp_path / "ab.xml", topology="geant")
+    with pytest.raises(ConfigError):
+        read_sndlib_xml(tmp_path / "ab.xml", topology="abilene", nodes=ABILENE_NODES)

@@ -21,11 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from trafficgen.data.tm._text import base_suffix, open_text
+from trafficgen.data.tm._xml import TMReadWarning
 from trafficgen.data.tm.abilene import ABILENE_NODES, ABILENE_X_KINDS, read_abilene_x
 from trafficgen.data.tm.csv import read_tm_csv, write_tm_csv
 from trafficgen.data.tm.hist import read_hist
 from trafficgen.data.tm.npy import read_tm_npy, write_tm_npy
-from trafficgen.data.tm.sndlib import read_sndlib_xml
+from trafficgen.data.tm.sndlib import read_sndlib_xml, sndlib_node_map
 from trafficgen.data.tm.totem import read_totem_xml
 from trafficgen.data.tmseries import TMSeries
 from trafficgen.errors import InputFormatError
@@ -33,6 +34,7 @@ from trafficgen.errors import InputFormatError
 __all__ = [
     "ABILENE_NODES", "ABILENE_X_KINDS", "read_abilene_x", "read_hist", "read_sndlib_xml",
     "read_totem_xml", "read_tm_npy", "read_tm_csv", "write_tm_npy", "write_tm_csv", "read_tm",
+    "sndlib_node_map", "TMReadWarning",
 ]
 
 

@@ -15,6 +15,11 @@ import numpy as np
 from trafficgen.data.tmseries import TMSeries
 from trafficgen.errors import InputFormatError
 
+
+class TMReadWarning(UserWarning):
+    """A TM file was read, but it lacks something (demands, the diagonal) a user would assume."""
+
+
 XML_UNITS = {"bitpersec": "bit/s", "bps": "bit/s", "bit/s": "bit/s", "kbitpersec": "kbit/s",
              "kbps": "kbit/s", "kbit/s": "kbit/s", "mbitpersec": "Mbit/s", "mbps": "Mbit/s",
              "mbit/s": "Mbit/s", "gbitpersec": "Gbit/s", "gbps": "Gbit/s", "gbit/s": "Gbit/s",
