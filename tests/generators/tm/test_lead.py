@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from trafficgen.errors import ConfigError
+from trafficgen.errors import ConfigError, TrafficgenError
 from trafficgen.generators.tm.lead import LeadConfig, LeadForecaster, LeadNet
 from trafficgen.generators.tm.lead.adapter import MultiScaleAdapter, ParallelAdapterBertOutput
 from trafficgen.generators.tm.lead.temporal_aggregator import CausalTemporalAggregator
@@ -241,3 +241,50 @@ def test_target_scaling_std_quantile_and_paper_setting(series):
     assert m.target_scale_ == [1.0, 1.0]  # the paper's target z in [-1, 1] is used as is
     with pytest.raises(ConfigError):
         LeadForecaster(target_scaling="bad")._fit_target_scale(resid)
+
+
+class _RecordingAutoModel:
+    """Stands in for ``transformers.AutoModel``: records the keywords, finds nothing locally."""
+
+    calls: list = []
+
+    @classmethod
+    def from_pretrained(cls, name, **kw):
+        cls.calls.append((name, kw))
+        raise OSError(f"{name} is not a local folder and not in the cache")
+
+
+def test_lm_name_loads_offline_by_default(monkeypatch):
+    """Issue 16 item 14: a language-model name goes to AutoModel.from_pretrained with
+    local_files_only=True unless the caller opts in with allow_download=True."""
+    import transformers
+
+    from trafficgen.generators.tm.lead.backbone import load_frozen_lm
+
+    monkeypatch.setattr(transformers, "AutoModel", _RecordingAutoModel)
+    _RecordingAutoModel.calls = []
+    with pytest.raises(ConfigError, match="offline"):
+        load_frozen_lm("someone/any-repo")
+    assert _RecordingAutoModel.calls[-1][1]["local_files_only"] is True
+    with pytest.raises(ConfigError):
+        load_frozen_lm("someone/any-repo", allow_download=True)
+    assert _RecordingAutoModel.calls[-1][1]["local_files_only"] is False
+
+
+def test_saved_folder_never_downloads_the_lm_it_names(tiny_qwen, series, tmp_path, monkeypatch):
+    """A saved model's config.json names the LM; loading someone else's folder must not fetch an
+    arbitrary hub repository, even when that config asks for downloads."""
+    import transformers
+
+    model = LeadForecaster(**{**TINY, "epochs": 1}, llm=tiny_qwen, allow_download=True).fit(series[:40])
+    assert model.allow_download is True
+    model.save_pretrained(tmp_path / "m")
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["lead_config"]["llm"] = cfg["params"]["llm"] = "someone/any-repo"
+    cfg_path.write_text(json.dumps(cfg))
+    monkeypatch.setattr(transformers, "AutoModel", _RecordingAutoModel)
+    _RecordingAutoModel.calls = []
+    with pytest.raises(TrafficgenError, match="someone/any-repo.*offline"):
+        LeadForecaster.from_pretrained(tmp_path / "m")
+    assert [kw["local_files_only"] for _, kw in _RecordingAutoModel.calls] == [True]

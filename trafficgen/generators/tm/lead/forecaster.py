@@ -60,7 +60,8 @@ class LeadForecaster(TMForecaster):
                  max_val_windows: int = 256, window_chunk: int = 1, target_scaling: str | float = "std",
                  prediction_type: str = "epsilon",
                  n_train_timesteps: int = 1000, n_inference_steps: int = 50,
-                 n_samples: int = 16, random_state: int | None = 0, progress: bool = True):
+                 n_samples: int = 16, random_state: int | None = 0, progress: bool = True,
+                 allow_download: bool = False):
         self.t_in = t_in
         self.horizons = horizons
         self.llm = llm
@@ -89,6 +90,7 @@ class LeadForecaster(TMForecaster):
         self.n_samples = n_samples
         self.random_state = random_state
         self.progress = progress
+        self.allow_download = allow_download
 
     @property
     def min_history(self) -> int:  # noqa: D401 - instance value of TMForecaster.min_history
@@ -235,7 +237,7 @@ class LeadForecaster(TMForecaster):
         self.zmin_, self.zmax_ = float(z.min()), float(max(z.max(), z.min() + 1e-6))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net_ = LeadNet(self._config(self.n_nodes_))
+            self.net_ = LeadNet(self._config(self.n_nodes_), allow_download=bool(self.allow_download))
         self.scheduler_ = self._scheduler()
         zt = self._scale(values)  # (T, N, N)
         origins = self._origins(len(values), self.max_train_windows, gen)
@@ -371,6 +373,8 @@ class LeadForecaster(TMForecaster):
         params["horizons"] = tuple(params["horizons"])
         params["ablations"] = tuple(params["ablations"])
         params["unet_channels"] = tuple(params["unet_channels"])
+        # the LM named in a saved folder is loaded offline, whatever that folder's config asks for
+        params["allow_download"] = False
         self = cls(**params)
         self.n_nodes_ = int(config["n_nodes"])
         self.scale_, self.zmin_, self.zmax_ = config["scale"], config["zmin"], config["zmax"]

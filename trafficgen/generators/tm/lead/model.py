@@ -49,7 +49,10 @@ class LeadConfig:
 
 
 class LeadNet(nn.Module):
-    def __init__(self, config: LeadConfig):
+    """``allow_download`` is not part of :class:`LeadConfig` on purpose: a saved config must not be
+    able to switch downloads on (see :func:`~trafficgen.generators.tm.lead.backbone.load_frozen_lm`)."""
+
+    def __init__(self, config: LeadConfig, *, allow_download: bool = False):
         super().__init__()
         self.config = c = config
         abl = set(c.ablations)
@@ -59,7 +62,7 @@ class LeadNet(nn.Module):
         self.backbone = LanguageBackbone(d_model=c.d_model, t_in=c.t_in,
                                          llm=None if "no_llm" in abl else c.llm,
                                          adapter_rank=c.adapter_rank, adapter_scale=c.adapter_scale,
-                                         multiscale="no_multiscale" not in abl)
+                                         multiscale="no_multiscale" not in abl, allow_download=allow_download)
         self.conditioning = DualConditioning(hidden=self.backbone.hidden_size, cond_dim=c.cond_dim,
                                              cross_dim=c.cross_dim, use_global="no_cglobal" not in abl,
                                              use_seq="no_cseq" not in abl)
