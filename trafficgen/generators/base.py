@@ -20,11 +20,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from trafficgen.errors import ConfigError, NotFittedError, UnknownClassError
+from trafficgen.errors import (
+    ConfigError,
+    InputFormatError,
+    NotFittedError,
+    TrafficgenError,
+    UnknownClassError,
+)
 from trafficgen.generators.serialization import (  # noqa: F401  (re-exported)
+    CONFIG_FILE,
+    Field,
     load_tensors,
     read_pretrained,
     save_tensors,
+    validate_config,
     write_pretrained,
 )
 
@@ -93,16 +102,66 @@ class PretrainedMixin:
             tensors = quantized_tensors(tensors, info)
         return write_pretrained(path, config, tensors, extra)
 
+    #: Schema of the fields of ``config.json`` that :meth:`_load_state` reads (checked before it
+    #: runs; see :class:`~trafficgen.generators.serialization.Field`).
+    _config_schema: ClassVar[dict[str, Field]] = {}
+    #: Extra JSON files the model needs, each with the schema of its fields.
+    _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {}
+
     @classmethod
     def from_pretrained(cls, path: str | Path):
+        """Load a folder written by :meth:`save_pretrained`. Whatever is wrong with it (a missing,
+        truncated or garbage file, a field of the wrong type or with an impossible value, tensors
+        that do not fit the configuration) raises one :class:`InputFormatError` naming the file."""
+        path = Path(path)
         config, tensors, extra = read_pretrained(path)
-        if config.get(cls._kind_key) != cls.name:
-            raise ConfigError(f"{path}: saved by {config.get(cls._kind_key)!r}, not {cls.name!r}")
-        if "quantization" in config:  # an int8 model
-            from trafficgen.generators.quantization import load_quantized_state
+        cfg_file = path / CONFIG_FILE
+        saved_by = config.get(cls._kind_key)
+        if saved_by != cls.name:
+            raise InputFormatError(f"saved by {saved_by!r}, not {cls.name!r}", path=cfg_file)
+        validate_config(config, {"params": Field.object(), **cls._config_schema}, cfg_file)
+        for fname, schema in cls._extra_schemas.items():
+            if fname not in extra:
+                raise InputFormatError("not found", path=path / fname)
+            validate_config(extra[fname], schema, path / fname)
+        try:
+            if "quantization" in config:  # an int8 model
+                from trafficgen.generators.quantization import load_quantized_state
 
-            return load_quantized_state(cls, config, tensors, extra)
-        return cls._load_state(config, tensors, extra)
+                validate_config(config, {"quantization": Field.object()}, cfg_file)
+                return load_quantized_state(cls, config, tensors, extra)
+            return cls._load_state(config, tensors, extra)
+        except InputFormatError as exc:
+            raise _in_folder(exc, path) from exc
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001  a field or tensor no schema describes: one line naming the folder
+            what = " ".join(str(exc).split())
+            what = what if isinstance(exc, TrafficgenError) else f"{type(exc).__name__}: {what}"
+            raise InputFormatError(f"cannot load this saved {cls.name!r} model ({what})", path=path) from exc
+
+    @classmethod
+    def _from_params(cls, config: dict):
+        """``cls(**config["params"])``; a parameter ``cls`` does not take is an
+        :class:`InputFormatError` naming config.json (never silently dropped)."""
+        params = config["params"]
+        unknown = sorted(set(params) - set(cls._param_names()))
+        if unknown:
+            raise InputFormatError(f"'params' has parameters {cls.__name__} does not take: {', '.join(unknown)}",
+                                   path=CONFIG_FILE)
+        return cls(**params)
+
+
+def _in_folder(exc: InputFormatError, folder: Path) -> InputFormatError:
+    """``exc`` located in the model folder: no path -> the folder; a bare file name (what
+    ``_load_state`` knows, e.g. ``model.safetensors``) -> that file in the folder."""
+    if exc.path is not None and Path(exc.path).parent != Path("."):
+        return exc  # already a full path
+    message = str(exc)
+    if exc.path is not None:
+        prefix = exc.path + (f" at offset {exc.offset}" if exc.offset is not None else "") + ": "
+        message = message.removeprefix(prefix)
+    return InputFormatError(message, path=folder if exc.path is None else folder / exc.path, offset=exc.offset)
 
 
 class FlowGenerator(PretrainedMixin):

@@ -12,7 +12,8 @@ This module owns what does not depend on the architecture:
 * ``sample``: a batched decode loop over an architecture-specific incremental ``step``
   (a pre-allocated KV cache for LLaMA, the recurrent state for Mamba2). Only the output rows
   ``<EOS>`` + length tokens of the LM head are computed, so ``<PAD>`` / ``<CLASS_*>`` can never
-  be emitted; ``<EOS>`` is masked at step 0 (a flow has >= 1 packet). Sampling draws one
+  be emitted; ``<EOS>`` and negative lengths are masked at step 0 (a flow has >= 1 packet and
+  its first is client -> server, ``FlowSet``'s convention). Sampling draws one
   uniform per row from a seeded ``torch.Generator`` (inverse CDF), so the same seed gives the
   same flows bit for bit on CPU.
 * persistence: ``config.json`` (+ the HF model config) + ``model.safetensors`` + ``tokenizer.json``.
@@ -26,6 +27,7 @@ import numpy as np
 from trafficgen._random import seed_from
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
+from trafficgen.generators.serialization import TENSORS_FILE, Field, load_module_state
 from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
 
 #: Rows per decode chunk (see :meth:`CausalLMFlowGenerator.generate_ids`).
@@ -45,6 +47,16 @@ class CausalLMFlowGenerator(FlowGenerator):
     """
 
     presets: ClassVar[dict[str, dict]] = {}
+
+    _config_schema: ClassVar[dict[str, Field]] = {
+        "classes": Field.class_names(), "class_prior": Field.class_prior("classes"),
+        "class_counts": Field.class_counts(required=False), "max_packets_": Field.integer(minimum=1),
+        "history": Field.object(required=False), "model_config": Field.object(),
+    }
+    _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {
+        "tokenizer.json": {"type": Field.string(equals="FlowTokenizer"), "classes": Field.class_names(),
+                           "max_length": Field.integer(minimum=1)},
+    }
 
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 20,
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
@@ -248,14 +260,15 @@ class CausalLMFlowGenerator(FlowGenerator):
 
         params = config.get("params", {})
         gen = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
-        if "tokenizer.json" not in extra:
-            raise InputFormatError("saved model has no tokenizer.json")
         gen.tokenizer_ = FlowTokenizer.from_dict(extra["tokenizer.json"])
+        if list(gen.tokenizer_.classes) != list(config["classes"]):
+            raise InputFormatError(f"tokenizer.json classes {list(gen.tokenizer_.classes)} differ from "
+                                   f"config.json classes {list(config['classes'])}", path="tokenizer.json")
         model = seeded_init(0, lambda: cls._model_from_config(config["model_config"]))
-        missing, unexpected = model.load_state_dict(tensors, strict=False)
-        if unexpected or [k for k in missing if "inv_freq" not in k]:
-            raise InputFormatError(f"model.safetensors does not match the config (missing {missing}, "
-                                   f"unexpected {unexpected})")
+        if model.config.vocab_size < gen.tokenizer_.vocab_size:
+            raise InputFormatError(f"model_config vocab_size {model.config.vocab_size} is smaller than the "
+                                   f"tokenizer's {gen.tokenizer_.vocab_size}", path="config.json")
+        load_module_state(model, tensors, TENSORS_FILE, optional=lambda key: "inv_freq" in key)
         gen.model_ = model.to(gen.device).eval()
         gen.max_packets_ = int(config["max_packets_"])
         gen.history_ = config.get("history", {})

@@ -22,7 +22,15 @@ import torch
 from torch import nn
 
 from trafficgen.data.flowset import FlowSet
+from trafficgen.errors import InputFormatError
 from trafficgen.generators.base import FlowGenerator
+from trafficgen.generators.serialization import (
+    GASF_MAPPER_SCHEMA,
+    TENSORS_FILE,
+    Field,
+    load_module_state,
+    validate_config,
+)
 from trafficgen.representations.gasf import GasfImageMapper
 
 #: Default cap on the modelled flow length when ``max_packets=None``.
@@ -98,6 +106,12 @@ class CVAEGenerator(FlowGenerator):
 
     name: ClassVar[str] = "cvae"
     presets: ClassVar[dict[str, dict]] = CVAE_PRESETS
+    _config_schema: ClassVar[dict[str, Field]] = {
+        "classes_": Field.class_names(), "class_prior_": Field.class_prior("classes_"),
+        "max_packets_": Field.integer(minimum=1), "model_config": Field.object(),
+        "history_": Field.object(required=False),
+    }
+    _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
 
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 100,
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
@@ -179,9 +193,18 @@ class CVAEGenerator(FlowGenerator):
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
-        gen = cls(**config["params"])
-        gen.model_ = ConditionalVAE(CVAEConfig(**config["model_config"]))
-        gen.model_.load_state_dict(tensors)
+        gen = cls._from_params(config)
+        mc = config["model_config"]
+        unknown = sorted(set(mc) - set(CVAEConfig.__dataclass_fields__))
+        if unknown:
+            raise InputFormatError(f"model_config has unknown fields {unknown}", path="config.json")
+        validate_config(mc, {k: Field.integer(minimum=1) for k in CVAEConfig.__dataclass_fields__}, "config.json")
+        if mc["input_dim"] != config["max_packets_"] or mc["n_classes"] != len(config["classes_"]):
+            raise InputFormatError(f"model_config input_dim {mc['input_dim']} / n_classes {mc['n_classes']} do "
+                                   f"not fit max_packets_ {config['max_packets_']} / {len(config['classes_'])} "
+                                   "classes", path="config.json")
+        gen.model_ = ConditionalVAE(CVAEConfig(**mc))
+        load_module_state(gen.model_, tensors, TENSORS_FILE)
         gen.model_.eval()
         gen.mapper_ = GasfImageMapper.from_dict(extra["gasf.json"])
         gen.classes_ = list(config["classes_"])

@@ -21,6 +21,7 @@ import numpy as np
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
+from trafficgen.generators.serialization import TENSORS_FILE, Field, check_tensors
 
 
 def retransmit(flows: FlowSet, *, p: float = 0.5, target: str = "any", random_state=None) -> FlowSet:
@@ -53,6 +54,7 @@ class FastRetransmitGenerator(FlowGenerator):
     """Resample real flows of a class and duplicate one packet with probability ``p``."""
 
     name = "fast_retransmit"
+    _config_schema = {"classes": Field.class_names(), "class_prior": Field.class_prior("classes")}
 
     def __init__(self, *, p: float = 0.5, target: str = "any"):
         self.p = p
@@ -90,10 +92,16 @@ class FastRetransmitGenerator(FlowGenerator):
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
-        obj = cls(**config["params"])
+        obj = cls._from_params(config)
         obj.classes_ = list(config["classes"])
         obj.class_prior_ = np.asarray(config["class_prior"], dtype=np.float64)
-        labels = np.asarray(obj.classes_, dtype=object)[tensors["y"].numpy()]
+        check_tensors(tensors, {"lengths": 2, "n_packets": 1, "directions": 2, "y": 1}, TENSORS_FILE,
+                      rows=("lengths", "n_packets", "directions", "y"))
+        y = tensors["y"].numpy()
+        if len(y) == 0 or y.min() < 0 or y.max() >= len(obj.classes_):
+            raise InputFormatError(f"tensor 'y' must hold class ids in [0, {len(obj.classes_)}) for >= 1 flow",
+                                   path=TENSORS_FILE)
+        labels = np.asarray(obj.classes_, dtype=object)[y]
         obj.flows_ = FlowSet(lengths=tensors["lengths"].numpy(), n_packets=tensors["n_packets"].numpy(),
                              directions=tensors["directions"].numpy(), labels=labels)
         obj.max_packets_ = obj.flows_.max_packets

@@ -51,8 +51,9 @@ import numpy as np
 
 from trafficgen._random import check_random_state
 from trafficgen.data.flowset import FlowSet
-from trafficgen.errors import ConfigError
+from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
+from trafficgen.generators.serialization import GASF_MAPPER_SCHEMA, Field
 from trafficgen.representations.gasf import GasfImageMapper, gasf_from_scaled, scaled_from_gasf
 
 #: ``UNet2DModel`` keyword arguments per preset. "small" is ~1.8M parameters (attention only at
@@ -139,6 +140,12 @@ class NetDiffusGenerator(FlowGenerator):
 
     name: ClassVar[str] = "netdiffus"
     presets: ClassVar[dict[str, dict]] = NETDIFFUS_PRESETS
+    _config_schema: ClassVar[dict[str, Field]] = {
+        "classes_": Field.class_names(), "class_prior_": Field.class_prior("classes_"),
+        "max_packets_": Field.integer(minimum=1), "image_size_": Field.integer(minimum=1),
+        "unet_config": Field.object(), "history_": Field.object(required=False),
+    }
+    _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
 
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 30,
                  batch_size: int = 64, learning_rate: float = 1e-3, num_inference_steps: int = 50,
@@ -316,12 +323,27 @@ class NetDiffusGenerator(FlowGenerator):
     def _load_state(cls, config, tensors, extra):
         from diffusers import UNet2DModel
 
+        from trafficgen.generators.serialization import CONFIG_FILE, TENSORS_FILE, load_module_state
+
         # models saved before these parameters existed: epsilon, linear
-        gen = cls(**{"prediction_type": "epsilon", "length_transform": "linear", **config["params"]})
+        gen = cls._from_params({"params": {"prediction_type": "epsilon", "length_transform": "linear",
+                                           **config["params"]}})
+        gen._scheduler_config()  # validates prediction_type
+        gen._check_length_transform()
+        n_embeds = config["unet_config"].get("num_class_embeds")
+        if n_embeds != len(config["classes_"]) + 1:
+            raise InputFormatError(f"unet_config num_class_embeds {n_embeds!r} does not fit "
+                                   f"{len(config['classes_'])} classes (expected classes + 1)", path=CONFIG_FILE)
+        if config["max_packets_"] > config["image_size_"]:
+            raise InputFormatError(f"max_packets_ {config['max_packets_']} exceeds image_size_ "
+                                   f"{config['image_size_']}", path=CONFIG_FILE)
         gen.model_ = UNet2DModel.from_config(config["unet_config"])
-        gen.model_.load_state_dict(tensors)
+        load_module_state(gen.model_, tensors, TENSORS_FILE)
         gen.model_.eval()
         gen.mapper_ = GasfImageMapper.from_dict(extra["gasf.json"])
+        if gen.mapper_.image_size != config["max_packets_"]:
+            raise InputFormatError(f"image_size {gen.mapper_.image_size} differs from config.json max_packets_ "
+                                   f"{config['max_packets_']}", path="gasf.json")
         gen.classes_ = list(config["classes_"])
         gen.class_prior_ = np.asarray(config["class_prior_"], dtype=float)
         gen.max_packets_ = int(config["max_packets_"])

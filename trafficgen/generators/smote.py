@@ -16,6 +16,7 @@ import numpy as np
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
+from trafficgen.generators.serialization import TENSORS_FILE, Field, check_tensors
 from trafficgen.representations.features import features_to_flows, flow_features
 
 
@@ -23,6 +24,7 @@ class SmoteGenerator(FlowGenerator):
     """SMOTE interpolation between same-class flows (see the module docstring)."""
 
     name = "smote"
+    _config_schema = {"classes": Field.class_names(), "class_prior": Field.class_prior("classes")}
 
     def __init__(self, *, k_neighbors: int = 5, n_packets: int | None = None):
         self.k_neighbors = k_neighbors
@@ -84,11 +86,20 @@ class SmoteGenerator(FlowGenerator):
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
-        obj = cls(**config["params"])
+        obj = cls._from_params(config)
         obj.classes_ = list(config["classes"])
         obj.class_prior_ = np.asarray(config["class_prior"], dtype=np.float64)
+        check_tensors(tensors, {"X": 2, "y": 1, "neighbors": 2}, TENSORS_FILE, rows=("X", "y", "neighbors"))
         obj.X_ = tensors["X"].numpy()
-        obj.y_ = tensors["y"].numpy()
-        obj.neighbors_ = tensors["neighbors"].numpy()
+        obj.y_ = tensors["y"].numpy().astype(np.int64, copy=False)
+        obj.neighbors_ = tensors["neighbors"].numpy().astype(np.int64, copy=False)
+        n = len(obj.X_)
+        if obj.X_.shape[1] < 1 or n == 0:
+            raise InputFormatError(f"tensor 'X' has shape {obj.X_.shape}; expected (flows >= 1, packets >= 1)",
+                                   path=TENSORS_FILE)
+        if obj.y_.min() < 0 or obj.y_.max() >= len(obj.classes_):
+            raise InputFormatError(f"tensor 'y' holds class ids outside [0, {len(obj.classes_)})", path=TENSORS_FILE)
+        if obj.neighbors_.size and (obj.neighbors_.min() < -1 or obj.neighbors_.max() >= n):
+            raise InputFormatError(f"tensor 'neighbors' holds row ids outside [-1, {n})", path=TENSORS_FILE)
         obj.max_packets_ = obj.X_.shape[1]
         return obj
