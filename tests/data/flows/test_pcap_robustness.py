@@ -3,6 +3,7 @@ reads nothing is an error, regular files only, bounded options."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import resource
 import signal
@@ -199,3 +200,19 @@ def test_max_packets_and_min_packets_bounded(tmp_path):
     with pytest.raises(ConfigError, match="min_packets"):
         read_pcaps(path, max_packets=3, min_packets=5, progress=False)
     assert len(quiet_read(path, max_packets=3, min_packets=3)) == 1
+
+
+# ---------------------------------------------------------------- from memory (what the fuzz benchmark uses)
+def test_read_pcap_from_a_binary_file_object(tmp_path):
+    path = write_pcap(tmp_path / "a.pcap", _conversation())
+    ref = quiet_read(path, max_packets=4)
+    with open(path, "rb") as fh:
+        named = quiet_read(fh, max_packets=4)
+    assert named == ref and named.source.tolist() == [str(path)] * 2
+    anon = quiet_read(io.BytesIO(path.read_bytes()), max_packets=4)
+    assert anon.sequences() == ref.sequences() and anon.source.tolist() == ["<stream>"] * 2
+    with pytest.raises(PcapError) as e:
+        read_pcap(io.BytesIO(REPRODUCER[:30]), strict=True)
+    assert e.value.path == "<stream>" and e.value.offset == 24
+    with pytest.raises(ConfigError, match="binary file object"):
+        read_pcap(io.StringIO("text"))
