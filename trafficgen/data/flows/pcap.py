@@ -252,6 +252,9 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
             labels, column=label_column)
     if label_by == "ndpi":
         labelling.require_nfstream()
+    if isinstance(paths_or_dirs, (str, os.PathLike)):
+        paths_or_dirs = [paths_or_dirs]
+    paths_or_dirs = list(paths_or_dirs)
     files = list_captures(paths_or_dirs)
     if not files:
         raise _no_captures(paths_or_dirs)
@@ -272,7 +275,8 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
                 raise
             total.failed_files.append({"path": str(path), "error": str(exc)})
             notes.append(f"skipped unreadable capture: {exc}")
-            first_error = first_error or exc
+            if first_error is None:
+                first_error = exc
             continue
         total.add(stats)
         notes.extend(file_notes)
@@ -301,9 +305,7 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
     return flows
 
 
-def _no_captures(paths_or_dirs) -> PcapError:
-    if isinstance(paths_or_dirs, (str, os.PathLike)):
-        paths_or_dirs = [paths_or_dirs]
+def _no_captures(paths_or_dirs: list) -> PcapError:
     names = [str(p) for p in paths_or_dirs]
     where = names[0] if len(names) == 1 else None
     what = "" if len(names) < 2 else f" in {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
