@@ -31,7 +31,7 @@ TENSORS_FILE = "model.safetensors"
 def write_pretrained(path: str | Path, config: dict, tensors: dict, extra: dict) -> Path:
     """Write a model folder atomically: config.json + model.safetensors + extra JSON files."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, kind="dir") as tmp:
         tmp.mkdir()
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_default))
         save_tensors(tensors, tmp / TENSORS_FILE)
@@ -78,7 +78,9 @@ def read_config(path: str | Path) -> dict:
     """``config.json`` of the model folder ``path`` (a JSON object)."""
     path = Path(path)
     if not path.exists():
-        raise InputFormatError("model directory not found", path=path)
+        backups = sorted(path.parent.glob(f".{path.name}.*.old")) if path.name else []
+        hint = f" (an interrupted replacement left the previous model at {backups[-1]})" if backups else ""
+        raise InputFormatError(f"model directory not found{hint}", path=path)
     if not path.is_dir():
         raise InputFormatError("not a saved model directory (a file, not a folder)", path=path)
     if not (path / CONFIG_FILE).exists():
