@@ -66,7 +66,7 @@ class InvariantViolation(Exception):
 class Seed:
     """A seed capture: its bytes (cut at a record boundary), the whole file, and field offsets."""
 
-    __slots__ = ("name", "blob", "whole", "fields", "packets", "linktype_at", "byteorder", "ip")
+    __slots__ = ("name", "blob", "whole", "fields", "packets", "linktype_at", "byteorder", "ip", "in_blob")
 
     def __init__(self, name: str, whole: bytes, cut: int):
         self.name = name
@@ -79,6 +79,15 @@ class Seed:
         self.byteorder = "big" if whole[:4] in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d") or (
             whole[:4] == b"\x0a\x0d\x0d\x0a" and whole[8:12] == b"\x1a\x2b\x3c\x4d") else "little"
         self.blob = whole[:end] if end else whole[:cut]
+        n = len(self.blob)  # how many entries of each (offset-sorted) list lie inside the cut seed
+        self.in_blob = {"fields": sum(p + w <= n for p, w in self.fields),
+                        "packets": sum(p < n for p in self.packets),
+                        "ip": sum(d + 40 <= n for d, _, _ in self.ip)}
+
+    def pick(self, what: str, whole: bool, rng: random.Random):
+        items = getattr(self, what)
+        k = len(items) if whole else self.in_blob[what]
+        return items[rng.randrange(k)] if k else None
 
 
 def _index(data: bytes, fields, packets, linktype_at, cut: int) -> int:
@@ -97,9 +106,9 @@ def _index(data: bytes, fields, packets, linktype_at, cut: int) -> int:
                 fields.extend([(pos, 4), (pos + 4, 4), (pos + 8, 4), (pos + 12, 4)])
                 packets.append(pos + 16)
             pos += 16 + cap
-            if pos <= cut:
+            if pos <= cut or boundary == 24:  # at least one record
                 boundary = pos
-        return max(boundary, min(pos, 24 + 16 + 64))
+        return boundary
     if len(data) >= 12 and data[:4] == b"\x0a\x0d\x0d\x0a":
         pos, boundary, bo = 0, 0, "<"
         while pos + 12 <= len(data):
@@ -166,7 +175,8 @@ def _put(buf: bytearray, pos: int, value: int, width: int, rng: random.Random, b
 
 
 def mutate(seed: Seed, seeds: list[Seed], rng: random.Random) -> bytes:
-    buf = bytearray(seed.whole if rng.random() < 1 / 64 else seed.blob)
+    whole = rng.random() < 1 / 64
+    buf = bytearray(seed.whole if whole else seed.blob)
     for _ in range(1 + min(int(rng.expovariate(0.7)), 5)):
         n = len(buf)
         op = rng.random()
@@ -180,8 +190,8 @@ def mutate(seed: Seed, seeds: list[Seed], rng: random.Random) -> bytes:
         elif op < 0.28:  # boundary 16/32-bit value anywhere
             w = rng.choice((2, 4))
             _put(buf, rng.randrange(n), rng.choice(INT16 if w == 2 else INT32), w, rng)
-        elif op < 0.46 and seed.fields:  # record/block header field, mostly in the file's byte order
-            p, w = rng.choice(seed.fields)
+        elif op < 0.46 and (f := seed.pick("fields", whole, rng)):  # header field, mostly in the file's order
+            p, w = f
             if p + w <= n:
                 order = seed.byteorder if rng.random() < 0.9 else None
                 r = rng.random()
@@ -192,10 +202,10 @@ def mutate(seed: Seed, seeds: list[Seed], rng: random.Random) -> bytes:
                 else:
                     v = rng.getrandbits(8 * w)
                 _put(buf, p, v, w, rng, order)
-        elif op < 0.58 and seed.ip:  # declared vs captured vs wire lengths, IP/L4 header fields
-            _mutate_ip(buf, seed, rng)
-        elif op < 0.70 and seed.packets:  # link / IP / L4 header bytes of a packet
-            p = rng.choice(seed.packets) + rng.randrange(64)
+        elif op < 0.58 and (ip := seed.pick("ip", whole, rng)):  # declared vs wire lengths, IP fields
+            _mutate_ip(buf, seed, ip, rng)
+        elif op < 0.70 and (p := seed.pick("packets", whole, rng)) is not None:  # link/IP/L4 header bytes
+            p += rng.randrange(64)
             if p < n:
                 r = rng.random()
                 if r < 0.4:
@@ -228,8 +238,8 @@ def mutate(seed: Seed, seeds: list[Seed], rng: random.Random) -> bytes:
     return bytes(buf)
 
 
-def _mutate_ip(buf: bytearray, seed: Seed, rng: random.Random) -> None:
-    data, l3, ver = rng.choice(seed.ip)
+def _mutate_ip(buf: bytearray, seed: Seed, ip: tuple[int, int, int], rng: random.Random) -> None:
+    data, l3, ver = ip
     if l3 + 40 > len(buf):
         return
     bo = seed.byteorder
