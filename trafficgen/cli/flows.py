@@ -19,14 +19,15 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         label_by: str | None = typer.Option(None, "--label-by", help="file | folder | ndpi (nfstream)."),
         label_column: str = typer.Option("app", "--label-column", help="Labels CSV column: app, ndpi_proto, category."),
         packets: int = typer.Option(10, "--packets", help=f"Keep the first N payload packets of each biflow "
-                                    f"(1 to at most {_MAX_PACKETS}; memory grows with flows x N)."),
+                                    f"(at most {_MAX_PACKETS}; memory grows with flows x N)."),
         idle_timeout: float = typer.Option(120.0, "--idle-timeout", help="Split a biflow after this idle gap (s)."),
         split_on_fin: bool = typer.Option(False, "--split-on-fin", help="New biflow at a SYN after FIN/RST."),
         keep_zero_payload: bool = typer.Option(False, "--keep-zero-payload", help="Keep packets without payload."),
         min_packets: int = typer.Option(1, "--min-packets", help="Drop biflows with fewer stored packets "
                                         "(at most --packets)."),
         min_count: int = typer.Option(0, "--min-count", help="Drop classes with fewer flows (labelled input)."),
-        on_error: str = typer.Option("skip", "--on-error", help="skip | raise: what to do with unreadable captures."),
+        on_error: str = typer.Option("skip", "--on-error", help="skip | raise: what to do with unreadable captures "
+                                     "(when none can be read, ingest fails either way)."),
         strict: bool = typer.Option(False, "--strict", help="A truncated last record is an error, not a warning."),
     ) -> None:
         """Read captures into per-biflow signed payload-length sequences (+ labels, provenance)."""
