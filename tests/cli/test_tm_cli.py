@@ -111,3 +111,37 @@ def test_readme_ddpm_tme_train_then_estimate(tmp_path):
                 "-o", "est.npy", "--n-init", "32", "--n-starts", "2", "--n-opt", "1", "--steps", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert np.load(tmp_path / "est.npy").shape == (5, 4, 4)
+
+
+def test_forecast_steps_samples_max_origins(tm_file, tmp_path):
+    """Issue 16 item 22: --steps (DDIM steps), --samples (LEAD's point = their median, one pass) and
+    --max-origins (evenly spaced test origins, the persistence baseline on the same ones)."""
+    from trafficgen.generators.tm.lead import LeadForecaster
+
+    series = np.load(tm_file)
+    lead = LeadForecaster(t_in=6, horizons=(1, 2), d_v=4, n_res_blocks=1, d_model=16, adapter_rank=2,
+                          unet_channels=(8, 16), layers_per_block=1, batch_size=8, epochs=1, max_train_windows=16,
+                          ablations=("no_llm",), progress=False)
+    lead.fit(TMSeries(series[:112], ["a", "b", "c"], 3600.0, "bytes"))
+    lead.save_pretrained(tmp_path / "lead")
+    out = tmp_path / "fc"
+    r = _invoke("tm", "forecast", "--model", str(tmp_path / "lead"), "--data", str(tm_file), "-o", str(out),
+                "--t-in", "6", "--steps", "2", "--samples", "2", "--max-origins", "3")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_origins"] == 3 and metrics["n_test_origins"] == 160 - 136 - 2
+    assert metrics["n_inference_steps"] == 2 and metrics["n_samples"] == 2
+    assert metrics["baseline"]["n_origins"] == 3
+    with np.load(out / "forecasts.npz") as z:
+        assert z["origins"].tolist() == [136, 146, 157]
+        np.testing.assert_array_equal(z["point"], np.median(z["samples"], axis=1))
+        lead.n_inference_steps = 2
+        np.testing.assert_array_equal(z["samples"], lead.predict_samples(series, z["origins"], [1, 2], 2,
+                                                                         random_state=0))
+    r = _invoke("tm", "evaluate", "--model", str(tmp_path / "lead"), "--data", str(tm_file), "-o",
+                str(tmp_path / "ev"), "--t-in", "6", "--steps", "2", "--samples", "2")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_origins"] == 22  # < LEAD's default 200
+    r = _invoke("tm", "forecast", "--model", "persistence", "--data", str(tm_file), "-o", str(tmp_path / "p"),
+                "--steps", "2")
+    assert isinstance(r.exception, ConfigError) and not (tmp_path / "p").exists()

@@ -11,6 +11,11 @@ import typer
 
 _DATA_HELP = "'abilene', 'geant', or a TM file/folder (.npy, .csv, .hist, .txt, SNDLib/TOTEM .xml)."
 _SPLIT = (0.7, 0.15, 0.15)
+_SAMPLES_HELP = ("Draw K samples per forecast (quantiles, CRPS, coverage); for LEAD the point forecast "
+                 "is their median (default: the model's own, 16).")
+_STEPS_HELP = "DDIM sampling steps of a diffusion forecaster (LEAD; default: the model's own, 50)."
+_MAX_ORIGINS_HELP = ("Score at most M test origins, evenly spaced (default: every origin; 200 for LEAD; "
+                     "0 = every origin).")
 
 
 def _parse_ints(text: str, what: str) -> list[int]:
@@ -48,9 +53,10 @@ def load_series(data: str):
 
 
 def build_model(name: str, *, epochs: int | None = None, seed: int | None = None, t_in: int | None = None,
-                horizons: list[int] | None = None, llm: str | None = None, ablations: list[str] | None = None):
-    """Instantiate ``name`` with the options its ``__init__`` accepts (``llm`` / ``ablations`` only
-    where the model takes them; asking for them elsewhere is an error)."""
+                horizons: list[int] | None = None, llm: str | None = None, ablations: list[str] | None = None,
+                allow_download: bool = False):
+    """Instantiate ``name`` with the options its ``__init__`` accepts (``llm`` / ``ablations`` /
+    ``allow_download`` only where the model takes them; asking for them elsewhere is an error)."""
     from trafficgen.errors import ConfigError
     from trafficgen.generators.tm import get_tm_model
 
@@ -58,11 +64,29 @@ def build_model(name: str, *, epochs: int | None = None, seed: int | None = None
     accepted = set(cls._param_names())
     wanted = {"epochs": epochs, "random_state": seed, "t_in": t_in,
               "horizons": tuple(horizons) if horizons else None, "llm": llm,
-              "ablations": tuple(ablations) if ablations else None}
-    for key in ("llm", "ablations"):
+              "ablations": tuple(ablations) if ablations else None, "allow_download": allow_download or None}
+    for key in ("llm", "ablations", "allow_download"):
         if wanted[key] is not None and key not in accepted:
-            raise ConfigError(f"model {name!r} takes no {key!r} option")
+            raise ConfigError(f"model {name!r} takes no {key.replace('_', '-')!r} option")
     return cls(**{k: v for k, v in wanted.items() if v is not None and k in accepted})
+
+
+def _apply_sampling_options(forecaster, *, steps: int | None, samples: int | None) -> None:
+    """``--steps`` -> the model's DDIM steps; ``--samples`` -> the samples its point forecast is
+    the median of (models that sample; ``--steps`` elsewhere is an error)."""
+    from trafficgen.errors import ConfigError
+
+    if steps is not None:
+        if not hasattr(forecaster, "n_inference_steps"):
+            raise ConfigError(f"model {forecaster.name!r} has no diffusion sampler; --steps is for lead")
+        if steps < 1:
+            raise ConfigError(f"--steps must be >= 1, got {steps}")
+        forecaster.n_inference_steps = int(steps)
+    if samples is not None:
+        if samples < 1:
+            raise ConfigError(f"--samples must be >= 1, got {samples}")
+        if hasattr(forecaster, "n_samples"):
+            forecaster.n_samples = int(samples)
 
 
 def _resolve(model: str, **build_kw):
@@ -76,7 +100,7 @@ def _resolve(model: str, **build_kw):
 
 def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: int, samples: int | None,
               seed: int, epochs: int | None, write_npz: bool, fan_od: str | None = None,
-              fan_horizon: int | None = None) -> dict:
+              fan_horizon: int | None = None, steps: int | None = None, max_origins: int | None = None) -> dict:
     import numpy as np
 
     from trafficgen._io import atomic_path
@@ -88,10 +112,18 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
 
     if (fan_od or fan_horizon) and not samples:
         raise ConfigError("--fan-od / --fan-horizon need --samples K (the fan chart shows sample intervals)")
+    if max_origins is not None and max_origins < 0:
+        raise ConfigError(f"--max-origins must be >= 0 (0 = every test origin), got {max_origins}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {out} is an existing file")
     series = load_series(data)
     pairs = parse_od_pairs(fan_od, series.nodes) if fan_od else None
     hs = _parse_ints(horizons, "--horizons") if horizons else None
     forecaster, fitted = _resolve(model, epochs=epochs, seed=seed, t_in=t_in, horizons=hs)
+    _apply_sampling_options(forecaster, steps=steps, samples=samples)
+    if max_origins is None:
+        max_origins = forecaster.default_max_origins
+    max_origins = max_origins or None  # 0: every test origin
     if not fitted and forecaster.name not in UNTRAINED:
         typer.echo(f"note: {forecaster.name} is not trained; fitting it on the train split now "
                    "(use `trafficgen tm train` to keep the model)", err=True)
@@ -100,10 +132,13 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
     if fan_horizon is not None and fan_horizon not in hs:
         raise ConfigError(f"--fan-horizon {fan_horizon} is not one of the horizons {hs}")
     results = evaluate_forecaster(forecaster, series, horizons=hs, t_in=t_in, split=_SPLIT,
-                                  n_samples=samples, fit=not fitted, random_state=seed)
+                                  n_samples=samples, fit=not fitted, random_state=seed, max_origins=max_origins)
+    if hasattr(forecaster, "n_inference_steps"):
+        results["n_inference_steps"] = int(forecaster.n_inference_steps)
     baseline = None
     if results["model"] != "persistence":
-        baseline = evaluate_forecaster(build_model("persistence"), series, horizons=hs, t_in=t_in, split=_SPLIT)
+        baseline = evaluate_forecaster(build_model("persistence"), series, horizons=hs, t_in=t_in, split=_SPLIT,
+                                       max_origins=max_origins)
     paths = write_results(results, out, baseline_results=baseline)
     if samples and write_npz:
         h0 = hs[0] if fan_horizon is None else int(fan_horizon)
@@ -111,7 +146,7 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
         paths["fan_chart"] = fan_chart(
             series.values, fc["origins"], fc["samples"], pairs or largest_od_pairs(series.values),
             horizon_index=hs.index(h0), horizon=h0, path=out / "fan_chart.png", unit=series.unit,
-            nodes=list(series.nodes),
+            interval_s=series.interval_s, nodes=list(series.nodes),
             title=f"{results['model']}, horizon {h0}: median and 50/90 % intervals of {samples} samples")
     if write_npz:
         fc = results["forecast"]
@@ -145,6 +180,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         llm: str | None = typer.Option(None, "--llm", help="LLM name or path (models that take one)."),
         ablation: list[str] | None = typer.Option(None, "--ablation", help="Ablation (repeatable; "
                                                      "models that take ablations)."),
+        allow_download: bool = typer.Option(False, "--allow-download", help="Let LEAD fetch --llm from the "
+                                            "Hugging Face hub (default: local folders and the cache only)."),
     ) -> None:
         """Fit a forecaster on the chronological train split (val split for early stopping) and save it."""
         import json
@@ -154,7 +191,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
 
         series = load_series(data)
         forecaster = build_model(model, epochs=epochs, seed=seed, t_in=t_in,
-                                 horizons=_parse_ints(horizons, "--horizons"), llm=llm, ablations=ablation)
+                                 horizons=_parse_ints(horizons, "--horizons"), llm=llm, ablations=ablation,
+                                 allow_download=allow_download)
         train_part, val_part, _ = chronological_split(series, _SPLIT)
         forecaster.fit(train_part, val=val_part)
         forecaster.save_pretrained(out)
@@ -171,8 +209,9 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
         horizons: str | None = typer.Option(None, "--horizons", help="Comma-separated horizons "
                                                "(default: the model's)."),
-        samples: int | None = typer.Option(None, "--samples", help="Draw K samples per forecast "
-                                              "(quantiles, CRPS, coverage)."),
+        samples: int | None = typer.Option(None, "--samples", help=_SAMPLES_HELP),
+        steps: int | None = typer.Option(None, "--steps", help=_STEPS_HELP),
+        max_origins: int | None = typer.Option(None, "--max-origins", help=_MAX_ORIGINS_HELP),
         t_in: int = typer.Option(24, "--t-in", help="Input window length (matrices)."),
         seed: int = typer.Option(0, "--seed", help="Random seed."),
         epochs: int | None = typer.Option(None, "--epochs", help="Epochs when a learned model is "
@@ -189,7 +228,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         with --samples, fan_chart.png shows the median and 50/90 % intervals for chosen OD pairs.
         """
         _evaluate(model, data, out, horizons=horizons, t_in=t_in, samples=samples, seed=seed, epochs=epochs,
-                  write_npz=True, fan_od=fan_od, fan_horizon=fan_horizon)
+                  write_npz=True, fan_od=fan_od, fan_horizon=fan_horizon, steps=steps, max_origins=max_origins)
 
     @tm_app.command("evaluate")
     def evaluate(
@@ -198,7 +237,9 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
         horizons: str | None = typer.Option(None, "--horizons", help="Comma-separated horizons "
                                                "(default: the model's)."),
-        samples: int | None = typer.Option(None, "--samples", help="Samples for CRPS / coverage."),
+        samples: int | None = typer.Option(None, "--samples", help=_SAMPLES_HELP),
+        steps: int | None = typer.Option(None, "--steps", help=_STEPS_HELP),
+        max_origins: int | None = typer.Option(None, "--max-origins", help=_MAX_ORIGINS_HELP),
         t_in: int = typer.Option(24, "--t-in", help="Input window length (matrices)."),
         seed: int = typer.Option(0, "--seed", help="Random seed."),
         epochs: int | None = typer.Option(None, "--epochs", help="Epochs when a learned model is "
@@ -210,4 +251,4 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         (metrics.json, table.md); od_pairs.png (true vs predicted) and error_heatmap.png.
         """
         _evaluate(model, data, out, horizons=horizons, t_in=t_in, samples=samples, seed=seed, epochs=epochs,
-                  write_npz=False)
+                  write_npz=False, steps=steps, max_origins=max_origins)

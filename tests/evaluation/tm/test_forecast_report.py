@@ -82,3 +82,37 @@ def test_persistence_on_abilene_reference():
     assert res["metrics"]["1"]["rmse"] == pytest.approx(0.0397, abs=5e-4)
     assert res["metrics"]["1"]["mae"] == pytest.approx(0.0149, abs=5e-4)
     assert res["metrics"]["1"]["rmse"] < res["metrics"]["10"]["rmse"] < res["metrics"]["20"]["rmse"]
+
+
+def test_max_origins_evenly_spaced_and_one_sampling_pass(rng):
+    """Issue 16 item 22: ``max_origins`` keeps that many test origins, evenly spaced with the first
+    and last; a model whose point forecast is the median of its samples is sampled once."""
+    s = _series(rng, t=200)
+    full = evaluate_forecaster(PersistenceForecaster(), s, horizons=(1, 2))
+    few = evaluate_forecaster(PersistenceForecaster(), s, horizons=(1, 2), max_origins=5)
+    all_o = full["forecast"]["origins"]
+    expect = all_o[np.unique(np.linspace(0, len(all_o) - 1, 5).round().astype(int))]
+    np.testing.assert_array_equal(few["forecast"]["origins"], expect)
+    assert few["n_origins"] == 5 and few["n_test_origins"] == len(all_o) and few["max_origins"] == 5
+    assert evaluate_forecaster(PersistenceForecaster(), s, horizons=(1, 2), max_origins=10**6)["n_origins"] == len(all_o)
+    with pytest.raises(ConfigError):
+        evaluate_forecaster(PersistenceForecaster(), s, horizons=(1,), max_origins=0)
+
+    class MedianOfSamples(PersistenceForecaster):
+        probabilistic = True
+        calls = 0
+
+        def predict(self, values, origins, horizons):
+            raise AssertionError("the point forecast comes from the samples")
+
+        def predict_samples(self, values, origins, horizons, n_samples, *, random_state=None):
+            type(self).calls += 1
+            base = super().predict(values, origins, horizons)  # (B, H, N, N)
+            return base[:, None] * (1.0 + np.arange(n_samples))[None, :, None, None, None]
+
+        def point_from_samples(self, samples):
+            return np.median(samples, axis=1)
+
+    res = evaluate_forecaster(MedianOfSamples(), s, horizons=(1,), n_samples=3, max_origins=4)
+    assert MedianOfSamples.calls == 1
+    np.testing.assert_array_equal(res["forecast"]["point"], 2.0 * s.values[res["forecast"]["origins"]][:, None])

@@ -24,6 +24,10 @@ class TMForecaster(PretrainedMixin):
     probabilistic: ClassVar[bool] = False
     #: Matrices of history the model needs before an origin (origin >= min_history - 1).
     min_history: ClassVar[int] = 1
+    #: Test origins `tm forecast` / `tm evaluate` score by default (evenly spaced; None = all).
+    #: Sampling models that cost seconds per origin set a number (LEAD: 200, the fewest that rank
+    #: models reliably on Abilene); the cheap ones score every origin.
+    default_max_origins: ClassVar[int | None] = None
 
     def fit(self, train, *, val=None):
         raise NotImplementedError
@@ -38,3 +42,8 @@ class TMForecaster(PretrainedMixin):
         repeat their point forecast."""
         point = self.predict(values, origins, horizons)
         return np.repeat(point[:, None], n_samples, axis=1)
+
+    def point_from_samples(self, samples: np.ndarray) -> np.ndarray | None:
+        """The point forecast as a statistic of ``samples`` (B, S, H, N, N), or None when the
+        model's point forecast is not one (then callers use :meth:`predict`)."""
+        return None

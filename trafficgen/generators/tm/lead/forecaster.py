@@ -50,6 +50,7 @@ def _repeat(c: torch.Tensor | None, n: int) -> torch.Tensor | None:
 class LeadForecaster(TMForecaster):
     name = "lead"
     probabilistic = True
+    default_max_origins = 200
 
     def __init__(self, *, t_in: int = 24, horizons: Sequence[int] = (1, 10, 20), llm: str = DEFAULT_LLM,
                  ablations: Sequence[str] = (), residual: bool = True, d_v: int = 32, n_res_blocks: int = 2,
@@ -358,6 +359,10 @@ class LeadForecaster(TMForecaster):
     def predict(self, values, origins, horizons) -> np.ndarray:
         """Point forecasts (len(origins), len(horizons), N, N): median of ``n_samples`` samples."""
         samples = self.predict_samples(values, origins, horizons, self.n_samples, random_state=self.random_state)
+        return self.point_from_samples(samples)
+
+    def point_from_samples(self, samples: np.ndarray) -> np.ndarray:
+        """The median over the samples axis: (B, S, H, N, N) -> (B, H, N, N)."""
         return np.median(samples, axis=1)
 
     # ------------------------------------------------------------------ persistence
