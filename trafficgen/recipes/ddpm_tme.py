@@ -163,7 +163,8 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
     shown = {k: estimates[k] for k in ("tomogravity", "mean_prior", "vae_tme", "wgan_gp_tme", "ddpm_tme")}
     tme_plots.plot_tre_over_time(X, shown, out_dir / f"{name}_tre_time.png", title=f"{name}: TRE over time")
     tme_plots.plot_sre_per_flow(X, shown, out_dir / f"{name}_sre_flow.png", title=f"{name}: SRE per flow")
-    tme_plots.plot_error_cdf(X, shown, out_dir / f"{name}_error_cdf.png", title=f"{name}: absolute-error CDF")
+    tme_plots.plot_error_cdf(X, shown, out_dir / f"{name}_error_cdf.png", title=f"{name}: absolute-error CDF",
+                             unit=train.unit, interval_s=train.interval_s)
     return rows, info
 
 

@@ -179,7 +179,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
             h0 = int(fan.get("horizon", horizons[0]))
             fan_chart(values, origins, lead_samples[main], pairs, horizon_index=horizons.index(h0), horizon=h0,
                       title=f"LEAD ({main}) on {ds}, horizon {h0}: median and 50/90 % intervals",
-                      path=out_dir / f"fan_{ds}.png", unit=unit, nodes=list(series.nodes))
+                      path=out_dir / f"fan_{ds}.png", unit=unit, interval_s=dt, nodes=list(series.nodes))
         results.setdefault(ds, {}).update({"n_test_origins_evaluated": len(origins),
                                            "n_test_origins_total": len(all_origins),
                                            "metrics": {k2: {str(h): v for h, v in m.items()} for k2, m in metrics.items()},

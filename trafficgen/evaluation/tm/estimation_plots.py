@@ -89,15 +89,20 @@ def plot_sre_per_flow(x, estimates: dict, path, *, title: str = "") -> Path:
     return _save(fig, path)
 
 
-def plot_error_cdf(x, estimates: dict, path, *, title: str = "") -> Path:
-    """CDF of the absolute errors of each method."""
+def plot_error_cdf(x, estimates: dict, path, *, title: str = "", unit: str | None = None,
+                   interval_s: float | None = None) -> Path:
+    """CDF of the absolute errors of each method, in Mbit/s when ``unit`` (per ``interval_s``
+    seconds for bytes / 100bytes) is given, like every other TM plot."""
+    from trafficgen.evaluation.tm._plotting import value_label
+
+    factor, shown_unit = value_label(unit, interval_s)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, xh in estimates.items():
         thr, frac = error_cdf(x, xh)
-        ax.plot(np.maximum(thr, 1e-12), frac, label=name)
+        ax.plot(np.maximum(thr * factor, 1e-12), frac, label=name)
     ax.set_xscale("log")
-    ax.set_xlabel("absolute error")
+    ax.set_xlabel(f"absolute error ({shown_unit})")
     ax.set_ylabel("CDF")
     ax.set_title(title or "CDF of absolute errors")
     ax.legend(fontsize=7)

@@ -43,31 +43,44 @@ def largest_od_pairs(values: np.ndarray, k: int = 3) -> list[tuple[int, int]]:
 
 
 def fan_chart(values: np.ndarray, origins: np.ndarray, samples: np.ndarray, od_pairs, *, horizon_index: int,
-              horizon: int, title: str, path: Path, unit: str = "", nodes: Sequence[str] | None = None) -> Path:
+              horizon: int, title: str, path: Path, unit: str = "", interval_s: float | None = None,
+              nodes: Sequence[str] | None = None) -> Path:
     """PNG: truth (line) and the median, 50 % and 90 % sample intervals at ``origin + horizon``
     for each chosen (origin node, destination node) pair. ``values`` (T, N, N), ``origins`` (B,),
-    ``samples`` (B, S, H, N, N)."""
+    ``samples`` (B, S, H, N, N).
+
+    Values are drawn in Mbit/s (``unit`` per ``interval_s`` seconds; the data's own unit when the
+    conversion is unknown). Median and bands break wherever consecutive targets are more than one
+    interval apart, so forecasts far apart in time are never joined by a straight line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from trafficgen.evaluation.tm._plotting import contiguous_runs, value_label, with_gaps
+
+    factor, shown_unit = value_label(unit, interval_s)
     origins = np.asarray(origins)
+    order = np.argsort(origins, kind="stable")
+    origins, samples = origins[order], samples[order]
     tgt = origins + horizon  # (B,)
     lo_t, hi_t = max(int(tgt.min()) - 5, 0), min(int(tgt.max()) + 1, len(values))
     fig, axes = plt.subplots(len(od_pairs), 1, figsize=(9, 2.6 * len(od_pairs)), squeeze=False)
     for ax, (i, j) in zip(axes[:, 0], od_pairs, strict=True):
-        s = samples[:, :, horizon_index, i, j]  # (B, S)
+        s = samples[:, :, horizon_index, i, j] * factor  # (B, S)
         q = np.quantile(s, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)  # (5, B)
-        ax.plot(np.arange(lo_t, hi_t), values[lo_t:hi_t, i, j], color="k", lw=0.8, label="truth")
-        ax.fill_between(tgt, q[0], q[4], color="C0", alpha=0.2, label="90 %")
-        ax.fill_between(tgt, q[1], q[3], color="C0", alpha=0.4, label="50 %")
-        ax.plot(tgt, q[2], "o-", color="C0", ms=2, lw=0.8, label="median")
+        ax.plot(np.arange(lo_t, hi_t), values[lo_t:hi_t, i, j] * factor, color="k", lw=0.8, label="truth")
+        for k, run in enumerate(contiguous_runs(tgt)):
+            ax.fill_between(tgt[run], q[0, run], q[4, run], color="C0", alpha=0.2, lw=0,
+                            label="90 %" if k == 0 else None)
+            ax.fill_between(tgt[run], q[1, run], q[3, run], color="C0", alpha=0.4, lw=0,
+                            label="50 %" if k == 0 else None)
+        ax.plot(*with_gaps(tgt, q[2]), "o-", color="C0", ms=2, lw=0.8, label="median")
         label = f"{nodes[i]}->{nodes[j]}" if nodes is not None else f"{i}->{j}"
-        ax.set_ylabel(f"OD {label} {unit}")
+        ax.set_ylabel(f"OD {label} ({shown_unit})")
     axes[0, 0].set_title(title)
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
-    axes[-1, 0].set_xlabel("time index")
+    axes[-1, 0].set_xlabel("target interval index")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

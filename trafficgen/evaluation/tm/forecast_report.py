@@ -88,12 +88,17 @@ def plot_od_pairs(results: dict, path, *, horizon: int | None = None, n_pairs: i
     n = true.shape[1]
     busiest = np.argsort(-true.reshape(len(true), -1).mean(axis=0), kind="stable")[:n_pairs]
     nodes = results.get("nodes") or [str(i) for i in range(n)]
-    t = fc["origins"] + horizons[k]
+    from trafficgen.evaluation.tm._plotting import with_gaps
+
+    order = np.argsort(fc["origins"], kind="stable")
+    t = fc["origins"][order] + horizons[k]
+    true, pred = true[order], pred[order]
     fig, axes = plt.subplots(len(busiest), 1, figsize=(9, 2.2 * len(busiest)), sharex=True, squeeze=False)
     for ax, od in zip(axes[:, 0], busiest, strict=False):
         i, j = divmod(int(od), n)
-        ax.plot(t, true[:, i, j], color="black", lw=1.0, label="true")
-        ax.plot(t, pred[:, i, j], color="tab:red", lw=1.0, alpha=0.8, label=results["model"])
+        tt, yt, yp = with_gaps(t, true[:, i, j], pred[:, i, j])  # broken where targets are > 1 apart
+        ax.plot(tt, yt, color="black", lw=1.0, label="true")
+        ax.plot(tt, yp, color="tab:red", lw=1.0, alpha=0.8, label=results["model"])
         ax.set_ylabel("Mbit/s")
         ax.set_title(f"{nodes[i]} -> {nodes[j]}", fontsize=9)
     axes[0, 0].legend(loc="upper right", fontsize=8)
@@ -108,11 +113,17 @@ def plot_error_heatmap(results: dict, path) -> Path:
     fc = results["forecast"]
     horizons = [int(h) for h in fc["horizons"]]
     err = np.abs(_to_mbps(fc["point"] - fc["y_true"], results)).mean(axis=0)  # (H, N, N)
-    fig, axes = plt.subplots(1, len(horizons), figsize=(4.2 * len(horizons), 3.8), squeeze=False)
+    n = err.shape[-1]
+    nodes = [str(v) for v in (results.get("nodes") or range(n))]
+    side = max(3.8, 0.22 * n + 1.5)  # room for one tick label per node
+    fig, axes = plt.subplots(1, len(horizons), figsize=(side * 1.1 * len(horizons), side), squeeze=False)
     vmax = float(err.max()) or 1.0
+    fontsize = 8 if n <= 12 else 6
     for ax, h, e in zip(axes[0], horizons, err, strict=False):
         im = ax.imshow(e, cmap="magma", vmin=0.0, vmax=vmax)
         ax.set_title(f"h = {h}")
+        ax.set_xticks(range(n), nodes, rotation=90, fontsize=fontsize)
+        ax.set_yticks(range(n), nodes, fontsize=fontsize)
         ax.set_xlabel("destination")
         ax.set_ylabel("origin")
     fig.colorbar(im, ax=axes[0].tolist(), label="MAE (Mbit/s)")
