@@ -112,3 +112,56 @@ def test_default_model_used_without_model(monkeypatch, tmp_path):
     assert res.exit_code == 0, res.output
     assert (entry / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
     assert set(FlowSet.read(tmp_path / "s.jsonl").labels) == {"B"}
+
+
+def test_output_paths_checked_before_any_work(monkeypatch, tmp_path):
+    """`train -o FILE`, `sample -o afile/x.parquet`, `sample -o DIR.parquet`: one ConfigError naming the
+    user's path, before anything is trained, loaded or sampled."""
+    from trafficgen.generators.fast_retransmit import FastRetransmitGenerator
+
+    data = tmp_path / "flows.parquet"
+    separable_flows(10).save(data)
+    (tmp_path / "taken").write_text("keep")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir.parquet").mkdir()
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output path was checked")
+
+    monkeypatch.setattr(FastRetransmitGenerator, "fit", no_work)
+    monkeypatch.setattr("trafficgen.registry.load_generator", no_work)
+    monkeypatch.setattr("trafficgen.pretrained.default_model.get_default_model", no_work)
+    calls = [(["train", "--model", "fast_retransmit", "--data", str(data), "-o", str(tmp_path / "taken")], "taken"),
+             (["train", "--model", "fast_retransmit", "--data", str(data), "-o", str(tmp_path / "afile" / "m")],
+              "afile"),
+             (["sample", "-n", "3", "--model", str(tmp_path), "-o", str(tmp_path / "afile" / "x.parquet")], "afile"),
+             (["sample", "-n", "3", "-o", str(tmp_path / "adir.parquet")], "adir.parquet")]
+    for args, name in calls:
+        res = runner.invoke(app, args)
+        assert isinstance(res.exception, ConfigError), (args, res.exception)
+        assert name in str(res.exception) and ".tmp" not in str(res.exception)
+    assert (tmp_path / "taken").read_text() == "keep"
+
+
+def test_train_warns_only_about_options_given(tmp_path):
+    data = tmp_path / "flows.parquet"
+    separable_flows(20).save(data)
+    res = runner.invoke(app, ["train", "--model", "smote", "--data", str(data), "-o", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output  # --seed has a default; SMOTE has no random_state
+    res = runner.invoke(app, ["train", "--model", "smote", "--data", str(data), "-o", str(tmp_path / "s2"),
+                              "--seed", "3", "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert "no parameter 'random_state'" in res.output and "no parameter 'epochs'" in res.output
+
+
+def test_default_model_class_checked_before_training(monkeypatch):
+    monkeypatch.setattr("trafficgen.datasets.flows.load_ndpi_apps", lambda progress=False: separable_flows(10))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the default model was trained before --class was checked")
+
+    monkeypatch.setattr("trafficgen.pretrained.default_model.get_default_model", no_training)
+    res = runner.invoke(app, ["sample", "--class", "zoom", "-n", "3"])
+    assert isinstance(res.exception, UnknownClassError), res.exception
+    assert "known classes: A, B" in str(res.exception)

@@ -7,19 +7,32 @@ import typer
 
 
 def match_class(name: str, known) -> str:
-    """``name`` itself if known, else the unique case-insensitive match (``youtube`` -> ``YouTube``);
-    otherwise :class:`UnknownClassError` listing the known classes."""
-    from trafficgen.errors import ConfigError, UnknownClassError
+    """The library's class-name rule (:func:`trafficgen.generators.base.match_class`): ``name``
+    itself if known, else the unique case-insensitive match (``youtube`` -> ``YouTube``)."""
+    from trafficgen.generators.base import match_class as library_rule
 
-    known = list(known)
-    if name in known:
-        return name
-    hits = [k for k in known if k.lower() == name.lower()]
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise ConfigError(f"class {name!r} is ambiguous: {', '.join(hits)} (use the exact name)")
-    raise UnknownClassError(name, known)
+    return library_rule(name, known)
+
+
+FLOW_SUFFIXES = (".parquet", ".jsonl", ".csv")
+
+
+def check_flows_output(out: Path | None) -> None:
+    """Before any work: ``-o`` ends in a flow format and can be written."""
+    from trafficgen._io import check_output_path
+    from trafficgen.errors import ConfigError
+
+    if out is None:
+        return
+    if out.suffix.lower() not in FLOW_SUFFIXES:
+        raise ConfigError(f"output must end in .parquet, .jsonl or .csv, got {out.name!r}")
+    check_output_path(out, "file")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (not its default)."""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer's own copy of click)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def generator_kwargs(cls, **options) -> tuple[dict, list[str]]:
@@ -73,6 +86,7 @@ def _plot_losses(history: dict, file: Path) -> None:
 def register(app: typer.Typer, tm_app: typer.Typer) -> None:
     @app.command("train")
     def train(
+        ctx: typer.Context,
         model: str = typer.Option("llama", "--model", "-m", help="Generator: llama, mamba, netdiffus, cvae, ..."),
         data: Path | None = typer.Option(None, "--data", help="FlowSet file (.parquet/.jsonl/.csv); "
                                          "default: the shipped nDPI app flows."),
@@ -90,22 +104,25 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         """Train a generator on labelled flows and save it (config.json + model.safetensors)."""
         import json
 
+        from trafficgen._io import check_output_path
         from trafficgen.data.flowset import FlowSet
         from trafficgen.registry import get_generator
 
+        check_output_path(out, "dir")  # before minutes of training
         cls = get_generator(model)
+        kwargs, ignored = generator_kwargs(cls, epochs=epochs, batch_size=batch_size, preset=preset,
+                                           random_state=seed, max_packets=packets, class_balance=class_balance,
+                                           repeat_weight=repeat_weight, progress=True)
+        option = {"random_state": "seed", "max_packets": "packets"}
+        for name in ignored:  # only what the user asked for: --seed has a default every model gets
+            if name != "progress" and _given(ctx, option.get(name, name)):
+                typer.echo(f"warning: {cls.__name__} has no parameter {name!r}; ignored", err=True)
         if data is None:
             from trafficgen.datasets import load_ndpi_apps
 
             flows = load_ndpi_apps(progress=True)
         else:
             flows = FlowSet.read(data)
-        kwargs, ignored = generator_kwargs(cls, epochs=epochs, batch_size=batch_size, preset=preset,
-                                           random_state=seed, max_packets=packets, class_balance=class_balance,
-                                           repeat_weight=repeat_weight, progress=True)
-        for name in ignored:
-            if name != "progress":
-                typer.echo(f"warning: {cls.__name__} has no parameter {name!r}; ignored", err=True)
         gen = cls(**kwargs).fit(flows)
         gen.save_pretrained(out)
         history = getattr(gen, "history_", None)
@@ -140,10 +157,10 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
 
         from trafficgen.errors import ConfigError
 
-        if out is not None and out.suffix.lower() not in (".parquet", ".jsonl", ".csv"):
-            raise ConfigError(f"output must end in .parquet, .jsonl or .csv, got {out.name!r}")
-        gen = _load_model(model)
-        chosen = None if cls is None else match_class(cls, gen.classes_)
+        if n < 1:
+            raise ConfigError(f"-n must be >= 1, got {n}")
+        check_flows_output(out)  # before loading, training or sampling anything
+        gen, chosen = _load_model(model, cls)
         accepted = inspect.signature(gen.sample).parameters
         extra = {k: v for k, v in dict(temperature=temperature, top_k=top_k, top_p=top_p, dtype=dtype).items()
                  if v is not None}
@@ -166,17 +183,23 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                           "cached default LLaMA."),
     ) -> None:
         """List the classes a model can generate, with their training flow counts."""
-        gen = _load_model(model)
+        gen, _ = _load_model(model)
         counts = getattr(gen, "class_counts_", None) or {}
         for c in gen.classes_:
             typer.echo(f"{c}\t{counts[c]}" if c in counts else c)
 
 
-def _load_model(model: Path | None):
+def _load_model(model: Path | None, cls: str | None = None):
+    """(generator, the canonical name of class ``cls`` or None). The class is checked before the
+    default model is trained (against its training flows' classes)."""
     if model is None:
+        from trafficgen.datasets import load_ndpi_apps
         from trafficgen.pretrained.default_model import get_default_model
 
-        return get_default_model(progress=True)
+        flows = load_ndpi_apps(progress=True)
+        chosen = None if cls is None else match_class(cls, flows.classes)
+        return get_default_model(progress=True, flows=flows), chosen
     from trafficgen.registry import load_generator
 
-    return load_generator(model)
+    gen = load_generator(model)
+    return gen, None if cls is None else match_class(cls, gen.classes_)

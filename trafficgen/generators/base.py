@@ -14,7 +14,7 @@ A flow generator:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -196,7 +196,8 @@ class FlowGenerator(PretrainedMixin):
         return width
 
     def _resolve_classes(self, n: int, cls, rng: np.random.Generator) -> list[str]:
-        """One class name per sample (validated)."""
+        """One class name per sample (validated with :func:`match_class`: ``"youtube"`` means
+        ``"YouTube"``; the canonical names are returned)."""
         self._check_fitted()
         known = list(self.classes_)
         if cls is None:
@@ -204,9 +205,43 @@ class FlowGenerator(PretrainedMixin):
             idx = rng.choice(len(known), size=n, p=prior / prior.sum())
             return [known[i] for i in idx]
         names: Sequence[str] = [cls] if isinstance(cls, str) else list(cls)
-        for c in names:
-            if c not in known:
-                raise UnknownClassError(c, known)
         if not names:
             raise ConfigError("cls must name at least one class")
-        return [names[i % len(names)] for i in range(n)]
+        canonical = match_classes(names, known)
+        return [canonical[i % len(canonical)] for i in range(n)]
+
+
+def match_class(name: str, known: Iterable[str]) -> str:
+    """The class of ``known`` that ``name`` means, the one rule of library and CLI: ``name``
+    itself if known, else the unique case-insensitive match (``"youtube"`` -> ``"YouTube"``).
+    Several case-insensitive matches and no exact one: :class:`ConfigError`; none:
+    :class:`UnknownClassError` listing the known classes."""
+    return match_classes([name], known)[0]
+
+
+def match_classes(names: Iterable[str], known: Iterable[str]) -> list[str]:
+    """:func:`match_class` of every name (one lookup table for many names)."""
+    known = [str(k) for k in known]
+    exact = set(known)
+    folded: dict[str, list[str]] = {}
+    for k in known:
+        folded.setdefault(k.casefold(), []).append(k)
+    memo: dict[str, str] = {}
+    out = []
+    for name in names:
+        hit = memo.get(name)
+        if hit is None:
+            if not isinstance(name, str):
+                raise ConfigError(f"a class name must be a string, got {name!r}")
+            if name in exact:
+                hit = name
+            else:
+                hits = folded.get(name.casefold(), [])
+                if len(hits) > 1:
+                    raise ConfigError(f"class {name!r} is ambiguous: {', '.join(hits)} (use the exact name)")
+                if not hits:
+                    raise UnknownClassError(name, known)
+                hit = hits[0]
+            memo[name] = hit
+        out.append(hit)
+    return out
