@@ -64,7 +64,8 @@ def build_model(name: str, *, epochs: int | None = None, seed: int | None = None
     accepted = set(cls._param_names())
     wanted = {"epochs": epochs, "random_state": seed, "t_in": t_in,
               "horizons": tuple(horizons) if horizons else None, "llm": llm,
-              "ablations": tuple(ablations) if ablations else None, "allow_download": allow_download or None}
+              "ablations": tuple(ablations) if ablations else None, "allow_download": allow_download or None,
+              "progress": True}  # a command shows its progress (models that report any)
     for key in ("llm", "ablations", "allow_download"):
         if wanted[key] is not None and key not in accepted:
             raise ConfigError(f"model {name!r} takes no {key.replace('_', '-')!r} option")
@@ -120,6 +121,8 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
     pairs = parse_od_pairs(fan_od, series.nodes) if fan_od else None
     hs = _parse_ints(horizons, "--horizons") if horizons else None
     forecaster, fitted = _resolve(model, epochs=epochs, seed=seed, t_in=t_in, horizons=hs)
+    if "progress" in forecaster._param_names():  # a saved model may have been made quiet (recipes)
+        forecaster.progress = True
     _apply_sampling_options(forecaster, steps=steps, samples=samples)
     if max_origins is None:
         max_origins = forecaster.default_max_origins

@@ -185,3 +185,11 @@ def test_fit_with_validation_scores_it_and_stays_bit_identical():
     (score,) = with_val.history_["val_recon_loss"]
     assert np.isfinite(score) and score == with_val.reconstruction_error(toy_series(16, seed=5).flat, scaled=True)
     np.testing.assert_array_equal(with_val.sample(3, random_state=1).values, plain.sample(3, random_state=1).values)
+
+
+def test_training_shows_progress_by_default(capsys):
+    """Issue 16 item 18: DDPM-TME training showed nothing (progress=False by default)."""
+    assert DDPMTME().progress is True
+    DDPMTME(**TINY, epochs=1, pretrain_epochs=1).fit(toy_series(16))
+    out = capsys.readouterr()
+    assert "DDPM-TME" in out.out + out.err

@@ -288,3 +288,14 @@ def test_saved_folder_never_downloads_the_lm_it_names(tiny_qwen, series, tmp_pat
     with pytest.raises(TrafficgenError, match="someone/any-repo.*offline"):
         LeadForecaster.from_pretrained(tmp_path / "m")
     assert [kw["local_files_only"] for _, kw in _RecordingAutoModel.calls] == [True]
+
+
+def test_forecast_shows_progress(series, capsys):
+    """Issue 16 item 18: LEAD forecasting showed no progress at all."""
+    model = LeadForecaster(**{**TINY, "epochs": 1, "progress": False}, ablations=("no_llm",),
+                           max_train_windows=8).fit(series[:40])
+    capsys.readouterr()
+    model.progress = True
+    model.predict_samples(series, np.arange(40, 58), [1, 2], 2, random_state=0)
+    out = capsys.readouterr()
+    assert "LEAD forecast" in out.out + out.err

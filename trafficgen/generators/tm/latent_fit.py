@@ -85,11 +85,13 @@ class _LatentTME(PretrainedMixin):
         return torch.as_tensor(self.scaler_.transform(train.flat), dtype=torch.float32)  # (T, n_od)
 
     def _epochs(self, desc: str):
-        if not self.progress:
-            return range(self.epochs)
-        from rich.progress import track
+        """range(epochs), with progress per epoch (a bar on a terminal, plain lines in a log)."""
+        from trafficgen.generators.training import progress_bar
 
-        return track(range(self.epochs), description=desc)
+        with progress_bar(self.epochs, desc, enabled=bool(self.progress), show_loss=False) as update:
+            for epoch in range(self.epochs):
+                yield epoch
+                update(1)
 
     def _decode_real(self, z: torch.Tensor) -> torch.Tensor:
         return TMScaler.torch_inverse(self.decoder_(z), self.scaler_.torch_params())  # (B, n_od)

@@ -125,34 +125,34 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
         pool_x = model.decode(model.sample_latents(pool_T, pool_z, steps=steps, eta=eta))  # (P, n_od)
     best = best_of_pool(pool_x, Y, A, loss, k=n_starts).reshape(len(Y), n_starts)  # (T, k)
     raw = np.empty((len(Y), n_od))
-    batches = list(range(0, len(Y), batch_size))
-    it = batches
-    if progress:
-        from rich.progress import track
+    from trafficgen.generators.training import progress_bar
 
-        it = track(batches, description="estimating TMs", total=len(batches))
-    for s in it:
-        sl = slice(s, s + batch_size)
-        idx = torch.as_tensor(best[sl].reshape(-1))  # (B * k,) start b * k + j = target b, start j
-        y = torch.as_tensor(Y[sl], dtype=torch.float32).repeat_interleave(n_starts, 0)  # (B * k, L)
-        x_T = pool_T[idx].clone().requires_grad_(True)  # (B * k, D)
-        zs = pool_z[idx].clone().requires_grad_(eta > 0)  # (B * k, S, D)
-        opt = torch.optim.Adam([x_T, zs] if eta > 0 else [x_T], lr=lr)
-        best_loss = torch.full((len(y),), float("inf"))
-        best_x = torch.as_tensor(pool_x[idx.numpy()], dtype=torch.float32)  # (B * k, n_od)
-        for i in range(n_opt + 1):  # the last pass only scores the final noises
-            x = model.decode_torch(model.sample_latents(x_T, zs, steps=steps, eta=eta))  # (B * k, n_od)
-            per = link_misfit(x, y, At, loss)  # (B * k,)
-            with torch.no_grad():
-                better = per < best_loss
-                best_loss = torch.where(better, per, best_loss)
-                best_x[better] = x[better]
-            if i == n_opt:
-                break
-            opt.zero_grad()
-            per.sum().backward()
-            opt.step()
-        raw[sl] = best_x.double().numpy().reshape(-1, n_starts, n_od).mean(1)
+    n_batches = -(-len(Y) // batch_size)
+    with progress_bar(n_batches, f"DDPM-TME estimating {len(Y)} TMs", enabled=bool(progress),
+                      show_loss=False) as update:
+        for s in range(0, len(Y), batch_size):
+            sl = slice(s, s + batch_size)
+            idx = torch.as_tensor(best[sl].reshape(-1))  # (B * k,) start b * k + j = target b, start j
+            y = torch.as_tensor(Y[sl], dtype=torch.float32).repeat_interleave(n_starts, 0)  # (B * k, L)
+            x_T = pool_T[idx].clone().requires_grad_(True)  # (B * k, D)
+            zs = pool_z[idx].clone().requires_grad_(eta > 0)  # (B * k, S, D)
+            opt = torch.optim.Adam([x_T, zs] if eta > 0 else [x_T], lr=lr)
+            best_loss = torch.full((len(y),), float("inf"))
+            best_x = torch.as_tensor(pool_x[idx.numpy()], dtype=torch.float32)  # (B * k, n_od)
+            for i in range(n_opt + 1):  # the last pass only scores the final noises
+                x = model.decode_torch(model.sample_latents(x_T, zs, steps=steps, eta=eta))  # (B * k, n_od)
+                per = link_misfit(x, y, At, loss)  # (B * k,)
+                with torch.no_grad():
+                    better = per < best_loss
+                    best_loss = torch.where(better, per, best_loss)
+                    best_x[better] = x[better]
+                if i == n_opt:
+                    break
+                opt.zero_grad()
+                per.sum().backward()
+                opt.step()
+            raw[sl] = best_x.double().numpy().reshape(-1, n_starts, n_od).mean(1)
+            update(1)
     raw = np.clip(raw, 0.0, None)
     est = refine_to_link_loads(raw, Y, A, projection=projection, project_iters=project_iters)
     return (est, raw) if return_raw else est

@@ -28,16 +28,9 @@ from trafficgen.generators.tm.ddpm_tme.denoiser import (
     training_target,
 )
 from trafficgen.generators.tm.ddpm_tme.preprocess import Embedding, Recovery, TMScaler
+from trafficgen.generators.training import progress_bar
 
 __all__ = ["DDPMTME"]
-
-
-def _progress(iterable, enabled: bool, description: str, total: int | None = None):
-    if not enabled:
-        return iterable
-    from rich.progress import track
-
-    return track(iterable, description=description, total=total)
 
 
 class DDPMTME(PretrainedMixin):
@@ -58,7 +51,7 @@ class DDPMTME(PretrainedMixin):
                  beta_end: float = 0.02, epochs: int = 200, pretrain_epochs: int = 50,
                  batch_size: int = 64, lr: float = 1e-3, recon_weight: float = 1.0,
                  sampling_steps: int = 20, eta: float = 0.0, prediction_type: str = "v_prediction",
-                 flow_scale: float = 1.0, random_state: int = 0, progress: bool = False):
+                 flow_scale: float = 1.0, random_state: int = 0, progress: bool = True):
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
         self.width = width
@@ -123,42 +116,48 @@ class DDPMTME(PretrainedMixin):
         er_params = list(self.embedding_.parameters()) + list(self.recovery_.parameters())
         opt = torch.optim.Adam(er_params, lr=self.lr)
         self.history_ = {"pretrain_loss": [], "recon_loss": [], "diffusion_loss": [], "val_recon_loss": []}
-        for _ in _progress(range(self.pretrain_epochs), self.progress, "pre-train E/R"):
-            total = 0.0
-            for idx in torch.randperm(len(z), generator=gen).split(self.batch_size):
-                xb = z[idx]  # (B, n_od)
-                loss = torch.mean((self.recovery_(self.embedding_(xb)) - xb) ** 2)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-            self.history_["pretrain_loss"].append(total / len(z))
+        n_batches = (len(z) + self.batch_size - 1) // self.batch_size
+        with progress_bar(self.pretrain_epochs * n_batches, "DDPM-TME pre-train E/R",
+                          enabled=bool(self.progress)) as update:
+            for _ in range(self.pretrain_epochs):
+                total = 0.0
+                for idx in torch.randperm(len(z), generator=gen).split(self.batch_size):
+                    xb = z[idx]  # (B, n_od)
+                    loss = torch.mean((self.recovery_(self.embedding_(xb)) - xb) ** 2)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(idx)
+                    update(1, loss=float(loss.detach()))
+                self.history_["pretrain_loss"].append(total / len(z))
         opt = torch.optim.Adam(er_params + list(self.denoiser_.parameters()), lr=self.lr)
-        n_steps = max(1, self.epochs * ((len(z) + self.batch_size - 1) // self.batch_size))
+        n_steps = max(1, self.epochs * n_batches)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps, eta_min=self.lr * 0.05)
         ac = self.alphas_cumprod_
-        for _ in _progress(range(self.epochs), self.progress, "train DDPM-TME"):
-            tot_r = tot_d = 0.0
-            for idx in torch.randperm(len(z), generator=gen).split(self.batch_size):
-                xb = z[idx]  # (B, n_od)
-                lat = self.embedding_(xb)  # (B, D)
-                rec = torch.mean((self.recovery_(lat) - xb) ** 2)
-                t = torch.randint(0, self.num_train_timesteps, (len(idx),), generator=gen)  # (B,)
-                eps = torch.randn(lat.shape, generator=gen)  # (B, D)
-                a = ac[t][:, None]  # (B, 1)
-                noisy = a.sqrt() * lat + (1 - a).sqrt() * eps  # (B, D)
-                target = training_target(lat, eps, a, self.prediction_type)  # (B, D)
-                dif = torch.mean((self.denoiser_(noisy, t) - target) ** 2)
-                loss = self.recon_weight * rec + dif
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
-                opt.step()
-                sched.step()
-                tot_r += float(rec.detach()) * len(idx)
-                tot_d += float(dif.detach()) * len(idx)
-            self.history_["recon_loss"].append(tot_r / len(z))
-            self.history_["diffusion_loss"].append(tot_d / len(z))
+        with progress_bar(self.epochs * n_batches, "DDPM-TME training", enabled=bool(self.progress)) as update:
+            for _ in range(self.epochs):
+                tot_r = tot_d = 0.0
+                for idx in torch.randperm(len(z), generator=gen).split(self.batch_size):
+                    xb = z[idx]  # (B, n_od)
+                    lat = self.embedding_(xb)  # (B, D)
+                    rec = torch.mean((self.recovery_(lat) - xb) ** 2)
+                    t = torch.randint(0, self.num_train_timesteps, (len(idx),), generator=gen)  # (B,)
+                    eps = torch.randn(lat.shape, generator=gen)  # (B, D)
+                    a = ac[t][:, None]  # (B, 1)
+                    noisy = a.sqrt() * lat + (1 - a).sqrt() * eps  # (B, D)
+                    target = training_target(lat, eps, a, self.prediction_type)  # (B, D)
+                    dif = torch.mean((self.denoiser_(noisy, t) - target) ** 2)
+                    loss = self.recon_weight * rec + dif
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
+                    opt.step()
+                    sched.step()
+                    tot_r += float(rec.detach()) * len(idx)
+                    tot_d += float(dif.detach()) * len(idx)
+                    update(1, loss=float(loss.detach()))
+                self.history_["recon_loss"].append(tot_r / len(z))
+                self.history_["diffusion_loss"].append(tot_d / len(z))
         # fitted from here on: mark it before anything (the validation score) calls encode/decode
         self.n_nodes_ = train.n_nodes
         self.nodes_ = list(train.nodes)

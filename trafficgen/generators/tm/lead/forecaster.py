@@ -40,6 +40,7 @@ from trafficgen.generators.tm.base import TMForecaster
 from trafficgen.generators.tm.lead.backbone import DEFAULT_LLM
 from trafficgen.generators.tm.lead.model import LeadConfig, LeadNet
 from trafficgen.generators.tm.lead.vision_encoder import traffic_frames
+from trafficgen.generators.training import progress_bar
 
 
 def _repeat(c: torch.Tensor | None, n: int) -> torch.Tensor | None:
@@ -260,10 +261,7 @@ class LeadForecaster(TMForecaster):
         sched = get_cosine_schedule_with_warmup(opt, max(1, steps_per_epoch // 2), steps_per_epoch * self.epochs)
         self.history_ = {"train_loss": [], "val_loss": [], "epoch_time_s": [], "n_train_windows": len(origins)}
         best, best_state, bad = math.inf, None, 0
-        from rich.progress import Progress
-
-        with Progress(disable=not self.progress, transient=True) as bar:
-            task = bar.add_task("LEAD training", total=steps_per_epoch * self.epochs)
+        with progress_bar(steps_per_epoch * self.epochs, "LEAD training", enabled=bool(self.progress)) as update:
             for epoch in range(self.epochs):
                 t0 = time.perf_counter()
                 self.net_.train()
@@ -276,7 +274,7 @@ class LeadForecaster(TMForecaster):
                     opt.step()
                     sched.step()
                     total += loss.item() * len(sel)
-                    bar.update(task, advance=1, description=f"LEAD epoch {epoch + 1} loss {loss.item():.4f}")
+                    update(1, loss=loss.item(), epoch=f"{epoch + 1}/{self.epochs}")
                 self.history_["train_loss"].append(total / len(origins))
                 if val_data is not None:
                     vloss = self._val_loss(val_data, seed)
@@ -338,23 +336,31 @@ class LeadForecaster(TMForecaster):
         frames = self._frames(zt)  # (T, C, N, N)
         index, anchors, _ = self._windows(zt, origins)
         out = np.empty((len(origins), s, h, n, n))
-        for i in range(0, len(origins), batch_size):
-            sl = slice(i, i + batch_size)
-            b = len(index[sl])
-            c_global, c_seq = self.net_.encode_indexed(frames, index[sl])  # (b, cond), (b, T, cross)
-            rep = s * h
-            cg, cs = _repeat(c_global, rep), _repeat(c_seq, rep)
-            hz = torch.tensor(hidx).repeat(b * s)  # (b*S*H,)
-            anc = anchors[sl][:, None].repeat_interleave(rep, dim=0) if self.residual else None  # (B', 1, N, N)
-            x = torch.randn((b * rep, 1, n, n), generator=gen)  # (B', 1, N, N)
-            for t in ddim.timesteps:
-                eps = self.net_.denoise(x, t.expand(x.shape[0]), hz, cg, cs, anc)  # (B', 1, N, N)
-                x = ddim.step(eps, t, x).prev_sample  # (B', 1, N, N)
-            x = self._from_target(x.reshape(b, s, h, n, n), hidx)  # (b, S, H, N, N) in z units
-            if self.residual:
-                x = x + anchors[sl][:, None, None]
-            out[sl] = self._unscale(x.numpy())
+        n_batches = math.ceil(len(origins) / batch_size)
+        with progress_bar(n_batches, f"LEAD forecast ({len(origins)} origins, {s} samples, "
+                          f"{self.n_inference_steps} steps)", enabled=bool(self.progress), show_loss=False) as update:
+            for i in range(0, len(origins), batch_size):
+                self._sample_batch(out, slice(i, i + batch_size), frames, index, anchors, ddim, gen, hidx, s)
+                update(1)
         return out
+
+    def _sample_batch(self, out, sl, frames, index, anchors, ddim, gen, hidx, s) -> None:
+        """DDIM samples of the origins ``sl`` into ``out[sl]`` (b, S, H, N, N)."""
+        n, h = self.n_nodes_, len(hidx)
+        b = len(index[sl])
+        c_global, c_seq = self.net_.encode_indexed(frames, index[sl])  # (b, cond), (b, T, cross)
+        rep = s * h
+        cg, cs = _repeat(c_global, rep), _repeat(c_seq, rep)
+        hz = torch.tensor(hidx).repeat(b * s)  # (b*S*H,)
+        anc = anchors[sl][:, None].repeat_interleave(rep, dim=0) if self.residual else None  # (B', 1, N, N)
+        x = torch.randn((b * rep, 1, n, n), generator=gen)  # (B', 1, N, N)
+        for t in ddim.timesteps:
+            eps = self.net_.denoise(x, t.expand(x.shape[0]), hz, cg, cs, anc)  # (B', 1, N, N)
+            x = ddim.step(eps, t, x).prev_sample  # (B', 1, N, N)
+        x = self._from_target(x.reshape(b, s, h, n, n), hidx)  # (b, S, H, N, N) in z units
+        if self.residual:
+            x = x + anchors[sl][:, None, None]
+        out[sl] = self._unscale(x.numpy())
 
     def predict(self, values, origins, horizons) -> np.ndarray:
         """Point forecasts (len(origins), len(horizons), N, N): median of ``n_samples`` samples."""
