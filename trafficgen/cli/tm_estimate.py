@@ -217,13 +217,16 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         steps: int = typer.Option(None, "--steps", help="DDIM steps (default: the model's)."),
     ) -> None:
         """Sample synthetic traffic matrices."""
+        from trafficgen._io import atomic_path
         from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
 
+        _check_out(out)
         m = DDPMTME.from_pretrained(model)
         series = m.sample(n, random_state=seed, steps=steps)
         _save_npy(out, series.values)
         meta = {"n": n, "nodes": series.nodes, "unit": series.unit, "interval_s": series.interval_s, "seed": seed}
-        out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        with atomic_path(out.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2))
         typer.echo(f"wrote {out}: {n} matrices {series.values.shape[1:]} in {series.unit}")
 
     @tm_app.command("estimate")
