@@ -106,3 +106,38 @@ def test_evaluate_end_to_end(monkeypatch, capsys, files):
     assert rep2["real"] == "trafficgen.datasets.load_ndpi_apps()"
     code, _, err = run_cli(monkeypatch, capsys, *args, "--real", files / "real.parquet", "--fractions", "x")
     assert code == 1 and "--fractions" in err
+
+
+def test_fidelity_scores_only_the_classes_both_sides_have(monkeypatch, capsys, files):
+    """`sample --class dns` then `fidelity`: the macro numbers are dns's own, web is named as left
+    out (not silently scored 1.0), per-class counts are shown, too few real flows are flagged."""
+    real = FlowSet.read(files / "real.parquet")
+    FlowSet.read(files / "syn.parquet").select("dns").save(files / "dns_only.parquet")
+    code, stdout, err = run_cli(monkeypatch, capsys, "fidelity", "--real", files / "real.parquet",
+                                "--synthetic", files / "dns_only.parquet", "-o", files / "one")
+    assert code == 0, err
+    rep = json.loads((files / "one" / "report.json").read_text())
+    from trafficgen.evaluation.fidelity import LengthJSD
+
+    dns_only = LengthJSD().compute(real.select("dns"), FlowSet.read(files / "dns_only.parquet"))
+    assert rep["metrics"]["length_jsd"]["value"] == pytest.approx(dns_only)
+    assert set(rep["metrics"]["length_jsd"]["per_class"]) == {"dns"}
+    assert rep["info"]["real_only"] == ["web"]
+    assert rep["info"]["class_counts"]["dns"] == {"real": 20, "synthetic": 20}
+    assert "warning: 1 real classes have no synthetic flows, left out of the macro means: web" in err
+    assert "per class" in stdout and "dns" in stdout
+    # few real flows: flagged on stderr and in the per-class table
+    real[np.r_[0:5, 20:40]].save(files / "few.parquet")  # 5 of the 20 web flows, all 20 dns flows
+    code, stdout, err = run_cli(monkeypatch, capsys, "fidelity", "--real", files / "few.parquet",
+                                "--synthetic", files / "syn.parquet", "-o", files / "few")
+    assert code == 0, err
+    assert "fewer than 10 real flows" in err and "web (5)" in err and "web *" in stdout
+
+
+def test_fidelity_model_shows_progress_lines_in_a_log(monkeypatch, capsys, files):
+    code, _, err = run_cli(monkeypatch, capsys, "fidelity", "--real", files / "real.parquet",
+                           "--model", files / "fr", "-o", files / "prog")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert "sample fast_retransmit: 0/40 flows" in lines
+    assert any(line.startswith("sample fast_retransmit: done, 40/40 flows in ") for line in lines)

@@ -36,6 +36,48 @@ def _print_reports(reports) -> None:
     Console().print(table)
 
 
+def _print_per_class(report) -> None:
+    """Per compared class: real and synthetic flow counts (few real flows flagged) and each metric."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from trafficgen.evaluation.report import MIN_REAL_FLOWS
+
+    counts = report.info.get("class_counts", {})
+    few = set(report.info.get("few_real_flows", []))
+    names = list(report.metrics)
+    table = Table(title=f"per class (* fewer than {MIN_REAL_FLOWS} real flows: unstable)")
+    for col in ("class", "real", "synthetic", *(n.removesuffix("_jsd") for n in names)):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c in next(iter(report.metrics.values()))["per_class"]:
+        n = counts.get(c, {})
+        table.add_row(c + (" *" if c in few else ""), str(n.get("real", "-")), str(n.get("synthetic", "-")),
+                      *[f"{report.metrics[m]['per_class'][c]:.4f}" for m in names])
+    Console().print(table)
+
+
+def _sample_like_with_progress(gen, real_flows, seed: int):
+    """``sample_like`` (one synthetic flow per real flow of a class the model knows), with the
+    generator's own progress where it has one, else a start and an end line."""
+    import inspect
+
+    from trafficgen._progress import ProgressReporter
+
+    known = set(gen.classes_)
+    labels = [c for c in real_flows.labels.tolist() if c in known]
+    missing = sorted(set(real_flows.labels.tolist()) - known)
+    if not labels:
+        from trafficgen.data.flowset import FlowSet
+
+        return FlowSet.from_sequences([], labels=[], max_packets=real_flows.max_packets), missing
+    if "progress" in inspect.signature(gen.sample).parameters:
+        return gen.sample(len(labels), cls=labels, random_state=seed, progress=True), missing
+    with ProgressReporter(len(labels), f"sample {type(gen).name}", unit="flows") as update:
+        syn = gen.sample(len(labels), cls=labels, random_state=seed)
+        update(len(labels))
+    return syn, missing
+
+
 def register(app: typer.Typer, tm_app: typer.Typer) -> None:
     @app.command("fidelity")
     def fidelity(
@@ -49,19 +91,20 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Sampling seed when a model directory is given."),
     ) -> None:
         """JSD fidelity (packet count, 1-gram, 2-gram, Markov) and privacy (UniqAlign, Leakage),
-        per class and macro-averaged. Writes report.json, report.md and radar.png."""
-        from rich.console import Console
-
-        from trafficgen._io import atomic_path
+        per class and macro-averaged over the classes both sides have (the others are named, not
+        scored). Writes report.json, report.md and radar.png."""
+        from trafficgen._io import atomic_path, check_output_path
         from trafficgen.data.flowset import FlowSet
         from trafficgen.errors import ConfigError
         from trafficgen.evaluation.plots import radar_plot
         from trafficgen.evaluation.report import FidelityReport
-        from trafficgen.experiments.run_evaluation import sample_like
 
         if (synthetic is None) == (model is None):
             raise ConfigError("give exactly one of --synthetic and --model")
+        check_output_path(out, "dir")
         source = synthetic if synthetic is not None else model
+        if not _is_model_dir(source) and source.is_dir():
+            raise ConfigError(f"{source}: not a saved model directory (no config.json)")
         real_flows = FlowSet.read(real)
         if real_flows.labels is None:
             raise ConfigError(f"{real}: the real flows must be labelled")
@@ -69,17 +112,17 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         if _is_model_dir(source):
             from trafficgen.registry import load_generator
 
-            with Console(stderr=True).status(f"sampling {len(real_flows)} flows from {source}"):
-                gen = load_generator(source)
-                syn, missing = sample_like(gen, real_flows, random_state=seed)
+            gen = load_generator(source)
+            syn, missing = _sample_like_with_progress(gen, real_flows, seed)
             info.update(sampled=True, seed=seed, unknown_classes=missing)
-        elif source.is_dir():
-            raise ConfigError(f"{source}: not a saved model directory (no config.json)")
         else:
             syn = FlowSet.read(source)
         ref = FlowSet.read(train) if train is not None else None
         report = FidelityReport.compute(real_flows, syn, name=source.name, train=ref, info=info)
+        for line in report.warnings():
+            typer.echo(f"warning: {line}", err=True)
         _print_reports([report])
+        _print_per_class(report)
         out.mkdir(parents=True, exist_ok=True)
         report.to_json(out / "report.json")
         with atomic_path(out / "report.md") as tmp:
@@ -105,8 +148,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
     ) -> None:
         """Fidelity (vs held-out real), TSTR (+ train-on-real bound) and low-data augmentation
         (none / SMOTE / Fast Retransmit / each model). Writes report.json, report.md and PNGs."""
-        from rich.console import Console
-
+        from trafficgen._io import check_output_path
+        from trafficgen._progress import ProgressReporter
         from trafficgen.data.flowset import FlowSet
         from trafficgen.errors import ConfigError
         from trafficgen.evaluation.report import FidelityReport, write_evaluation
@@ -121,19 +164,19 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
             raise ConfigError(f"--test-size must lie in (0, 1), got {test_size}")
         if not model and not baselines:
             raise ConfigError("nothing to evaluate: give --model or keep --baselines")
-        console = Console(stderr=True)
+        check_output_path(out, "dir")
+        names = _unique_names(model, {"smote", "fast_retransmit", "none", "train_on_real"})
+        gens = {}
+        with ProgressReporter(len(model), "load models", unit="models", enabled=bool(model)) as update:
+            for name, path in zip(names, model, strict=True):  # a bad folder fails before the data is read
+                gens[name] = load_generator(path)
+                update(1)
         if real is None:
             from trafficgen.datasets import load_ndpi_apps
 
-            with console.status("reading the shipped nDPI captures"):
-                flows = load_ndpi_apps()
+            flows = load_ndpi_apps(progress=True)
         else:
             flows = FlowSet.read(real)
-        names = _unique_names(model, {"smote", "fast_retransmit", "none", "train_on_real"})
-        gens = {}
-        with console.status("loading models"):
-            for name, path in zip(names, model, strict=True):
-                gens[name] = load_generator(path)
         results = run_evaluation(flows, gens, test_size=test_size, split_seed=split_seed, seeds=seeds,
                                  fractions=fr, n_estimators=n_estimators, baselines=baselines, progress=True)
         results["models"] = {n: str(p) for n, p in zip(names, model, strict=True)}

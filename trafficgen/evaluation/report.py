@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trafficgen._io import atomic_path
 from trafficgen.data.flowset import FlowSet
+from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.evaluation.metric import Metric
 
 
@@ -23,10 +24,20 @@ def default_metrics() -> list[Metric]:
     return fidelity_metrics() + [cls() for cls in PRIVACY_METRICS]
 
 
+#: A class with fewer real flows than this gets a fidelity number too noisy to read alone.
+MIN_REAL_FLOWS = 10
+
+#: How :meth:`FidelityReport.compute` treats a real class the synthetic set lacks.
+MISSING_CLASS_MODES = ("skip", "worst")
+
+
 @dataclass
 class FidelityReport:
     """Metric results of one synthetic set. ``metrics[name] = {"direction", "range", "value",
-    "per_class"}``; ``value`` is the macro average over the real classes."""
+    "per_class"}``; ``value`` is the macro average over the compared classes. ``info`` holds the
+    counts (``class_counts``: per class, real and synthetic flows), the classes left out
+    (``real_only``, ``synthetic_only``) and the compared classes with fewer than
+    :data:`MIN_REAL_FLOWS` real flows (``few_real_flows``)."""
 
     name: str
     metrics: dict[str, dict] = field(default_factory=dict)
@@ -35,23 +46,64 @@ class FidelityReport:
     @classmethod
     def compute(cls, real: FlowSet, synthetic: FlowSet, *, name: str = "synthetic",
                 metrics: Sequence[Metric] | None = None, train: FlowSet | None = None,
-                info: dict | None = None) -> FidelityReport:
+                info: dict | None = None, missing_classes: str = "skip") -> FidelityReport:
         """Compute every metric. ``train`` (the generator's real training flows, all of them: a
         copy of any training flow counts), when given, is the reference of the metrics with
-        ``reference == "train"`` (leakage, novelty) instead of ``real``; the report still covers
-        the classes of ``real`` only."""
+        ``reference == "train"`` (leakage, novelty) instead of ``real``.
+
+        Classes: the report covers the real classes the synthetic set also has. A real class the
+        synthetic set lacks is left out of every macro mean and named in ``info["real_only"]``
+        (``missing_classes="skip"``), or scored as the metric's worst value (``"worst"``: for
+        comparing generators, where not producing a class is a failure). Synthetic classes the
+        real part lacks are named in ``info["synthetic_only"]``."""
+        if missing_classes not in MISSING_CLASS_MODES:
+            raise ConfigError(f"missing_classes must be one of {MISSING_CLASS_MODES}, got {missing_classes!r}")
+        labelled = real.labels is not None and synthetic.labels is not None
+        base: dict = {"n_real": len(real), "n_synthetic": len(synthetic)}
+        if train is not None:
+            base["n_train"] = len(train)
+        keep = None
+        if labelled:
+            real_counts, syn_counts = real.class_counts(), synthetic.class_counts()
+            shared = sorted(set(real_counts) & set(syn_counts))
+            real_only = sorted(set(real_counts) - set(syn_counts))
+            if not shared and missing_classes == "skip":
+                raise InputFormatError(f"no class in common: the real flows have {', '.join(sorted(real_counts))}; "
+                                       f"the synthetic ones {', '.join(sorted(syn_counts)) or 'none'}")
+            keep = set(shared) if missing_classes == "skip" else set(real_counts)
+            base.update(
+                class_counts={c: {"real": int(real_counts.get(c, 0)), "synthetic": int(syn_counts.get(c, 0))}
+                              for c in sorted(set(real_counts) | set(syn_counts))},
+                real_only=real_only, synthetic_only=sorted(set(syn_counts) - set(real_counts)),
+                few_real_flows=[c for c in sorted(keep) if real_counts[c] < MIN_REAL_FLOWS],
+                missing_classes=missing_classes)
+        elif real.labels is not None:
+            keep = set(real.classes)
         out = {}
-        real_classes = set(real.classes) if real.labels is not None else None
         for m in (default_metrics() if metrics is None else metrics):
             ref = train if (train is not None and m.reference == "train") else real
             per = m.compute_breakdown(ref, synthetic)
-            if ref is not real and real_classes is not None:
-                per = {c: v for c, v in per.items() if c in real_classes}
+            if keep is not None and set(per) != {"__all__"}:
+                per = {c: v for c, v in per.items() if c in keep}
             out[m.name] = {**m.describe(), "value": float(sum(per.values()) / len(per)), "per_class": per}
-        base = {"n_real": len(real), "n_synthetic": len(synthetic)}
-        if train is not None:
-            base["n_train"] = len(train)
         return cls(name=name, metrics=out, info={**base, **(info or {})})
+
+    def warnings(self) -> list[str]:
+        """One line per thing a reader of the macro numbers must know: classes left out, classes
+        scored as missing, classes with too few real flows for a stable number."""
+        lines = []
+        counts = self.info.get("class_counts", {})
+        if self.info.get("real_only"):
+            how = ("scored as missing (worst value)" if self.info.get("missing_classes") == "worst"
+                   else "left out of the macro means")
+            lines.append(f"{len(self.info['real_only'])} real classes have no synthetic flows, {how}: "
+                         + ", ".join(self.info["real_only"]))
+        if self.info.get("synthetic_only"):
+            lines.append("synthetic classes without real flows (not scored): " + ", ".join(self.info["synthetic_only"]))
+        if self.info.get("few_real_flows"):
+            lines.append(f"fewer than {MIN_REAL_FLOWS} real flows, numbers unstable: " + ", ".join(
+                f"{c} ({counts.get(c, {}).get('real', '?')})" for c in self.info["few_real_flows"]))
+        return lines
 
     def values(self) -> dict[str, float]:
         return {k: v["value"] for k, v in self.metrics.items()}
@@ -84,13 +136,21 @@ class FidelityReport:
         for k, v in self.metrics.items():
             lines.append(f"| {k} | {v['direction']} is better | [{v['range'][0]:g}, {v['range'][1]:g}] "
                          f"| {v['value']:.4f} |")
+        notes = self.warnings()
+        if notes:
+            lines += [""] + [f"> {line}" for line in notes]
         if per_class and self.metrics:
             names = list(self.metrics)
             classes = list(next(iter(self.metrics.values()))["per_class"])
-            lines += ["", "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+            counts = self.info.get("class_counts", {})
+            few = set(self.info.get("few_real_flows", []))
+            head = ["class", *(["real flows", "synthetic flows"] if counts else []), *names]
+            lines += ["", "| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
             for c in classes:
-                cells = [f"{self.metrics[n]['per_class'].get(c, float('nan')):.4f}" for n in names]
-                lines.append(f"| {c} | " + " | ".join(cells) + " |")
+                n = [str(counts[c]["real"]) + (" (few)" if c in few else ""), str(counts[c]["synthetic"])] \
+                    if c in counts else (["-", "-"] if counts else [])
+                cells = [f"{self.metrics[m]['per_class'].get(c, float('nan')):.4f}" for m in names]
+                lines.append(f"| {c} | " + " | ".join(n + cells) + " |")
         return "\n".join(lines)
 
 
@@ -141,7 +201,8 @@ def write_evaluation(results: dict, out_dir: str | Path) -> dict[str, Path]:
           f"(test_size={sp['test_size']}, split_seed={sp['split_seed']}).", "", f"> {sp['note']}", ""]
     unk = {k: v for k, v in results["unknown_classes"].items() if v}
     if unk:
-        md += ["Classes a generator does not know (scored as missing):", ""]
+        md += ["Classes a generator does not know (not sampled; see each report's notes for how they were "
+               "scored):", ""]
         md += [f"- {k}: {', '.join(v)}" for k, v in unk.items()] + [""]
     md += ["## Fidelity and privacy (macro over classes; vs held-out real, leakage vs training part)", "",
            comparison_markdown(reports), "", "![radar](radar.png)", ""]

@@ -170,7 +170,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         gen = torch.Generator(device=self.device).manual_seed(int(rng.integers(2**63 - 1)))
         class_ids = torch.tensor([self.tokenizer_.class_id(c) for c in names], dtype=torch.long)  # (n,)
         parts = [np.zeros((0, self.max_packets_ + 2), dtype=np.int64)]
-        with progress_bar(n, f"sample {self.name}", enabled=progress, show_loss=False) as update:
+        with progress_bar(n, f"sample {self.name}", enabled=progress, show_loss=False, unit="flows") as update:
             for i in range(0, n, int(batch_size)):
                 ids = self.generate_ids(class_ids[i:i + int(batch_size)], generator=gen, temperature=temperature,
                                         top_k=top_k, top_p=top_p, dtype=dtype)  # (b, W+2)

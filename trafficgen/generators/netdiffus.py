@@ -261,7 +261,8 @@ class NetDiffusGenerator(FlowGenerator):
 
     # ------------------------------------------------------------------ sample
     def sample_images(self, labels: np.ndarray, *, random_state=None, num_inference_steps: int | None = None,
-                      guidance_scale: float | None = None, batch_size: int = 250) -> np.ndarray:
+                      guidance_scale: float | None = None, batch_size: int = 250,
+                      progress: bool = False) -> np.ndarray:
         """Denoised padded images (n, 1, P, P) float32 for class ids ``labels`` (n,).
 
         All initial noise is drawn up front from one seeded generator, so ``batch_size`` changes
@@ -283,7 +284,12 @@ class NetDiffusGenerator(FlowGenerator):
         out = torch.empty_like(noise)
         sched = DDIMScheduler(**self._scheduler_config(), timestep_spacing="trailing")
         sched.set_timesteps(steps)
-        with torch.inference_mode():
+        from trafficgen.generators.training import progress_bar
+
+        n_batches = -(-n // batch_size)
+        with torch.inference_mode(), progress_bar(
+                n_batches * steps, f"sample {self.name} ({n} flows, {n_batches} batches x {steps} DDIM steps)",
+                enabled=progress, show_loss=False) as update:
             for lo in range(0, n, batch_size):
                 x = noise[lo:lo + batch_size]  # (B, 1, P, P)
                 y = y_all[lo:lo + batch_size]  # (B,)
@@ -297,18 +303,21 @@ class NetDiffusGenerator(FlowGenerator):
                         pred = pred_u + w * (pred_c - pred_u)  # (B, 1, P, P)
                     # noise estimate re-derived from the clipped image estimate (see module docstring)
                     x = sched.step(pred, t, x, eta=0.0, use_clipped_model_output=True).prev_sample  # (B, 1, P, P)
+                    update(1)
                 out[lo:lo + batch_size] = x
         return out.numpy()
 
     def sample(self, n: int, *, cls=None, random_state=None, num_inference_steps: int | None = None,
-               guidance_scale: float | None = None):
-        """``n`` flows (a labelled FlowSet of width ``max_packets_``); same seed -> same flows."""
+               guidance_scale: float | None = None, progress: bool = False):
+        """``n`` flows (a labelled FlowSet of width ``max_packets_``); same seed -> same flows.
+        ``progress``: show the denoising steps (the samples do not depend on it)."""
         self._check_fitted()
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(int(n), cls, rng)
         index = {c: i for i, c in enumerate(self.classes_)}
         images = self.sample_images(np.array([index[c] for c in names], dtype=np.int64), random_state=rng,
-                                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale)
+                                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                    progress=progress)
         return self.decode_images(images, labels=names)
 
     # ------------------------------------------------------------------ persistence

@@ -3,7 +3,8 @@
 * :func:`make_optimizer` - AdamW + linear-warmup cosine schedule (transformers' scheduler).
 * :func:`split_validation` - seeded train/validation index split.
 * :class:`EarlyStopping` - tracks the best validation loss, keeps a copy of the best weights.
-* :func:`progress_bar` - a rich progress bar that shows the running loss (or a no-op).
+* :func:`progress_bar` - progress with the running loss: a rich bar on a terminal, plain lines
+  in a log file (or a no-op).
 * :func:`train_loop` - epochs of shuffled mini-batches over tensors with all of the above.
 
 Randomness only through the ``torch.Generator`` passed in (shuffling, split).
@@ -79,23 +80,15 @@ class EarlyStopping:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, *, enabled: bool = True, show_loss: bool = True):
-    """Yield ``update(advance=1, **fields)``; a rich bar (with a ``loss`` column) when enabled."""
-    if not enabled:
-        yield lambda advance=1, **kw: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def progress_bar(total: int, description: str, *, enabled: bool = True, show_loss: bool = True,
+                 unit: str = "steps"):
+    """Yield ``update(advance=1, **fields)``: a rich bar (with a ``loss`` column) on a terminal,
+    periodic plain lines (step, loss, rate, ETA) on stderr when it is not one (a log file, CI);
+    nothing when not enabled. See :mod:`trafficgen._progress`."""
+    from trafficgen._progress import ProgressReporter
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               *([TextColumn("loss {task.fields[loss]}")] if show_loss else []), TimeElapsedColumn()]
-    with Progress(*columns, transient=False) as prog:
-        task = prog.add_task(description, total=total, loss="-")
-
-        def update(advance: int = 1, **fields):
-            prog.update(task, advance=advance, **{k: (f"{v:.4f}" if isinstance(v, float) else v)
-                                                  for k, v in fields.items()})
-
-        yield update
+    with ProgressReporter(total, description, enabled=enabled, show_loss=show_loss, unit=unit) as reporter:
+        yield reporter.update
 
 
 def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None = None,
