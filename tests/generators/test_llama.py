@@ -16,20 +16,25 @@ RANGES = {"A": (100, 200), "B": (-900, -800)}
 
 
 def separable_flows(n: int = 300, seed: int = 0) -> FlowSet:
-    """Class A: lengths in [100, 200]; class B: in [-900, -800]; 2..6 packets."""
+    """Class A: lengths in [100, 200]; class B: in [-900, -800] after a first (client -> server,
+    FlowSet's convention) packet in [800, 900]; 2..6 packets."""
     rng = np.random.default_rng(seed)
     seqs, labels = [], []
     for i in range(n):
         c = "AB"[i % 2]
         lo, hi = RANGES[c]
-        seqs.append(rng.integers(lo, hi + 1, rng.integers(2, 7)).tolist())
+        seq = rng.integers(lo, hi + 1, rng.integers(2, 7))
+        seq[0] = abs(seq[0])
+        seqs.append(seq.tolist())
         labels.append(c)
     return FlowSet.from_sequences(seqs, labels)
 
 
 def in_range_fraction(flows: FlowSet, cls: str) -> float:
     lo, hi = RANGES[cls]
-    x = flows.lengths[flows.valid_mask]
+    x = flows.lengths.copy()
+    x[:, 0] = np.sign(lo) * x[:, 0]  # the first packet is + by convention
+    x = x[flows.valid_mask]
     return float(np.mean((x >= lo) & (x <= hi)))
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from trafficgen.data.flowset import FlowSet
 from trafficgen.evaluation.report import FidelityReport
 
@@ -30,16 +32,55 @@ def sample_like(generator, like: FlowSet, *, random_state=None) -> tuple[FlowSet
     return generator.sample(len(labels), cls=labels, random_state=random_state), missing
 
 
+#: Name of the real-vs-real floor row in the fidelity list.
+FLOOR = "real_vs_real (floor)"
+
+
+def real_floor_sample(train: FlowSet, test: FlowSet, *, random_state=0) -> FlowSet:
+    """Real training flows with the test part's class counts (as many as the class has): the
+    same-size, disjoint real sample whose fidelity against the test part is the floor every
+    generator's number is read against."""
+    from trafficgen._random import check_random_state
+
+    rng = check_random_state(random_state)
+    counts = test.class_counts()
+    idx = []
+    for c in sorted(counts):
+        rows = np.flatnonzero(train.labels == c)
+        idx.extend(rng.choice(rows, size=min(counts[c], len(rows)), replace=False).tolist())
+    return train[np.sort(np.asarray(idx, dtype=np.int64))]
+
+
+def reference_generators(train: FlowSet) -> dict:
+    """The baselines every flow result sits beside, fitted on the real training part: SMOTE and
+    Fast Retransmit (augmentation baselines), Markov order 2, copy-of-train, independent marginals."""
+    import warnings
+
+    from trafficgen.generators.copy_train import CopyGenerator
+    from trafficgen.generators.fast_retransmit import FastRetransmitGenerator
+    from trafficgen.generators.independent import IndependentGenerator
+    from trafficgen.generators.markov import MarkovGenerator
+    from trafficgen.generators.smote import SmoteGenerator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # clipped-length counts: reported by the models
+        return {"smote": SmoteGenerator().fit(train), "fast_retransmit": FastRetransmitGenerator().fit(train),
+                "markov": MarkovGenerator(order=2).fit(train), "copy": CopyGenerator().fit(train),
+                "independent": IndependentGenerator().fit(train)}
+
+
 def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, split_seed: int = 0,
                    seeds: int = 3, fractions: Sequence[float] | None = None, n_estimators: int = 100,
                    baselines: bool = True, progress: bool = False) -> dict:
-    """Fidelity (vs the held-out real part), TSTR (+ train-on-real) and the augmentation
-    experiment for ``{name: fitted FlowGenerator}``. With ``baselines``, SMOTE and Fast
-    Retransmit fitted on the real training part are evaluated beside them."""
+    """Fidelity (vs the held-out real part), TSTR (+ train-on-real), held-out likelihood and the
+    augmentation experiment for ``{name: fitted FlowGenerator}``. With ``baselines``, the
+    reference generators of :func:`reference_generators` fitted on the real training part are
+    evaluated beside them; the fidelity list always ends with the real-vs-real floor
+    (:func:`real_floor_sample` against the test part; its leakage is the share of those real
+    training flows equal to a real test flow)."""
+    from trafficgen.evaluation.likelihood import has_likelihood, likelihood_summary
     from trafficgen.evaluation.utility import tstr
     from trafficgen.experiments.augmentation import DEFAULT_FRACTIONS, augmentation_experiment
-    from trafficgen.generators.fast_retransmit import FastRetransmitGenerator
-    from trafficgen.generators.smote import SmoteGenerator
 
     if real.labels is None:
         from trafficgen.errors import InputFormatError
@@ -48,8 +89,8 @@ def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, s
     train, test = real.train_test_split(test_size, random_state=split_seed)
     gens = dict(generators)
     if baselines:
-        gens.setdefault("smote", SmoteGenerator().fit(train))
-        gens.setdefault("fast_retransmit", FastRetransmitGenerator().fit(train))
+        for name, g in reference_generators(train).items():
+            gens.setdefault(name, g)
     reports, tstr_sets, missing = [], {}, {}
     with _status(progress, "sampling, fidelity and TSTR"):
         for i, (name, g) in enumerate(gens.items()):
@@ -60,7 +101,10 @@ def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, s
             syn_train, _ = sample_like(g, train, random_state=2000 + i)
             if len(syn_train):
                 tstr_sets[name] = syn_train
+        reports.append(FidelityReport.compute(test, real_floor_sample(train, test, random_state=split_seed),
+                                              name=FLOOR, info={"floor": True}))
         utility = tstr(tstr_sets, train, test, seeds=seeds, n_estimators=n_estimators)
+        nll = {name: likelihood_summary(g, test) for name, g in gens.items() if has_likelihood(g)}
     aug = augmentation_experiment(train, test, generators=generators,
                                   fractions=DEFAULT_FRACTIONS if fractions is None else fractions,
                                   seeds=seeds, n_estimators=n_estimators, progress=progress)
@@ -70,6 +114,7 @@ def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, s
         "unknown_classes": missing,
         "fidelity": [r.to_dict() for r in reports],
         "tstr": utility,
+        "nll": nll,
         "augmentation": aug,
     }
 

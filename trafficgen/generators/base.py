@@ -193,6 +193,12 @@ class FlowGenerator(PretrainedMixin):
         width = int(max_packets) if max_packets is not None else min(flows.max_packets, self.MAX_PACKETS_CAP)
         if width < 1:
             raise ConfigError(f"max_packets must be >= 1, got {width}")
+        backwards = np.flatnonzero((flows.n_packets > 0) & (flows.lengths[:, 0] < 0))
+        if len(backwards):
+            raise InputFormatError(
+                f"{len(backwards)} flows start with a server -> client packet (first at row {int(backwards[0])}); "
+                "by FlowSet's convention the client sends the first packet (+): flip the signs of those flows",
+                offset=int(backwards[0]))
         return width
 
     def _resolve_classes(self, n: int, cls, rng: np.random.Generator) -> list[str]:

@@ -61,7 +61,8 @@ class CausalLMFlowGenerator(FlowGenerator):
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 20,
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
                  patience: int | None = 3, class_balance: float = 0.0, repeat_weight: float = 1.0,
-                 random_state: int | None = None, progress: bool = True, device: str = "cpu"):
+                 length_features: bool = False, random_state: int | None = None, progress: bool = True,
+                 device: str = "cpu"):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -71,6 +72,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.patience = patience
         self.class_balance = class_balance
         self.repeat_weight = repeat_weight
+        self.length_features = length_features
         self.random_state = random_state
         self.progress = progress
         self.device = device
@@ -115,14 +117,29 @@ class CausalLMFlowGenerator(FlowGenerator):
         ids_t = torch.from_numpy(ids).to(self.device)  # (n, W+2)
         n_tok = torch.from_numpy(mask.sum(axis=1))  # (n,)
 
+        if self.length_features:
+            from trafficgen.generators.length_features import attach_length_features
+
+            attach_length_features(model, tokenizer)
+        n_out = tokenizer.first_class_id - EOS_ID  # <EOS> + length outputs
+        first_positive = tokenizer.max_length + 1  # output index of length +1
+
         def loss_fn(batch):
+            """Mean negative log-likelihood per scored token of the distribution :meth:`sample`
+            draws from (see :meth:`log_likelihood`)."""
             width_b = int(n_tok[batch].max())
             x = ids_t[batch.to(self.device), :width_b]  # (B, T)
             inp, tgt = x[:, :-1], x[:, 1:]  # (B, T-1)
             hidden = self._backbone_hidden(model, inp)  # (B, T-1, D)
             sel = tgt != PAD_ID  # (B, T-1)
-            logits = model.lm_head(hidden[sel])  # (N, V)
-            loss = torch.nn.functional.cross_entropy(logits.float(), tgt[sel])
+            if width_b == width + 2:
+                sel[:, width] &= tgt[:, width] != EOS_ID  # the forced end after max_packets packets
+            weight = model.lm_head.weight[EOS_ID:EOS_ID + n_out]  # (V', D)
+            logits = (hidden[sel] @ weight.t()).float()  # (N, V')
+            first = torch.zeros_like(sel)
+            first[:, 0] = True
+            logits[first[sel], :first_positive] = -torch.inf  # step 0: positive lengths only
+            loss = torch.nn.functional.cross_entropy(logits, tgt[sel] - EOS_ID)
             return loss, int(sel.sum())
 
         weights = training_row_weights(ids, class_balance=float(self.class_balance),
@@ -134,6 +151,10 @@ class CausalLMFlowGenerator(FlowGenerator):
                                    generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
                                    progress=bool(self.progress), description=f"train {self.name}",
                                    sample_weights=weights)
+        if self.length_features:
+            from trafficgen.generators.length_features import fold_length_features
+
+            fold_length_features(model)  # a plain HF model from here on
         self.model_ = model.eval()
         self.tokenizer_ = tokenizer
         self.max_packets_ = width
@@ -195,6 +216,7 @@ class CausalLMFlowGenerator(FlowGenerator):
                 return out
             project = self._output_projection(compute_dtype)  # (B, D) -> (B, V'+pad)
             n_out = self.tokenizer_.first_class_id - EOS_ID  # <EOS> + length rows; padded rows after
+            first_positive = self.tokenizer_.max_length + 1  # output row of length +1
             # Rows are computed in chunks of DECODE_CHUNK: the (chunk, V') logits and the layer
             # activations stay in cache (10k flows: 2.4 s in chunks of 1024 vs 3.1 s in one
             # batch of 5000, fp32, 2 cores). The uniforms are drawn for the whole batch at each
@@ -212,8 +234,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                     # masks set in place on a few columns (a GEMM bias, addmm, first writes a
                     # (b_c, V') broadcast of it)
                     logits[:, n_out:] = -torch.inf  # padded outputs
-                    if t == 0:
-                        logits[:, 0] = -torch.inf  # no <EOS> at step 0: a flow has >= 1 packet
+                    if t == 0:  # a flow has >= 1 packet and its first is client -> server (+)
+                        logits[:, :first_positive] = -torch.inf  # <EOS> and every negative length
                     nxt[c] = sample_from_logits(logits, generator, temperature, top_k, top_p,
                                                 u=None if u is None else u[c]) + EOS_ID
                 tok = nxt
@@ -223,6 +245,34 @@ class CausalLMFlowGenerator(FlowGenerator):
                     break
             out[:, width + 1] = torch.where(alive, EOS_ID, out[:, width + 1])
             return out
+
+    def log_likelihood(self, flows, *, batch_size: int = 256):
+        """Natural-log likelihood of each flow given its class, log p(x | c) (n,), in nats, under
+        the distribution :meth:`sample` draws from (temperature 1): the softmax over ``<EOS>`` and
+        the length tokens, at step 0 over the positive lengths only; the end after ``max_packets_``
+        packets is forced and adds no term. Lengths beyond the vocabulary are clipped (as in fit)."""
+        import torch
+
+        self._check_fitted()
+        width = self.max_packets_
+        flows = flows.truncate(width) if flows.max_packets > width else flows
+        ids, mask = self.tokenizer_.encode(flows, width, clip=True)  # (n, W+2)
+        n_out = self.tokenizer_.first_class_id - EOS_ID
+        first_positive = self.tokenizer_.max_length + 1
+        out = np.zeros(len(ids))
+        with torch.inference_mode():
+            for i in range(0, len(ids), int(batch_size)):
+                x = torch.from_numpy(ids[i:i + int(batch_size)]).to(self.device)  # (B, W+2)
+                hidden = self._backbone_hidden(self.model_, x[:, :-1])  # (B, W+1, D)
+                logits = self.model_.lm_head(hidden).float()[..., EOS_ID:EOS_ID + n_out]  # (B, W+1, V')
+                logits[:, 0, :first_positive] = -torch.inf
+                logp = torch.log_softmax(logits, dim=-1)  # (B, W+1, V')
+                tgt = x[:, 1:]  # (B, W+1)
+                valid = tgt != PAD_ID
+                valid[:, width] = False  # the forced end after max_packets packets
+                term = logp.gather(-1, (tgt - EOS_ID).clamp_min(0)[..., None])[..., 0]  # (B, W+1)
+                out[i:i + len(x)] = torch.where(valid, term, 0.0).sum(dim=1).double().cpu().numpy()
+        return out
 
     def _output_projection(self, dtype):
         """``hidden (B, D) -> logits (B, V'+pad)`` over the ``<EOS>`` + length rows of the LM head,

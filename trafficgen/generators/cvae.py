@@ -181,7 +181,7 @@ class CVAEGenerator(FlowGenerator):
         z = torch.randn((len(names), self.model_.config.latent_dim), generator=gen)  # (n, Z)
         with torch.inference_mode():
             v = self.model_.decode(z, y).double().numpy()  # (n, N)
-        lengths, n_packets = self.mapper_.lengths_from_scaled(self._from_log(v))
+        lengths, n_packets = self.mapper_.lengths_from_scaled(self._from_log(v), samples=True)
         return FlowSet(lengths=lengths, n_packets=n_packets, labels=names)
 
     # ------------------------------------------------------------------ persistence

@@ -200,7 +200,7 @@ class NetDiffusGenerator(FlowGenerator):
         k = self.max_packets_
         v = scaled_from_gasf(np.asarray(images)[:, :, :k, :k])  # (n, k)
         x = expand(v, self.mapper_.scale_) if self.length_transform == "log" else v  # (n, k) L / scale
-        lengths, n_packets = self.mapper_.lengths_from_scaled(x)
+        lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True)
         return FlowSet(lengths=lengths, n_packets=n_packets, labels=labels)
 
     # ------------------------------------------------------------------ fit
