@@ -84,6 +84,14 @@ BAD_CALLS = [
     (["train", "--model", "fast_retransmit", "--data", "missing.parquet", "-o", "m_missing"], 1,
      "missing.parquet", "m_missing"),
     (["fidelity", "--real", "flows.parquet", "--synthetic", "flows.parquet", "-o", "afile"], 1, "afile", None),
+    (["fidelity", "--real", "flows.parquet", "--model", "broken", "-o", "rep"], 1, "model.safetensors", "rep"),
+    (["evaluate", "--model", "model", "--real", "flows.parquet", "-o", "afile"], 1, "it is a file", None),
+    (["evaluate", "--model", "nomodel", "--real", "flows.parquet", "-o", "ev"], 1, "not found", "ev"),
+    (["quantize", "--model", "model", "-o", "afile"], 1, "it is a file", None),
+    (["quantize", "--model", "badjson", "-o", "q"], 1, "config.json", "q"),
+    (["quantize", "--model", "model", "-o", "afile/q"], 1, "afile is a file", "afile/q"),
+    (["profile", "--model", "model", "-o", "afile"], 1, "it is a file", None),
+    (["recipe", "run", "lead", "--quick", "-o", "afile"], 1, "it is a file", None),
 ]
 
 

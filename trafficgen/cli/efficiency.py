@@ -32,14 +32,16 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
     ):
         """Parameters, disk size, training s/epoch, peak memory and generation ms/sample of saved models."""
         from rich.console import Console
-        from rich.progress import Progress
 
+        from trafficgen._io import check_output_path
+        from trafficgen._progress import ProgressReporter
         from trafficgen.experiments.profiling import (
             efficiency_table_markdown,
             profile_model_dir,
             write_efficiency,
         )
 
+        check_output_path(out, "dir")
         flows = None
         if data is not None:
             flows = _read_flows(data)
@@ -47,12 +49,10 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                 flows = flows[: int(max_flows)]
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
         rows = []
-        with Progress(transient=True) as bar:
-            task = bar.add_task("profiling", total=len(model))
+        with ProgressReporter(len(model), "profile", unit="models") as update:
             for m in model:
-                bar.update(task, description=f"profiling {m.name}")
                 rows.append(profile_model_dir(m, train_flows=flows, batch_sizes=sizes, repeats=repeats, epochs=epochs))
-                bar.advance(task)
+                update(1, last=m.name)
         paths = write_efficiency(rows, out)
         Console().print(efficiency_table_markdown(rows), markup=False)
         typer.echo(f"wrote {paths['json']} and {paths['markdown']}")
@@ -64,20 +64,19 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Output model directory."),
     ):
         """Post-training int8 quantization of a saved neural generator (Linear/Embedding layers)."""
-        from rich.progress import Progress
-
+        from trafficgen._io import check_output_path
+        from trafficgen._progress import ProgressReporter
         from trafficgen.experiments.profiling import directory_size
         from trafficgen.generators.quantization import quantize_generator
         from trafficgen.registry import load_generator
 
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"quantizing ({mode})", total=3)
-            gen = load_generator(model)
-            bar.advance(task)
+        check_output_path(out, "dir")
+        gen = load_generator(model)
+        with ProgressReporter(2, f"quantize ({mode}): quantize, save", unit="stages") as update:
             q = quantize_generator(gen, mode=mode)
-            bar.advance(task)
+            update(1)
             q.save_pretrained(out)
-            bar.advance(task)
+            update(1)
         info = q.quantization_
         before, after = directory_size(model), directory_size(out)
         typer.echo(f"{len(info['linear'])} linear + {len(info['embedding'])} embedding layers -> int8 ({mode}); "

@@ -149,7 +149,6 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         """Fidelity (vs held-out real), TSTR (+ train-on-real bound) and low-data augmentation
         (none / SMOTE / Fast Retransmit / each model). Writes report.json, report.md and PNGs."""
         from trafficgen._io import check_output_path
-        from trafficgen._progress import ProgressReporter
         from trafficgen.data.flowset import FlowSet
         from trafficgen.errors import ConfigError
         from trafficgen.evaluation.report import FidelityReport, write_evaluation
@@ -167,10 +166,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         check_output_path(out, "dir")
         names = _unique_names(model, {"smote", "fast_retransmit", "none", "train_on_real"})
         gens = {}
-        with ProgressReporter(len(model), "load models", unit="models", enabled=bool(model)) as update:
-            for name, path in zip(names, model, strict=True):  # a bad folder fails before the data is read
-                gens[name] = load_generator(path)
-                update(1)
+        for name, path in zip(names, model, strict=True):  # a bad folder fails before the data is read
+            gens[name] = load_generator(path)
         if real is None:
             from trafficgen.datasets import load_ndpi_apps
 

@@ -26,9 +26,11 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed", help="Override the recipe's seed."),
     ) -> None:
         """Run a recipe and write its tables, plots and summary.md."""
+        from trafficgen._io import check_output_path
         from trafficgen.recipes.runner import run_recipe
 
         out = out or Path("runs") / f"recipe-{Path(name).stem}{'-quick' if quick else ''}"
+        check_output_path(out, "dir")
         overrides = {"seed": seed} if seed is not None else None
         results = run_recipe(name, out, quick=quick, overrides=overrides)
         typer.echo(f"wrote {out} ({results.get('wall_time_s', 0):.1f} s)")
