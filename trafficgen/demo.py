@@ -5,11 +5,17 @@
 3. sample flows for a few classes;
 4. score the samples against the real flows of those classes (fidelity, privacy).
 
-Outputs go to ``demo_out/`` (Parquet + JSON + Markdown + PNG).
+Outputs go to ``demo_out/``: ``ndpi_flows.parquet`` and ``synthetic.parquet`` (the real and the
+sampled flows), ``fidelity.json`` / ``fidelity.md`` (per class and macro), ``radar.png`` (the
+fidelity and privacy scores, 1 = best) and ``demo.json`` (the summary).
+
+Progress (ingest, training, sampling) goes to stderr: a bar on a terminal, plain periodic lines
+in a log (``make demo > log 2>&1``).
 """
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +28,8 @@ DEMO_CLASSES = ("YouTube", "NetFlix", "Zoom", "DNS")
 def main(out_dir: str | Path = "demo_out", n_per_class: int = 200) -> dict:
     from trafficgen.datasets import load_ndpi_apps
 
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # a log file sees each step as it happens
     console = Console()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,7 +64,7 @@ def main(out_dir: str | Path = "demo_out", n_per_class: int = 200) -> dict:
     console.rule("3. sample")
     classes = [c for c in DEMO_CLASSES if c in model.classes_]
     synth = model.sample(n_per_class * len(classes), cls=[c for c in classes for _ in range(n_per_class)],
-                         random_state=0)
+                         random_state=0, progress=True)
     synth.to_parquet(out / "synthetic.parquet")
     console.print(f"sampled {len(synth)} flows for {', '.join(classes)} -> {out / 'synthetic.parquet'}")
     for c in classes:
@@ -64,6 +72,8 @@ def main(out_dir: str | Path = "demo_out", n_per_class: int = 200) -> dict:
         console.print(f"  {c:10s} e.g. {example}")
 
     console.rule("4. fidelity and privacy against the real flows")
+    from trafficgen._io import atomic_path
+    from trafficgen.evaluation.plots import radar_plot
     from trafficgen.evaluation.report import FidelityReport
 
     real = flows.select(classes)
@@ -71,7 +81,11 @@ def main(out_dir: str | Path = "demo_out", n_per_class: int = 200) -> dict:
     # against all of them (a copy of a flow of another class is still a copy)
     report = FidelityReport.compute(real, synth, name="default llama", train=flows)
     report.to_json(out / "fidelity.json")
-    (out / "fidelity.md").write_text(report.to_markdown())
+    with atomic_path(out / "fidelity.md") as tmp:
+        tmp.write_text(report.to_markdown())
+    radar_plot({report.name: report.scores()}, out / "radar.png", title="default llama vs real (1 = best)")
+    for line in report.warnings():
+        console.print(f"note: {line}")
     table = Table(title="fidelity (JSD: 0 = identical) and privacy, per class")
     names = list(report.metrics)
     table.add_column("class")
@@ -84,7 +98,7 @@ def main(out_dir: str | Path = "demo_out", n_per_class: int = 200) -> dict:
     result = {"n_flows": len(flows), "classes": len(flows.classes), "ingest_s": t_ingest,
               "sampled": len(synth), "fidelity": report.to_dict()}
     (out / "demo.json").write_text(json.dumps(result, indent=2, default=str))
-    console.print(f"wrote {out}/ (flows, samples, fidelity report)")
+    console.print(f"wrote {out}/ (flows, samples, fidelity report, radar.png)")
     return result
 
 
