@@ -84,3 +84,35 @@ def test_readme_python_block_runs(scratch, line, code):
     if "synth" in namespace and "gen" in namespace:  # the "Bring your own data" snippet
         assert set(namespace["synth"].labels) == {"YouTube"}
         assert (scratch / "runs" / "my-llama" / "config.json").exists()
+
+
+def quick_start() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Quick start")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_quick_start_says_how_to_reach_the_installed_command():
+    """After `make demo`, `trafficgen` is not on the PATH: the README must say so (issue 16 item 21)."""
+    section = quick_start()
+    assert "make demo" in section
+    assert ".venv/bin/trafficgen" in section and "source .venv/bin/activate" in section
+
+
+def test_shipped_app_count_matches_the_loader():
+    from trafficgen.datasets import load_ndpi_apps
+
+    counts = re.findall(r"(\d+)(?: apps)? with ≥ 30 flows", README.read_text(encoding="utf-8"))
+    assert counts, "README.md no longer states how many nDPI apps load_ndpi_apps() keeps"
+    assert {int(c) for c in counts} == {len(load_ndpi_apps().classes)}
+
+
+def test_licence_file_and_spdx_metadata():
+    """The project is Apache-2.0: a LICENSE file at the root, and pyproject's licence as an SPDX
+    string (the TOML table form is deprecated in setuptools >= 77)."""
+    import tomllib
+
+    root = README.parent
+    assert "Apache License" in (root / "LICENSE").read_text() and "Version 2.0" in (root / "LICENSE").read_text()
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
