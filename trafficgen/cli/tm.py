@@ -224,7 +224,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         fan_horizon: int | None = typer.Option(None, "--fan-horizon", help="Horizon of the fan chart "
                                                "(default: the first)."),
     ) -> None:
-        """Forecast every test origin: forecasts.npz + metrics.json + table.md + PNGs.
+        """Forecast the test origins (all, or --max-origins evenly spaced): forecasts.npz +
+        metrics.json + table.md + PNGs, beside persistence on the same origins.
 
         forecasts.npz holds origins, horizons, point (B, H, N, N), y_true, unit, interval_s and,
         with --samples, samples (B, S, H, N, N), quantile_levels and quantiles (Q, B, H, N, N);
