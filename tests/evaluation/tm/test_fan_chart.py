@@ -92,9 +92,10 @@ def test_error_heatmap_ticks_are_node_names(rng, tmp_path, saved_figures):
     s = TMSeries(rng.uniform(0, 1e4, size=(300, 3, 3)), nodes, 300.0, "100bytes")
     res = evaluate_forecaster(PersistenceForecaster(), s, horizons=(1, 2), max_origins=6)
     plot_error_heatmap(res, tmp_path / "h.png")
-    for ax in saved_figures[-1].axes[:2]:
+    first, second = saved_figures[-1].axes[:2]
+    assert [t.get_text() for t in first.get_yticklabels()] == nodes  # rows named once, on the left
+    for ax in (first, second):
         assert [t.get_text() for t in ax.get_xticklabels()] == nodes
-        assert [t.get_text() for t in ax.get_yticklabels()] == nodes
     plot_od_pairs(res, tmp_path / "od.png")  # evenly spaced origins: the lines break between them
     for ax in saved_figures[-1].axes:
         assert "Mbit/s" in ax.get_ylabel()
@@ -114,3 +115,19 @@ def test_error_cdf_in_mbps(rng, tmp_path, saved_figures):
     assert "Mbit/s" in ax.get_xlabel()
     (line,) = ax.get_lines()
     assert np.max(line.get_xdata()) == pytest.approx(np.max(np.abs(0.1 * x)) * 800 / 300 / 1e6)
+
+
+def test_fan_chart_isolated_targets_show_their_intervals(tmp_path, rng, saved_figures):
+    """Evenly spaced origins give isolated targets: their 50 / 90 % intervals are drawn as
+    vertical bars (a band over one point would be invisible)."""
+    values = rng.uniform(1, 2, size=(100, 2, 2))
+    origins = np.arange(10, 90, 20)  # every target alone
+    samples = rng.uniform(1, 2, size=(len(origins), 7, 1, 2, 2))
+    fan_chart(values, origins, samples, [(1, 0)], horizon_index=0, horizon=1, title="t",
+              path=tmp_path / "fan.png", unit="Mbit/s")
+    (ax,) = saved_figures[-1].axes
+    bars = [c for c in ax.collections if c.get_label() in ("90 %", "50 %")]
+    assert len(bars) == 2
+    q = np.quantile(samples[:, :, 0, 1, 0], [0.05, 0.95], axis=1)
+    segments = next(c for c in bars if c.get_label() == "90 %").get_segments()
+    np.testing.assert_allclose([seg[:, 1] for seg in segments], q.T)

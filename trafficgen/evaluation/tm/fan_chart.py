@@ -70,11 +70,19 @@ def fan_chart(values: np.ndarray, origins: np.ndarray, samples: np.ndarray, od_p
         s = samples[:, :, horizon_index, i, j] * factor  # (B, S)
         q = np.quantile(s, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)  # (5, B)
         ax.plot(np.arange(lo_t, hi_t), values[lo_t:hi_t, i, j] * factor, color="k", lw=0.8, label="truth")
-        for k, run in enumerate(contiguous_runs(tgt)):
+        runs = contiguous_runs(tgt)
+        for k, run in enumerate(r for r in runs if r.stop - r.start > 1):  # bands over consecutive targets
             ax.fill_between(tgt[run], q[0, run], q[4, run], color="C0", alpha=0.2, lw=0,
                             label="90 %" if k == 0 else None)
             ax.fill_between(tgt[run], q[1, run], q[3, run], color="C0", alpha=0.4, lw=0,
                             label="50 %" if k == 0 else None)
+        lone = np.array([r.start for r in runs if r.stop - r.start == 1], dtype=int)
+        if len(lone):  # isolated targets (evenly spaced origins): the intervals as vertical bars
+            has_band = len(lone) < len(runs)
+            ax.vlines(tgt[lone], q[0, lone], q[4, lone], color="C0", alpha=0.35, lw=1.0,
+                      label=None if has_band else "90 %")
+            ax.vlines(tgt[lone], q[1, lone], q[3, lone], color="C0", alpha=0.7, lw=3.0,
+                      label=None if has_band else "50 %")
         ax.plot(*with_gaps(tgt, q[2]), "o-", color="C0", ms=2, lw=0.8, label="median")
         label = f"{nodes[i]}->{nodes[j]}" if nodes is not None else f"{i}->{j}"
         ax.set_ylabel(f"OD {label} ({shown_unit})")

@@ -119,13 +119,16 @@ def plot_error_heatmap(results: dict, path) -> Path:
     fig, axes = plt.subplots(1, len(horizons), figsize=(side * 1.1 * len(horizons), side), squeeze=False)
     vmax = float(err.max()) or 1.0
     fontsize = 8 if n <= 12 else 6
-    for ax, h, e in zip(axes[0], horizons, err, strict=False):
+    for k, (ax, h, e) in enumerate(zip(axes[0], horizons, err, strict=False)):
         im = ax.imshow(e, cmap="magma", vmin=0.0, vmax=vmax)
         ax.set_title(f"h = {h}")
         ax.set_xticks(range(n), nodes, rotation=90, fontsize=fontsize)
         ax.set_yticks(range(n), nodes, fontsize=fontsize)
         ax.set_xlabel("destination")
-        ax.set_ylabel("origin")
+        if k == 0:
+            ax.set_ylabel("origin")
+        else:  # same rows as the first panel: its labels serve all
+            ax.tick_params(labelleft=False)
     fig.colorbar(im, ax=axes[0].tolist(), label="MAE (Mbit/s)")
     fig.suptitle(f"{results['model']}: mean absolute error per OD pair")
     return _save(fig, path)
