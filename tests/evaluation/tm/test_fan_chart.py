@@ -104,6 +104,7 @@ def test_error_heatmap_ticks_are_node_names(rng, tmp_path, saved_figures):
             y = np.asarray(line.get_ydata(), dtype=float)
             finite = np.isfinite(y[:-1]) & np.isfinite(y[1:])
             assert np.all(np.diff(x)[finite] <= 1)
+            assert line.get_marker() not in ("None", None, ""), "isolated points need a marker to show"
 
 
 def test_error_cdf_in_mbps(rng, tmp_path, saved_figures):

@@ -93,12 +93,15 @@ def plot_od_pairs(results: dict, path, *, horizon: int | None = None, n_pairs: i
     order = np.argsort(fc["origins"], kind="stable")
     t = fc["origins"][order] + horizons[k]
     true, pred = true[order], pred[order]
+    gaps = np.diff(t) > 1
+    isolated = len(t) == 1 or bool(np.any(np.r_[True, gaps] & np.r_[gaps, True]))
+    marker = dict(marker="o", ms=2.5) if isolated else {}  # a point between two gaps is drawn as a dot
     fig, axes = plt.subplots(len(busiest), 1, figsize=(9, 2.2 * len(busiest)), sharex=True, squeeze=False)
     for ax, od in zip(axes[:, 0], busiest, strict=False):
         i, j = divmod(int(od), n)
         tt, yt, yp = with_gaps(t, true[:, i, j], pred[:, i, j])  # broken where targets are > 1 apart
-        ax.plot(tt, yt, color="black", lw=1.0, label="true")
-        ax.plot(tt, yp, color="tab:red", lw=1.0, alpha=0.8, label=results["model"])
+        ax.plot(tt, yt, color="black", lw=1.0, label="true", **marker)
+        ax.plot(tt, yp, color="tab:red", lw=1.0, alpha=0.8, label=results["model"], **marker)
         ax.set_ylabel("Mbit/s")
         ax.set_title(f"{nodes[i]} -> {nodes[j]}", fontsize=9)
     axes[0, 0].legend(loc="upper right", fontsize=8)
