@@ -87,8 +87,9 @@ def test_evaluate_end_to_end(monkeypatch, capsys, files):
     code, stdout, err = run_cli(monkeypatch, capsys, *args, "--real", files / "real.parquet")
     assert code == 0, err
     rep = json.loads((out / "report.json").read_text())
-    assert [r["name"] for r in rep["fidelity"]] == ["fr", "smote", "fast_retransmit"]
-    assert set(rep["tstr"]) == {"train_on_real", "fr", "smote", "fast_retransmit"}
+    references = ["smote", "fast_retransmit", "markov", "copy", "independent"]  # every figure sits beside these
+    assert [r["name"] for r in rep["fidelity"]] == ["fr", *references, "real_vs_real (floor)"]
+    assert set(rep["tstr"]) == {"train_on_real", "fr", *references}
     assert list(rep["augmentation"]["methods"]) == ["none", "smote", "fast_retransmit", "fr"]
     assert rep["split"]["n_train"] == 28 and rep["split"]["n_test"] == 12
     md = (out / "report.md").read_text()
