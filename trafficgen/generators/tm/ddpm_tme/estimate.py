@@ -129,7 +129,7 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
 
     n_batches = -(-len(Y) // batch_size)
     with progress_bar(n_batches, f"DDPM-TME estimating {len(Y)} TMs", enabled=bool(progress),
-                      show_loss=False) as update:
+                      show_loss=False, unit="batches") as update:
         for s in range(0, len(Y), batch_size):
             sl = slice(s, s + batch_size)
             idx = torch.as_tensor(best[sl].reshape(-1))  # (B * k,) start b * k + j = target b, start j

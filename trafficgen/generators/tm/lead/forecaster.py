@@ -338,7 +338,8 @@ class LeadForecaster(TMForecaster):
         out = np.empty((len(origins), s, h, n, n))
         n_batches = math.ceil(len(origins) / batch_size)
         with progress_bar(n_batches, f"LEAD forecast ({len(origins)} origins, {s} samples, "
-                          f"{self.n_inference_steps} steps)", enabled=bool(self.progress), show_loss=False) as update:
+                          f"{self.n_inference_steps} steps)", enabled=bool(self.progress), show_loss=False,
+                          unit="batches") as update:
             for i in range(0, len(origins), batch_size):
                 self._sample_batch(out, slice(i, i + batch_size), frames, index, anchors, ddim, gen, hidx, s)
                 update(1)
