@@ -181,6 +181,20 @@ def bench_default_model() -> dict:
             "baseline_all_flows_vs_youtube_jsd": float(base), "youtube_real_flows": len(yt)}
 
 
+def bench_markov(n: int, repeats: int = 3) -> dict:
+    """Vectorised sampling of the order-2 Markov reference, fitted on the shipped nDPI flows."""
+    import warnings
+
+    from trafficgen.datasets import load_ndpi_apps
+    from trafficgen.generators.markov import MarkovGenerator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gen = MarkovGenerator(order=2, max_packets=10).fit(load_ndpi_apps(max_packets=10))
+    s = median_time(lambda: gen.sample(n, random_state=0), repeats)
+    return {"s": s, "flows_per_s": n / s}
+
+
 def main() -> None:
     from trafficgen.generators.llama import LlamaGenerator
     from trafficgen.generators.mamba import MambaGenerator
@@ -221,6 +235,10 @@ def main() -> None:
             print(line, flush=True)
         print(f"    {dtype}: mamba / llama decode time: "
               f"{rows['mamba', dtype]['ours_s'] / rows['llama', dtype]['ours_s']:.2f}x", flush=True)
+    mk = bench_markov(args.flows, repeats=args.repeats)
+    print(f"(f) markov order 2 on the shipped nDPI flows (10 packets): {args.flows} flows in {mk['s']:.3f} s = "
+          f"{mk['flows_per_s']:.0f} flows/s; LLaMA fp32 / markov time: "
+          f"{rows['llama', 'float32']['ours_s'] / mk['s']:.1f}x", flush=True)
     if not args.no_train:
         tr = bench_train_epoch(args.flows)
         print("(d) llama small, one epoch over "

@@ -68,7 +68,7 @@ def test_length_features_fold_into_a_plain_model(tmp_path):
     gen = LlamaGenerator(length_features=True, **kw).fit(flows)
     assert not parametrize.is_parametrized(gen.model_.get_input_embeddings())
     assert not parametrize.is_parametrized(gen.model_.get_output_embeddings())
-    plain = LlamaGenerator(**kw).fit(flows)
+    plain = LlamaGenerator(length_features=False, **kw).fit(flows)
     assert not torch.equal(gen.model_.lm_head.weight, plain.model_.lm_head.weight)
     gen.save_pretrained(tmp_path / "m")
     back = LlamaGenerator.from_pretrained(tmp_path / "m")

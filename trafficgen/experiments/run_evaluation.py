@@ -97,7 +97,7 @@ def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, s
             syn, miss = sample_like(g, test, random_state=1000 + i)
             missing[name] = miss
             if len(syn):
-                reports.append(FidelityReport.compute(test, syn, name=name, train=train))
+                reports.append(FidelityReport.compute(test, syn, name=name, train=train, missing_classes="worst"))
             syn_train, _ = sample_like(g, train, random_state=2000 + i)
             if len(syn_train):
                 tstr_sets[name] = syn_train

@@ -44,6 +44,14 @@ class CausalLMFlowGenerator(FlowGenerator):
     a flow that occurs ``m`` times in its class count ``m ** repeat_weight`` times instead of
     ``m`` (0: each distinct flow once, i.e. deduplicated training data, which makes a model
     reproduce fewer training flows verbatim at the price of under-sampling the common ones).
+
+    Training budget: ``epochs`` if given, else ``max_steps`` optimiser steps, else
+    :func:`training_budget` (scaled to the data size). The cosine schedule spans the budget;
+    ``patience`` (None by default) stops early on the validation loss; either way the weights of
+    the best validation loss are restored, and a warning says when it was still falling at the end.
+    ``length_features`` (default on) shares strength between nearby lengths in the embedding and
+    the output head (:mod:`trafficgen.generators.length_features`): on nDPI 200/class at 32
+    packets it lowered held-out NLL from 41.5 to 39.6 bits per flow (Markov order 2: 40.6).
     """
 
     presets: ClassVar[dict[str, dict]] = {}
@@ -58,14 +66,15 @@ class CausalLMFlowGenerator(FlowGenerator):
                            "max_length": Field.integer(minimum=1)},
     }
 
-    def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 20,
-                 batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
-                 patience: int | None = 3, class_balance: float = 0.0, repeat_weight: float = 1.0,
-                 length_features: bool = False, random_state: int | None = None, progress: bool = True,
-                 device: str = "cpu"):
+    def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int | None = None,
+                 max_steps: int | None = None, batch_size: int = 64, learning_rate: float = 2e-3,
+                 val_fraction: float = 0.1, patience: int | None = None, class_balance: float = 0.0,
+                 repeat_weight: float = 1.0, length_features: bool = True, random_state: int | None = None,
+                 progress: bool = True, device: str = "cpu"):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.val_fraction = val_fraction
@@ -146,7 +155,10 @@ class CausalLMFlowGenerator(FlowGenerator):
                                        repeat_weight=float(self.repeat_weight))  # (n,) or None
         if weights is not None:
             weights = torch.from_numpy(weights)
-        self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=int(self.epochs),
+        budget = {"epochs": int(self.epochs)} if self.epochs is not None else {
+            "epochs": 1, "max_steps": int(self.max_steps) if self.max_steps is not None else training_budget(
+                len(flows) * (1.0 - float(self.val_fraction)), int(self.batch_size))}
+        self.history_ = train_loop(model, loss_fn, n=len(flows), **budget,
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
                                    progress=bool(self.progress), description=f"train {self.name}",
@@ -336,6 +348,19 @@ class CausalLMFlowGenerator(FlowGenerator):
         self._check_fitted()
         return {"model": self.name, "preset": self.preset, "parameters": self.n_parameters(),
                 "classes": len(self.classes_), "max_packets": self.max_packets_}
+
+
+#: The default training budget: ``BUDGET_EPOCHS`` passes over the training rows, at least
+#: ``BUDGET_MIN_STEPS`` and at most ``BUDGET_MAX_STEPS`` optimiser steps (see :func:`training_budget`).
+BUDGET_EPOCHS, BUDGET_MIN_STEPS, BUDGET_MAX_STEPS = 10, 300, 3000
+
+
+def training_budget(n_train: float, batch_size: int) -> int:
+    """Optimiser steps of the default schedule for ``n_train`` training rows: ``BUDGET_EPOCHS``
+    epochs clipped to [``BUDGET_MIN_STEPS``, ``BUDGET_MAX_STEPS``]. The cosine schedule spans the
+    budget and anneals to zero; the weights of the best validation loss are kept."""
+    per_epoch = max(1, int(np.ceil(float(n_train) / max(int(batch_size), 1))))
+    return int(np.clip(BUDGET_EPOCHS * per_epoch, BUDGET_MIN_STEPS, BUDGET_MAX_STEPS))
 
 
 def training_row_weights(ids: np.ndarray, *, class_balance: float = 0.0,

@@ -105,7 +105,7 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple[t
                val_fraction: float = 0.1, patience: int | None = 5, progress: bool = True,
                description: str = "training", max_grad_norm: float | None = 1.0,
                warmup_fraction: float = 0.05, weight_decay: float = 0.01,
-               sample_weights: torch.Tensor | None = None) -> dict:
+               sample_weights: torch.Tensor | None = None, max_steps: int | None = None) -> dict:
     """Train ``model`` on rows ``0..n-1``.
 
     ``loss_fn(batch_index) -> (mean_loss, weight)`` computes the loss of the rows in
@@ -113,17 +113,27 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple[t
     validation split (``val_fraction``) drives early stopping; the best weights are restored.
     ``sample_weights`` (``(n,)``, optional): each epoch draws its training rows with replacement
     in proportion to these weights (e.g. class balancing) instead of a plain shuffle.
-    Returns the history ``{"train_loss": [...], "val_loss": [...], "best_epoch": int}``.
+    ``max_steps`` (optional) is the budget in optimiser steps instead of ``epochs``: the schedule
+    spans it and training stops there (the last epoch may be partial).
+    Returns the history ``{"train_loss": [...], "val_loss": [...], "best_epoch": int, "steps": int,
+    "still_improving": bool}``; ``still_improving`` (validation loss at its best on the last epoch
+    and still falling by more than 0.2 %) also raises a warning: the budget was too small.
     """
+    train_idx, val_idx = split_validation(n, val_fraction, generator)
+    steps_per_epoch = math.ceil(len(train_idx) / batch_size) if batch_size >= 1 else 0
+    if max_steps is not None:
+        if int(max_steps) < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
+        epochs = math.ceil(int(max_steps) / max(steps_per_epoch, 1))
     if epochs < 1 or batch_size < 1:
         raise ConfigError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-    train_idx, val_idx = split_validation(n, val_fraction, generator)
-    steps_per_epoch = math.ceil(len(train_idx) / batch_size)
-    opt, sched = make_optimizer(model, learning_rate=learning_rate, total_steps=epochs * steps_per_epoch,
+    total_steps = int(max_steps) if max_steps is not None else epochs * steps_per_epoch
+    opt, sched = make_optimizer(model, learning_rate=learning_rate, total_steps=total_steps,
                                 warmup_fraction=warmup_fraction, weight_decay=weight_decay)
+    steps = 0
     stopper = EarlyStopping(patience=patience if len(val_idx) else None)
     history: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
-    with progress_bar(epochs * steps_per_epoch, description, enabled=progress) as update:
+    with progress_bar(total_steps, description, enabled=progress) as update:
         for epoch in range(epochs):
             model.train()
             total, weight = 0.0, 0
@@ -133,6 +143,9 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple[t
                                          generator=generator)  # (n_train,)
                 epoch_idx = train_idx[draw]
             for batch in iterate_batches(n, batch_size, generator, index=epoch_idx):
+                if steps == total_steps:
+                    break
+                steps += 1
                 loss, w = loss_fn(batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -149,11 +162,21 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple[t
                 history["val_loss"].append(evaluate_loss(model, loss_fn, val_idx, batch_size))
                 monitor = history["val_loss"][-1]
             if stopper.step(monitor, epoch, model):
-                update(steps_per_epoch * (epochs - epoch - 1))
+                update(total_steps - steps)
                 break
     stopper.restore(model)
     model.eval()
     history["best_epoch"] = stopper.best_epoch
+    history["steps"] = steps
+    val = history["val_loss"]
+    history["still_improving"] = bool(len(val) >= 2 and stopper.best_epoch == len(val) - 1
+                                      and val[-2] - val[-1] > 0.002 * abs(val[-1]))
+    if history["still_improving"]:
+        import warnings
+
+        warnings.warn(f"{description}: validation loss still falling at the end of training "
+                      f"({val[-2]:.4f} -> {val[-1]:.4f} after {steps} steps); the model may be under-trained: "
+                      "raise the training budget", UserWarning, stacklevel=2)
     return history
 
 

@@ -157,6 +157,7 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
     return {"n_flows": len(flows), "n_train": len(train), "n_test": len(test), "classes": flows.classes,
             "fidelity": {n: r.values() for n, r in fid.items()},
             "tstr": {n: r["macro_f1_mean"] for n, r in results["tstr"].items()}, "train_on_real": t_real,
+            "nll": {n: {k: v for k, v in r.items() if k != "per_class"} for n, r in results["nll"].items()},
             "augmentation": results["augmentation"]["methods"], "efficiency": rows}
 
 
