@@ -44,6 +44,7 @@ def _root(
 #: Command modules, in help order. Each owns its commands.
 COMMAND_MODULES = [
     "trafficgen.cli.flows",  # ingest, info
+    "trafficgen.cli.export",  # export
     "trafficgen.cli.generate",  # train, sample, classes
     "trafficgen.cli.evaluate",  # fidelity, evaluate
     "trafficgen.cli.efficiency",  # profile, quantize

@@ -428,6 +428,18 @@ class FlowSet:
             raise InputFormatError(f"unknown output format {suffix!r} (use .parquet, .jsonl or .csv)", path=str(path))
         writer(path)
 
+    def to_pcap(self, path: str | os.PathLike, **options):
+        """Write the flows as a pcap capture of protocol-valid conversations between synthetic
+        endpoints (TCP handshake, data, ACKs, FIN close; UDP datagrams) that
+        :func:`~trafficgen.data.flows.pcap.read_pcaps` reads back into these flows. Options
+        (``linktype``, ``client_pool``/``server_pool``, ``ipv6``, ``protocol``, ``server_ports``,
+        ``ports_from``, ``timing_from``, ``payload``, ``starts``/``rate``, ``labels_path``,
+        ``random_state``, ...) and the rules: :func:`trafficgen.data.flows.pcap_writer.write_pcap`.
+        Returns its :class:`~trafficgen.data.flows.pcap_writer.PcapExport`."""
+        from trafficgen.data.flows.pcap_writer import write_pcap
+
+        return write_pcap(self, path, **options)
+
     @classmethod
     def read(cls, path: str | os.PathLike) -> FlowSet:
         """Read by extension: .parquet, .jsonl, .csv."""

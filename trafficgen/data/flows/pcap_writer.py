@@ -1,0 +1,492 @@
+"""Export a :class:`~trafficgen.data.flowset.FlowSet` as a pcap capture that tools can replay.
+
+>>> result = flows.to_pcap("out.pcap", labels_path="out.labels.csv", random_state=0)  # doctest: +SKIP
+>>> back = read_pcaps("out.pcap", labels="out.labels.csv", max_packets=flows.max_packets)  # doctest: +SKIP
+
+Every flow becomes a conversation between synthetic endpoints; :func:`read_pcaps` gives the flows
+back (same label, signed payload lengths and directions per flow; IATs to the capture's time
+resolution; flows in the order of their first packet, ``result.order``):
+
+* **Endpoints.** The client address is drawn from ``client_pool``, the server address from
+  ``server_pool`` (one IPv4 and/or one IPv6 network each; defaults: private ``10.0.0.0/8`` and
+  ``fd00:1::/64`` clients, documentation ``198.51.100.0/24`` and ``2001:db8::/64`` servers), the
+  client port from 49152-65535. Every flow gets its own (protocol, endpoint pair), so no reader
+  merges two flows. ``ipv6="flows"`` keeps each flow's own address family (provenance
+  ``client_ip``), IPv4 where unknown; a number is the fraction of flows made IPv6 at random.
+* **Protocol and server port**, per flow, first found of: the flow's own provenance
+  (``protocol``, ``server_port``); ``protocol`` / ``server_ports`` given per class (a dict) or for
+  all; learned from ``ports_from`` (training flows: the most common protocol of the class and the
+  most common server port of the class and protocol); ``"tcp"`` and ``default_port``.
+* **TCP** (RFC 793 / 1122 / 5681 behaviour of a common stack): three-way handshake (SYN and
+  SYN/ACK with MSS, window scale and SACK-permitted options), one segment per FlowSet packet
+  (PSH/ACK) with sequence and acknowledgement numbers advancing by payload, a pure ACK after every
+  second segment of a burst and when the delayed-ACK timer (``delayed_ack`` seconds) expires
+  before the peer's next packet (otherwise the peer's next segment carries the ACK), keep-alive
+  probes and their ACKs in idle gaps longer than ``keepalive`` seconds (readers with a 120 s idle
+  timeout keep the flow whole), and a FIN/ACK, FIN/ACK, ACK close started by the client. The
+  handshake takes one ``rtt``, the close three half-RTTs after the last segment.
+* **UDP**: one datagram per packet.
+* **Payload bytes** are zeros or random (``payload="random"``), never training data. IPv4 header,
+  TCP and UDP checksums are correct (UDP checksum 0 sent as 0xFFFF). A packet whose payload does
+  not fit one IP packet (over 65,495 TCP / 65,507 UDP bytes on IPv4) is a ConfigError.
+* **Time.** Flow starts (the SYN, or the first datagram) follow a Poisson process of ``rate``
+  flows per second from ``t0`` (``starts="rate"``), or are the flows' own ``first_ts``
+  (``starts="flows"``). Packets follow the flows' IATs, rounded to the capture's resolution
+  (``time_resolution`` "us" or "ns"). Flows without IATs get them drawn per class and per
+  condition (same direction as the previous packet, or a direction change) from the empirical
+  IATs of ``timing_from``; without it from :data:`DEFAULT_IAT` (exponential, mean 1 ms within a
+  direction, 20 ms at a direction change). Either is said by an :class:`ExportWarning` and in
+  ``result.timing``.
+
+Link types: Ethernet (locally administered MACs) or raw IP. The packets are laid out and
+checksummed with vectorised numpy: the same packets built one at a time with dpkt come out
+hundreds of times slower (``benchmarks/export.py`` measures both in one process).
+"""
+from __future__ import annotations
+
+import csv
+import ipaddress
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from trafficgen._io import atomic_path, check_output_path
+from trafficgen._random import check_random_state
+from trafficgen.data.flows.pcap_conversation import plan_conversations
+from trafficgen.data.flows.pcap_render import LINKTYPES, TIME_RESOLUTIONS, max_payload, write_capture
+from trafficgen.data.flowset import FlowSet
+from trafficgen.errors import ConfigError, InputFormatError
+
+__all__ = ["write_pcap", "PcapExport", "ExportWarning", "DEFAULT_IAT", "write_labels_csv"]
+
+#: Means (seconds) of the exponential IATs used when neither the flows nor ``timing_from`` give any.
+DEFAULT_IAT = {"same_direction": 0.001, "direction_change": 0.02}
+DEFAULT_CLIENT_POOL = ("10.0.0.0/8", "fd00:1::/64")
+DEFAULT_SERVER_POOL = ("198.51.100.0/24", "2001:db8::/64")
+#: Flow starts with ``starts="rate"`` begin here (2023-11-14 22:13:20 UTC).
+DEFAULT_T0 = 1_700_000_000.0
+EPHEMERAL_PORTS = (49152, 65535)
+_PROTOCOLS = {"tcp": 6, "udp": 17, 6: 6, 17: 17}
+_LABEL_COLUMNS = ("pcap", "l4", "client_ip", "client_port", "server_ip", "server_port", "ndpi_proto", "app",
+                  "category")
+
+
+class ExportWarning(UserWarning):
+    """Something about an export a user must know: IATs not from the flows, flows a reader may
+    split or see differently."""
+
+
+@dataclass
+class PcapExport:
+    """What :func:`write_pcap` wrote. ``flows`` is what :func:`~trafficgen.data.flows.pcap.read_pcaps`
+    gives back: the exported flows in file order (``order`` indexes the input), with their
+    synthetic provenance and IATs at the capture's resolution. ``packets_per_direction`` (n, 2):
+    client->server and server->client packets of each flow, control packets included (what a
+    flow meter such as nfstream counts)."""
+
+    path: Path
+    linktype: str
+    time_resolution: str
+    n_flows: int
+    n_packets: int
+    n_bytes: int
+    timing: str  # "flows" | "empirical" | "default"
+    starts: str
+    payload: str
+    flows: FlowSet
+    order: np.ndarray
+    packets_per_direction: np.ndarray
+    labels_path: Path | None = None
+    notes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "labels_path": None if self.labels_path is None else str(self.labels_path),
+                "linktype": self.linktype, "time_resolution": self.time_resolution, "n_flows": self.n_flows,
+                "n_packets": self.n_packets, "n_bytes": self.n_bytes, "timing": self.timing,
+                "starts": self.starts, "payload": self.payload, "notes": list(self.notes)}
+
+
+def write_pcap(flows: FlowSet, path: str | os.PathLike, *, linktype: str = "ethernet",
+               client_pool=DEFAULT_CLIENT_POOL, server_pool=DEFAULT_SERVER_POOL, ipv6: float | str = "flows",
+               protocol: str | dict | None = None, server_ports: int | dict | None = None,
+               default_port: int = 443, ports_from: FlowSet | None = None, timing_from: FlowSet | None = None,
+               payload: str = "zeros", starts: str = "rate", rate: float = 100.0, t0: float = DEFAULT_T0,
+               rtt: float = 0.02, delayed_ack: float = 0.04, keepalive: float | None = 100.0,
+               time_resolution: str = "us", labels_path: str | os.PathLike | None = None,
+               progress: bool = False, random_state=None) -> PcapExport:
+    """Write ``flows`` to ``path`` as a pcap capture (module docstring: the rules); ``labels_path``
+    also writes the labels CSV that ``read_pcaps(labels=...)`` / ``trafficgen ingest --labels``
+    read. Both files are written atomically and checked before any work."""
+    if not isinstance(flows, FlowSet):
+        raise ConfigError(f"flows must be a FlowSet, got {type(flows).__name__}")
+    if linktype not in LINKTYPES:
+        raise ConfigError(f"linktype must be one of {', '.join(LINKTYPES)}, got {linktype!r}")
+    if time_resolution not in TIME_RESOLUTIONS:
+        raise ConfigError(f"time_resolution must be one of {', '.join(TIME_RESOLUTIONS)}, got {time_resolution!r}")
+    if payload not in ("zeros", "random"):
+        raise ConfigError(f"payload must be 'zeros' or 'random', got {payload!r}")
+    if starts not in ("rate", "flows"):
+        raise ConfigError(f"starts must be 'rate' or 'flows', got {starts!r}")
+    if starts == "rate" and not (np.isfinite(rate) and rate > 0):
+        raise ConfigError(f"rate must be > 0 flows per second, got {rate}")
+    if starts == "flows" and flows.first_ts is None:
+        raise ConfigError("starts='flows' needs the flows' own start times (provenance first_ts); use starts='rate'")
+    for name, value in (("rtt", rtt), ("delayed_ack", delayed_ack)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ConfigError(f"{name} must be >= 0 seconds, got {value}")
+    if keepalive is not None and not (keepalive > max(rtt, delayed_ack)):
+        raise ConfigError(f"keepalive must be longer than rtt and delayed_ack ({max(rtt, delayed_ack)} s), "
+                          f"got {keepalive}")
+    path = check_output_path(path, "file")
+    if labels_path is not None:
+        labels_path = check_output_path(labels_path, "file")
+        if flows.labels is None:
+            raise ConfigError("labels_path needs labelled flows")
+    rng = check_random_state(random_state)
+    res = TIME_RESOLUTIONS[time_resolution]
+    notes: list[str] = []
+
+    keep = np.flatnonzero(flows.n_packets > 0)
+    if keep.size < len(flows):
+        notes.append(f"{len(flows) - keep.size} flows without packets were not exported")
+    fs = flows[keep] if keep.size < len(flows) else flows
+    if np.any(fs.directions[:, 0] < 0) if len(fs) else False:
+        notes.append(f"{int((fs.directions[:, 0] < 0).sum())} flows start server->client: a reader takes the "
+                     "first sender as the client, so they come back with their signs flipped")
+    proto = _protocols(fs, protocol, ports_from)
+    _check_sizes(fs, proto)
+    fam = _families(fs, ipv6, rng)
+    gaps, timing = _gap_ticks(fs, timing_from, res, rng, notes)
+    start = _start_ticks(fs, starts, rate, t0, res, rng)
+    ports = _server_ports(fs, proto, server_ports, default_port, ports_from)
+    ends = _endpoints(fam, proto, ports, client_pool, server_pool, rng)
+    if keepalive is None or np.any(proto == 17):
+        idle = int(round(120.0 * res))
+        long_gap = np.any((gaps > idle) & ((proto == 17) if keepalive is not None else True)[:, None], axis=1)
+        if long_gap.any():
+            notes.append(f"{int(long_gap.sum())} flows have an idle gap over 120 s without keep-alives: readers "
+                         "with a 120 s idle timeout (read_pcaps' and nfstream's default) split them")
+    timing_note = {"empirical": "the flows carry no IATs: drawn from the per-class empirical IATs of timing_from",
+                   "default": f"the flows carry no IATs: drawn from the default {DEFAULT_IAT} (exponential means, s)"}
+    if timing in timing_note:
+        notes.insert(0, timing_note[timing])
+    for note in notes:
+        warnings.warn(note, ExportWarning, stacklevel=2)
+
+    plan = plan_conversations(fs.lengths, fs.directions, fs.n_packets, gaps, start, proto, fam,
+                              rtt=int(round(rtt * res)), delayed_ack=int(round(delayed_ack * res)),
+                              keepalive=None if keepalive is None else int(round(keepalive * res)), rng=rng)
+    with atomic_path(path) as tmp:
+        info = write_capture(tmp, plan, family=fam, proto=proto, client_addr=ends["client_addr"],
+                             server_addr=ends["server_addr"], client_port=ends["client_port"],
+                             server_port=ends["server_port"], linktype=linktype, time_resolution=time_resolution,
+                             payload=payload, rng=rng, progress=progress)
+    order = np.argsort(start, kind="stable")
+    back = _expected_flows(fs, order, gaps, start, res, proto, ends, path)
+    back.meta = dict(flows.meta)
+    result = PcapExport(path=path, linktype=linktype, time_resolution=time_resolution, n_flows=len(fs),
+                        n_packets=info["n_packets"], n_bytes=info["n_bytes"], timing=timing, starts=starts,
+                        payload=payload, flows=back, order=keep[order],
+                        packets_per_direction=info["packets_per_direction"][order], notes=notes)
+    if labels_path is not None:
+        write_labels_csv(back, labels_path)
+        result.labels_path = labels_path
+    return result
+
+
+def write_labels_csv(flows: FlowSet, path: str | os.PathLike) -> Path:
+    """The labels CSV of exported flows (``PcapExport.flows``) in the nDPI format ``read_pcaps``
+    joins: ``pcap, l4, client_ip, client_port, server_ip, server_port, ndpi_proto, app, category``
+    (the label in ``ndpi_proto`` and ``app``, ``category`` = "synthetic")."""
+    for name in ("labels", "source", "protocol", "client_ip", "client_port", "server_ip", "server_port"):
+        if getattr(flows, name) is None:
+            raise ConfigError(f"a labels CSV needs the column {name!r}")
+    l4 = {6: "TCP", 17: "UDP"}
+    with atomic_path(path, kind="file") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(_LABEL_COLUMNS)
+        for i in range(len(flows)):
+            w.writerow([Path(str(flows.source[i])).name, l4[int(flows.protocol[i])], flows.client_ip[i],
+                        int(flows.client_port[i]), flows.server_ip[i], int(flows.server_port[i]),
+                        flows.labels[i], flows.labels[i], "synthetic"])
+    return Path(path)
+
+
+# ---------------------------------------------------------------------- per-flow choices
+def _class_mode(values: np.ndarray, labels: np.ndarray) -> dict:
+    """class -> most common value (ties: the smallest)."""
+    out = {}
+    for c in np.unique(labels):
+        counts = Counter(values[labels == c].tolist())
+        out[str(c)] = min(counts, key=lambda v: (-counts[v], v))
+    return out
+
+
+def _protocol_number(value, what: str) -> int:
+    key = value.lower() if isinstance(value, str) else value
+    if key not in _PROTOCOLS:
+        raise ConfigError(f"{what}: protocol must be 'tcp' or 'udp', got {value!r}")
+    return _PROTOCOLS[key]
+
+
+def _protocols(fs: FlowSet, protocol, ports_from) -> np.ndarray:
+    n = len(fs)
+    if fs.protocol is not None:
+        bad = np.flatnonzero(~np.isin(fs.protocol, (6, 17)))
+        if bad.size:
+            raise InputFormatError(f"flow {int(bad[0])} has protocol {int(fs.protocol[bad[0]])}; only TCP (6) and "
+                                   "UDP (17) flows can be exported", offset=int(bad[0]))
+        return fs.protocol.astype(np.int64)
+    learned = {}
+    if ports_from is not None and ports_from.labels is not None and ports_from.protocol is not None:
+        learned = _class_mode(ports_from.protocol, ports_from.labels)
+    per_class = protocol if isinstance(protocol, dict) else {}
+    default = 6 if protocol is None or isinstance(protocol, dict) else _protocol_number(protocol, "protocol")
+    labels = fs.labels if fs.labels is not None else np.full(n, None, dtype=object)
+    table = {}
+    out = np.empty(n, dtype=np.int64)
+    for c in set(labels.tolist()):
+        if c in per_class:
+            table[c] = _protocol_number(per_class[c], f"protocol[{c!r}]")
+        elif c in learned and not isinstance(protocol, str):
+            table[c] = int(learned[c])
+        else:
+            table[c] = default
+    for c, p in table.items():
+        out[labels == c] = p
+    return out
+
+
+def _server_ports(fs: FlowSet, proto, server_ports, default_port, ports_from) -> np.ndarray:
+    n = len(fs)
+    for p in ([default_port, server_ports] if not isinstance(server_ports, dict) else
+              [default_port, *server_ports.values()]):
+        if p is not None and not (isinstance(p, (int, np.integer)) and 1 <= int(p) <= 65535):
+            raise ConfigError(f"a server port must be an integer in [1, 65535], got {p!r}")
+    if fs.server_port is not None:
+        return fs.server_port.astype(np.int64)
+    learned = {}
+    if ports_from is not None and ports_from.labels is not None and ports_from.server_port is not None:
+        pr = ports_from.protocol if ports_from.protocol is not None else np.zeros(len(ports_from), np.int64)
+        keys = np.asarray([f"{lab}\x00{int(p)}" for lab, p in zip(ports_from.labels, pr, strict=True)], dtype=object)
+        learned = _class_mode(ports_from.server_port, keys)
+        learned_any = _class_mode(ports_from.server_port, ports_from.labels)
+    labels = fs.labels if fs.labels is not None else np.full(n, None, dtype=object)
+    out = np.full(n, int(default_port), dtype=np.int64)
+    for i in range(n):
+        c = labels[i]
+        if isinstance(server_ports, dict) and c in server_ports:
+            out[i] = server_ports[c]
+        elif isinstance(server_ports, (int, np.integer)):
+            out[i] = server_ports
+        elif learned:
+            out[i] = learned.get(f"{c}\x00{int(proto[i])}", learned.get(f"{c}\x000", learned_any.get(c, default_port)))
+    return out
+
+
+def _families(fs: FlowSet, ipv6, rng) -> np.ndarray:
+    n = len(fs)
+    if isinstance(ipv6, str):
+        if ipv6 != "flows":
+            raise ConfigError(f"ipv6 must be 'flows' or a fraction in [0, 1], got {ipv6!r}")
+        if fs.client_ip is None:
+            return np.full(n, 4, dtype=np.int64)
+        return np.asarray([6 if (ip is not None and ":" in ip) else 4 for ip in fs.client_ip], dtype=np.int64)
+    if not 0.0 <= float(ipv6) <= 1.0:
+        raise ConfigError(f"ipv6 must be 'flows' or a fraction in [0, 1], got {ipv6!r}")
+    return np.where(rng.random(n) < float(ipv6), 6, 4).astype(np.int64)
+
+
+def _check_sizes(fs: FlowSet, proto) -> None:
+    big = np.abs(fs.lengths).max(axis=1) if fs.max_packets else np.zeros(len(fs), np.int64)
+    limit = np.where(proto == 6, max_payload(4, 6), max_payload(4, 17))
+    bad = np.flatnonzero(big > limit)
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError(f"flow {i} has a packet of {int(big[i])} payload bytes: more than one IPv4 "
+                          f"{'TCP' if proto[i] == 6 else 'UDP'} packet carries ({int(limit[i])})")
+
+
+def _gap_ticks(fs: FlowSet, timing_from, res: int, rng, notes) -> tuple[np.ndarray, str]:
+    """(n, W) int64 gaps in ticks before each packet (0 for the first and past the end), and
+    where they came from."""
+    valid = fs.valid_mask
+    later = valid.copy()
+    later[:, 0] = False
+    if fs.iat is not None:
+        iat = fs.iat
+        bad = later & ~(np.isfinite(iat) & (iat >= 0))
+        if bad.any():
+            row = int(np.argwhere(bad)[0, 0])
+            raise InputFormatError("IATs must be finite and >= 0", offset=row)
+        return np.where(later, np.rint(iat * res), 0).astype(np.int64), "flows"
+    change = np.zeros(valid.shape, dtype=bool)
+    change[:, 1:] = fs.directions[:, 1:] != fs.directions[:, :-1]
+    n, w = valid.shape
+    iat = np.zeros((n, w))
+    timing = "default"
+    labels = fs.labels if fs.labels is not None else np.full(n, None, dtype=object)
+    if timing_from is not None:
+        if timing_from.iat is None:
+            raise ConfigError("timing_from has no IATs (e.g. CICDOH20 as shipped): give flows read from captures")
+        timing = "empirical"
+        iat = _empirical_iats(timing_from, labels, later, change, rng)
+    else:
+        means = np.where(change, DEFAULT_IAT["direction_change"], DEFAULT_IAT["same_direction"])
+        iat = rng.exponential(1.0, size=(n, w)) * means
+    return np.where(later, np.rint(iat * res), 0).astype(np.int64), timing
+
+
+def _empirical_iats(ref: FlowSet, labels, later, change, rng) -> np.ndarray:
+    """Draw each needed IAT uniformly from ref's IATs of the same class and condition (direction
+    change or not); a class or condition ref lacks falls back to all of ref's flows."""
+    r_later = ref.valid_mask.copy()
+    r_later[:, 0] = False
+    r_change = np.zeros(r_later.shape, dtype=bool)
+    r_change[:, 1:] = ref.directions[:, 1:] != ref.directions[:, :-1]
+    r_labels = ref.labels if ref.labels is not None else np.full(len(ref), None, dtype=object)
+    rows, cols = np.nonzero(r_later)
+    pool_val = ref.iat[rows, cols]
+    pool_cls = r_labels[rows]
+    pool_chg = r_change[rows, cols]
+    if pool_val.size == 0:
+        raise ConfigError("timing_from has no IATs to draw from (every flow has one packet)")
+    out = np.zeros(later.shape)
+    need_r, need_c = np.nonzero(later)
+    need_cls, need_chg = labels[need_r], change[need_r, need_c]
+    for c in set(need_cls.tolist()):
+        for chg in (False, True):
+            sel = (need_cls == c) & (need_chg == chg)
+            if not sel.any():
+                continue
+            pool = pool_val[(pool_cls == c) & (pool_chg == chg)]
+            if pool.size == 0:
+                pool = pool_val[pool_chg == chg]
+            if pool.size == 0:
+                pool = pool_val
+            out[need_r[sel], need_c[sel]] = pool[rng.integers(0, pool.size, size=int(sel.sum()))]
+    return out
+
+
+def _start_ticks(fs: FlowSet, starts, rate, t0, res, rng) -> np.ndarray:
+    if starts == "flows":
+        first = fs.first_ts
+        if not np.all(np.isfinite(first)) or np.any(first < 0):
+            raise InputFormatError("first_ts must be finite epoch seconds >= 0")
+        return np.rint(first * res).astype(np.int64)
+    gaps = rng.exponential(1.0 / float(rate), size=len(fs))
+    gaps[:1] = 0.0
+    return (int(round(t0 * res)) + np.rint(np.cumsum(gaps) * res)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------- endpoints
+def _pools(spec, what: str) -> dict:
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    out = {}
+    for s in specs:
+        try:
+            net = ipaddress.ip_network(str(s), strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{what}: not an address network ({exc})") from None
+        if net.version in out:
+            raise ConfigError(f"{what}: give at most one IPv{net.version} network, got {out[net.version]} and {net}")
+        out[net.version] = net
+    return out
+
+
+def _draw_hosts(net, k: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """k random host addresses of ``net`` as (hi, lo) uint64 halves of the 128-bit value (IPv4
+    in lo). The network and broadcast addresses are avoided where the network has others."""
+    size = min(net.num_addresses, 1 << 62)
+    lo_off, hi_off = (1, size - 1) if size > 2 else (0, size)
+    off = rng.integers(lo_off, hi_off, size=k, dtype=np.int64).astype(np.uint64)
+    base = int(net.network_address)
+    hi = np.full(k, base >> 64, dtype=np.uint64)
+    lo0 = np.uint64(base & ((1 << 64) - 1))
+    lo = lo0 + off
+    hi += (lo < lo0).astype(np.uint64)  # carry
+    return hi, lo
+
+
+def _address_bytes(fam, hi, lo) -> np.ndarray:
+    """(k, 16) uint8: the 16 address bytes (IPv4: the 4 bytes first, then zeros)."""
+    k = fam.shape[0]
+    out = np.zeros((k, 16), dtype=np.uint8)
+    be = np.stack([hi, lo], axis=1).astype(">u8").view(np.uint8).reshape(k, 16)
+    v4 = fam == 4
+    out[v4, :4] = be[v4, 12:16]
+    out[~v4] = be[~v4]
+    return out
+
+
+def _address_text(fam, hi, lo) -> np.ndarray:
+    out = np.empty(fam.shape[0], dtype=object)
+    v4 = np.flatnonzero(fam == 4)
+    x = lo[v4].astype(np.int64)
+    octets = [((x >> s) & 0xFF).tolist() for s in (24, 16, 8, 0)]
+    out[v4] = [f"{a}.{b}.{c}.{d}" for a, b, c, d in zip(*octets, strict=True)]
+    for i in np.flatnonzero(fam == 6).tolist():
+        out[i] = ipaddress.IPv6Address((int(hi[i]) << 64) | int(lo[i])).compressed
+    return out
+
+
+def _endpoints(fam, proto, server_port, client_pool, server_pool, rng) -> dict:
+    cpools, spools = _pools(client_pool, "client_pool"), _pools(server_pool, "server_pool")
+    k = fam.shape[0]
+    c_hi, c_lo = np.zeros(k, np.uint64), np.zeros(k, np.uint64)
+    s_hi, s_lo = np.zeros(k, np.uint64), np.zeros(k, np.uint64)
+    for v in (4, 6):
+        sel = np.flatnonzero(fam == v)
+        if not sel.size:
+            continue
+        for pools, what in ((cpools, "client_pool"), (spools, "server_pool")):
+            if v not in pools:
+                raise ConfigError(f"{sel.size} flows are IPv{v} but {what} has no IPv{v} network")
+        c_hi[sel], c_lo[sel] = _draw_hosts(cpools[v], sel.size, rng)
+        s_hi[sel], s_lo[sel] = _draw_hosts(spools[v], sel.size, rng)
+    lo_port, hi_port = EPHEMERAL_PORTS
+    c_port = rng.integers(lo_port, hi_port + 1, size=k).astype(np.int64)
+    for _ in range(64):  # redraw the client port of a flow whose (protocol, endpoint pair) is taken
+        a = np.stack([c_hi, c_lo, c_port.astype(np.uint64)], axis=1)
+        b = np.stack([s_hi, s_lo, server_port.astype(np.uint64)], axis=1)
+        first_a = _row_less(a, b)
+        lo_ep, hi_ep = np.where(first_a[:, None], a, b), np.where(first_a[:, None], b, a)
+        key = np.concatenate([fam[:, None].astype(np.uint64), proto[:, None].astype(np.uint64), lo_ep, hi_ep], 1)
+        _, first = np.unique(key, axis=0, return_index=True)
+        dup = np.ones(k, dtype=bool)
+        dup[first] = False
+        if not dup.any():
+            break
+        c_port[dup] = rng.integers(lo_port, hi_port + 1, size=int(dup.sum()))
+    else:
+        raise ConfigError("the address pools are too small for this many flows (each flow needs its own "
+                          "endpoint pair): give larger client_pool networks")
+    return {"client_addr": _address_bytes(fam, c_hi, c_lo), "server_addr": _address_bytes(fam, s_hi, s_lo),
+            "client_port": c_port, "server_port": server_port.astype(np.int64),
+            "client_ip": _address_text(fam, c_hi, c_lo), "server_ip": _address_text(fam, s_hi, s_lo)}
+
+
+def _row_less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise lexicographic a <= b of two (k, m) arrays."""
+    out = np.ones(a.shape[0], dtype=bool)
+    decided = np.zeros(a.shape[0], dtype=bool)
+    for j in range(a.shape[1]):
+        lt, gt = a[:, j] < b[:, j], a[:, j] > b[:, j]
+        out[~decided & gt] = False
+        decided |= lt | gt
+    return out
+
+
+def _expected_flows(fs: FlowSet, order, gaps, start, res, proto, ends, path) -> FlowSet:
+    """What a reader gives back: flows in file order (by start), IATs at the capture's resolution."""
+    iat = gaps.astype(np.float64) / res
+    return FlowSet(lengths=fs.lengths[order], n_packets=fs.n_packets[order], directions=fs.directions[order],
+                   iat=iat[order], labels=None if fs.labels is None else fs.labels[order],
+                   source=np.full(len(fs), str(path), dtype=object), protocol=proto[order],
+                   client_ip=ends["client_ip"][order], client_port=ends["client_port"][order],
+                   server_ip=ends["server_ip"][order], server_port=ends["server_port"][order],
+                   first_ts=start[order].astype(np.float64) / res)
