@@ -58,6 +58,7 @@ METRICS: dict[str, str] = {
     "length_jsd": "trafficgen.evaluation.fidelity:LengthJSD",
     "bigram_jsd": "trafficgen.evaluation.fidelity:BigramJSD",
     "markov_jsd": "trafficgen.evaluation.fidelity:MarkovJSD",
+    "iat_jsd": "trafficgen.evaluation.fidelity:IATJSD",
     "uniq_align": "trafficgen.evaluation.privacy:UniqAlign",
     "leakage": "trafficgen.evaluation.privacy:Leakage",
     "novelty": "trafficgen.evaluation.privacy:Novelty",
