@@ -1,7 +1,14 @@
-"""The default generator of ``trafficgen sample``: a LLaMA "small" trained once on the shipped
-nDPI flows and cached on disk.
+"""The default generator of ``trafficgen sample``: a LLaMA "small" trained on the shipped nDPI
+flows with :data:`DEFAULT_CONFIG`.
 
-Cache: ``$TRAFFICGEN_CACHE`` or ``platformdirs.user_cache_dir("trafficgen")``, then
+Its weights ship inside the package (``trafficgen/pretrained/default_llama/``, ~7 MB of
+safetensors), so a fresh install samples in seconds; ``TRAINING.json`` beside them records the
+hash of the flows and configuration they were trained from, and a test checks it against the
+current ones. Retrain them with ``python -m trafficgen.pretrained.default_model`` (one torch
+thread, about two minutes on 2 cores).
+
+Any other set-up (other flows or configuration) is trained once and cached:
+``$TRAFFICGEN_CACHE`` or ``platformdirs.user_cache_dir("trafficgen")``, then
 ``models/default-llama-<hash>``, where the hash covers the training flows (lengths, packet
 counts, labels) and the training configuration, so new data or settings train a new model and an
 unchanged setup is trained exactly once. The directory is written atomically (a crashed or
@@ -17,7 +24,10 @@ from pathlib import Path
 from trafficgen.errors import ConfigError
 
 #: Bumped whenever the training code changes in a way that should retrain the cached model.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+
+#: The shipped weights of the default set-up.
+SHIPPED_DIR = Path(__file__).with_name("default_llama")
 
 #: Training configuration of the default model (LlamaGenerator parameters); about a minute for
 #: the ~4k shipped flows on 2 CPU cores. Chosen with ``benchmarks/default_model_novelty.py`` (mean
@@ -78,6 +88,8 @@ def get_default_model(progress: bool = True, *, flows=None, config: dict | None 
     from trafficgen.generators.llama import LlamaGenerator
     from trafficgen.registry import load_generator
 
+    if flows is None and config is None and not refresh and (SHIPPED_DIR / "config.json").exists():
+        return load_generator(SHIPPED_DIR)  # the default set-up: the shipped weights
     config = dict(DEFAULT_CONFIG if config is None else config)
     if flows is None:
         from trafficgen.datasets import load_ndpi_apps
@@ -91,3 +103,31 @@ def get_default_model(progress: bool = True, *, flows=None, config: dict | None 
     gen = LlamaGenerator(**config, progress=progress).fit(flows)
     gen.save_pretrained(path)
     return gen
+
+
+def write_shipped_model(out: Path = SHIPPED_DIR, *, progress: bool = True) -> Path:
+    """Retrain the default model on the shipped flows with one torch thread (deterministic for the
+    seed) and write it to ``out`` with ``TRAINING.json`` (flows + configuration hash)."""
+    import torch
+
+    from trafficgen._io import atomic_path
+    from trafficgen.datasets import load_ndpi_apps
+    from trafficgen.generators.llama import LlamaGenerator
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        flows = load_ndpi_apps(progress=progress)
+        gen = LlamaGenerator(**DEFAULT_CONFIG, progress=progress).fit(flows)
+    finally:
+        torch.set_num_threads(old)
+    gen.save_pretrained(out)
+    with atomic_path(out / "TRAINING.json") as tmp:
+        tmp.write_text(json.dumps({"data_config_hash": data_config_hash(flows, DEFAULT_CONFIG),
+                                   "config": DEFAULT_CONFIG, "cache_format": CACHE_FORMAT,
+                                   "torch_threads": 1, "torch": torch.__version__}, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":  # python -m trafficgen.pretrained.default_model
+    print(f"wrote {write_shipped_model()}")
