@@ -18,6 +18,7 @@ The runner returns the headline numbers; ``summary.md`` links every table and pl
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -46,15 +47,25 @@ def check_sections(config: dict) -> None:
         if unknown:
             raise ConfigError(f"recipe {section}: unknown key(s) {', '.join(map(repr, unknown))}; "
                               f"known: {', '.join(known)}")
-    bad = sorted(set(config.get("datasets", LOADERS)) - set(LOADERS))
+    bad = sorted(d for d in config.get("datasets", LOADERS) if d not in LOADERS and not Path(d).is_file())
     if bad:
-        raise ConfigError(f"recipe datasets: unknown {', '.join(map(repr, bad))}; known: {', '.join(LOADERS)}")
+        raise ConfigError(f"recipe datasets: unknown {', '.join(map(repr, bad))}; known: {', '.join(LOADERS)} "
+                          "or the path of a FlowSet file")
+
+
+def dataset_key(name: str) -> str:
+    """The results key of a data set: its name, or a FlowSet file's stem."""
+    return name if name in LOADERS else Path(name).stem
 
 
 def _load(name: str, config: dict):
+    """A shipped data set (``ndpi``, ``cicdoh20``) or a FlowSet file (.parquet / .jsonl / .csv),
+    truncated, class-limited and capped as the config says."""
     import trafficgen.datasets as ds
+    from trafficgen.data.flowset import FlowSet
 
-    flows = getattr(ds, LOADERS[name])().truncate(int(config.get("max_packets") or 32))
+    raw = getattr(ds, LOADERS[name])() if name in LOADERS else FlowSet.read(name)
+    flows = raw.truncate(int(config.get("max_packets") or 32))
     counts = flows.class_counts()
     classes = sorted(counts, key=lambda c: (-counts[c], c))[: config.get("max_classes") or None]
     cap = config.get("max_flows_per_class")
@@ -111,6 +122,7 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
     from trafficgen.generators.quantization import quantize_generator
 
     flows = _load(ds_name, config)
+    ds_name = dataset_key(ds_name)
     test_size = float(config.get("test_size", 0.3))
     train, test = flows.train_test_split(test_size, random_state=seed)
     fitted, train_stats = _fit_generators(config, train, seed, skipped, lambda t: step(f"{ds_name}: {t}"))
@@ -166,6 +178,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
     from rich.console import Console
     from rich.progress import Progress, TimeElapsedColumn
 
+    from trafficgen._progress import resolve_mode
     from trafficgen.experiments.profiling import efficiency_table_markdown, write_efficiency
 
     out_dir = Path(out_dir)
@@ -181,12 +194,19 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
         task = bar.add_task("lightweight_ntg", total=len(datasets) * (2 * len(gens) + 1 + n_quant))
         started = [False]
 
+        lines = config.get("progress", True) and resolve_mode() == "lines"  # a log: rich hides its bar
+        t_start = time.perf_counter()
+
         def step(text: str) -> None:  # one call per stage: the previous stage is done
             bar.update(task, description=text, advance=1 if started[0] else 0)
             started[0] = True
+            if lines:
+                done = int(bar.tasks[0].completed)
+                print(f"lightweight_ntg: stage {done + 1}/{int(bar.tasks[0].total)} {text} "
+                      f"({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
 
         for ds_name in datasets:
-            per_ds[ds_name] = _run_dataset(ds_name, config, out_dir, seed, skipped, step)
+            per_ds[dataset_key(ds_name)] = _run_dataset(ds_name, config, out_dir, seed, skipped, step)
         bar.update(task, completed=bar.tasks[0].total, description="lightweight_ntg: done")
     rows = [r for d in per_ds.values() for r in d["efficiency"]]
     write_efficiency(rows, out_dir)
