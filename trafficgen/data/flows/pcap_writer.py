@@ -166,7 +166,8 @@ def write_pcap(flows: FlowSet, path: str | os.PathLike, *, linktype: str = "ethe
     ends = _endpoints(fam, proto, ports, client_pool, server_pool, rng)
     if keepalive is None or np.any(proto == 17):
         idle = int(round(120.0 * res))
-        long_gap = np.any((gaps > idle) & ((proto == 17) if keepalive is not None else True)[:, None], axis=1)
+        unprobed = (proto == 17) if keepalive is not None else np.ones(len(fs), dtype=bool)
+        long_gap = np.any((gaps > idle) & unprobed[:, None], axis=1)
         if long_gap.any():
             notes.append(f"{int(long_gap.sum())} flows have an idle gap over 120 s without keep-alives: readers "
                          "with a 120 s idle timeout (read_pcaps' and nfstream's default) split them")
@@ -398,11 +399,16 @@ def _pools(spec, what: str) -> dict:
     return out
 
 
+def _host_range(net) -> tuple[int, int]:
+    """[first, end) of the host offsets drawn in ``net`` (capped at 2**62 addresses)."""
+    size = min(net.num_addresses, 1 << 62)
+    return (1, size - 1) if size > 2 else (0, size)
+
+
 def _draw_hosts(net, k: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """k random host addresses of ``net`` as (hi, lo) uint64 halves of the 128-bit value (IPv4
     in lo). The network and broadcast addresses are avoided where the network has others."""
-    size = min(net.num_addresses, 1 << 62)
-    lo_off, hi_off = (1, size - 1) if size > 2 else (0, size)
+    lo_off, hi_off = _host_range(net)
     off = rng.integers(lo_off, hi_off, size=k, dtype=np.int64).astype(np.uint64)
     base = int(net.network_address)
     hi = np.full(k, base >> 64, dtype=np.uint64)
@@ -449,6 +455,14 @@ def _endpoints(fam, proto, server_port, client_pool, server_pool, rng) -> dict:
         c_hi[sel], c_lo[sel] = _draw_hosts(cpools[v], sel.size, rng)
         s_hi[sel], s_lo[sel] = _draw_hosts(spools[v], sel.size, rng)
     lo_port, hi_port = EPHEMERAL_PORTS
+    if k:  # more flows to one server endpoint than client endpoints exist: no redraw can help
+        servers = np.stack([fam, proto, s_hi.astype(np.int64), s_lo.astype(np.int64), server_port], 1)
+        groups, counts = np.unique(servers, axis=0, return_counts=True)
+        room = {v: (_host_range(cpools[v])[1] - _host_range(cpools[v])[0]) * (hi_port - lo_port + 1) for v in cpools}
+        full = [int(c) for c, v in zip(counts, groups[:, 0], strict=True) if c > room[int(v)]]
+        if full:
+            raise ConfigError(f"{max(full)} flows go to one server endpoint, more than client_pool has client "
+                              "endpoints (addresses x ephemeral ports): give a larger client_pool network")
     c_port = rng.integers(lo_port, hi_port + 1, size=k).astype(np.int64)
     for _ in range(64):  # redraw the client port of a flow whose (protocol, endpoint pair) is taken
         a = np.stack([c_hi, c_lo, c_port.astype(np.uint64)], axis=1)
