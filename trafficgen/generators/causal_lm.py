@@ -28,7 +28,7 @@ from trafficgen._random import seed_from
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.generators.serialization import TENSORS_FILE, Field, load_module_state
-from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
+from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer, count_clipped
 
 #: Rows per decode chunk (see :meth:`CausalLMFlowGenerator.generate_ids`).
 DECODE_CHUNK = 1024
@@ -119,6 +119,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         counts = flows.class_counts()
         classes = sorted(counts)
         tokenizer = FlowTokenizer(classes=classes)
+        self.n_clipped_ = count_clipped(flows, width, tokenizer.max_length)
         ids, mask = tokenizer.encode(flows, width, clip=True)  # (n, W+2)
         seed = self._seed()
         gen = torch.Generator().manual_seed(seed)

@@ -24,7 +24,6 @@ a flow keeps the empirical next-token distribution of its context with probabili
 """
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -34,7 +33,7 @@ from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.generators.serialization import Field
-from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
+from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer, count_clipped
 
 __all__ = ["MarkovGenerator", "CountTable"]
 
@@ -169,12 +168,7 @@ class MarkovGenerator(FlowGenerator):
         if order < 0:
             raise ConfigError(f"order must be >= 0, got {self.order}")
         self.tokenizer_ = FlowTokenizer(classes=flows.classes, max_length=int(self.max_length))
-        valid = np.arange(flows.lengths.shape[1])[None, :] < np.minimum(flows.n_packets, width)[:, None]
-        clipped = valid[:, :width] & (np.abs(flows.lengths[:, :width]) > int(self.max_length))
-        self.n_clipped_ = int(clipped.sum())
-        if self.n_clipped_:
-            warnings.warn(f"{self.n_clipped_} packet lengths beyond +-{self.max_length} clipped to it "
-                          f"(in {int(clipped.any(axis=1).sum())} flows)", stacklevel=2)
+        self.n_clipped_ = count_clipped(flows, width, int(self.max_length))
         ids, _ = self.tokenizer_.encode(flows, width, clip=True)  # (n, W + 2): <CLASS> PL... <EOS>
         self.classes_ = list(flows.classes)
         self.max_packets_ = width

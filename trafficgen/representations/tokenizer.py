@@ -220,3 +220,18 @@ class FlowTokenizer:
 
     def __repr__(self) -> str:
         return f"FlowTokenizer(classes={len(self.classes)}, max_length={self.max_length}, vocab_size={self.vocab_size})"
+
+
+def count_clipped(flows, width: int, max_length: int) -> int:
+    """Packets among the first ``width`` of each flow whose |length| exceeds the vocabulary's
+    ``max_length`` (TSO/GRO captures reach tens of kB); warns when there are any, since the
+    tokenizer clips them to +-max_length."""
+    import warnings
+
+    valid = np.arange(min(width, flows.lengths.shape[1]))[None, :] < np.minimum(flows.n_packets, width)[:, None]
+    big = valid & (np.abs(flows.lengths[:, :valid.shape[1]]) > max_length)
+    n = int(big.sum())
+    if n:
+        warnings.warn(f"{n} packet lengths beyond +-{max_length} (in {int(big.any(axis=1).sum())} flows) are "
+                      f"clipped to +-{max_length}", UserWarning, stacklevel=3)
+    return n
