@@ -1,14 +1,16 @@
-"""LEAD Traffic-to-Image: Eq. 1 and Eq. 2 by hand, the first-frame cases, exact inverse."""
+"""LEAD Traffic-to-Image: Eq. 1 and Eq. 2 by hand, the first-frame cases, one definition for numpy
+and torch (series and batches of windows), exact inverse."""
 from __future__ import annotations
 
 import hypothesis.strategies as st
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis.extra.numpy import arrays
 
 from trafficgen.errors import ConfigError
-from trafficgen.representations.traffic_image import TrafficImageMapper
+from trafficgen.representations.traffic_image import TrafficImageMapper, traffic_frames
 
 
 def test_eq1_eq2_by_hand():
@@ -27,11 +29,34 @@ def test_eq1_eq2_by_hand():
     np.testing.assert_array_equal(images[0, 2], 0.0)
     d1_1 = g[1] - g[0]
     np.testing.assert_array_equal(images[1, 1], d1_1)
-    np.testing.assert_array_equal(images[1, 2], d1_1)  # D2_1 = D1_1 - D1_0, D1_0 = 0
+    np.testing.assert_array_equal(images[1, 2], 0.0)  # D2_1 needs the matrix before the first one
     d1_2 = g[2] - g[1]
     np.testing.assert_array_equal(images[2, 1], d1_2)
     np.testing.assert_array_equal(images[2, 2], d1_2 - d1_1)
     assert images[2, 2].min() < 0  # difference channels are signed
+
+
+def test_traffic_frames_hand_computed_numpy_and_torch_agree():
+    v = np.array([1.0, 3.0, 4.0, 10.0]).reshape(4, 1, 1)
+    f = traffic_frames(v)
+    assert f.shape == (4, 3, 1, 1) and isinstance(f, np.ndarray)
+    assert f[:, 0, 0, 0].tolist() == [1, 3, 4, 10]
+    assert f[:, 1, 0, 0].tolist() == [0, 2, 1, 6]
+    assert f[:, 2, 0, 0].tolist() == [0, 0, -1, 5]  # D2_0 = D2_1 = 0
+    assert traffic_frames(v, grayscale=True).shape == (4, 1, 1, 1)
+    t = traffic_frames(torch.tensor(v, dtype=torch.float32))
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    np.testing.assert_array_equal(t.numpy(), f)
+    # a batch of windows (B, T, N, N): the differences start again at each window's first matrix
+    series = np.random.default_rng(0).random((9, 3, 3))
+    windows = np.stack([series[i:i + 4] for i in range(6)])  # (6, 4, 3, 3)
+    batch = traffic_frames(torch.tensor(windows))  # (6, 4, 3, 3, 3)
+    assert batch.shape == (6, 4, 3, 3, 3)
+    for i in range(6):
+        np.testing.assert_array_equal(batch[i].numpy(), traffic_frames(windows[i]))
+    # the mapper's frames are traffic_frames of its value channel
+    images, _, _ = TrafficImageMapper().encode(series)
+    np.testing.assert_array_equal(images, traffic_frames(images[:, 0]))
 
 
 def test_exact_inverse_to_real_units(rng):

@@ -1,11 +1,13 @@
-"""Generic torch training utilities shared by the neural generators.
+"""The torch training loop of every neural model (flow generators and traffic-matrix models).
 
 * :func:`make_optimizer` - AdamW + linear-warmup cosine schedule (transformers' scheduler).
 * :func:`split_validation` - seeded train/validation index split.
 * :class:`EarlyStopping` - tracks the best validation loss, keeps a copy of the best weights.
 * :func:`progress_bar` - progress with the running loss: a rich bar on a terminal, plain lines
   in a log file (or a no-op).
-* :func:`train_loop` - epochs of shuffled mini-batches over tensors with all of the above.
+* :func:`train_loop` - epochs of shuffled mini-batches over tensors with all of the above; hooks
+  for what a model trains differently (its own optimiser, its own validation, its own batch
+  order, a second optimiser stepped after each step, loss parts kept in the history).
 
 Randomness only through the ``torch.Generator`` passed in (shuffling, split).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -56,7 +59,9 @@ def split_validation(n: int, val_fraction: float, generator: torch.Generator,
 @dataclass
 class EarlyStopping:
     """Stop after ``patience`` epochs without a validation improvement of at least ``min_delta``;
-    keeps a CPU copy of the best ``state_dict`` (restore it with :meth:`restore`)."""
+    keeps a CPU copy of the best ``state_dict`` (restore it with :meth:`restore`). Frozen
+    parameters (``requires_grad=False``, e.g. LEAD's language model) cannot change and are not
+    copied."""
 
     patience: int | None = 5
     min_delta: float = 0.0
@@ -64,19 +69,23 @@ class EarlyStopping:
     best_epoch: int = -1
     bad_epochs: int = 0
     best_state: dict | None = field(default=None, repr=False)
+    partial: bool = field(default=False, repr=False)
 
     def step(self, loss: float, epoch: int, model: torch.nn.Module) -> bool:
         """Record an epoch; True when training should stop."""
         if loss < self.best_loss - self.min_delta:
             self.best_loss, self.best_epoch, self.bad_epochs = float(loss), epoch, 0
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
+            self.partial = bool(frozen)
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                               if k not in frozen}
             return False
         self.bad_epochs += 1
         return self.patience is not None and self.bad_epochs >= self.patience
 
     def restore(self, model: torch.nn.Module) -> None:
         if self.best_state is not None:
-            model.load_state_dict(self.best_state)
+            model.load_state_dict(self.best_state, strict=not self.partial)
 
 
 @contextlib.contextmanager
@@ -100,26 +109,56 @@ def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None =
     return [index[i:i + batch_size] for i in range(0, len(index), batch_size)]
 
 
-def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, int]], *,
-               n: int, epochs: int, batch_size: int, learning_rate: float, generator: torch.Generator,
-               val_fraction: float = 0.1, patience: int | None = 5, progress: bool = True,
-               description: str = "training", max_grad_norm: float | None = 1.0,
+def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple], *,
+               n: int, epochs: int, batch_size: int, learning_rate: float | None = None,
+               generator: torch.Generator, val_fraction: float | None = 0.1, patience: int | None = 5,
+               progress: bool = True, description: str = "training", max_grad_norm: float | None = 1.0,
                warmup_fraction: float = 0.05, weight_decay: float = 0.01,
-               sample_weights: torch.Tensor | None = None, max_steps: int | None = None) -> dict:
+               sample_weights: torch.Tensor | None = None, max_steps: int | None = None,
+               optimizer: Callable[[int], tuple] | None = None, validate: Callable[[], float] | None = None,
+               epoch_batches: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
+               after_step: Callable[[int, int], None] | None = None, restore_best: bool = True,
+               min_delta: float = 0.0, show_epoch: bool = False, time_epochs: bool = False) -> dict:
     """Train ``model`` on rows ``0..n-1``.
 
-    ``loss_fn(batch_index) -> (mean_loss, weight)`` computes the loss of the rows in
-    ``batch_index`` (``weight``: e.g. the number of tokens, for the epoch mean). A seeded
-    validation split (``val_fraction``) drives early stopping; the best weights are restored.
+    ``loss_fn(batch_index) -> (mean_loss, weight)`` or ``(mean_loss, weight, parts)`` computes the
+    loss of the rows in ``batch_index`` (``weight``: e.g. the number of tokens, for the epoch mean;
+    ``parts``: named loss terms, tensors or floats, whose weighted epoch means are kept in the
+    history under their names). A seeded validation split (``val_fraction``) drives early stopping;
+    the best weights are restored.
     ``sample_weights`` (``(n,)``, optional): each epoch draws its training rows with replacement
     in proportion to these weights (e.g. class balancing) instead of a plain shuffle.
     ``max_steps`` (optional) is the budget in optimiser steps instead of ``epochs``: the schedule
     spans it and training stops there (the last epoch may be partial).
+
+    Hooks, for models that train differently (the defaults are the flow generators' loop):
+
+    * ``optimizer(total_steps) -> (optimizer, scheduler or None)`` replaces :func:`make_optimizer`
+      (``learning_rate``, ``warmup_fraction`` and ``weight_decay`` are then unused).
+    * ``val_fraction=None``: no split and no random draw for one; every row trains. ``validate()``
+      (only with ``val_fraction=None``) then returns the epoch's validation loss, called in eval
+      mode without gradients: a model with its own validation set or its own validation noise.
+    * ``epoch_batches(rows) -> [batch_index, ...]``: one epoch's batches of the training ``rows``
+      instead of shuffled ``batch_size`` slices (it must draw from ``generator`` to stay seeded).
+    * ``after_step(position, n_batches)``: called after every optimiser step with the batch's
+      position in its epoch (e.g. a GAN's generator step every few critic steps).
+    * ``restore_best=False`` keeps the last weights; ``min_delta`` is the early-stopping margin.
+    * ``show_epoch`` adds the epoch to the progress line; ``time_epochs`` records
+      ``history["epoch_time_s"]``.
+
+    Early stopping (``patience``) needs a validation loss; without one the epoch's training loss
+    is monitored only to pick the weights that ``restore_best`` restores.
     Returns the history ``{"train_loss": [...], "val_loss": [...], "best_epoch": int, "steps": int,
     "still_improving": bool}``; ``still_improving`` (validation loss at its best on the last epoch
     and still falling by more than 0.2 %) also raises a warning: the budget was too small.
     """
-    train_idx, val_idx = split_validation(n, val_fraction, generator)
+    if val_fraction is None:
+        train_idx, val_idx = torch.arange(n), torch.arange(0)
+    else:
+        if validate is not None:
+            raise ConfigError("validate replaces the validation split: pass val_fraction=None with it")
+        train_idx, val_idx = split_validation(n, val_fraction, generator)
+    has_val = len(val_idx) > 0 or validate is not None
     steps_per_epoch = math.ceil(len(train_idx) / batch_size) if batch_size >= 1 else 0
     if max_steps is not None:
         if int(max_steps) < 1:
@@ -128,43 +167,73 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple[t
     if epochs < 1 or batch_size < 1:
         raise ConfigError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
     total_steps = int(max_steps) if max_steps is not None else epochs * steps_per_epoch
-    opt, sched = make_optimizer(model, learning_rate=learning_rate, total_steps=total_steps,
-                                warmup_fraction=warmup_fraction, weight_decay=weight_decay)
+    if optimizer is not None:
+        opt, sched = optimizer(total_steps)
+    else:
+        if learning_rate is None:
+            raise ConfigError("train_loop needs learning_rate (or an optimizer factory)")
+        opt, sched = make_optimizer(model, learning_rate=learning_rate, total_steps=total_steps,
+                                    warmup_fraction=warmup_fraction, weight_decay=weight_decay)
     steps = 0
-    stopper = EarlyStopping(patience=patience if len(val_idx) else None)
+    stopper = EarlyStopping(patience=patience if has_val else None, min_delta=min_delta)
     history: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
+    if time_epochs:
+        history["epoch_time_s"] = []
     with progress_bar(total_steps, description, enabled=progress) as update:
         for epoch in range(epochs):
+            start = time.perf_counter()
             model.train()
-            total, weight = 0.0, 0
+            total, weight, parts = 0.0, 0, {}
             epoch_idx = train_idx
             if sample_weights is not None:
                 draw = torch.multinomial(sample_weights[train_idx].double(), len(train_idx), replacement=True,
                                          generator=generator)  # (n_train,)
                 epoch_idx = train_idx[draw]
-            for batch in iterate_batches(n, batch_size, generator, index=epoch_idx):
+            if epoch_batches is not None:
+                batches = epoch_batches(epoch_idx)
+            else:
+                batches = iterate_batches(n, batch_size, generator, index=epoch_idx)
+            fields = {"epoch": f"{epoch + 1}/{epochs}"} if show_epoch else {}
+            for position, batch in enumerate(batches):
                 if steps == total_steps:
                     break
                 steps += 1
-                loss, w = loss_fn(batch)
+                loss, w, *extra = loss_fn(batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
                 opt.step()
-                sched.step()
+                if sched is not None:
+                    sched.step()
                 total += float(loss.detach()) * w
                 weight += w
-                update(1, loss=float(loss.detach()))
+                for name, value in (extra[0] if extra else {}).items():
+                    parts[name] = parts.get(name, 0.0) + float(value) * w
+                if after_step is not None:
+                    after_step(position, len(batches))
+                update(1, loss=float(loss.detach()), **fields)
             history["train_loss"].append(total / max(weight, 1))
+            for name, value in parts.items():
+                history.setdefault(name, []).append(value / max(weight, 1))
             monitor = history["train_loss"][-1]
-            if len(val_idx):
+            if validate is not None:
+                model.eval()
+                with torch.no_grad():
+                    history["val_loss"].append(float(validate()))
+                model.train()
+                monitor = history["val_loss"][-1]
+            elif len(val_idx):
                 history["val_loss"].append(evaluate_loss(model, loss_fn, val_idx, batch_size))
                 monitor = history["val_loss"][-1]
-            if stopper.step(monitor, epoch, model):
+            stop = stopper.step(monitor, epoch, model) if restore_best or has_val else False
+            if time_epochs:
+                history["epoch_time_s"].append(time.perf_counter() - start)
+            if stop:
                 update(total_steps - steps)
                 break
-    stopper.restore(model)
+    if restore_best:
+        stopper.restore(model)
     model.eval()
     history["best_epoch"] = stopper.best_epoch
     history["steps"] = steps
@@ -186,7 +255,7 @@ def evaluate_loss(model: torch.nn.Module, loss_fn, index: torch.Tensor, batch_si
     model.eval()
     total, weight = 0.0, 0
     for batch in iterate_batches(len(index), batch_size, index=index):
-        loss, w = loss_fn(batch)
+        loss, w, *_ = loss_fn(batch)
         total += float(loss) * w
         weight += w
     model.train()

@@ -1,15 +1,23 @@
-"""LEAD's Traffic-to-Image mapping (numpy reference, float64, exactly invertible with the scale).
+"""LEAD's Traffic-to-Image mapping: the one definition of the RGB frames, for numpy and torch.
 
-Eq. 1 (per matrix): ``X^G_t = 255 - 255 (X_t - min_t) / (max_t - min_t)`` -- each matrix is
-min-max scaled by its own min and max and inverted (large traffic = dark). A constant matrix
-(``max_t == min_t``) has no scale; we define its normalised value as 0, i.e. ``X^G_t = 255``
-everywhere, and decoding gives back the constant (``min_t``) exactly.
+Eq. 2 (RGB), :func:`traffic_frames`: a series of value matrices ``v_t`` becomes frames
+``[v_t ; D1_t ; D2_t]`` with ``D1_t = v_t - v_{t-1}`` and ``D2_t = D1_t - D1_{t-1}``. A channel is 0
+wherever its definition needs a matrix from before the first one: ``D1_0 = 0``, ``D2_0 = D2_1 = 0``
+(``D2_1 = (v_1 - v_0) - (v_0 - v_{-1})`` needs ``v_{-1}``). The alternative, reading the missing
+``D1_0`` as 0 and so ``D2_1 = D1_1``, invents a second difference equal to the first one (it
+assumes ``v_{-1} = v_0``). The function takes numpy arrays or torch tensors (numpy input does
+not import torch), with time on axis -3: ``(T, N, N) -> (T, C, N, N)`` for a whole series (LEAD:
+computed once, windows index into it) or ``(B, T, N, N) -> (B, T, C, N, N)`` for a batch of
+windows (ViT-LSTM: the differences start at each window's first matrix).
 
-Eq. 2 (RGB): ``[X^G_t ; X^G_t - X^G_{t-1} ; (X^G_t - X^G_{t-1}) - (X^G_{t-1} - X^G_{t-2})]``.
-Differences that need a matrix before the first one are taken as 0: the first frame has both
-difference channels 0; the second has ``D1 = X^G_1 - X^G_0`` and ``D2 = D1_1 - D1_0 = D1_1``
-(because ``D1_0 = 0``). (LEAD's model code in ``generators/lead`` sets ``D2_1 = 0`` instead; the
-two differ only in the second frame of a series.)
+:class:`TrafficImageMapper` is the numpy reference of Eq. 1 + Eq. 2 (float64, exactly invertible
+with the scale). Eq. 1 (per matrix): ``X^G_t = 255 - 255 (X_t - min_t) / (max_t - min_t)`` --
+each matrix is min-max scaled by its own min and max and inverted (large traffic = dark). A
+constant matrix (``max_t == min_t``) has no scale; its normalised value is defined as 0, i.e.
+``X^G_t = 255`` everywhere, and decoding gives back the constant (``min_t``) exactly. The frames
+are :func:`traffic_frames` of ``X^G / 255``. (LEAD and ViT-LSTM call :func:`traffic_frames` on
+their own invertible global log scale instead of Eq. 1: the per-matrix min-max throws away the
+scale a real-unit forecast needs.)
 
 Scale (decided once): images are returned divided by 255, so the value channel lies in [0, 1];
 the difference channels are **signed** (D1 in [-1, 1], D2 in [-2, 2]). Per-matrix ``mins`` and
@@ -22,7 +30,29 @@ import numpy as np
 
 from trafficgen.errors import ConfigError
 
-__all__ = ["TrafficImageMapper"]
+__all__ = ["TrafficImageMapper", "traffic_frames"]
+
+
+def traffic_frames(values, *, grayscale: bool = False):
+    """Traffic-to-Image frames ``[value, D1, D2]`` of a series (numpy array or torch tensor).
+
+    ``values`` (..., T, N, N) -> (..., T, 3, N, N); ``grayscale`` keeps only the value channel ->
+    (..., T, 1, N, N) (the paper's grayscale ablation). Differences are taken along axis -3 and
+    are 0 where they would need a matrix before the first one (``D1_0``, ``D2_0``, ``D2_1``).
+    """
+    if isinstance(values, np.ndarray):
+        zeros_like, stack = np.zeros_like, lambda xs: np.stack(xs, axis=-3)
+    else:
+        import torch
+
+        zeros_like, stack = torch.zeros_like, lambda xs: torch.stack(xs, dim=-3)
+    if grayscale:
+        return values[..., None, :, :]  # (..., T, 1, N, N)
+    d1 = zeros_like(values)
+    d1[..., 1:, :, :] = values[..., 1:, :, :] - values[..., :-1, :, :]  # (..., T, N, N)
+    d2 = zeros_like(values)
+    d2[..., 2:, :, :] = d1[..., 2:, :, :] - d1[..., 1:-1, :, :]  # (..., T, N, N)
+    return stack([values, d1, d2])  # (..., T, 3, N, N)
 
 
 class TrafficImageMapper:
@@ -53,13 +83,7 @@ class TrafficImageMapper:
         safe = np.where(span > 0, span, 1.0)[:, None, None]  # (T, 1, 1)
         unit = (values - mins[:, None, None]) / safe  # (T, N, N) in [0, 1]; 0 for constant matrices
         gray = 1.0 - unit  # (T, N, N) = X^G / 255
-        if self.grayscale:
-            return gray[:, None], mins, maxs  # (T, 1, N, N)
-        d1 = np.zeros_like(gray)
-        d1[1:] = gray[1:] - gray[:-1]  # (T, N, N)
-        d2 = np.zeros_like(gray)
-        d2[1:] = d1[1:] - d1[:-1]  # (T, N, N); d2[1] = d1[1] since d1[0] = 0
-        return np.stack([gray, d1, d2], axis=1), mins, maxs  # (T, 3, N, N)
+        return traffic_frames(gray, grayscale=self.grayscale), mins, maxs  # (T, C, N, N)
 
     def decode_gray(self, x_gray, mins, maxs) -> np.ndarray:
         """Value channel (..., N, N) (the /255 scale of :meth:`encode`) + mins/maxs (...) -> real

@@ -12,7 +12,6 @@ from trafficgen.generators.tm.lead import LeadConfig, LeadForecaster, LeadNet
 from trafficgen.generators.tm.lead.adapter import MultiScaleAdapter, ParallelAdapterBertOutput
 from trafficgen.generators.tm.lead.temporal_aggregator import CausalTemporalAggregator
 from trafficgen.generators.tm.lead.unet import crop_to, pad_to, padded_size
-from trafficgen.generators.tm.lead.vision_encoder import traffic_frames
 
 TINY = dict(t_in=6, horizons=(1, 2), d_v=8, n_res_blocks=1, d_model=32, adapter_rank=4,
             unet_channels=(16, 32), layers_per_block=1, batch_size=8, lr=2e-3, n_inference_steps=2,
@@ -45,16 +44,6 @@ def _net(llm, **kw) -> LeadNet:
     return LeadNet(LeadConfig(n_nodes=8, n_horizons=2, t_in=6, llm=llm, d_v=8, n_res_blocks=1, d_model=32,
                               adapter_rank=4, cond_dim=32, cross_dim=32, unet_channels=[16, 32],
                               layers_per_block=1, **kw))
-
-
-def test_traffic_frames_hand_computed():
-    z = torch.tensor([1.0, 3.0, 4.0, 10.0]).reshape(4, 1, 1)
-    f = traffic_frames(z)
-    assert f.shape == (4, 3, 1, 1)
-    assert f[:, 0, 0, 0].tolist() == [1, 3, 4, 10]
-    assert f[:, 1, 0, 0].tolist() == [0, 2, 1, 6]
-    assert f[:, 2, 0, 0].tolist() == [0, 0, -1, 5]
-    assert traffic_frames(z, grayscale=True).shape == (4, 1, 1, 1)
 
 
 def test_pad_crop_round_trip():

@@ -14,7 +14,6 @@ from trafficgen.generators.tm.naive import (
     PersistenceForecaster,
     SeasonalNaiveForecaster,
 )
-from trafficgen.generators.tm.neural import ODLogScaler, make_windows
 from trafficgen.generators.tm.stgcn import (
     STGCNForecaster,
     correlation_adjacency,
@@ -88,17 +87,6 @@ def test_naive_save_load(cls, rng, tmp_path):
     assert type(back) is cls and back.get_params() == {k: list(v) if isinstance(v, tuple) else v
                                                        for k, v in m.get_params().items()}
     np.testing.assert_array_equal(back.predict(s.values, [180, 190], [1, 2]), m.predict(s.values, [180, 190], [1, 2]))
-
-
-def test_od_log_scaler_round_trip_and_windows(rng):
-    x = rng.uniform(0, 1e6, size=(50, 3, 3))
-    x[0, 0, 0] = 0.0
-    sc = ODLogScaler().fit(x)
-    np.testing.assert_allclose(sc.inverse_transform(sc.transform(x)), x, rtol=1e-10, atol=1e-6)
-    X, Y = make_windows(np.arange(20.0)[:, None, None] * np.ones((1, 2, 2)), 4, [1, 3])
-    assert X.shape == (14, 4, 2, 2) and Y.shape == (14, 2, 2, 2)
-    assert X[0, :, 0, 0].tolist() == [0, 1, 2, 3] and Y[0, :, 0, 0].tolist() == [4, 6]
-    assert Y[-1, 1, 0, 0] == 19
 
 
 def _tiny(name, **kw):

@@ -17,7 +17,27 @@ import numpy as np
 from trafficgen.generators.base import PretrainedMixin
 
 
-class TMForecaster(PretrainedMixin):
+class SeriesMetadata:
+    """The fitted series' shape, node names, unit and step: recorded by ``fit``, saved in
+    ``config.json`` and loaded as is (every TM model keeps them)."""
+
+    def _record_series(self, train) -> None:
+        self.n_nodes_ = train.n_nodes
+        self.nodes_ = list(train.nodes)
+        self.unit_ = train.unit
+        self.interval_s_ = float(train.interval_s)
+
+    def _series_config(self) -> dict:
+        return {"n_nodes": self.n_nodes_, "nodes": self.nodes_, "unit": self.unit_, "interval_s": self.interval_s_}
+
+    def _load_series(self, config: dict) -> None:
+        self.n_nodes_ = int(config["n_nodes"])
+        self.nodes_ = list(config["nodes"])
+        self.unit_ = str(config["unit"])
+        self.interval_s_ = float(config["interval_s"])
+
+
+class TMForecaster(SeriesMetadata, PretrainedMixin):
     _kind_key: ClassVar[str] = "tm_model"
     _fitted_attr: ClassVar[str] = "n_nodes_"
     #: True when :meth:`predict_samples` draws from a predictive distribution.

@@ -3,10 +3,13 @@ link loads by optimising its latent input (best of a shared candidate pool, then
 relative link misfit, as DDPM-TME's Algorithm 2 does with its sampling noises).
 
 Both work on the per-flow ``log1p`` + standardised scale of
-:class:`~trafficgen.generators.tm.ddpm_tme.preprocess.TMScaler` and share the post-processing of
+:func:`~trafficgen.generators.tm.ddpm_tme.preprocess.flow_scaler` and share the post-processing of
 DDPM-TME (the projection onto the link loads, KL by default, see
 :func:`~trafficgen.generators.tm.ddpm_tme.estimate.refine_to_link_loads`), so the comparison isolates
-the prior. Networks are small MLPs (hidden ``width``, LeakyReLU).
+the prior. Networks are small MLPs (hidden ``width``, LeakyReLU). Both train through
+:func:`~trafficgen.generators.training.train_loop` with Adam at a constant rate, no clipping, no
+validation, the last weights kept; WGAN-GP's loop trains the critic and takes the generator's
+step in ``after_step`` (the critic and the generator have one optimiser each).
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from trafficgen.generators.tm.ddpm_tme.estimate import (
     link_misfit,
     refine_to_link_loads,
 )
-from trafficgen.generators.tm.ddpm_tme.preprocess import TMScaler
+from trafficgen.generators.tm.ddpm_tme.preprocess import flow_scaler
+from trafficgen.generators.training import train_loop
 
 __all__ = ["VAETME", "WGANGPTME"]
 
@@ -57,7 +61,8 @@ class _LatentTME(PretrainedMixin):
     # ------------------------------------------------------------------ persistence
     def _state(self):
         config = {"n_nodes": self.n_nodes_, "unit": self.unit_}
-        tensors = {**{f"decoder.{k}": v for k, v in self.decoder_.state_dict().items()}, **self.scaler_.state()}
+        tensors = {**{f"decoder.{k}": v for k, v in self.decoder_.state_dict().items()},
+                   **{f"scaler_{k}": v for k, v in self.scaler_.state().items()}}
         return config, tensors, {"history.json": self.history_}
 
     @classmethod
@@ -65,7 +70,8 @@ class _LatentTME(PretrainedMixin):
         model = cls(**config["params"])
         model.n_nodes_ = int(config["n_nodes"])
         model.unit_ = config["unit"]
-        model.scaler_ = TMScaler.from_state(tensors)
+        model.scaler_ = flow_scaler(model.flow_scale).load_state(
+            {k[len("scaler_"):]: v for k, v in tensors.items() if k.startswith("scaler_")})
         model.decoder_ = _mlp(int(model.latent_dim), int(model.width), model.n_nodes_ ** 2)
         model.decoder_.load_state_dict({k[len("decoder."):]: v for k, v in tensors.items()
                                         if k.startswith("decoder.")})
@@ -78,23 +84,25 @@ class _LatentTME(PretrainedMixin):
             raise ConfigError(f"fit expects a TMSeries, got {type(train).__name__}")
         if self.epochs < 0 or self.batch_size < 1 or self.latent_dim < 1:
             raise ConfigError("epochs >= 0, batch_size >= 1 and latent_dim >= 1 are required")
-        self.scaler_ = TMScaler(relative_scale=self.flow_scale).fit(train.flat)
+        self.scaler_ = flow_scaler(self.flow_scale).fit(train.flat)
         self.n_nodes_ = train.n_nodes
         self.unit_ = train.unit
         self.history_ = {"loss": []}
         return torch.as_tensor(self.scaler_.transform(train.flat), dtype=torch.float32)  # (T, n_od)
 
-    def _epochs(self, desc: str):
-        """range(epochs), with progress per epoch (a bar on a terminal, plain lines in a log)."""
-        from trafficgen.generators.training import progress_bar
-
-        with progress_bar(self.epochs, desc, enabled=bool(self.progress), show_loss=False) as update:
-            for epoch in range(self.epochs):
-                yield epoch
-                update(1)
+    def _train(self, model: torch.nn.Module, loss_fn, optimizer, gen: torch.Generator, n: int, description: str,
+               after_step=None) -> None:
+        """``epochs`` of :func:`~trafficgen.generators.training.train_loop` over the ``n`` training
+        vectors; ``history_["loss"]`` gets the epoch means."""
+        if self.epochs:
+            hist = train_loop(model, loss_fn, n=n, epochs=self.epochs, batch_size=self.batch_size, generator=gen,
+                              val_fraction=None, patience=None, restore_best=False, max_grad_norm=None,
+                              optimizer=optimizer, after_step=after_step, progress=bool(self.progress),
+                              description=description)
+            self.history_["loss"] = hist["train_loss"]
 
     def _decode_real(self, z: torch.Tensor) -> torch.Tensor:
-        return TMScaler.torch_inverse(self.decoder_(z), self.scaler_.torch_params())  # (B, n_od)
+        return self.scaler_.torch_inverse(self.decoder_(z))  # (B, n_od)
 
     def sample(self, n: int, *, random_state=None) -> np.ndarray:
         """``n`` OD vectors (n, n_od) in real units."""
@@ -168,21 +176,18 @@ class VAETME(_LatentTME):
         n_od = x.shape[1]
         self.encoder_ = _mlp(n_od, self.width, 2 * self.latent_dim)
         decoder = _mlp(self.latent_dim, self.width, n_od)
-        opt = torch.optim.Adam(list(self.encoder_.parameters()) + list(decoder.parameters()), lr=self.lr)
-        for _ in self._epochs("train VAE-TME"):
-            tot = 0.0
-            for idx in torch.randperm(len(x), generator=gen).split(self.batch_size):
-                xb = x[idx]  # (B, n_od)
-                mu, logvar = self.encoder_(xb).chunk(2, dim=1)  # (B, d) each
-                z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)  # (B, d)
-                rec = ((decoder(z) - xb) ** 2).sum(1).mean()
-                kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)).mean()
-                loss = rec + self.beta * kl
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                tot += float(loss.detach()) * len(idx)
-            self.history_["loss"].append(tot / len(x))
+        vae = nn.ModuleList([self.encoder_, decoder])
+
+        def loss_fn(idx):
+            xb = x[idx]  # (B, n_od)
+            mu, logvar = self.encoder_(xb).chunk(2, dim=1)  # (B, d) each
+            z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)  # (B, d)
+            rec = ((decoder(z) - xb) ** 2).sum(1).mean()
+            kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)).mean()
+            return rec + self.beta * kl, len(idx)
+
+        self._train(vae, loss_fn, lambda steps: (torch.optim.Adam(vae.parameters(), lr=self.lr), None), gen,
+                    len(x), "train VAE-TME")
         self.decoder_ = decoder.eval().requires_grad_(False)
         self.encoder_.eval().requires_grad_(False)
         return self
@@ -211,31 +216,30 @@ class WGANGPTME(_LatentTME):
         gen = torch.Generator().manual_seed(seed)
         n_od = x.shape[1]
         generator = _mlp(self.latent_dim, self.width, n_od)
-        self.critic_ = _mlp(n_od, self.width, 1)
+        self.critic_ = critic = _mlp(n_od, self.width, 1)
         opt_g = torch.optim.Adam(generator.parameters(), lr=self.lr, betas=(0.5, 0.9))
-        opt_c = torch.optim.Adam(self.critic_.parameters(), lr=self.lr, betas=(0.5, 0.9))
-        for _ in self._epochs("train WGAN-GP-TME"):
-            tot = 0.0
-            batches = torch.randperm(len(x), generator=gen).split(self.batch_size)
-            for k, idx in enumerate(batches):
-                real = x[idx]  # (B, n_od)
-                fake = generator(torch.randn((len(idx), self.latent_dim), generator=gen)).detach()  # (B, n_od)
-                a = torch.rand((len(idx), 1), generator=gen)  # (B, 1)
-                mix = (a * real + (1 - a) * fake).requires_grad_(True)  # (B, n_od)
-                grad, = torch.autograd.grad(self.critic_(mix).sum(), mix, create_graph=True)  # (B, n_od)
-                gp = ((grad.norm(dim=1) - 1) ** 2).mean()
-                loss_c = self.critic_(fake).mean() - self.critic_(real).mean() + self.gp_weight * gp
-                opt_c.zero_grad()
-                loss_c.backward()
-                opt_c.step()
-                tot += float(loss_c.detach()) * len(idx)
-                if (k + 1) % self.n_critic == 0 or k == len(batches) - 1:
-                    z = torch.randn((self.batch_size, self.latent_dim), generator=gen)  # (B, d)
-                    loss_g = -self.critic_(generator(z)).mean()
-                    opt_g.zero_grad()
-                    loss_g.backward()
-                    opt_g.step()
-            self.history_["loss"].append(tot / len(x))
+
+        def critic_loss(idx):
+            real = x[idx]  # (B, n_od)
+            fake = generator(torch.randn((len(idx), self.latent_dim), generator=gen)).detach()  # (B, n_od)
+            a = torch.rand((len(idx), 1), generator=gen)  # (B, 1)
+            mix = (a * real + (1 - a) * fake).requires_grad_(True)  # (B, n_od)
+            grad, = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)  # (B, n_od)
+            gp = ((grad.norm(dim=1) - 1) ** 2).mean()
+            return critic(fake).mean() - critic(real).mean() + self.gp_weight * gp, len(idx)
+
+        def generator_step(position, n_batches):
+            """One generator step after every ``n_critic`` critic steps and after an epoch's last."""
+            if (position + 1) % self.n_critic == 0 or position == n_batches - 1:
+                z = torch.randn((self.batch_size, self.latent_dim), generator=gen)  # (B, d)
+                loss_g = -critic(generator(z)).mean()
+                opt_g.zero_grad()
+                loss_g.backward()
+                opt_g.step()
+
+        self._train(critic, critic_loss,
+                    lambda steps: (torch.optim.Adam(critic.parameters(), lr=self.lr, betas=(0.5, 0.9)), None),
+                    gen, len(x), "train WGAN-GP-TME", after_step=generator_step)
         self.decoder_ = generator.eval().requires_grad_(False)
         self.critic_.eval().requires_grad_(False)
         return self

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from trafficgen.data.windows import window_index
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.tm.base import TMForecaster
 
@@ -48,24 +49,16 @@ class _NaiveForecaster(TMForecaster):
 
         if not isinstance(train, TMSeries):
             raise InputFormatError(f"fit expects a TMSeries, got {type(train).__name__}")
-        self.n_nodes_ = train.n_nodes
-        self.nodes_ = list(train.nodes)
-        self.unit_ = train.unit
-        self.interval_s_ = float(train.interval_s)
+        self._record_series(train)
         return self
 
     def _state(self):
-        config = {"n_nodes": self.n_nodes_, "nodes": self.nodes_, "unit": self.unit_,
-                  "interval_s": self.interval_s_}
-        return config, {}, {}
+        return self._series_config(), {}, {}
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
         model = cls(**config["params"])
-        model.n_nodes_ = int(config["n_nodes"])
-        model.nodes_ = list(config["nodes"])
-        model.unit_ = str(config["unit"])
-        model.interval_s_ = float(config["interval_s"])
+        model._load_series(config)
         return model
 
     def _request(self, values, origins, horizons):
@@ -167,6 +160,5 @@ class HistoricalAverageForecaster(_NaiveForecaster):
     def predict(self, values, origins, horizons):
         values, origins, horizons = self._request(values, origins, horizons)
         t_in = int(self.t_in)
-        window = origins[:, None] + np.arange(1 - t_in, 1)[None, :]  # (B, T_in)
-        mean = values[window].mean(axis=1)  # (B, N, N)
+        mean = values[window_index(origins, t_in)].mean(axis=1)  # (B, N, N)
         return np.repeat(mean[:, None], len(horizons), axis=1)  # (B, H, N, N)

@@ -1,6 +1,6 @@
 """LSTM and GRU traffic-matrix forecasters over flattened, log-scaled matrices.
 
-Each window of ``t_in`` matrices is scaled (:class:`~trafficgen.generators.tm.neural.ODLogScaler`),
+Each window of ``t_in`` matrices is scaled (:class:`~trafficgen.representations.od_scaler.ODLogScaler`),
 flattened to N*N OD values per step, embedded by a linear layer, run through a ``torch.nn.LSTM``
 / ``GRU``, and the last hidden state feeds one **direct multi-horizon head** (one model for all
 horizons: the head outputs H x N x N values at once). The head predicts the change from the last

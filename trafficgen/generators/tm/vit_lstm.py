@@ -1,15 +1,14 @@
 """ViT-LSTM traffic-matrix forecaster: a small vision transformer per frame + an LSTM over time.
 
-Each scaled matrix of the input window becomes an RGB Traffic-to-Image frame (LEAD's channels:
-value ``z_t``, first difference ``z_t - z_{t-1}``, second difference; differences are 0 before the
-window starts), computed in torch on the globally scaled window. (The numpy
-:class:`~trafficgen.representations.traffic_image.TrafficImageMapper` min-max scales every matrix
-by its own min and max, which discards the scale a real-unit forecast needs; the channels here are
-the same, on the invertible scale instead.) Frames are zero-padded to a multiple of
-``patch_size`` (Abilene 12 -> 12, GEANT 22 -> 24 with the default 4). A ``transformers.ViTModel``
-built from a tiny ``ViTConfig`` (no pretrained weights: none can be downloaded, and ImageNet
-features would not fit 12x12 matrices anyway) encodes every frame to its [CLS] vector; an LSTM
-runs over the ``t_in`` vectors; a linear head predicts the change ``z[o + h] - z[o]`` for all
+Each scaled matrix of the input window becomes an RGB Traffic-to-Image frame
+(:func:`~trafficgen.representations.traffic_image.traffic_frames`: value ``z_t``, first and second
+difference, 0 where they would need a matrix before the window's first one), on the invertible
+scale of :class:`~trafficgen.representations.od_scaler.ODLogScaler` rather than the per-matrix
+min-max of Eq. 1 (which discards the scale a real-unit forecast needs). Frames are zero-padded
+to a multiple of ``patch_size`` (Abilene 12 -> 12, GEANT 22 -> 24 with the default 4). A
+``transformers.ViTModel`` built from a tiny ``ViTConfig`` (no pretrained weights: none can be
+downloaded, and ImageNet features would not fit 12x12 matrices anyway) encodes every frame to its
+[CLS] vector; an LSTM runs over the ``t_in`` vectors; a linear head predicts the change ``z[o + h] - z[o]`` for all
 horizons at once (direct multi-horizon head, like the RNN baselines).
 """
 from __future__ import annotations
@@ -22,15 +21,7 @@ from torch import nn
 
 from trafficgen.errors import ConfigError
 from trafficgen.generators.tm.neural import NeuralTMForecaster
-
-
-def rgb_frames(z: torch.Tensor) -> torch.Tensor:
-    """(B, T, N, N) scaled matrices -> (B, T, 3, N, N) [value, 1st difference, 2nd difference]."""
-    d1 = torch.zeros_like(z)
-    d1[:, 1:] = z[:, 1:] - z[:, :-1]  # (B, T, N, N)
-    d2 = torch.zeros_like(z)
-    d2[:, 2:] = d1[:, 2:] - d1[:, 1:-1]  # (B, T, N, N)
-    return torch.stack([z, d1, d2], dim=2)  # (B, T, 3, N, N)
+from trafficgen.representations.traffic_image import traffic_frames
 
 
 @dataclass
@@ -67,7 +58,7 @@ class ViTLSTMNet(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         b, t, n, _ = z.shape
         pad = self.config.image_size - n
-        frames = rgb_frames(z)  # (B, T, 3, N, N)
+        frames = traffic_frames(z)  # (B, T, 3, N, N)
         frames = nn.functional.pad(frames, (0, pad, 0, pad))  # (B, T, 3, S, S)
         tokens = self.vit(pixel_values=frames.reshape(b * t, 3, n + pad, n + pad)).last_hidden_state
         cls = tokens[:, 0].reshape(b, t, -1)  # (B, T, D_vit)

@@ -3,9 +3,12 @@ of an embedding network E / recovery network R, used to synthesise traffic matri
 optimising the sampler's noises (:mod:`~trafficgen.generators.tm.ddpm_tme.estimate`), to estimate
 them from link loads.
 
-Training follows the paper's Algorithm 1: E and R are pre-trained for ``pretrain_epochs`` on
-reconstruction, then E, R and the denoiser are trained jointly for ``epochs`` on
-``recon_weight * ||R(E(x)) - x||^2 + ||eps - eps_theta(sqrt(a_t) E(x) + sqrt(1 - a_t) eps, t)||^2``.
+Training follows the paper's Algorithm 1, two runs of :func:`~trafficgen.generators.training.train_loop`:
+E and R are pre-trained for ``pretrain_epochs`` on reconstruction (Adam, constant rate, no
+clipping), then E, R and the denoiser are trained jointly for ``epochs`` on
+``recon_weight * ||R(E(x)) - x||^2 + ||eps - eps_theta(sqrt(a_t) E(x) + sqrt(1 - a_t) eps, t)||^2``
+(Adam, cosine annealing to 5 % of ``lr`` over all steps, gradients clipped at norm 1). Neither run
+validates or restores earlier weights: the last ones are kept.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from trafficgen._random import seed_from, torch_seeded
 from trafficgen.data.tmseries import TMSeries
 from trafficgen.errors import ConfigError
 from trafficgen.generators.base import PretrainedMixin
+from trafficgen.generators.tm.base import SeriesMetadata
 from trafficgen.generators.tm.ddpm_tme.denoiser import (
     PREDICTION_TYPES,
     DenoiserConfig,
@@ -27,19 +31,19 @@ from trafficgen.generators.tm.ddpm_tme.denoiser import (
     make_schedulers,
     training_target,
 )
-from trafficgen.generators.tm.ddpm_tme.preprocess import Embedding, Recovery, TMScaler
-from trafficgen.generators.training import progress_bar
+from trafficgen.generators.tm.ddpm_tme.preprocess import Embedding, Recovery, flow_scaler
+from trafficgen.generators.training import train_loop
 
 __all__ = ["DDPMTME"]
 
 
-class DDPMTME(PretrainedMixin):
+class DDPMTME(SeriesMetadata, PretrainedMixin):
     """Latent DDPM over OD vectors. ``latent_dim=None`` picks 128 for up to 15 nodes (Abilene)
     and 256 above (GEANT), as in the paper.
 
     ``prediction_type`` is ``"v_prediction"`` by default: with ``"epsilon"`` a denoiser trained on a
     CPU budget samples exploding latents (see :mod:`~trafficgen.generators.tm.ddpm_tme.denoiser`).
-    ``flow_scale`` sets the per-flow log scale of :class:`~trafficgen.generators.tm.ddpm_tme.preprocess.TMScaler`.
+    ``flow_scale`` sets the per-flow log scale of :func:`~trafficgen.generators.tm.ddpm_tme.preprocess.flow_scaler`.
     """
 
     name: ClassVar[str] = "ddpm-tme"
@@ -109,60 +113,50 @@ class DDPMTME(PretrainedMixin):
 
     def _fit(self, train: TMSeries, val: TMSeries | None, seed: int) -> DDPMTME:
         gen = torch.Generator().manual_seed(seed)
-        self.scaler_ = TMScaler(relative_scale=self.flow_scale).fit(train.flat)
-        self._scaler_t = None
+        self.scaler_ = flow_scaler(self.flow_scale).fit(train.flat)
         self._build(train.n_nodes)
         z = torch.as_tensor(self.scaler_.transform(train.flat), dtype=torch.float32)  # (T, n_od)
-        er_params = list(self.embedding_.parameters()) + list(self.recovery_.parameters())
-        opt = torch.optim.Adam(er_params, lr=self.lr)
+        er = torch.nn.ModuleList([self.embedding_, self.recovery_])
         self.history_ = {"pretrain_loss": [], "recon_loss": [], "diffusion_loss": [], "val_recon_loss": []}
-        n_batches = (len(z) + self.batch_size - 1) // self.batch_size
-        with progress_bar(self.pretrain_epochs * n_batches, "DDPM-TME pre-train E/R",
-                          enabled=bool(self.progress)) as update:
-            for _ in range(self.pretrain_epochs):
-                total = 0.0
-                for idx in torch.randperm(len(z), generator=gen).split(self.batch_size):
-                    xb = z[idx]  # (B, n_od)
-                    loss = torch.mean((self.recovery_(self.embedding_(xb)) - xb) ** 2)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(idx)
-                    update(1, loss=float(loss.detach()))
-                self.history_["pretrain_loss"].append(total / len(z))
-        opt = torch.optim.Adam(er_params + list(self.denoiser_.parameters()), lr=self.lr)
-        n_steps = max(1, self.epochs * n_batches)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps, eta_min=self.lr * 0.05)
+        common = dict(n=len(z), batch_size=self.batch_size, generator=gen, val_fraction=None, patience=None,
+                      restore_best=False, progress=bool(self.progress))
+
+        def recon_loss(idx):
+            xb = z[idx]  # (B, n_od)
+            return torch.mean((self.recovery_(self.embedding_(xb)) - xb) ** 2), len(idx)
+
+        if self.pretrain_epochs:
+            pre = train_loop(er, recon_loss, epochs=self.pretrain_epochs, max_grad_norm=None,
+                             optimizer=lambda steps: (torch.optim.Adam(er.parameters(), lr=self.lr), None),
+                             description="DDPM-TME pre-train E/R", **common)
+            self.history_["pretrain_loss"] = pre["train_loss"]
         ac = self.alphas_cumprod_
-        with progress_bar(self.epochs * n_batches, "DDPM-TME training", enabled=bool(self.progress)) as update:
-            for _ in range(self.epochs):
-                tot_r = tot_d = 0.0
-                for idx in torch.randperm(len(z), generator=gen).split(self.batch_size):
-                    xb = z[idx]  # (B, n_od)
-                    lat = self.embedding_(xb)  # (B, D)
-                    rec = torch.mean((self.recovery_(lat) - xb) ** 2)
-                    t = torch.randint(0, self.num_train_timesteps, (len(idx),), generator=gen)  # (B,)
-                    eps = torch.randn(lat.shape, generator=gen)  # (B, D)
-                    a = ac[t][:, None]  # (B, 1)
-                    noisy = a.sqrt() * lat + (1 - a).sqrt() * eps  # (B, D)
-                    target = training_target(lat, eps, a, self.prediction_type)  # (B, D)
-                    dif = torch.mean((self.denoiser_(noisy, t) - target) ** 2)
-                    loss = self.recon_weight * rec + dif
-                    opt.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
-                    opt.step()
-                    sched.step()
-                    tot_r += float(rec.detach()) * len(idx)
-                    tot_d += float(dif.detach()) * len(idx)
-                    update(1, loss=float(loss.detach()))
-                self.history_["recon_loss"].append(tot_r / len(z))
-                self.history_["diffusion_loss"].append(tot_d / len(z))
+
+        def joint_loss(idx):
+            xb = z[idx]  # (B, n_od)
+            lat = self.embedding_(xb)  # (B, D)
+            rec = torch.mean((self.recovery_(lat) - xb) ** 2)
+            t = torch.randint(0, self.num_train_timesteps, (len(idx),), generator=gen)  # (B,)
+            eps = torch.randn(lat.shape, generator=gen)  # (B, D)
+            a = ac[t][:, None]  # (B, 1)
+            noisy = a.sqrt() * lat + (1 - a).sqrt() * eps  # (B, D)
+            target = training_target(lat, eps, a, self.prediction_type)  # (B, D)
+            dif = torch.mean((self.denoiser_(noisy, t) - target) ** 2)
+            return self.recon_weight * rec + dif, len(idx), {"recon_loss": rec.detach(), "diffusion_loss": dif.detach()}
+
+        everything = torch.nn.ModuleList([self.embedding_, self.recovery_, self.denoiser_])
+
+        def adam_cosine(steps):
+            opt = torch.optim.Adam(everything.parameters(), lr=self.lr)
+            return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps), eta_min=self.lr * 0.05)
+
+        if self.epochs:
+            joint = train_loop(everything, joint_loss, epochs=self.epochs, max_grad_norm=1.0, optimizer=adam_cosine,
+                               description="DDPM-TME training", **common)
+            self.history_["recon_loss"] = joint["recon_loss"]
+            self.history_["diffusion_loss"] = joint["diffusion_loss"]
         # fitted from here on: mark it before anything (the validation score) calls encode/decode
-        self.n_nodes_ = train.n_nodes
-        self.nodes_ = list(train.nodes)
-        self.unit_ = train.unit
-        self.interval_s_ = float(train.interval_s)
+        self._record_series(train)
         self._set_eval()
         if val is not None:
             self.history_["val_recon_loss"].append(self.reconstruction_error(val.flat, scaled=True))
@@ -183,17 +177,12 @@ class DDPMTME(PretrainedMixin):
 
     def decode_torch(self, latent: torch.Tensor) -> torch.Tensor:
         """Differentiable latents (B, D) -> real units (B, n_od) (not clipped)."""
-        return TMScaler.torch_inverse(self.recovery_(latent), self._scaler_torch())  # (B, n_od)
+        return self.scaler_.torch_inverse(self.recovery_(latent))  # (B, n_od)
 
     def decode(self, latent: torch.Tensor) -> np.ndarray:
         """Latents (B, D) -> non-negative real-unit OD vectors (B, n_od)."""
         with torch.no_grad():
             return self.scaler_.inverse_transform(self.recovery_(latent).double().numpy())
-
-    def _scaler_torch(self):
-        if getattr(self, "_scaler_t", None) is None:
-            self._scaler_t = self.scaler_.torch_params()
-        return self._scaler_t
 
     def reconstruction_error(self, x_flat: np.ndarray, *, scaled: bool = False) -> float:
         """Mean squared E/R round-trip error (scaled space) or relative L1 error (real units)."""
@@ -245,12 +234,11 @@ class DDPMTME(PretrainedMixin):
 
     # ------------------------------------------------------------------ persistence
     def _state(self):
-        config = {"n_nodes": self.n_nodes_, "nodes": self.nodes_, "unit": self.unit_,
-                  "interval_s": self.interval_s_, "denoiser": self.denoiser_config_.to_dict()}
+        config = {**self._series_config(), "denoiser": self.denoiser_config_.to_dict()}
         tensors = {**{f"embedding.{k}": v for k, v in self.embedding_.state_dict().items()},
                    **{f"recovery.{k}": v for k, v in self.recovery_.state_dict().items()},
                    **{f"denoiser.{k}": v for k, v in self.denoiser_.state_dict().items()},
-                   **self.scaler_.state()}
+                   **{f"scaler_{k}": v for k, v in self.scaler_.state().items()}}
         return config, tensors, {"history.json": self.history_}
 
     @classmethod
@@ -260,12 +248,9 @@ class DDPMTME(PretrainedMixin):
         for prefix, module in (("embedding.", model.embedding_), ("recovery.", model.recovery_),
                                ("denoiser.", model.denoiser_)):
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        model.scaler_ = TMScaler.from_state(tensors)
-        model._scaler_t = None
-        model.n_nodes_ = int(config["n_nodes"])
-        model.nodes_ = list(config["nodes"])
-        model.unit_ = config["unit"]
-        model.interval_s_ = float(config["interval_s"])
+        model.scaler_ = flow_scaler(model.flow_scale).load_state(
+            {k[len("scaler_"):]: v for k, v in tensors.items() if k.startswith("scaler_")})
+        model._load_series(config)
         model.history_ = extra.get("history.json", {})
         model._set_eval()
         return model

@@ -1,12 +1,17 @@
 """`LeadForecaster`: LEAD (LLM-enhanced adapter-based conditional diffusion) as a TMForecaster.
 
 Pipeline: the series is scaled once, z = log1p(x / s) min-max mapped to [-1, 1] with the training
-series' s (mean), min and max (invertible, so forecasts come back in real units; LEAD's own
-per-matrix min-max would throw the scale away), turned into Traffic-to-Image RGB frames once per
-series (cached; windows are views), and for every origin o the last ``t_in`` frames condition a
-DDPM on the target z[o + h]. One model serves all horizons (a learned horizon embedding is added
-to c_global). Training: noise-prediction MSE, 1000 DDPM steps, AdamW + cosine schedule, early
-stopping on the validation loss (fixed noise, so it is comparable across epochs); each window's
+series' s (mean), min and max (:class:`~trafficgen.representations.od_scaler.ODLogScaler` with
+``normalize="minmax"``; invertible, so forecasts come back in real units; LEAD's own per-matrix
+min-max would throw the scale away), turned into Traffic-to-Image RGB frames once per series
+(:func:`~trafficgen.representations.traffic_image.traffic_frames`, cached; windows index into
+them), and for every origin o the last ``t_in`` frames condition a DDPM on the target z[o + h].
+One model serves all horizons (a learned horizon embedding is added to c_global). Training
+(:func:`~trafficgen.generators.training.train_loop`): noise-prediction MSE, 1000 DDPM steps, AdamW
+(default betas) + cosine schedule with half an epoch of warmup, gradients of the trainable
+parameters clipped at norm 1, early stopping on the validation loss (fixed noise, so it is
+comparable across epochs; best weights restored; without a validation series the last weights are
+kept); each window's
 conditioning (vision encoder + LM, the expensive part) is computed once and reused for all
 horizons and ``noise_draws`` noise draws, and the vision encoder runs once per distinct frame of a
 batch (``window_chunk`` > 1 batches runs of consecutive windows, which share most frames). The frozen
@@ -27,7 +32,6 @@ noise + conditioning).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -35,12 +39,14 @@ import numpy as np
 import torch
 
 from trafficgen._random import seed_from
+from trafficgen.data.windows import target_index, window_index, window_origins
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.tm.base import TMForecaster
 from trafficgen.generators.tm.lead.backbone import DEFAULT_LLM
 from trafficgen.generators.tm.lead.model import LeadConfig, LeadNet
-from trafficgen.generators.tm.lead.vision_encoder import traffic_frames
-from trafficgen.generators.training import progress_bar
+from trafficgen.generators.training import progress_bar, train_loop
+from trafficgen.representations.od_scaler import ODLogScaler
+from trafficgen.representations.traffic_image import traffic_frames
 
 
 def _repeat(c: torch.Tensor | None, n: int) -> torch.Tensor | None:
@@ -115,19 +121,19 @@ class LeadForecaster(TMForecaster):
         return DDPMScheduler(num_train_timesteps=self.n_train_timesteps, clip_sample=False,
                              prediction_type=self.prediction_type)
 
-    def _scale(self, values: np.ndarray) -> torch.Tensor:
-        z = np.log1p(np.asarray(values, dtype=np.float64) / self.scale_)
-        return torch.as_tensor(2 * (z - self.zmin_) / (self.zmax_ - self.zmin_) - 1, dtype=torch.float32)
-
     #: Normalised samples are clipped to this range before unscaling: the training data spans
     #: [-1, 1]; a quarter of the range of extrapolation either side is allowed, so an untrained or
     #: diverging sampler cannot produce astronomically large matrices through ``expm1``.
     sample_clip = (-1.5, 1.5)
 
+    def _new_scaler(self) -> ODLogScaler:
+        return ODLogScaler(scale="global", normalize="minmax", z_clip=self.sample_clip)
+
+    def _scale(self, values: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(self.scaler_.transform(values), dtype=torch.float32)
+
     def _unscale(self, z: np.ndarray) -> np.ndarray:
-        z = np.clip(np.asarray(z, dtype=np.float64), *self.sample_clip)
-        zz = (z + 1) / 2 * (self.zmax_ - self.zmin_) + self.zmin_
-        return np.maximum(np.expm1(zz) * self.scale_, 0.0)
+        return self.scaler_.inverse_transform(z)
 
     def _frames(self, z: torch.Tensor) -> torch.Tensor:
         """Traffic-to-Image frames of a whole scaled series, (T, C, N, N); windows index into it."""
@@ -136,14 +142,12 @@ class LeadForecaster(TMForecaster):
     def _windows(self, z: torch.Tensor, origins: np.ndarray):
         """frame index (B, T_in) into ``_frames(z)``, anchors z[o] (B, N, N), targets z[o+h] (B, H, N, N)
         or None."""
-        idx = origins[:, None] + np.arange(-self.t_in + 1, 1)[None]  # (B, T_in)
-        hz = np.asarray(self.horizons)
-        tgt_idx = origins[:, None] + hz[None]  # (B, H)
+        tgt_idx = target_index(origins, self.horizons)  # (B, H)
         targets = z[tgt_idx] if tgt_idx.max() < len(z) else None
-        return torch.as_tensor(idx), z[origins], targets
+        return torch.as_tensor(window_index(origins, self.t_in)), z[origins], targets
 
     def _origins(self, n: int, limit: int | None, gen: torch.Generator) -> np.ndarray:
-        origins = np.arange(self.t_in - 1, n - max(self.horizons))
+        origins = window_origins(n, self.t_in, self.horizons)
         if limit is not None and len(origins) > limit:
             keep = torch.randperm(len(origins), generator=gen)[:limit].sort().values.numpy()
             origins = origins[keep]
@@ -234,9 +238,7 @@ class LeadForecaster(TMForecaster):
         seed = seed_from(self.random_state)
         gen = torch.Generator().manual_seed(seed)
         self.n_nodes_ = values.shape[1]
-        self.scale_ = float(values.mean()) or 1.0
-        z = np.log1p(values / self.scale_)
-        self.zmin_, self.zmax_ = float(z.min()), float(max(z.max(), z.min() + 1e-6))
+        self.scaler_ = self._new_scaler().fit(values)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net_ = LeadNet(self._config(self.n_nodes_), allow_download=bool(self.allow_download))
@@ -247,49 +249,32 @@ class LeadForecaster(TMForecaster):
         index, anchors, targets = self._windows(zt, origins)
         base = anchors[:, None] if self.residual else torch.zeros_like(targets)
         self._fit_target_scale(targets - base)
-        val_data = None
+        validate = None
         if val is not None:
             vz = self._scale(np.asarray(getattr(val, "values", val), dtype=np.float64))
             vo = self._origins(len(vz), self.max_val_windows, torch.Generator().manual_seed(seed + 1))
             if len(vo):
                 val_data = (self._frames(vz), *self._windows(vz, vo))
-        params = [p for p in self.net_.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+                validate = lambda: self._val_loss(val_data, seed)  # noqa: E731
         steps_per_epoch = math.ceil(len(origins) / self.batch_size)
-        from diffusers.optimization import get_cosine_schedule_with_warmup
 
-        sched = get_cosine_schedule_with_warmup(opt, max(1, steps_per_epoch // 2), steps_per_epoch * self.epochs)
-        self.history_ = {"train_loss": [], "val_loss": [], "epoch_time_s": [], "n_train_windows": len(origins)}
-        best, best_state, bad = math.inf, None, 0
-        with progress_bar(steps_per_epoch * self.epochs, "LEAD training", enabled=bool(self.progress)) as update:
-            for epoch in range(self.epochs):
-                t0 = time.perf_counter()
-                self.net_.train()
-                total = 0.0
-                for sel in self._batches(len(origins), gen):
-                    loss = self._loss(frames, index[sel], anchors[sel], targets[sel], gen)
-                    opt.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                    sched.step()
-                    total += loss.item() * len(sel)
-                    update(1, loss=loss.item(), epoch=f"{epoch + 1}/{self.epochs}")
-                self.history_["train_loss"].append(total / len(origins))
-                if val_data is not None:
-                    vloss = self._val_loss(val_data, seed)
-                    self.history_["val_loss"].append(vloss)
-                    if vloss < best - 1e-6:
-                        best, bad = vloss, 0
-                        best_state = {k: v.clone() for k, v in self.net_.trainable_state_dict().items()}
-                    else:
-                        bad += 1
-                self.history_["epoch_time_s"].append(time.perf_counter() - t0)
-                if val_data is not None and bad >= self.patience:
-                    break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state, strict=False)
-        self.net_.eval()
+        def adamw_cosine(total_steps):
+            from diffusers.optimization import get_cosine_schedule_with_warmup
+
+            params = [p for p in self.net_.parameters() if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+            return opt, get_cosine_schedule_with_warmup(opt, max(1, steps_per_epoch // 2), total_steps)
+
+        def loss_fn(sel):
+            return self._loss(frames, index[sel], anchors[sel], targets[sel], gen), len(sel)
+
+        history = train_loop(
+            self.net_, loss_fn, n=len(origins), epochs=int(self.epochs), batch_size=int(self.batch_size),
+            generator=gen, val_fraction=None, validate=validate, patience=self.patience, min_delta=1e-6,
+            restore_best=validate is not None, optimizer=adamw_cosine,
+            epoch_batches=lambda rows: [rows[b] for b in self._batches(len(rows), gen)],
+            progress=bool(self.progress), description="LEAD training", show_epoch=True, time_epochs=True)
+        self.history_ = {**history, "n_train_windows": len(origins)}
         return self
 
     @torch.no_grad()
@@ -374,8 +359,8 @@ class LeadForecaster(TMForecaster):
 
     # ------------------------------------------------------------------ persistence
     def _state(self):
-        config = {"lead_config": asdict(self.net_.config), "n_nodes": self.n_nodes_, "scale": self.scale_,
-                  "zmin": self.zmin_, "zmax": self.zmax_, "target_scale": self.target_scale_,
+        config = {"lead_config": asdict(self.net_.config), "n_nodes": self.n_nodes_, "scale": self.scaler_.scale_,
+                  "zmin": self.scaler_.min_, "zmax": self.scaler_.max_, "target_scale": self.target_scale_,
                   "n_train_timesteps": self.n_train_timesteps, "history": self.history_}
         return config, self.net_.trainable_state_dict(), {}
 
@@ -389,7 +374,8 @@ class LeadForecaster(TMForecaster):
         params["allow_download"] = False
         self = cls(**params)
         self.n_nodes_ = int(config["n_nodes"])
-        self.scale_, self.zmin_, self.zmax_ = config["scale"], config["zmin"], config["zmax"]
+        self.scaler_ = self._new_scaler().load_state({"scale": config["scale"], "min": config["zmin"],
+                                                      "max": config["zmax"]})
         self.target_scale_ = list(config["target_scale"])
         self.target_scale_t_ = torch.tensor(self.target_scale_)
         self.history_ = config.get("history", {})

@@ -1,8 +1,7 @@
-"""Traffic-to-Image frames and LEAD's per-frame vision encoder.
+"""LEAD's per-frame vision encoder.
 
-:func:`traffic_frames` turns a normalised TM series into RGB frames (value, first difference,
-second difference), as LEAD's Traffic-to-Image step; it is computed once for a whole series and
-windows are views into it (the one part of the input pipeline that can be cached).
+The frames it encodes come from :func:`trafficgen.representations.traffic_image.traffic_frames`
+(LEAD's Traffic-to-Image step), computed once for a whole scaled series by the forecaster.
 
 :class:`VisionEncoder` is LEAD's frame encoder: a 3x3 stem convolution to ``d_v`` channels,
 residual blocks without stride or pooling (the N x N resolution is kept, so every OD pair keeps
@@ -15,22 +14,6 @@ from __future__ import annotations
 import torch
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
-
-
-def traffic_frames(z: torch.Tensor, *, grayscale: bool = False) -> torch.Tensor:
-    """RGB Traffic-to-Image frames of a normalised series.
-
-    ``z`` (T, N, N) -> (T, 3, N, N) = [z_t, z_t - z_{t-1}, (z_t - z_{t-1}) - (z_{t-1} - z_{t-2})];
-    the differences are 0 where the series has no earlier matrix. ``grayscale`` keeps only the
-    value channel -> (T, 1, N, N) (the paper's grayscale ablation).
-    """
-    if grayscale:
-        return z[:, None]  # (T, 1, N, N)
-    d1 = torch.zeros_like(z)
-    d1[1:] = z[1:] - z[:-1]  # (T, N, N)
-    d2 = torch.zeros_like(z)
-    d2[2:] = d1[2:] - d1[1:-1]  # (T, N, N)
-    return torch.stack([z, d1, d2], dim=1)  # (T, 3, N, N)
 
 
 class VisionEncoder(nn.Module):
