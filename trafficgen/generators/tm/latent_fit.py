@@ -26,7 +26,7 @@ from trafficgen.generators.base import PretrainedMixin
 from trafficgen.generators.tm.ddpm_tme.estimate import (
     _as_inputs,
     best_of_pool,
-    link_misfit,
+    descend_link_misfit,
     refine_to_link_loads,
 )
 from trafficgen.generators.tm.ddpm_tme.preprocess import flow_scaler
@@ -78,6 +78,17 @@ class _LatentTME(PretrainedMixin):
         model.decoder_.eval().requires_grad_(False)
         model.history_ = extra.get("history.json", {})
         return model
+
+    def fit(self, train: TMSeries, *, val=None):
+        """Train the generator on ``train``'s OD vectors (``val`` is not used)."""
+        with torch_seeded(self.random_state) as seed:  # module init; the caller's RNG is left alone
+            x = self._prepare(train)  # (T, n_od)
+            self._fit_networks(x, torch.Generator().manual_seed(seed))
+        return self
+
+    def _fit_networks(self, x: torch.Tensor, gen: torch.Generator) -> None:
+        """Build and train the networks on the scaled vectors ``x`` (T, n_od); set ``decoder_``."""
+        raise NotImplementedError
 
     def _prepare(self, train: TMSeries) -> torch.Tensor:
         if not isinstance(train, TMSeries):
@@ -134,21 +145,9 @@ class _LatentTME(PretrainedMixin):
             idx = best[sl].reshape(-1)  # (B * k,)
             y = torch.as_tensor(Y[sl], dtype=torch.float32).repeat_interleave(n_starts, 0)  # (B * k, L)
             z = pool[torch.as_tensor(idx)].clone().requires_grad_(True)  # (B * k, d)
-            opt = torch.optim.Adam([z], lr=lr)
-            best_loss = torch.full((len(y),), float("inf"))
-            best_x = torch.as_tensor(pool_x[idx], dtype=torch.float32)  # (B * k, n_od)
-            for i in range(n_opt + 1):  # the last pass only scores the final latents
-                x = self._decode_real(z).clamp_min(0)  # (B * k, n_od)
-                per = link_misfit(x, y, At, loss)  # (B * k,)
-                with torch.no_grad():
-                    better = per < best_loss
-                    best_loss = torch.where(better, per, best_loss)
-                    best_x[better] = x[better]
-                if i == n_opt:
-                    break
-                opt.zero_grad()
-                per.sum().backward()
-                opt.step()
+            best_x = descend_link_misfit([z], lambda: self._decode_real(z).clamp_min(0), y, At,  # noqa: B023
+                                         torch.as_tensor(pool_x[idx], dtype=torch.float32), loss=loss,
+                                         n_opt=n_opt, lr=lr)
             raw[sl] = best_x.detach().double().numpy().reshape(-1, n_starts, A.shape[0]).mean(1)
         est = refine_to_link_loads(raw, Y, A, projection=projection, project_iters=project_iters)
         return (est, raw) if return_raw else est
@@ -166,13 +165,7 @@ class VAETME(_LatentTME):
                          flow_scale=flow_scale, random_state=random_state, progress=progress)
         self.beta = beta
 
-    def fit(self, train: TMSeries, *, val=None) -> VAETME:
-        with torch_seeded(self.random_state) as seed:  # module init; the caller's RNG is left alone
-            return self._fit(train, seed)
-
-    def _fit(self, train: TMSeries, seed: int) -> VAETME:
-        x = self._prepare(train)
-        gen = torch.Generator().manual_seed(seed)
+    def _fit_networks(self, x: torch.Tensor, gen: torch.Generator) -> None:
         n_od = x.shape[1]
         self.encoder_ = _mlp(n_od, self.width, 2 * self.latent_dim)
         decoder = _mlp(self.latent_dim, self.width, n_od)
@@ -190,7 +183,6 @@ class VAETME(_LatentTME):
                     len(x), "train VAE-TME")
         self.decoder_ = decoder.eval().requires_grad_(False)
         self.encoder_.eval().requires_grad_(False)
-        return self
 
 
 class WGANGPTME(_LatentTME):
@@ -207,13 +199,7 @@ class WGANGPTME(_LatentTME):
         self.n_critic = n_critic
         self.gp_weight = gp_weight
 
-    def fit(self, train: TMSeries, *, val=None) -> WGANGPTME:
-        with torch_seeded(self.random_state) as seed:  # module init; the caller's RNG is left alone
-            return self._fit(train, seed)
-
-    def _fit(self, train: TMSeries, seed: int) -> WGANGPTME:
-        x = self._prepare(train)
-        gen = torch.Generator().manual_seed(seed)
+    def _fit_networks(self, x: torch.Tensor, gen: torch.Generator) -> None:
         n_od = x.shape[1]
         generator = _mlp(self.latent_dim, self.width, n_od)
         self.critic_ = critic = _mlp(n_od, self.width, 1)
@@ -242,4 +228,3 @@ class WGANGPTME(_LatentTME):
                     gen, len(x), "train WGAN-GP-TME", after_step=generator_step)
         self.decoder_ = generator.eval().requires_grad_(False)
         self.critic_.eval().requires_grad_(False)
-        return self

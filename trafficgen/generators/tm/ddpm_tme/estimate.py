@@ -95,6 +95,29 @@ def refine_to_link_loads(x: np.ndarray, Y: np.ndarray, A: np.ndarray, *, project
     return x
 
 
+def descend_link_misfit(params: list[torch.Tensor], decode, y: torch.Tensor, At: torch.Tensor,
+                        best_x: torch.Tensor, *, loss: str, n_opt: int, lr: float) -> torch.Tensor:
+    """Adam on ``params`` for ``n_opt`` steps on the summed link misfit of ``decode()`` (B, n_od)
+    against ``y`` (B, L); returns ``best_x`` (B, n_od, the starting estimates, updated in place)
+    holding each row's best iterate (the last pass only scores the final ``params``). Shared by
+    DDPM-TME (``params``: the sampling noises) and the latent baselines (their latents)."""
+    opt = torch.optim.Adam(params, lr=lr)
+    best_loss = torch.full((len(y),), float("inf"))
+    for i in range(n_opt + 1):
+        x = decode()  # (B, n_od)
+        per = link_misfit(x, y, At, loss)  # (B,)
+        with torch.no_grad():
+            better = per < best_loss
+            best_loss = torch.where(better, per, best_loss)
+            best_x[better] = x[better]
+        if i == n_opt:
+            break
+        opt.zero_grad()
+        per.sum().backward()
+        opt.step()
+    return best_x
+
+
 def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int = 16, n_opt: int = 5,
                 lr: float = 0.01, steps: int | None = 5, eta: float | None = None, loss: str = "l1",
                 batch_size: int = 256, projection: str = "kl", project_iters: int = 3, random_state: int = 0,
@@ -136,21 +159,10 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
             y = torch.as_tensor(Y[sl], dtype=torch.float32).repeat_interleave(n_starts, 0)  # (B * k, L)
             x_T = pool_T[idx].clone().requires_grad_(True)  # (B * k, D)
             zs = pool_z[idx].clone().requires_grad_(eta > 0)  # (B * k, S, D)
-            opt = torch.optim.Adam([x_T, zs] if eta > 0 else [x_T], lr=lr)
-            best_loss = torch.full((len(y),), float("inf"))
-            best_x = torch.as_tensor(pool_x[idx.numpy()], dtype=torch.float32)  # (B * k, n_od)
-            for i in range(n_opt + 1):  # the last pass only scores the final noises
-                x = model.decode_torch(model.sample_latents(x_T, zs, steps=steps, eta=eta))  # (B * k, n_od)
-                per = link_misfit(x, y, At, loss)  # (B * k,)
-                with torch.no_grad():
-                    better = per < best_loss
-                    best_loss = torch.where(better, per, best_loss)
-                    best_x[better] = x[better]
-                if i == n_opt:
-                    break
-                opt.zero_grad()
-                per.sum().backward()
-                opt.step()
+            best_x = descend_link_misfit(
+                [x_T, zs] if eta > 0 else [x_T],
+                lambda: model.decode_torch(model.sample_latents(x_T, zs, steps=steps, eta=eta)),  # noqa: B023
+                y, At, torch.as_tensor(pool_x[idx.numpy()], dtype=torch.float32), loss=loss, n_opt=n_opt, lr=lr)
             raw[sl] = best_x.double().numpy().reshape(-1, n_starts, n_od).mean(1)
             update(1)
     raw = np.clip(raw, 0.0, None)
