@@ -119,22 +119,19 @@ def _core(flows: FlowSet) -> FlowSet:
 
 
 class _progress:
-    """A rich progress bar (or nothing) yielding an ``advance()`` callable."""
+    """Progress over the experiment's fits (``trafficgen._progress``: a bar on a terminal, plain
+    lines in a log), or nothing; yields an ``advance()`` callable."""
 
     def __init__(self, enabled: bool, total: int):
         self.enabled, self.total = enabled, total
 
     def __enter__(self):
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import Progress
+        from trafficgen._progress import ProgressReporter
 
-        self._p = Progress(transient=True)
+        self._p = ProgressReporter(self.total, "augmentation", unit="fits", enabled=self.enabled)
         self._p.__enter__()
-        task = self._p.add_task("augmentation", total=self.total)
-        return lambda: self._p.advance(task)
+        return lambda: self._p.update(1)
 
     def __exit__(self, *exc):
-        if self.enabled:
-            self._p.__exit__(*exc)
+        self._p.__exit__(*exc)
         return False

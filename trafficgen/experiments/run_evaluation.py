@@ -120,11 +120,17 @@ def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, s
 
 
 def _status(enabled: bool, text: str):
-    """A rich spinner on stderr (or a no-op context)."""
+    """A line when the stage starts and one when it ends (with its duration) on stderr, or nothing:
+    visible on a terminal and in a log alike."""
     import contextlib
+    import sys
+    import time
 
-    if not enabled:
-        return contextlib.nullcontext()
-    from rich.console import Console
+    @contextlib.contextmanager
+    def stage():
+        t0 = time.perf_counter()
+        print(f"evaluate: {text} ...", file=sys.stderr, flush=True)
+        yield
+        print(f"evaluate: {text} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
 
-    return Console(stderr=True).status(text)
+    return stage() if enabled else contextlib.nullcontext()

@@ -83,8 +83,7 @@ def _timing_50(model, values, origins, horizons, cfg: dict, seed: int) -> dict:
 
 
 def run(config: dict, out_dir: Path, quick: bool) -> dict:
-    from rich.progress import Progress
-
+    from trafficgen._progress import ProgressReporter
     from trafficgen.data.windows import chronological_split
     from trafficgen.evaluation.tm.forecast_metrics import evaluate_forecast
 
@@ -132,8 +131,8 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
         fan = config.get("fan_chart", {})
         main = fan.get("variant", next(iter(variants)))
         lead_samples = {}
-        with Progress(disable=not config.get("progress", True), transient=True) as bar:
-            task = bar.add_task(f"{ds}: LEAD variants", total=len(variants))
+        with ProgressReporter(len(variants), f"{ds}: LEAD variants", unit="variants",
+                              enabled=bool(config.get("progress", True)), every_s=0.0, min_interval_s=0.0) as bar:
             for vname, over in variants.items():
                 params = {**base, **over, "t_in": t_in, "horizons": tuple(horizons), "random_state": seed,
                           "progress": False}
@@ -160,7 +159,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
                     timings[f"{ds}/{vname}"]["timing"] = _timing_50(model, values, origins, horizons,
                                                                     ev["timing"], seed)
                 lead_samples[vname] = samples
-                bar.advance(task)
+                bar.update(1, variant=vname)
         pers = metrics.get("persistence")
         for name, per_h in metrics.items():
             for h in horizons:
