@@ -92,10 +92,10 @@ def test_ipv6_jumbogram_needs_the_jumbo_option(tmp_path):
 def test_decode_failure_is_a_pcap_error_with_file_and_offset(tmp_path, monkeypatch):
     path = write_pcap(tmp_path / "a.pcap", _conversation())
 
-    def broken(*a, **kw):
+    def broken(self, *a, **kw):
         raise InputFormatError("directions disagree with the sign of lengths")
 
-    monkeypatch.setattr(pcap_module, "assemble", broken)
+    monkeypatch.setattr(pcap_module.FlowAssembler, "add", broken)
     with pytest.raises(PcapError) as e:
         _read(path)
     assert e.value.path == str(path) and e.value.offset is not None
@@ -112,14 +112,14 @@ def test_one_corrupt_capture_does_not_abort_a_folder_under_skip(tmp_path, monkey
         fs = read_pcaps(d, on_error="skip", progress=False, max_packets=4)
     assert len(fs) == 5 and fs.meta["ingest_stats"]["failed_files"] == []
     # a capture whose decoding fails is skipped and listed, the others are kept
-    real_assemble = pcap_module.assemble
+    real_add = pcap_module.FlowAssembler.add
 
-    def fail_on_big(dec, ts, **kw):
+    def fail_on_big(self, dec, ts):
         if len(ts) == 1:
             raise InputFormatError("directions disagree with the sign of lengths")
-        return real_assemble(dec, ts, **kw)
+        return real_add(self, dec, ts)
 
-    monkeypatch.setattr(pcap_module, "assemble", fail_on_big)
+    monkeypatch.setattr(pcap_module.FlowAssembler, "add", fail_on_big)
     with pytest.warns(IngestWarning):
         fs = read_pcaps(d, on_error="skip", progress=False, max_packets=4)
     failed = fs.meta["ingest_stats"]["failed_files"]

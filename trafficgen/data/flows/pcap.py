@@ -11,6 +11,7 @@ exact rules (payload lengths, fragments, clamping, flow splitting, client choice
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -21,9 +22,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from trafficgen.data.flows.biflow import assemble
+from trafficgen.data.flows.batch import IngestProgress, TaskFailure, check_jobs, file_size, run_captures
+from trafficgen.data.flows.biflow import FlowAssembler
 from trafficgen.data.flows.packet_decode import MAX_JUMBO_LENGTH, OK, REASONS, decode
-from trafficgen.data.flows.pcap_format import read_records
+from trafficgen.data.flows.pcap_format import RecordStream
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, PcapError, TrafficgenError
 
@@ -114,15 +116,24 @@ def _check_options(max_packets, idle_timeout, min_packets):
 
 
 def _read_one(path, *, max_packets, idle_timeout, split_on_fin, keep_zero_payload, min_packets,
-              strict, data=None) -> tuple[FlowSet, IngestStats, list[str]]:
-    rec = read_records(str(path), strict=strict, data=data)
-    stats = IngestStats(files=1, packets=len(rec))
+              strict, data=None, on_window=None) -> tuple[FlowSet, IngestStats, list[str]]:
+    """Stream one capture window by window (:class:`RecordStream`) through decoding into a
+    :class:`FlowAssembler`; ``on_window(bytes_done)`` is called after each window."""
+    stream = RecordStream(str(path), strict=strict, data=data)
+    asm = FlowAssembler(max_packets=max_packets, idle_timeout=idle_timeout, split_on_fin=split_on_fin,
+                        keep_zero_payload=keep_zero_payload, min_packets=min_packets)
+    dc = dict.fromkeys(REASONS, 0) | {"first_fragment": 0, "inconsistent_length": 0, "ip_len_from_wire": 0}
+    rec = None
     try:
-        dec = decode(rec)
-        _check_decoded(dec, rec, path)
-        cols, counts = assemble(dec, rec.ts, max_packets=max_packets, idle_timeout=idle_timeout,
-                                split_on_fin=split_on_fin, keep_zero_payload=keep_zero_payload,
-                                min_packets=min_packets)
+        for rec in stream:
+            dec = decode(rec)
+            _check_decoded(dec, rec, path)
+            asm.add(dec, rec.ts)
+            for k, v in dec.counts().items():
+                dc[k] += v
+            if on_window is not None:
+                on_window(stream.bytes_done)
+        cols, counts = asm.finish()
         k = len(cols["n_packets"])
         fs = FlowSet(**cols, source=np.full(k, str(path), dtype=object))
     except PcapError:
@@ -130,22 +141,22 @@ def _read_one(path, *, max_packets, idle_timeout, split_on_fin, keep_zero_payloa
     except (TrafficgenError, IndexError, ValueError, OverflowError, TypeError) as exc:
         # defensive: a failure in decoding or flow assembly is this capture's error (on_error="skip"
         # skips it), never another type
-        first = int(rec.record_offset[0]) if len(rec) else 0
+        first = int(rec.record_offset[0]) if rec is not None and len(rec) else 0
         raise PcapError(f"cannot decode capture ({type(exc).__name__}: {exc})", path=str(path),
                         offset=first) from exc
-    dc = dec.counts()
+    stats = IngestStats(files=1, packets=stream.records)
     stats.decoded = dc["ok"]
     for r in REASONS[1:]:
         stats.skipped[r] = dc[r]
-    stats.skipped["truncated_records"] = rec.counters.get("truncated_records", 0)
+    stats.skipped["truncated_records"] = stream.counters.get("truncated_records", 0)
     for k in stats.flagged:
         stats.flagged[k] = dc[k]
     stats.flows = counts["flows"]
     stats.zero_payload_dropped = counts["zero_payload_dropped"]
     stats.packets_beyond_max = counts["packets_beyond_max"]
     stats.flows_below_min_packets = counts["flows_below_min_packets"]
-    notes = list(rec.notes)
-    if len(rec) == 0:
+    notes = list(stream.notes)
+    if stream.records == 0:
         notes.append(f"{path}: capture contains no packets")
     return fs, stats, notes
 
@@ -225,7 +236,7 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
                label_by: str | None = None, progress: bool = True, on_error: str = "raise",
                max_packets: int = 32, idle_timeout: float = 120.0, split_on_fin: bool = False,
                keep_zero_payload: bool = False, min_packets: int = 1, strict: bool = False,
-               label_column: str = "app") -> FlowSet:
+               label_column: str = "app", jobs: int = 1) -> FlowSet:
     """Read many captures (files and/or directories) into one FlowSet, optionally labelled.
 
     ``labels``: a labels CSV path or a :class:`~trafficgen.data.flows.labels.LabelTable` (nDPI format,
@@ -236,10 +247,16 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
     ``failed_files``) instead of raising, but when no capture could be read at all (or the inputs
     hold no capture file) a :class:`~trafficgen.errors.PcapError` is raised either way: an empty
     result would hide the failure. A readable capture without packets is only a warning.
+
+    ``jobs``: captures read at once, each in its own worker process (0: one per CPU core; see
+    :mod:`~trafficgen.data.flows.batch`). The result, its ``meta`` and the warnings are the same for
+    every ``jobs`` (captures are combined in file order). Each capture streams through the reader
+    in windows, so memory grows with its flow table, not with its size.
     """
     from trafficgen.data.flows import labels as labelling
 
     _check_options(max_packets, idle_timeout, min_packets)
+    jobs = check_jobs(jobs)
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if label_by not in (None, "file", "folder", "ndpi"):
@@ -265,14 +282,18 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
                 keep_zero_payload=keep_zero_payload, min_packets=int(min_packets), strict=strict)
     ndpi_raw: list[np.ndarray] = []
     first_error: PcapError | None = None
-    for path in _progress(files, progress):
-        try:
-            fs, stats, file_notes = _read_one(path, **opts)
-            if label_by == "ndpi":
-                ndpi_raw.append(labelling.ndpi_labels(path, fs, idle_timeout=float(idle_timeout)))
-        except PcapError as exc:
+    task = functools.partial(_read_task, opts=opts, ndpi=label_by == "ndpi")
+    with IngestProgress(sum(map(file_size, files)), len(files), enabled=progress) as bar:
+        results = run_captures(task, files, jobs=jobs, progress=bar, stop_on_failure=on_error == "raise")
+    for path, result in zip(files, results, strict=False):  # results stop at a failure with on_error='raise'
+        if not isinstance(result, TaskFailure):
+            fs, stats, file_notes, raw = result
+            if raw is not None:
+                ndpi_raw.append(raw)
+        else:
+            exc = result.error
             if on_error == "raise":
-                raise
+                raise exc
             total.failed_files.append({"path": str(path), "error": str(exc)})
             notes.append(f"skipped unreadable capture: {exc}")
             if first_error is None:
@@ -305,23 +326,21 @@ def read_pcaps(paths_or_dirs: str | os.PathLike | Iterable[str | os.PathLike], *
     return flows
 
 
+def _read_task(path, *, opts: dict, ndpi: bool, on_window=None):
+    """One capture for :func:`read_pcaps` (top-level: worker processes unpickle it):
+    (flows, stats, notes, nDPI labels or None), or a :class:`TaskFailure` holding the PcapError."""
+    from trafficgen.data.flows import labels as labelling
+
+    try:
+        fs, stats, notes = _read_one(path, on_window=on_window, **opts)
+        raw = labelling.ndpi_labels(path, fs, idle_timeout=opts["idle_timeout"]) if ndpi else None
+    except PcapError as exc:
+        return TaskFailure(exc)  # PcapError pickles with its path and offset
+    return fs, stats, notes, raw
+
+
 def _no_captures(paths_or_dirs: list) -> PcapError:
     names = [str(p) for p in paths_or_dirs]
     where = names[0] if len(names) == 1 else None
     what = "" if len(names) < 2 else f" in {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
     return PcapError(f"no capture files ({', '.join(CAPTURE_SUFFIXES)}) found{what}", path=where)
-
-
-def _progress(files: list[Path], enabled: bool):
-    if not enabled or len(files) < 2:
-        yield from files
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.fields[name]}"), transient=True) as bar:
-        task = bar.add_task("ingest", total=len(files), name="")
-        for f in files:
-            bar.update(task, name=f.name[:40])
-            yield f
-            bar.advance(task)

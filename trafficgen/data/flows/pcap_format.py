@@ -1,14 +1,18 @@
 """Capture *container* parsing: pcap and pcapng record/block walking (no packet decoding).
 
-The whole file is read into memory once; record headers are walked with ``struct.unpack_from``
-in a tight loop that only collects offsets, and every other header field is then gathered
-vectorised with numpy. The result is a :class:`Records` table (one row per captured packet).
+A capture is read in windows of about :data:`CHUNK_BYTES` (:class:`RecordStream`), so memory does
+not grow with the file: each window holds whole records only (a record cut by the window's end
+starts the next window). Record headers are walked with a tight loop that only collects offsets;
+every other header field is then gathered vectorised with numpy. Each window gives a
+:class:`Records` table (one row per captured packet). :func:`read_records` returns the whole file as
+one table (tools, small captures).
 
 Supported:
 
 * pcap: both byte orders, microsecond (``a1b2c3d4``) and nanosecond (``a1b23c4d``) magic.
 * pcapng: SHB (either byte order, several sections), IDB (per-interface link type, ``if_tsresol``,
-  ``if_tsoffset``), EPB, SPB and the obsolete PB; other blocks are skipped.
+  ``if_tsoffset``), EPB, SPB and the obsolete PB; other blocks are skipped (seeked over when larger
+  than a window).
 
 Robustness rules (never a traceback of another type, never unbounded memory):
 
@@ -18,7 +22,8 @@ Robustness rules (never a traceback of another type, never unbounded memory):
 * A bad file header (empty file, wrong magic, truncated header, unsupported pcap link type) or a
   record/block whose declared size is impossible (caplen over :data:`MAX_CAPLEN`, a pcapng block
   length under 12 or not covering its own fields) raises :class:`~trafficgen.errors.PcapError`
-  with the file and the byte offset: after such a header the next record cannot be found.
+  with the file and the byte offset: after such a header the next record cannot be found. When
+  streaming, the windows before that record have already been handed out.
 * A last record cut short by the end of the file is dropped and counted (``truncated_records``);
   with ``strict=True`` it raises :class:`PcapError` instead.
 """
@@ -30,6 +35,7 @@ import os
 import stat
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +44,10 @@ from trafficgen.errors import PcapError
 
 #: Largest accepted captured length of one packet (bytes). Larger -> PcapError at that offset.
 MAX_CAPLEN = 256 * 1024
+
+#: Bytes read from a capture at a time when streaming (a window also holds the end of the record the
+#: previous window cut). Decoding temporaries take a few hundred bytes per packet of a window.
+CHUNK_BYTES = 8 << 20
 
 #: Link types the decoder understands (DLT numbers).
 SUPPORTED_LINKTYPES = {0, 1, 9, 12, 14, 101, 104, 108, 113, 192, 228, 229, 276}
@@ -49,21 +59,26 @@ _PCAP_MAGICS = {
     b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
 }
 _PCAPNG_SHB = 0x0A0D0D0A
-_MMAP_MIN = 4 << 20  # files from 4 MiB on are memory-mapped
-_BOM = 0x1A2B3C4D
+_PCAPNG_PARSED = (_PCAPNG_SHB, 1, 2, 3, 6)  # SHB, IDB, PB, SPB, EPB; other blocks are skipped
+_MMAP_MIN = 4 << 20  # read_records: files from 4 MiB on are memory-mapped
+_MIN_CHUNK = 64  # a window holds at least a pcap file header
 
 
 @dataclass
 class Records:
-    """One row per captured packet; ``data`` is the whole file as a numpy uint8 array."""
+    """One row per captured packet of a window of the capture.
 
-    data: np.ndarray  # (file_size,) uint8
-    offset: np.ndarray  # (n,) int64: byte offset of the packet data in the file
+    ``data`` is the window's buffer (for :func:`read_records`, the whole file) as a numpy uint8 array;
+    ``offset`` indexes into it, ``record_offset`` is the position in the file.
+    """
+
+    data: np.ndarray  # (buffer_size,) uint8
+    offset: np.ndarray  # (n,) int64: position of the packet data in ``data``
     caplen: np.ndarray  # (n,) int64: captured bytes
     wirelen: np.ndarray  # (n,) int64: original length on the wire
     ts: np.ndarray  # (n,) float64 epoch seconds
     linktype: np.ndarray  # (n,) int32 DLT of the interface that captured the packet
-    record_offset: np.ndarray  # (n,) int64: byte offset of the record/block header
+    record_offset: np.ndarray  # (n,) int64: byte offset of the record/block header in the file
     counters: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -72,25 +87,188 @@ class Records:
 
 
 def read_records(path: str, *, strict: bool = False, data: bytes | mmap.mmap | None = None) -> Records:
-    """Parse the container of ``path`` (pcap or pcapng, detected from the magic)."""
+    """Parse the whole container of ``path`` (pcap or pcapng, detected from the magic) into one table."""
     if data is None:
         data = _load(path)
-    if len(data) < 4:
-        raise PcapError("empty or truncated file: no capture header", path=str(path), offset=0)
-    magic = bytes(data[:4])
-    if magic in _PCAP_MAGICS:
-        return _read_pcap(path, data, strict)
-    if struct.unpack("<I", magic)[0] == _PCAPNG_SHB:
-        return _read_pcapng(path, data, strict)
-    raise PcapError(f"not a pcap/pcapng file (magic {magic.hex()})", path=str(path), offset=0)
+    stream = RecordStream(path, strict=strict, data=data, chunk_bytes=0)
+    parts = list(stream)
+    rec = parts[0] if parts else _empty(np.frombuffer(data, dtype=np.uint8))
+    rec.counters, rec.notes = stream.counters, stream.notes
+    return rec
 
 
-def _load(path) -> bytes | mmap.mmap:
-    """The file's bytes; large files are memory-mapped read-only (no copy, pages stay shared).
+class RecordStream:
+    """Iterate the records of a capture window by window: ``for rec in RecordStream(path): ...``.
 
-    Only regular files are read: a device (``/dev/zero`` never ends), a FIFO (``open`` would block
-    until a writer appears) or a socket raises :class:`PcapError`. The file is opened non-blocking
-    so that the check itself cannot hang; for a regular file the flag changes nothing.
+    ``data``: the capture's bytes already in memory (then ``path`` only names it); else the file is
+    read ``chunk_bytes`` at a time (default :data:`CHUNK_BYTES`; 0: all at once). After the iteration, ``counters``
+    (``truncated_records``), ``notes`` and ``records`` (number of records) describe the capture;
+    ``bytes_done`` grows as windows are handed out (for progress).
+    """
+
+    def __init__(self, path, *, strict: bool = False, data=None, chunk_bytes: int | None = None):
+        self.path = str(path)
+        self.strict = strict
+        self._data = data
+        chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+        self.chunk_bytes = None if chunk_bytes == 0 else max(chunk_bytes, _MIN_CHUNK)
+        self.counters: dict = {}
+        self.notes: list = []
+        self.records = 0
+        self.bytes_done = 0
+
+    def __iter__(self) -> Iterator[Records]:
+        src = _Source(self.path, self._data, self.chunk_bytes)
+        try:
+            win = src.first()
+            if win.limit < 4:
+                raise PcapError("empty or truncated file: no capture header", path=self.path, offset=0)
+            magic = bytes(win.buf[:4])
+            if magic in _PCAP_MAGICS:
+                yield from self._pcap(src, win)
+            elif struct.unpack("<I", magic)[0] == _PCAPNG_SHB:
+                yield from self._pcapng(src, win)
+            else:
+                raise PcapError(f"not a pcap/pcapng file (magic {magic.hex()})", path=self.path, offset=0)
+        finally:
+            src.close()
+
+    # ------------------------------------------------------------------ pcap
+    def _pcap(self, src: _Source, win: _Window) -> Iterator[Records]:
+        path = self.path
+        bo, units = _PCAP_MAGICS[bytes(win.buf[:4])]
+        if win.limit < 24:
+            raise PcapError(f"truncated pcap global header ({win.limit} of 24 bytes)", path=path, offset=0)
+        (linktype_field,) = struct.unpack_from(bo + "I", win.buf, 20)
+        linktype = linktype_field & 0x0FFFFFFF  # upper bits: FCS length flags
+        if linktype not in SUPPORTED_LINKTYPES:
+            raise PcapError(f"unsupported link type {linktype_field}", path=path, offset=20)
+        pos = 24
+        while True:
+            buf, limit, base = win.buf, win.limit, win.base
+            arr = np.frombuffer(buf, dtype=np.uint8)
+            offs = _walk_pcap(buf, pos, limit, bo)
+            if offs.size:
+                hdr = np.lib.stride_tricks.sliding_window_view(arr, 16)[offs]
+                fields = hdr.view(np.dtype(bo + "u4")).reshape(-1, 4).astype(np.int64)  # (n, 4): sec, frac, caplen, wire
+                big = np.flatnonzero(fields[:, 2] > MAX_CAPLEN)
+                if big.size:
+                    raise PcapError(f"record caplen {fields[big[0], 2]} exceeds the {MAX_CAPLEN}-byte limit",
+                                    path=path, offset=base + int(offs[big[0]]))
+                pos = int(offs[-1] + 16 + fields[-1, 2])
+            need = 16  # bytes of the record at pos (its header until that is at hand)
+            if pos + 16 <= limit:  # the walk stopped at a record running past the end of the window
+                (cap,) = struct.unpack_from(bo + "I", buf, pos + 8)
+                if cap > MAX_CAPLEN:
+                    raise PcapError(f"record caplen {cap} exceeds the {MAX_CAPLEN}-byte limit", path=path,
+                                    offset=base + pos)
+                need += cap
+            if offs.size:
+                ts = fields[:, 0].astype(np.float64) + fields[:, 1].astype(np.float64) / units
+                self.records += len(offs)
+                self.bytes_done = base + pos
+                yield Records(arr, offs + 16, fields[:, 2], fields[:, 3], ts,
+                              np.full(len(offs), linktype, dtype=np.int32), offs + base)
+            if win.eof:
+                break
+            win = src.advance(win, pos, need)
+            pos = win.start
+        self._end(win.base + pos, win.base + win.limit, "record")
+
+    # ------------------------------------------------------------------ pcapng
+    def _pcapng(self, src: _Source, win: _Window) -> Iterator[Records]:
+        state = _NgState()
+        pos = 0
+        while True:
+            rows, pos, need, skip_to = _walk_pcapng(self.path, win, pos, state, src.size, self.chunk_bytes)
+            if rows:
+                self.records += len(rows)
+                self.bytes_done = win.base + pos
+                yield _ng_records(win, rows, state.all_ifaces)
+            if skip_to is not None:  # a large block we do not parse: seek over it
+                win = src.seek(skip_to)
+                pos = win.start
+                continue
+            if win.eof or need < 0:  # need < 0: the block at pos runs past the end of the file
+                break
+            win = src.advance(win, pos, need)
+            pos = win.start
+        self._end(win.base + pos, src.size if need < 0 else win.base + win.limit, "block")
+
+    def _end(self, pos: int, size: int, what: str) -> None:
+        self.bytes_done = size
+        if pos != size:
+            msg = f"last {what} truncated ({size - pos} trailing bytes)"
+            if self.strict:
+                raise PcapError(msg, path=self.path, offset=pos)
+            self.counters["truncated_records"] = 1
+            self.notes.append(f"{self.path} at offset {pos}: {msg}; {what} skipped")
+
+
+@dataclass
+class _Window:
+    buf: bytes | bytearray | mmap.mmap  # the bytes at hand
+    start: int  # where the walk resumes in buf
+    limit: int  # records must end at or before buf[limit]
+    base: int  # file offset of buf[0]
+    eof: bool  # limit is the end of the file
+
+
+class _Source:
+    """A capture's bytes handed out in windows: from memory (``data``) or read from the file."""
+
+    def __init__(self, path: str, data, chunk_bytes: int | None):
+        self.path = path
+        self.chunk = chunk_bytes
+        self.fh = None
+        if data is not None:
+            self.mem = data
+            self.size = len(data)
+        else:
+            self.fh, self.size = _open_regular(path)
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+    def _read(self, n: int) -> bytes:
+        try:
+            return self.fh.read(n)
+        except OSError as exc:
+            raise PcapError(f"cannot read capture ({exc.strerror or exc})", path=self.path) from exc
+
+    def first(self) -> _Window:
+        return self.seek(0)
+
+    def seek(self, offset: int) -> _Window:
+        """The window starting at file ``offset``."""
+        if self.fh is None:
+            end = self.size if self.chunk is None else min(offset + self.chunk, self.size)
+            return _Window(self.mem, offset, end, 0, end >= self.size)
+        self.fh.seek(offset)
+        want = max(self.size - offset, 0) + 1 if self.chunk is None else self.chunk
+        buf = self._read(want)
+        return _Window(buf, 0, len(buf), offset, len(buf) < want)
+
+    def advance(self, win: _Window, pos: int, need: int = 0) -> _Window:
+        """The next window: the bytes of ``win`` from ``pos`` on, then at least ``chunk`` (and enough
+        for a record of ``need`` bytes at ``pos``) new ones."""
+        if self.fh is None:
+            end = min(pos + max(self.chunk, need), self.size)
+            return _Window(self.mem, pos, end, 0, end >= self.size)
+        rest = win.buf[pos:win.limit]
+        want = max(self.chunk, need - len(rest))
+        new = self._read(want)
+        return _Window(rest + new if rest else new, 0, len(rest) + len(new), win.base + pos, len(new) < want)
+
+
+def _open_regular(path):
+    """(binary file object, size) of a regular file; anything else raises :class:`PcapError`.
+
+    A device (``/dev/zero`` never ends), a FIFO (``open`` would block until a writer appears) or a
+    socket is refused. The file is opened non-blocking so that the check itself cannot hang; for a
+    regular file the flag changes nothing.
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
@@ -101,9 +279,21 @@ def _load(path) -> bytes | mmap.mmap:
         if not stat.S_ISREG(st.st_mode):
             raise PcapError(f"not a regular file ({_file_kind(st.st_mode)}); give a pcap/pcapng file",
                             path=str(path))
-        with os.fdopen(fd, "rb") as fh:
-            fd = -1  # owned by fh now
-            size = st.st_size
+        fh = os.fdopen(fd, "rb")
+        fd = -1  # owned by fh now
+        return fh, st.st_size
+    except OSError as exc:
+        raise PcapError(f"cannot read capture ({exc.strerror or exc})", path=str(path)) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _load(path) -> bytes | mmap.mmap:
+    """The whole file's bytes (regular files only); large files are memory-mapped read-only."""
+    fh, size = _open_regular(path)
+    try:
+        with fh:
             if size < _MMAP_MIN:
                 return fh.read()
             populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux: fault all pages in at once
@@ -111,12 +301,7 @@ def _load(path) -> bytes | mmap.mmap:
                 return mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
             return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError) as exc:
-        if isinstance(exc, PcapError):
-            raise
         raise PcapError(f"cannot read capture ({getattr(exc, 'strerror', None) or exc})", path=str(path)) from exc
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def _file_kind(mode: int) -> str:
@@ -132,64 +317,24 @@ def _empty(buf: np.ndarray) -> Records:
     return Records(buf, z, z.copy(), z.copy(), np.zeros(0), np.zeros(0, np.int32), z.copy())
 
 
-def _read_pcap(path, data: bytes, strict: bool) -> Records:
-    bo, units = _PCAP_MAGICS[bytes(data[:4])]
-    if len(data) < 24:
-        raise PcapError(f"truncated pcap global header ({len(data)} of 24 bytes)", path=str(path), offset=0)
-    (linktype_field,) = struct.unpack_from(bo + "I", data, 20)
-    linktype = linktype_field & 0x0FFFFFFF  # upper bits: FCS length flags
-    if linktype not in SUPPORTED_LINKTYPES:
-        raise PcapError(f"unsupported link type {linktype_field}", path=str(path), offset=20)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    n = len(data)
-    offs = _walk_pcap(data, n, bo)
-    rec_off = offs
-    hdr = np.lib.stride_tricks.sliding_window_view(buf, 16)[rec_off] if rec_off.size else np.zeros((0, 16), np.uint8)
-    fields = hdr.view(np.dtype(bo + "u4")).reshape(-1, 4).astype(np.int64)  # (n, 4): sec, frac, caplen, wire
-    big = np.flatnonzero(fields[:, 2] > MAX_CAPLEN)
-    if big.size:
-        raise PcapError(f"record caplen {fields[big[0], 2]} exceeds the {MAX_CAPLEN}-byte limit",
-                        path=str(path), offset=int(rec_off[big[0]]))
-    pos = int(rec_off[-1] + 16 + fields[-1, 2]) if offs.size else 24
-    if pos + 16 <= n:  # the walk stopped at a record running past the end of the file
-        (cap,) = struct.unpack_from(bo + "I", data, pos + 8)
-        if cap > MAX_CAPLEN:
-            raise PcapError(f"record caplen {cap} exceeds the {MAX_CAPLEN}-byte limit", path=str(path), offset=pos)
-    counters = {}
-    notes = []
-    if pos != n:
-        msg = f"last record truncated ({n - pos} trailing bytes)"
-        if strict:
-            raise PcapError(msg, path=str(path), offset=pos)
-        counters["truncated_records"] = 1
-        notes.append(f"{path} at offset {pos}: {msg}; record skipped")
-    if not offs.size:
-        rec = _empty(buf)
-        rec.counters, rec.notes = counters, notes
-        return rec
-    ts = fields[:, 0].astype(np.float64) + fields[:, 1].astype(np.float64) / units
-    return Records(buf, rec_off + 16, fields[:, 2], fields[:, 3], ts,
-                   np.full(len(offs), linktype, dtype=np.int32), rec_off, counters, notes)
+def _walk_pcap(data, start: int, limit: int, bo: str) -> np.ndarray:
+    """Offsets (in ``data``) of the records from ``start`` that end at or before ``limit``.
 
-
-def _walk_pcap(data, n: int, bo: str) -> np.ndarray:
-    """Offsets of the complete records (the loop only chains caplen fields; all else is vectorised).
-
-    When the file's byte order is the machine's, caplen is read through four ``uint32``
-    memoryviews shifted by 0..3 bytes (an unaligned read without a function call), else with
-    ``struct.unpack_from``.
+    The loop only chains caplen fields; all else is vectorised. When the file's byte order is the
+    machine's, caplen is read through four ``uint32`` memoryviews shifted by 0..3 bytes (an unaligned
+    read without a function call), else with ``struct.unpack_from``.
     """
     offs = array.array("q")
     append = offs.append
-    if (bo == "<") == (sys.byteorder == "little") and n >= 40:
+    if (bo == "<") == (sys.byteorder == "little") and limit - start >= 16:
         mv = memoryview(data)
-        views = [mv[k: k + 4 * ((n - k) // 4)].cast("I") for k in range(4)]
-        q, end = 32, n - 8  # q = offset of the caplen field of the current record
+        views = [mv[k: k + 4 * ((limit - k) // 4)].cast("I") for k in range(4)]
+        q, end = start + 8, limit - 8  # q = offset of the caplen field of the current record
         try:
             while q <= end:
                 append(q)
                 q += 16 + views[q & 3][q >> 2]
-            if q > n + 8:  # the last record runs past the end of the file
+            if q > limit + 8:  # the last record runs past the limit
                 offs.pop()
         finally:
             for v in views:
@@ -197,11 +342,11 @@ def _walk_pcap(data, n: int, bo: str) -> np.ndarray:
             mv.release()
         return np.frombuffer(offs, dtype=np.int64) - 8
     unpack = struct.Struct(bo + "I").unpack_from
-    pos, last = 24, n - 16
+    pos, last = start, limit - 16
     while pos <= last:
         (cap,) = unpack(data, pos + 8)
         nxt = pos + 16 + cap
-        if nxt > n:
+        if nxt > limit:
             break
         append(pos)
         pos = nxt
@@ -228,87 +373,90 @@ def _idb_options(data: bytes, bo: str, start: int, end: int) -> tuple[int, float
     return tps, float(toff)
 
 
-def _read_pcapng(path, data: bytes, strict: bool) -> Records:
-    n = len(data)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    pos = 0
-    bo = "<"
-    ifaces: list[tuple[int, int, float]] = []  # (linktype, ticks/s, offset s)
+@dataclass
+class _NgState:
+    """What a pcapng walk carries from window to window."""
+
+    bo: str = "<"
+    ifaces: list = field(default_factory=list)  # interfaces of the current section
+    iface_base: int = 0  # interfaces of all sections share one table; a section starts at iface_base
+    all_ifaces: list = field(default_factory=list)  # (linktype, ticks/s, offset s)
+
+
+def _walk_pcapng(path, win: _Window, pos: int, st: _NgState, file_size: int, chunk: int | None):
+    """Walk the blocks of ``win`` from ``pos``: (packet rows, stop position, bytes needed at the stop
+    (-1: the block there runs past the end of the file), file offset to seek to or None)."""
+    data, n, base = win.buf, win.limit, win.base
     rows: list[tuple] = []  # (block offset, data offset, caplen, wirelen, ts_ticks, iface index)
-    iface_base = 0  # interfaces of all sections share one table; sections start at iface_base
-    all_ifaces: list[tuple[int, int, float]] = []
-    counters: dict = {}
-    notes: list = []
     while pos + 12 <= n:
-        (btype,) = struct.unpack_from(bo + "I", data, pos)
+        (btype,) = struct.unpack_from(st.bo + "I", data, pos)
         if btype == _PCAPNG_SHB:
             bom = data[pos + 8: pos + 12]
             if bom == b"\x4d\x3c\x2b\x1a":
-                bo = "<"
+                st.bo = "<"
             elif bom == b"\x1a\x2b\x3c\x4d":
-                bo = ">"
+                st.bo = ">"
             else:
-                raise PcapError("bad pcapng byte-order magic", path=str(path), offset=pos + 8)
-            iface_base = len(all_ifaces)
-            ifaces = []
+                raise PcapError("bad pcapng byte-order magic", path=path, offset=base + pos + 8)
+            st.iface_base = len(st.all_ifaces)
+            st.ifaces = []
+        bo = st.bo
         (blen,) = struct.unpack_from(bo + "I", data, pos + 4)
         if blen < 12 or blen % 4:
-            raise PcapError(f"invalid pcapng block length {blen}", path=str(path), offset=pos + 4)
+            raise PcapError(f"invalid pcapng block length {blen}", path=path, offset=base + pos + 4)
         if blen > MAX_CAPLEN + 4096 and btype in (2, 3, 6):
-            raise PcapError(f"pcapng packet block of {blen} bytes exceeds the limit", path=str(path), offset=pos)
+            raise PcapError(f"pcapng packet block of {blen} bytes exceeds the limit", path=path, offset=base + pos)
         if pos + blen > n:
-            break
+            if base + pos + blen > file_size:
+                return rows, pos, -1, None
+            if chunk is not None and btype not in _PCAPNG_PARSED and blen > chunk:
+                return rows, pos, 0, base + pos + blen
+            return rows, pos, blen, None
         end = pos + blen - 4
         if btype == 1:  # IDB
             if blen < 20:
-                raise PcapError("truncated interface description block", path=str(path), offset=pos)
+                raise PcapError("truncated interface description block", path=path, offset=base + pos)
             lt = struct.unpack_from(bo + "H", data, pos + 8)[0]
             tps, toff = _idb_options(data, bo, pos + 16, end)
-            ifaces.append((lt, tps, toff))
-            all_ifaces.append((lt, tps, toff))
+            st.ifaces.append((lt, tps, toff))
+            st.all_ifaces.append((lt, tps, toff))
         elif btype in (6, 2):  # EPB, obsolete PB
             if blen < 32:
-                raise PcapError("truncated packet block", path=str(path), offset=pos)
+                raise PcapError("truncated packet block", path=path, offset=base + pos)
             if btype == 6:
                 iface, hi, lo, cap, wire = struct.unpack_from(bo + "IIIII", data, pos + 8)
             else:
                 iface, _, hi, lo, cap, wire = struct.unpack_from(bo + "HHIIII", data, pos + 8)
             if cap > MAX_CAPLEN or pos + 28 + cap > end:
                 raise PcapError(f"packet block caplen {cap} does not fit in its block of {blen} bytes",
-                                path=str(path), offset=pos + 20)
-            if iface >= len(ifaces):
-                raise PcapError(f"packet block names interface {iface}, but only {len(ifaces)} are described",
-                                path=str(path), offset=pos + 8)
-            rows.append((pos, pos + 28, cap, wire, (hi << 32) | lo, iface_base + iface))
+                                path=path, offset=base + pos + 20)
+            if iface >= len(st.ifaces):
+                raise PcapError(f"packet block names interface {iface}, but only {len(st.ifaces)} are described",
+                                path=path, offset=base + pos + 8)
+            rows.append((pos, pos + 28, cap, wire, (hi << 32) | lo, st.iface_base + iface))
         elif btype == 3:  # SPB
             if blen < 16:
-                raise PcapError("truncated simple packet block", path=str(path), offset=pos)
-            if not ifaces:
-                raise PcapError("simple packet block before any interface description", path=str(path), offset=pos)
+                raise PcapError("truncated simple packet block", path=path, offset=base + pos)
+            if not st.ifaces:
+                raise PcapError("simple packet block before any interface description", path=path, offset=base + pos)
             (wire,) = struct.unpack_from(bo + "I", data, pos + 8)
             cap = min(wire, blen - 16)
-            rows.append((pos, pos + 12, cap, wire, -1, iface_base))
+            rows.append((pos, pos + 12, cap, wire, -1, st.iface_base))
         pos += blen
-    if pos != n:
-        msg = f"last block truncated ({n - pos} trailing bytes)"
-        if strict:
-            raise PcapError(msg, path=str(path), offset=pos)
-        counters["truncated_records"] = 1
-        notes.append(f"{path} at offset {pos}: {msg}; block skipped")
-    if not rows:
-        rec = _empty(buf)
-        rec.counters, rec.notes = counters, notes
-        return rec
+    return rows, pos, 12, None
+
+
+def _ng_records(win: _Window, rows: list[tuple], all_ifaces: list) -> Records:
     arr = np.asarray([r[:4] + (r[5],) for r in rows], dtype=np.int64)  # (n, 5)
     has_ts = np.asarray([r[4] >= 0 for r in rows], dtype=bool)
     ticks = np.asarray([max(r[4], 0) for r in rows], dtype=np.uint64)
     iface_idx = arr[:, 4]
     lt_tab = np.asarray([f[0] for f in all_ifaces], dtype=np.int32)
     ts = np.zeros(len(rows), dtype=np.float64)
-    for k, (_, tps, toff) in enumerate(all_ifaces):
+    for k in np.unique(iface_idx[has_ts]).tolist():
+        _, tps, toff = all_ifaces[k]
         sel = (iface_idx == k) & has_ts
-        if not sel.any():
-            continue
         t = ticks[sel]
         ts[sel] = (t // np.uint64(tps)).astype(np.float64) + (t % np.uint64(tps)).astype(np.float64) / tps + toff
-    return Records(buf, arr[:, 1], arr[:, 2], arr[:, 3], ts, lt_tab[iface_idx], arr[:, 0], counters, notes)
+    return Records(np.frombuffer(win.buf, dtype=np.uint8), arr[:, 1], arr[:, 2], arr[:, 3], ts,
+                   lt_tab[iface_idx], arr[:, 0] + win.base)

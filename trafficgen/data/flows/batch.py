@@ -1,0 +1,150 @@
+"""Running the one-capture reader over many captures: in this process or in worker processes.
+
+:func:`run_captures` calls ``task(path)`` for every capture and returns the results *in file order*
+whatever order the workers finish in, so ``read_pcaps(..., jobs=N)`` gives the same FlowSet, bit
+for bit, for every N. Workers are started with the ``spawn`` method on every platform (the same
+behaviour on Linux, macOS and Windows, and safe in a parent that runs threads, e.g. torch's): the
+task must be a picklable top-level function (or a ``functools.partial`` of one), and a script that
+calls ``read_pcaps(jobs=N)`` at import time needs the usual ``if __name__ == "__main__":`` guard.
+Captures are handed out largest first so that one big capture does not finish last alone.
+
+Progress (:class:`IngestProgress`) counts megabytes of captures read, through
+:class:`trafficgen._progress.ProgressReporter` (a bar on a terminal, plain lines in a log). It
+appears only once the work has taken a second, so a quick ingest (or one that fails at once) prints
+nothing but its result.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from trafficgen.errors import ConfigError, TrafficgenError
+
+
+class TaskFailure:
+    """A task's expected failure, returned (not raised) so that the caller decides in file order."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def check_jobs(jobs) -> int:
+    """``jobs`` as a worker count: an int >= 1, or 0 for one per CPU core."""
+    try:
+        n = int(jobs)
+    except (TypeError, ValueError):
+        raise ConfigError(f"jobs must be an integer >= 0 (0: one per CPU core), got {jobs!r}") from None
+    if n != jobs or n < 0:
+        raise ConfigError(f"jobs must be an integer >= 0 (0: one per CPU core), got {jobs!r}")
+    return n or (os.cpu_count() or 1)
+
+
+def file_size(path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def run_captures(task: Callable, files: Sequence[Path], *, jobs: int = 1, progress: IngestProgress | None = None,
+                 stop_on_failure: bool = False) -> list:
+    """``[task(path) for path in files]``, in ``jobs`` processes when ``jobs > 1``.
+
+    A :class:`TaskFailure` result with ``stop_on_failure`` ends the run: later captures are not
+    started (or are cancelled) and the list ends with the first failure *in file order*. In this
+    process, ``task`` is called with ``on_window=`` (bytes of the capture done, for progress).
+    """
+    sizes = [file_size(f) for f in files]
+    if jobs <= 1 or len(files) < 2:
+        out, done = [], 0
+        for path, size in zip(files, sizes, strict=True):
+            def on_window(b, _done=done):
+                if progress is not None:
+                    progress.set(_done + b, len(out))
+            res = task(path, on_window=on_window)
+            out.append(res)
+            done += size
+            if progress is not None:
+                progress.set(done, len(out))
+            if stop_on_failure and isinstance(res, TaskFailure):
+                break
+        return out
+    return _run_parallel(task, files, sizes, min(jobs, len(files)), progress, stop_on_failure)
+
+
+def _run_parallel(task, files, sizes, jobs, progress, stop_on_failure) -> list:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    results: list = [None] * len(files)
+    first_failure = len(files)
+    done_bytes = done_files = 0
+    by_size = sorted(range(len(files)), key=lambda i: (-sizes[i], i))
+    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        pending = {ex.submit(task, files[i]): i for i in by_size}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                i = pending.pop(fut)
+                if fut.cancelled():
+                    continue
+                try:
+                    results[i] = fut.result()
+                except BrokenProcessPool as exc:
+                    raise TrafficgenError(f"a worker process died while reading {files[i]} (out of memory?); "
+                                          f"read with fewer jobs") from exc
+                done_bytes += sizes[i]
+                done_files += 1
+                if progress is not None:
+                    progress.set(done_bytes, done_files)
+                if stop_on_failure and isinstance(results[i], TaskFailure) and i < first_failure:
+                    first_failure = i
+                    for f, j in list(pending.items()):
+                        if j > i and f.cancel():
+                            pending.pop(f)
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+    return results[: first_failure + 1] if first_failure < len(files) else results
+
+
+class IngestProgress:
+    """Megabytes of captures read, shown through :class:`~trafficgen._progress.ProgressReporter`
+    once the work has taken ``delay_s`` seconds."""
+
+    def __init__(self, total_bytes: int, n_files: int, *, enabled: bool = True, delay_s: float = 1.0,
+                 clock=time.monotonic):
+        self.total = max(1, math.ceil(total_bytes / 1e6))
+        self.n_files = n_files
+        self.enabled = enabled
+        self.delay_s = delay_s
+        self._clock = clock
+        self._reporter = None
+        self._mb = 0
+        self._files = 0
+
+    def __enter__(self) -> IngestProgress:
+        self._t0 = self._clock()
+        return self
+
+    def set(self, bytes_done: int, files_done: int) -> None:
+        if not self.enabled:
+            return
+        self._mb, self._files = min(int(bytes_done // 1e6), self.total), files_done
+        if self._reporter is None:
+            if self._clock() - self._t0 < self.delay_s:
+                return
+            from trafficgen._progress import ProgressReporter
+
+            self._reporter = ProgressReporter(self.total, "ingest", unit="MB").__enter__()
+        self._reporter.update(self._mb - self._reporter.done, captures=f"{self._files}/{self.n_files}")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._reporter is not None:
+            if exc_type is None:
+                self._reporter.update(self.total - self._reporter.done, captures=f"{self._files}/{self.n_files}")
+            self._reporter.__exit__(exc_type, exc, tb)
