@@ -28,6 +28,14 @@ from trafficgen.generators.training import seeded_init, train_loop
 from trafficgen.representations.od_scaler import ODLogScaler
 
 
+def persistence_plus(z: torch.Tensor, change: torch.Tensor, n_horizons: int) -> torch.Tensor:
+    """The direct multi-horizon residual head: the last input matrix plus the predicted change.
+    ``z`` (B, T_in, N, N), ``change`` (B, H * N * N) -> (B, H, N, N); an untrained head that
+    outputs 0 is persistence."""
+    b, _, n, _ = z.shape
+    return z[:, -1:] + change.reshape(b, n_horizons, n, n)  # (B, H, N, N)
+
+
 @torch.no_grad()
 def window_mse(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
     """Mean squared error of ``net(x)`` against ``y`` over all windows (summed per batch)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trafficgen.generators.tm.neural import NeuralTMForecaster
+from trafficgen.generators.tm.neural import NeuralTMForecaster, persistence_plus
 
 
 @dataclass
@@ -43,8 +43,7 @@ class RNNNet(nn.Module):
         b, t, n, _ = z.shape
         x = torch.relu(self.embed(z.reshape(b, t, n * n)))  # (B, T_in, D)
         out, _ = self.rnn(x)  # (B, T_in, D)
-        delta = self.head(out[:, -1]).reshape(b, self.config.n_horizons, n, n)  # (B, H, N, N)
-        return z[:, -1:] + delta  # (B, H, N, N)
+        return persistence_plus(z, self.head(out[:, -1]), self.config.n_horizons)  # (B, H, N, N)
 
 
 class _RNNForecaster(NeuralTMForecaster):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from trafficgen.errors import ConfigError
-from trafficgen.generators.tm.neural import NeuralTMForecaster
+from trafficgen.generators.tm.neural import NeuralTMForecaster, persistence_plus
 from trafficgen.representations.traffic_image import traffic_frames
 
 
@@ -63,8 +63,7 @@ class ViTLSTMNet(nn.Module):
         tokens = self.vit(pixel_values=frames.reshape(b * t, 3, n + pad, n + pad)).last_hidden_state
         cls = tokens[:, 0].reshape(b, t, -1)  # (B, T, D_vit)
         out, _ = self.lstm(cls)  # (B, T, D)
-        delta = self.head(out[:, -1]).reshape(b, self.config.n_horizons, n, n)  # (B, H, N, N)
-        return z[:, -1:] + delta  # (B, H, N, N)
+        return persistence_plus(z, self.head(out[:, -1]), self.config.n_horizons)  # (B, H, N, N)
 
 
 class ViTLSTMForecaster(NeuralTMForecaster):
