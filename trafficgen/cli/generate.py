@@ -62,7 +62,32 @@ def flows_table(flows, title: str = "samples"):
     return table
 
 
-def _plot_losses(history: dict, file: Path) -> None:
+def loss_figure(history: dict, title: str = "training loss"):
+    """The figure of loss.png: train / validation loss per epoch, integer epoch ticks, the best
+    epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(range(1, len(history["train_loss"]) + 1), history["train_loss"], marker=".", label="train")
+    if history.get("val_loss"):
+        ax.plot(range(1, len(history["val_loss"]) + 1), history["val_loss"], marker=".", label="validation")
+    best = history.get("best_epoch", -1)
+    if best is not None and best >= 0:
+        ax.axvline(best + 1, color="grey", linestyle=":", linewidth=1, label=f"best (epoch {best + 1})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (nats / token)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _plot_losses(history: dict, file: Path, title: str = "training loss") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,14 +95,7 @@ def _plot_losses(history: dict, file: Path) -> None:
 
     from trafficgen._io import atomic_path
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(range(1, len(history["train_loss"]) + 1), history["train_loss"], label="train")
-    if history.get("val_loss"):
-        ax.plot(range(1, len(history["val_loss"]) + 1), history["val_loss"], label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (nats / token)")
-    ax.legend()
-    fig.tight_layout()
+    fig = loss_figure(history, title)
     with atomic_path(file) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -127,7 +145,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         gen.save_pretrained(out)
         history = getattr(gen, "history_", None)
         if isinstance(history, dict) and history.get("train_loss"):
-            _plot_losses(history, out / "loss.png")
+            _plot_losses(history, out / "loss.png", title=f"{model}: training loss ({len(flows)} flows)")
             last = history["val_loss"][-1] if history.get("val_loss") else history["train_loss"][-1]
             typer.echo(f"final loss {last:.4f} (best epoch {history.get('best_epoch', -1) + 1})")
         typer.echo(json.dumps({"model": model, "out": str(out), "flows": len(flows),

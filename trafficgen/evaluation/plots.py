@@ -29,6 +29,18 @@ def _save(fig, path) -> Path:
     return path
 
 
+def radar_axis_label(metric: str) -> str:
+    """What a radar axis shows for a metric of :meth:`FidelityReport.scores`: ``1 - JSD`` for the
+    divergences (lower is better, so the plot shows their complement), ``1 - leakage``, the metric
+    itself for the bigger-is-better ones (novelty, UniqAlign)."""
+    from trafficgen.evaluation.fidelity import fidelity_metrics
+    from trafficgen.evaluation.privacy import PRIVACY_METRICS
+
+    directions = {m.name: m.direction for m in fidelity_metrics() + [cls() for cls in PRIVACY_METRICS]}
+    words = metric.replace("_", " ").replace(" jsd", " JSD")
+    return f"1 - {words}" if directions.get(metric, "lower") == "lower" else words
+
+
 def radar_plot(scores: dict[str, dict[str, float]], path: str | Path, *, title: str = "Fidelity") -> Path:
     """``scores[generator][axis]`` in [0, 1], bigger = better (e.g. ``FidelityReport.scores()``,
     which plots 1 - JSD). All generators share one radar; axes are the first generator's keys."""
@@ -45,7 +57,7 @@ def radar_plot(scores: dict[str, dict[str, float]], path: str | Path, *, title: 
         ax.plot(angles + angles[:1], vals + vals[:1], linewidth=1.5, label=name)
         ax.fill(angles + angles[:1], vals + vals[:1], alpha=0.12)
     ax.set_xticks(angles)
-    ax.set_xticklabels([a.replace("_", " ") for a in axes], fontsize=8)
+    ax.set_xticklabels([radar_axis_label(a) for a in axes], fontsize=8)
     ax.set_ylim(0, 1)
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title(f"{title} (outer = better)", fontsize=10)
