@@ -441,3 +441,25 @@ def test_first_packet_from_the_server_is_said(tmp_path):
     flows = FlowSet.from_sequences([[-10, 20]], labels=["a"])
     with pytest.warns(ExportWarning, match="signs flipped"):
         write_pcap(flows, tmp_path / "s.pcap")
+
+
+def test_chunks_and_threads_do_not_change_the_bytes(ndpi, tmp_path):
+    from trafficgen.data.flows.pcap_render import write_capture
+    from trafficgen.data.flows.pcap_writer import plan_export
+
+    plan = plan_export(ndpi[:400], ipv6=0.5, random_state=0)
+    e = plan.endpoints
+    kw = dict(family=plan.family, proto=plan.proto, client_addr=e["client_addr"], server_addr=e["server_addr"],
+              client_port=e["client_port"], server_port=e["server_port"], linktype="ethernet",
+              time_resolution="us")
+    files = {}
+    for name, payload, n_jobs, chunk in (("zeros_one", "zeros", 1, 1 << 30), ("zeros_many", "zeros", 2, 4096),
+                                         ("random_1", "random", 1, 4096), ("random_2", "random", 2, 4096)):
+        path = tmp_path / f"{name}.pcap"
+        write_capture(path, plan.packets, payload=payload, n_jobs=n_jobs, chunk_bytes=chunk,
+                      rng=np.random.default_rng(5), **kw)
+        files[name] = path.read_bytes()
+    assert files["zeros_one"] == files["zeros_many"]
+    assert files["random_1"] == files["random_2"] != files["zeros_one"]
+    packets = read_dpkt(tmp_path / "random_2.pcap")
+    assert len(packets) == len(plan.packets) and all(checksums_ok(ip) for _, ip in packets)

@@ -22,9 +22,9 @@ data packets ``j = 0 .. n-1`` at ticks ``t_j`` (the writer's time unit) and a ha
   IP identification counts up per side from a random start.
 * UDP: one datagram per packet at its tick.
 
-Within a flow packets are ordered by (tick, rank) where the rank follows the list above, so a
-control packet that shares a tick with a segment is placed where the stack would send it; the
-file is ordered by (tick, flow, rank).
+Within a flow packets are ordered by a rank that follows the list above (ticks never decrease
+along it), so a control packet that shares a tick with a segment is placed where the stack would
+send it; the file is ordered by (tick, flow, rank).
 """
 from __future__ import annotations
 
@@ -101,7 +101,10 @@ def plan_conversations(lengths, directions, n_packets, gaps, start, proto, famil
     if keepalive is not None:
         n_probe = np.where(tcp[f] & ~last, np.maximum(next_gap - 1, 0) // keepalive, 0)
 
-    base = 10 + 4 * j  # rank of data packet j
+    # ranks: handshake 0-2; data packet j at 10 + stride * j, its ACK +1, keep-alive k (>= 1) and
+    # its ACK +2k, +2k+1; the close after the last data packet
+    stride = 2 * int(n_probe.max(initial=0)) + 2
+    base = 10 + stride * j
     parts = []  # (flow, tick, rank, sender, flags, length, probe, syn)
 
     def add(flow, tick, rank, sender, flags, length=None, probe=False, syn=False):
@@ -125,16 +128,18 @@ def plan_conversations(lengths, directions, n_packets, gaps, start, proto, famil
         src = np.repeat(np.arange(m), n_probe)
         kth = np.arange(src.size) - np.repeat(np.cumsum(n_probe) - n_probe, n_probe) + 1
         probe_t = t[src] + kth * keepalive
-        add(f[src], probe_t, base[src] + 2, 1, ACK, probe=True)
-        add(f[src], np.minimum(probe_t + half, next_t[src]), base[src] + 3, -1, ACK)
+        add(f[src], probe_t, base[src] + 2 * kth, 1, ACK, probe=True)
+        add(f[src], np.minimum(probe_t + half, next_t[src]), base[src] + 2 * kth + 1, -1, ACK)
     tl = t_last[tf]
-    rank_end = np.full_like(tf, 10 + 4 * w)
+    rank_end = np.full_like(tf, 10 + stride * w)
     add(tf, tl + half, rank_end, 1, FIN | ACK)
     add(tf, tl + 2 * half, rank_end + 1, -1, FIN | ACK)
     add(tf, tl + 3 * half, rank_end + 2, 1, ACK)
 
     flow, tick, rank, sender, flags, length, probe, syn = (np.concatenate(c) for c in zip(*parts, strict=True))
-    order = np.lexsort((rank, tick, flow))  # per-flow order
+    # per-flow order = (flow, rank) (ticks rise with the rank inside a flow); one int64 key when it fits
+    span = 10 + stride * w + 3
+    order = np.argsort(flow * span + rank, kind="stable") if n * span < 2**62 else np.lexsort((rank, flow))
     flow, tick, rank, sender, flags, length, probe, syn = (
         a[order] for a in (flow, tick, rank, sender, flags, length, probe, syn))
     starts = np.flatnonzero(np.r_[True, flow[1:] != flow[:-1]])
@@ -162,6 +167,6 @@ def plan_conversations(lengths, directions, n_packets, gaps, start, proto, famil
     mss = np.minimum(np.stack([mss_c, mss_s], axis=1), 65535)
     per_dir = np.stack([np.bincount(flow[client], minlength=n), np.bincount(flow[~client], minlength=n)], axis=1)
 
-    fo = np.lexsort((rank, flow, tick))  # file order
+    fo = np.argsort(tick, kind="stable")  # file order (tick, flow, rank): rows are in (flow, rank) order
     return Packets(flow=flow[fo], tick=tick[fo], sender=sender[fo], flags=flags[fo], seq=seq[fo], ack=ack[fo],
                    length=length[fo], syn=syn[fo], ip_id=ip_id[fo], mss=mss.astype(np.int64), per_direction=per_dir)

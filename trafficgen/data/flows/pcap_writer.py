@@ -45,6 +45,7 @@ hundreds of times slower (``benchmarks/export.py`` measures both in one process)
 from __future__ import annotations
 
 import csv
+import inspect
 import ipaddress
 import os
 import warnings
@@ -56,12 +57,12 @@ import numpy as np
 
 from trafficgen._io import atomic_path, check_output_path
 from trafficgen._random import check_random_state
-from trafficgen.data.flows.pcap_conversation import plan_conversations
+from trafficgen.data.flows.pcap_conversation import Packets, plan_conversations
 from trafficgen.data.flows.pcap_render import LINKTYPES, TIME_RESOLUTIONS, max_payload, write_capture
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
 
-__all__ = ["write_pcap", "PcapExport", "ExportWarning", "DEFAULT_IAT", "write_labels_csv"]
+__all__ = ["write_pcap", "plan_export", "ExportPlan", "PcapExport", "ExportWarning", "DEFAULT_IAT", "write_labels_csv"]
 
 #: Means (seconds) of the exponential IATs used when neither the flows nor ``timing_from`` give any.
 DEFAULT_IAT = {"same_direction": 0.001, "direction_change": 0.02}
@@ -110,25 +111,38 @@ class PcapExport:
                 "starts": self.starts, "payload": self.payload, "notes": list(self.notes)}
 
 
-def write_pcap(flows: FlowSet, path: str | os.PathLike, *, linktype: str = "ethernet",
-               client_pool=DEFAULT_CLIENT_POOL, server_pool=DEFAULT_SERVER_POOL, ipv6: float | str = "flows",
-               protocol: str | dict | None = None, server_ports: int | dict | None = None,
-               default_port: int = 443, ports_from: FlowSet | None = None, timing_from: FlowSet | None = None,
-               payload: str = "zeros", starts: str = "rate", rate: float = 100.0, t0: float = DEFAULT_T0,
-               rtt: float = 0.02, delayed_ack: float = 0.04, keepalive: float | None = 100.0,
-               time_resolution: str = "us", labels_path: str | os.PathLike | None = None,
-               progress: bool = False, random_state=None) -> PcapExport:
-    """Write ``flows`` to ``path`` as a pcap capture (module docstring: the rules); ``labels_path``
-    also writes the labels CSV that ``read_pcaps(labels=...)`` / ``trafficgen ingest --labels``
-    read. Both files are written atomically and checked before any work."""
+@dataclass
+class ExportPlan:
+    """Every packet of an export before it is rendered (:func:`plan_export`): the exported flows
+    (input order, flows without packets left out: ``keep`` indexes the input) and per flow their
+    ``family`` (4 / 6), ``proto`` (6 / 17), ``endpoints`` (address bytes (n, 16), text, ports),
+    ``gaps`` (ticks before each packet) and ``start`` tick; ``packets`` the packet table."""
+
+    flows: FlowSet
+    keep: np.ndarray
+    family: np.ndarray
+    proto: np.ndarray
+    endpoints: dict
+    gaps: np.ndarray
+    start: np.ndarray
+    packets: Packets
+    timing: str
+    time_resolution: str
+    notes: list
+
+
+def plan_export(flows: FlowSet, *, client_pool=DEFAULT_CLIENT_POOL, server_pool=DEFAULT_SERVER_POOL,
+                ipv6: float | str = "flows", protocol: str | dict | None = None,
+                server_ports: int | dict | None = None, default_port: int = 443, ports_from: FlowSet | None = None,
+                timing_from: FlowSet | None = None, starts: str = "rate", rate: float = 100.0,
+                t0: float = DEFAULT_T0, rtt: float = 0.02, delayed_ack: float = 0.04,
+                keepalive: float | None = 100.0, time_resolution: str = "us", random_state=None) -> ExportPlan:
+    """Choose endpoints, protocols, ports, IATs and start times and lay out every packet of the
+    export (:func:`write_pcap` renders it; the options are its own)."""
     if not isinstance(flows, FlowSet):
         raise ConfigError(f"flows must be a FlowSet, got {type(flows).__name__}")
-    if linktype not in LINKTYPES:
-        raise ConfigError(f"linktype must be one of {', '.join(LINKTYPES)}, got {linktype!r}")
     if time_resolution not in TIME_RESOLUTIONS:
         raise ConfigError(f"time_resolution must be one of {', '.join(TIME_RESOLUTIONS)}, got {time_resolution!r}")
-    if payload not in ("zeros", "random"):
-        raise ConfigError(f"payload must be 'zeros' or 'random', got {payload!r}")
     if starts not in ("rate", "flows"):
         raise ConfigError(f"starts must be 'rate' or 'flows', got {starts!r}")
     if starts == "rate" and not (np.isfinite(rate) and rate > 0):
@@ -141,26 +155,20 @@ def write_pcap(flows: FlowSet, path: str | os.PathLike, *, linktype: str = "ethe
     if keepalive is not None and not (keepalive > max(rtt, delayed_ack)):
         raise ConfigError(f"keepalive must be longer than rtt and delayed_ack ({max(rtt, delayed_ack)} s), "
                           f"got {keepalive}")
-    path = check_output_path(path, "file")
-    if labels_path is not None:
-        labels_path = check_output_path(labels_path, "file")
-        if flows.labels is None:
-            raise ConfigError("labels_path needs labelled flows")
     rng = check_random_state(random_state)
     res = TIME_RESOLUTIONS[time_resolution]
     notes: list[str] = []
-
     keep = np.flatnonzero(flows.n_packets > 0)
     if keep.size < len(flows):
         notes.append(f"{len(flows) - keep.size} flows without packets were not exported")
     fs = flows[keep] if keep.size < len(flows) else flows
-    if np.any(fs.directions[:, 0] < 0) if len(fs) else False:
+    if len(fs) and np.any(fs.directions[:, 0] < 0):
         notes.append(f"{int((fs.directions[:, 0] < 0).sum())} flows start server->client: a reader takes the "
                      "first sender as the client, so they come back with their signs flipped")
     proto = _protocols(fs, protocol, ports_from)
     _check_sizes(fs, proto)
     fam = _families(fs, ipv6, rng)
-    gaps, timing = _gap_ticks(fs, timing_from, res, rng, notes)
+    gaps, timing = _gap_ticks(fs, timing_from, res, rng)
     start = _start_ticks(fs, starts, rate, t0, res, rng)
     ports = _server_ports(fs, proto, server_ports, default_port, ports_from)
     ends = _endpoints(fam, proto, ports, client_pool, server_pool, rng)
@@ -175,24 +183,53 @@ def write_pcap(flows: FlowSet, path: str | os.PathLike, *, linktype: str = "ethe
                    "default": f"the flows carry no IATs: drawn from the default {DEFAULT_IAT} (exponential means, s)"}
     if timing in timing_note:
         notes.insert(0, timing_note[timing])
-    for note in notes:
-        warnings.warn(note, ExportWarning, stacklevel=2)
+    packets = plan_conversations(fs.lengths, fs.directions, fs.n_packets, gaps, start, proto, fam,
+                                 rtt=int(round(rtt * res)), delayed_ack=int(round(delayed_ack * res)),
+                                 keepalive=None if keepalive is None else int(round(keepalive * res)), rng=rng)
+    return ExportPlan(flows=fs, keep=keep, family=fam, proto=proto, endpoints=ends, gaps=gaps, start=start,
+                      packets=packets, timing=timing, time_resolution=time_resolution, notes=notes)
 
-    plan = plan_conversations(fs.lengths, fs.directions, fs.n_packets, gaps, start, proto, fam,
-                              rtt=int(round(rtt * res)), delayed_ack=int(round(delayed_ack * res)),
-                              keepalive=None if keepalive is None else int(round(keepalive * res)), rng=rng)
+
+def write_pcap(flows: FlowSet, path: str | os.PathLike, *, linktype: str = "ethernet", payload: str = "zeros",
+               labels_path: str | os.PathLike | None = None, progress: bool = False, n_jobs: int | None = None,
+               random_state=None, **options) -> PcapExport:
+    """Write ``flows`` to ``path`` as a pcap capture (module docstring: the rules); ``labels_path``
+    also writes the labels CSV that ``read_pcaps(labels=...)`` / ``trafficgen ingest --labels``
+    read. Both files are written atomically and checked before any work. ``options``: those of
+    :func:`plan_export` (``client_pool``, ``server_pool``, ``ipv6``, ``protocol``,
+    ``server_ports``, ``default_port``, ``ports_from``, ``timing_from``, ``starts``, ``rate``,
+    ``t0``, ``rtt``, ``delayed_ack``, ``keepalive``, ``time_resolution``). ``n_jobs``: chunks
+    rendered at once in threads (None: 1; the bytes do not depend on it)."""
+    if linktype not in LINKTYPES:
+        raise ConfigError(f"linktype must be one of {', '.join(LINKTYPES)}, got {linktype!r}")
+    if payload not in ("zeros", "random"):
+        raise ConfigError(f"payload must be 'zeros' or 'random', got {payload!r}")
+    unknown = sorted(set(options) - set(inspect.signature(plan_export).parameters) - {"flows", "random_state"})
+    if unknown:
+        raise ConfigError(f"unknown export option(s) {', '.join(map(repr, unknown))}")
+    path = check_output_path(path, "file")
+    if labels_path is not None:
+        labels_path = check_output_path(labels_path, "file")
+        if isinstance(flows, FlowSet) and flows.labels is None:
+            raise ConfigError("labels_path needs labelled flows")
+    rng = check_random_state(random_state)
+    plan = plan_export(flows, random_state=rng, **options)
+    for note in plan.notes:
+        warnings.warn(note, ExportWarning, stacklevel=2)
+    ends = plan.endpoints
     with atomic_path(path) as tmp:
-        info = write_capture(tmp, plan, family=fam, proto=proto, client_addr=ends["client_addr"],
+        info = write_capture(tmp, plan.packets, family=plan.family, proto=plan.proto, client_addr=ends["client_addr"],
                              server_addr=ends["server_addr"], client_port=ends["client_port"],
-                             server_port=ends["server_port"], linktype=linktype, time_resolution=time_resolution,
-                             payload=payload, rng=rng, progress=progress)
-    order = np.argsort(start, kind="stable")
-    back = _expected_flows(fs, order, gaps, start, res, proto, ends, path)
+                             server_port=ends["server_port"], linktype=linktype,
+                             time_resolution=plan.time_resolution, payload=payload, rng=rng, progress=progress,
+                             n_jobs=1 if n_jobs is None else int(n_jobs))
+    order = np.argsort(plan.start, kind="stable")
+    back = _expected_flows(plan, order, path)
     back.meta = dict(flows.meta)
-    result = PcapExport(path=path, linktype=linktype, time_resolution=time_resolution, n_flows=len(fs),
-                        n_packets=info["n_packets"], n_bytes=info["n_bytes"], timing=timing, starts=starts,
-                        payload=payload, flows=back, order=keep[order],
-                        packets_per_direction=info["packets_per_direction"][order], notes=notes)
+    result = PcapExport(path=path, linktype=linktype, time_resolution=plan.time_resolution, n_flows=len(plan.flows),
+                        n_packets=info["n_packets"], n_bytes=info["n_bytes"], timing=plan.timing,
+                        starts=options.get("starts", "rate"), payload=payload, flows=back, order=plan.keep[order],
+                        packets_per_direction=info["packets_per_direction"][order], notes=plan.notes)
     if labels_path is not None:
         write_labels_csv(back, labels_path)
         result.labels_path = labels_path
@@ -218,13 +255,24 @@ def write_labels_csv(flows: FlowSet, path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------- per-flow choices
-def _class_mode(values: np.ndarray, labels: np.ndarray) -> dict:
-    """class -> most common value (ties: the smallest)."""
-    out = {}
-    for c in np.unique(labels):
-        counts = Counter(values[labels == c].tolist())
-        out[str(c)] = min(counts, key=lambda v: (-counts[v], v))
-    return out
+def _labels(fs: FlowSet) -> np.ndarray:
+    """The labels, or "" for every flow of an unlabelled set."""
+    return fs.labels if fs.labels is not None else np.full(len(fs), "", dtype=object)
+
+
+def _codes(labels: np.ndarray, classes: list) -> np.ndarray:
+    """(n,) int64 index of each label in the sorted list ``classes`` (-1 when absent)."""
+    if not classes or not len(labels):
+        return np.full(len(labels), -1, dtype=np.int64)
+    cls = np.asarray(classes, dtype=str)
+    lab = labels.astype(str)
+    pos = np.searchsorted(cls, lab).clip(0, len(cls) - 1)
+    return np.where(cls[pos] == lab, pos, -1).astype(np.int64)
+
+
+def _mode(counter: Counter) -> int:
+    """The most common value (ties: the smallest)."""
+    return min(counter, key=lambda v: (-counter[v], v))
 
 
 def _protocol_number(value, what: str) -> int:
@@ -235,31 +283,31 @@ def _protocol_number(value, what: str) -> int:
 
 
 def _protocols(fs: FlowSet, protocol, ports_from) -> np.ndarray:
-    n = len(fs)
     if fs.protocol is not None:
         bad = np.flatnonzero(~np.isin(fs.protocol, (6, 17)))
         if bad.size:
             raise InputFormatError(f"flow {int(bad[0])} has protocol {int(fs.protocol[bad[0]])}; only TCP (6) and "
                                    "UDP (17) flows can be exported", offset=int(bad[0]))
         return fs.protocol.astype(np.int64)
-    learned = {}
+    learned: dict = {}
     if ports_from is not None and ports_from.labels is not None and ports_from.protocol is not None:
-        learned = _class_mode(ports_from.protocol, ports_from.labels)
+        by_class: dict = {}
+        for c, p in zip(ports_from.labels.tolist(), ports_from.protocol.tolist(), strict=True):
+            by_class.setdefault(c, Counter())[p] += 1
+        learned = {c: _mode(n) for c, n in by_class.items()}
     per_class = protocol if isinstance(protocol, dict) else {}
     default = 6 if protocol is None or isinstance(protocol, dict) else _protocol_number(protocol, "protocol")
-    labels = fs.labels if fs.labels is not None else np.full(n, None, dtype=object)
-    table = {}
-    out = np.empty(n, dtype=np.int64)
-    for c in set(labels.tolist()):
+    labels = _labels(fs)
+    classes = sorted(set(labels.tolist()))
+    table = np.empty(len(classes), dtype=np.int64)
+    for k, c in enumerate(classes):
         if c in per_class:
-            table[c] = _protocol_number(per_class[c], f"protocol[{c!r}]")
+            table[k] = _protocol_number(per_class[c], f"protocol[{c!r}]")
         elif c in learned and not isinstance(protocol, str):
-            table[c] = int(learned[c])
+            table[k] = int(learned[c])
         else:
-            table[c] = default
-    for c, p in table.items():
-        out[labels == c] = p
-    return out
+            table[k] = default
+    return table[_codes(labels, classes)]
 
 
 def _server_ports(fs: FlowSet, proto, server_ports, default_port, ports_from) -> np.ndarray:
@@ -270,22 +318,27 @@ def _server_ports(fs: FlowSet, proto, server_ports, default_port, ports_from) ->
             raise ConfigError(f"a server port must be an integer in [1, 65535], got {p!r}")
     if fs.server_port is not None:
         return fs.server_port.astype(np.int64)
-    learned = {}
+    by_key: dict = {}  # (class, protocol) and (class, None) -> Counter of server ports
     if ports_from is not None and ports_from.labels is not None and ports_from.server_port is not None:
-        pr = ports_from.protocol if ports_from.protocol is not None else np.zeros(len(ports_from), np.int64)
-        keys = np.asarray([f"{lab}\x00{int(p)}" for lab, p in zip(ports_from.labels, pr, strict=True)], dtype=object)
-        learned = _class_mode(ports_from.server_port, keys)
-        learned_any = _class_mode(ports_from.server_port, ports_from.labels)
-    labels = fs.labels if fs.labels is not None else np.full(n, None, dtype=object)
+        pr = ports_from.protocol.tolist() if ports_from.protocol is not None else [None] * len(ports_from)
+        for c, p, port in zip(ports_from.labels.tolist(), pr, ports_from.server_port.tolist(), strict=True):
+            by_key.setdefault((c, p), Counter())[port] += 1
+            by_key.setdefault((c, None), Counter())[port] += 1
+    labels = _labels(fs)
+    classes = sorted(set(labels.tolist()))
+    codes = _codes(labels, classes)
     out = np.full(n, int(default_port), dtype=np.int64)
-    for i in range(n):
-        c = labels[i]
+    for k, c in enumerate(classes):
+        sel = codes == k
         if isinstance(server_ports, dict) and c in server_ports:
-            out[i] = server_ports[c]
+            out[sel] = server_ports[c]
         elif isinstance(server_ports, (int, np.integer)):
-            out[i] = server_ports
-        elif learned:
-            out[i] = learned.get(f"{c}\x00{int(proto[i])}", learned.get(f"{c}\x000", learned_any.get(c, default_port)))
+            out[sel] = server_ports
+        else:
+            for p in (6, 17):
+                found = by_key.get((c, p)) or by_key.get((c, None))
+                if found:
+                    out[sel & (proto == p)] = _mode(found)
     return out
 
 
@@ -312,7 +365,7 @@ def _check_sizes(fs: FlowSet, proto) -> None:
                           f"{'TCP' if proto[i] == 6 else 'UDP'} packet carries ({int(limit[i])})")
 
 
-def _gap_ticks(fs: FlowSet, timing_from, res: int, rng, notes) -> tuple[np.ndarray, str]:
+def _gap_ticks(fs: FlowSet, timing_from, res: int, rng) -> tuple[np.ndarray, str]:
     """(n, W) int64 gaps in ticks before each packet (0 for the first and past the end), and
     where they came from."""
     valid = fs.valid_mask
@@ -344,32 +397,38 @@ def _gap_ticks(fs: FlowSet, timing_from, res: int, rng, notes) -> tuple[np.ndarr
 
 def _empirical_iats(ref: FlowSet, labels, later, change, rng) -> np.ndarray:
     """Draw each needed IAT uniformly from ref's IATs of the same class and condition (direction
-    change or not); a class or condition ref lacks falls back to all of ref's flows."""
+    change or not); a class or condition ref lacks falls back to all of ref's IATs of the condition
+    (then to all of ref's IATs)."""
     r_later = ref.valid_mask.copy()
     r_later[:, 0] = False
     r_change = np.zeros(r_later.shape, dtype=bool)
     r_change[:, 1:] = ref.directions[:, 1:] != ref.directions[:, :-1]
-    r_labels = ref.labels if ref.labels is not None else np.full(len(ref), None, dtype=object)
     rows, cols = np.nonzero(r_later)
-    pool_val = ref.iat[rows, cols]
-    pool_cls = r_labels[rows]
-    pool_chg = r_change[rows, cols]
-    if pool_val.size == 0:
+    if rows.size == 0:
         raise ConfigError("timing_from has no IATs to draw from (every flow has one packet)")
-    out = np.zeros(later.shape)
+    r_labels = _labels(ref)
+    classes = sorted(set(r_labels.tolist()))
+    # pools: key = 2 * class + changed for ref's classes, then 2 * C + changed for all classes
+    n_cls = len(classes)
+    chg = r_change[rows, cols].astype(np.int64)
+    vals = ref.iat[rows, cols]
+    key = np.concatenate([2 * _codes(r_labels, classes)[rows] + chg, 2 * n_cls + chg])
+    vals = np.concatenate([vals, vals])
+    order = np.argsort(key, kind="stable")
+    vals = vals[order]
+    count = np.bincount(key, minlength=2 * n_cls + 2)
+    first = np.cumsum(count) - count
     need_r, need_c = np.nonzero(later)
-    need_cls, need_chg = labels[need_r], change[need_r, need_c]
-    for c in set(need_cls.tolist()):
-        for chg in (False, True):
-            sel = (need_cls == c) & (need_chg == chg)
-            if not sel.any():
-                continue
-            pool = pool_val[(pool_cls == c) & (pool_chg == chg)]
-            if pool.size == 0:
-                pool = pool_val[pool_chg == chg]
-            if pool.size == 0:
-                pool = pool_val
-            out[need_r[sel], need_c[sel]] = pool[rng.integers(0, pool.size, size=int(sel.sum()))]
+    code = _codes(labels, classes)[need_r]
+    n_chg = change[need_r, need_c].astype(np.int64)
+    want = np.where(code >= 0, 2 * code + n_chg, 2 * n_cls + n_chg)
+    want = np.where(count[want] > 0, want, 2 * n_cls + n_chg)  # class lacks the condition: all classes
+    u = rng.random(want.size)
+    pick = first[want] + np.minimum((u * count[want]).astype(np.int64), count[want] - 1)
+    out = np.zeros(later.shape)
+    empty = count[want] == 0  # no IAT of that condition at all: any IAT of ref
+    out[need_r, need_c] = np.where(empty, vals[np.minimum((u * vals.size).astype(np.int64), vals.size - 1)],
+                                   vals[np.where(empty, 0, pick)])
     return out
 
 
@@ -457,9 +516,12 @@ def _endpoints(fam, proto, server_port, client_pool, server_pool, rng) -> dict:
     lo_port, hi_port = EPHEMERAL_PORTS
     if k:  # more flows to one server endpoint than client endpoints exist: no redraw can help
         servers = np.stack([fam, proto, s_hi.astype(np.int64), s_lo.astype(np.int64), server_port], 1)
-        groups, counts = np.unique(servers, axis=0, return_counts=True)
+        order, same = _sorted_duplicates(servers)
+        run = np.cumsum(~same) - 1  # server group of each sorted row
+        counts = np.bincount(run)
+        group_fam = servers[order][~same, 0]
         room = {v: (_host_range(cpools[v])[1] - _host_range(cpools[v])[0]) * (hi_port - lo_port + 1) for v in cpools}
-        full = [int(c) for c, v in zip(counts, groups[:, 0], strict=True) if c > room[int(v)]]
+        full = [int(c) for c, v in zip(counts.tolist(), group_fam.tolist(), strict=True) if c > room[v]]
         if full:
             raise ConfigError(f"{max(full)} flows go to one server endpoint, more than client_pool has client "
                               "endpoints (addresses x ephemeral ports): give a larger client_pool network")
@@ -470,18 +532,27 @@ def _endpoints(fam, proto, server_port, client_pool, server_pool, rng) -> dict:
         first_a = _row_less(a, b)
         lo_ep, hi_ep = np.where(first_a[:, None], a, b), np.where(first_a[:, None], b, a)
         key = np.concatenate([fam[:, None].astype(np.uint64), proto[:, None].astype(np.uint64), lo_ep, hi_ep], 1)
-        _, first = np.unique(key, axis=0, return_index=True)
-        dup = np.ones(k, dtype=bool)
-        dup[first] = False
-        if not dup.any():
+        order, same = _sorted_duplicates(key)
+        dup = order[same]
+        if not dup.size:
             break
-        c_port[dup] = rng.integers(lo_port, hi_port + 1, size=int(dup.sum()))
+        c_port[dup] = rng.integers(lo_port, hi_port + 1, size=dup.size)
     else:
         raise ConfigError("the address pools are too small for this many flows (each flow needs its own "
                           "endpoint pair): give larger client_pool networks")
     return {"client_addr": _address_bytes(fam, c_hi, c_lo), "server_addr": _address_bytes(fam, s_hi, s_lo),
             "client_port": c_port, "server_port": server_port.astype(np.int64),
             "client_ip": _address_text(fam, c_hi, c_lo), "server_ip": _address_text(fam, s_hi, s_lo)}
+
+
+def _sorted_duplicates(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, same): the stable row order of a (k, m) array and, per sorted row, whether it
+    equals the one before (so ``order[same]`` are the later copies of repeated rows)."""
+    order = np.lexsort(rows.T[::-1])
+    srt = rows[order]
+    same = np.zeros(rows.shape[0], dtype=bool)
+    same[1:] = np.all(srt[1:] == srt[:-1], axis=1)
+    return order, same
 
 
 def _row_less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -495,12 +566,13 @@ def _row_less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _expected_flows(fs: FlowSet, order, gaps, start, res, proto, ends, path) -> FlowSet:
+def _expected_flows(plan: ExportPlan, order, path) -> FlowSet:
     """What a reader gives back: flows in file order (by start), IATs at the capture's resolution."""
-    iat = gaps.astype(np.float64) / res
+    fs, ends, res = plan.flows, plan.endpoints, TIME_RESOLUTIONS[plan.time_resolution]
+    iat = plan.gaps.astype(np.float64) / res
     return FlowSet(lengths=fs.lengths[order], n_packets=fs.n_packets[order], directions=fs.directions[order],
                    iat=iat[order], labels=None if fs.labels is None else fs.labels[order],
-                   source=np.full(len(fs), str(path), dtype=object), protocol=proto[order],
+                   source=np.full(len(fs), str(path), dtype=object), protocol=plan.proto[order],
                    client_ip=ends["client_ip"][order], client_port=ends["client_port"][order],
                    server_ip=ends["server_ip"][order], server_port=ends["server_port"][order],
-                   first_ts=start[order].astype(np.float64) / res)
+                   first_ts=plan.start[order].astype(np.float64) / res)
