@@ -38,15 +38,19 @@ resolution; flows in the order of their first packet, ``result.order``):
   direction, 20 ms at a direction change). Either is said by an :class:`ExportWarning` and in
   ``result.timing``.
 
-Link types: Ethernet (locally administered MACs) or raw IP. The packets are laid out and
-checksummed with vectorised numpy: the same packets built one at a time with dpkt come out
-hundreds of times slower (``benchmarks/export.py`` measures both in one process).
+Link types: Ethernet (locally administered MACs) or raw IP.
+
+Pipeline: :func:`plan_export` chooses per flow (this module: protocol, server port, family;
+:mod:`~trafficgen.data.flows.pcap_endpoints`: addresses and ports;
+:mod:`~trafficgen.data.flows.pcap_timing`: IATs and starts) and lays out every packet
+(:mod:`~trafficgen.data.flows.pcap_conversation`); :func:`write_pcap` renders them
+(:mod:`~trafficgen.data.flows.pcap_render`: vectorised numpy headers and checksums, byte for byte
+what dpkt builds packet by packet, many times faster; ``benchmarks/export.py`` measures both).
 """
 from __future__ import annotations
 
 import csv
 import inspect
-import ipaddress
 import os
 import warnings
 from collections import Counter
@@ -58,19 +62,16 @@ import numpy as np
 from trafficgen._io import atomic_path, check_output_path
 from trafficgen._random import check_random_state
 from trafficgen.data.flows.pcap_conversation import Packets, plan_conversations
+from trafficgen.data.flows.pcap_endpoints import DEFAULT_CLIENT_POOL, DEFAULT_SERVER_POOL, draw_endpoints
 from trafficgen.data.flows.pcap_render import LINKTYPES, TIME_RESOLUTIONS, max_payload, write_capture
+from trafficgen.data.flows.pcap_timing import DEFAULT_IAT, class_codes, flow_labels, gap_ticks, start_ticks
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
 
 __all__ = ["write_pcap", "plan_export", "ExportPlan", "PcapExport", "ExportWarning", "DEFAULT_IAT", "write_labels_csv"]
 
-#: Means (seconds) of the exponential IATs used when neither the flows nor ``timing_from`` give any.
-DEFAULT_IAT = {"same_direction": 0.001, "direction_change": 0.02}
-DEFAULT_CLIENT_POOL = ("10.0.0.0/8", "fd00:1::/64")
-DEFAULT_SERVER_POOL = ("198.51.100.0/24", "2001:db8::/64")
 #: Flow starts with ``starts="rate"`` begin here (2023-11-14 22:13:20 UTC).
 DEFAULT_T0 = 1_700_000_000.0
-EPHEMERAL_PORTS = (49152, 65535)
 _PROTOCOLS = {"tcp": 6, "udp": 17, 6: 6, 17: 17}
 _LABEL_COLUMNS = ("pcap", "l4", "client_ip", "client_port", "server_ip", "server_port", "ndpi_proto", "app",
                   "category")
@@ -168,10 +169,10 @@ def plan_export(flows: FlowSet, *, client_pool=DEFAULT_CLIENT_POOL, server_pool=
     proto = _protocols(fs, protocol, ports_from)
     _check_sizes(fs, proto)
     fam = _families(fs, ipv6, rng)
-    gaps, timing = _gap_ticks(fs, timing_from, res, rng)
-    start = _start_ticks(fs, starts, rate, t0, res, rng)
+    gaps, timing = gap_ticks(fs, timing_from, res, rng)
+    start = start_ticks(fs, starts, rate, t0, res, rng)
     ports = _server_ports(fs, proto, server_ports, default_port, ports_from)
-    ends = _endpoints(fam, proto, ports, client_pool, server_pool, rng)
+    ends = draw_endpoints(fam, proto, ports, client_pool, server_pool, rng)
     if keepalive is None or np.any(proto == 17):
         idle = int(round(120.0 * res))
         unprobed = (proto == 17) if keepalive is not None else np.ones(len(fs), dtype=bool)
@@ -255,20 +256,6 @@ def write_labels_csv(flows: FlowSet, path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------- per-flow choices
-def _labels(fs: FlowSet) -> np.ndarray:
-    """The labels, or "" for every flow of an unlabelled set."""
-    return fs.labels if fs.labels is not None else np.full(len(fs), "", dtype=object)
-
-
-def _codes(labels: np.ndarray, classes: list) -> np.ndarray:
-    """(n,) int64 index of each label in the sorted list ``classes`` (-1 when absent)."""
-    if not classes or not len(labels):
-        return np.full(len(labels), -1, dtype=np.int64)
-    cls = np.asarray(classes, dtype=str)
-    lab = labels.astype(str)
-    pos = np.searchsorted(cls, lab).clip(0, len(cls) - 1)
-    return np.where(cls[pos] == lab, pos, -1).astype(np.int64)
-
 
 def _mode(counter: Counter) -> int:
     """The most common value (ties: the smallest)."""
@@ -297,7 +284,7 @@ def _protocols(fs: FlowSet, protocol, ports_from) -> np.ndarray:
         learned = {c: _mode(n) for c, n in by_class.items()}
     per_class = protocol if isinstance(protocol, dict) else {}
     default = 6 if protocol is None or isinstance(protocol, dict) else _protocol_number(protocol, "protocol")
-    labels = _labels(fs)
+    labels = flow_labels(fs)
     classes = sorted(set(labels.tolist()))
     table = np.empty(len(classes), dtype=np.int64)
     for k, c in enumerate(classes):
@@ -307,7 +294,7 @@ def _protocols(fs: FlowSet, protocol, ports_from) -> np.ndarray:
             table[k] = int(learned[c])
         else:
             table[k] = default
-    return table[_codes(labels, classes)]
+    return table[class_codes(labels, classes)]
 
 
 def _server_ports(fs: FlowSet, proto, server_ports, default_port, ports_from) -> np.ndarray:
@@ -324,9 +311,9 @@ def _server_ports(fs: FlowSet, proto, server_ports, default_port, ports_from) ->
         for c, p, port in zip(ports_from.labels.tolist(), pr, ports_from.server_port.tolist(), strict=True):
             by_key.setdefault((c, p), Counter())[port] += 1
             by_key.setdefault((c, None), Counter())[port] += 1
-    labels = _labels(fs)
+    labels = flow_labels(fs)
     classes = sorted(set(labels.tolist()))
-    codes = _codes(labels, classes)
+    codes = class_codes(labels, classes)
     out = np.full(n, int(default_port), dtype=np.int64)
     for k, c in enumerate(classes):
         sel = codes == k
@@ -365,206 +352,7 @@ def _check_sizes(fs: FlowSet, proto) -> None:
                           f"{'TCP' if proto[i] == 6 else 'UDP'} packet carries ({int(limit[i])})")
 
 
-def _gap_ticks(fs: FlowSet, timing_from, res: int, rng) -> tuple[np.ndarray, str]:
-    """(n, W) int64 gaps in ticks before each packet (0 for the first and past the end), and
-    where they came from."""
-    valid = fs.valid_mask
-    later = valid.copy()
-    later[:, 0] = False
-    if fs.iat is not None:
-        iat = fs.iat
-        bad = later & ~(np.isfinite(iat) & (iat >= 0))
-        if bad.any():
-            row = int(np.argwhere(bad)[0, 0])
-            raise InputFormatError("IATs must be finite and >= 0", offset=row)
-        return np.where(later, np.rint(iat * res), 0).astype(np.int64), "flows"
-    change = np.zeros(valid.shape, dtype=bool)
-    change[:, 1:] = fs.directions[:, 1:] != fs.directions[:, :-1]
-    n, w = valid.shape
-    iat = np.zeros((n, w))
-    timing = "default"
-    labels = fs.labels if fs.labels is not None else np.full(n, None, dtype=object)
-    if timing_from is not None:
-        if timing_from.iat is None:
-            raise ConfigError("timing_from has no IATs (e.g. CICDOH20 as shipped): give flows read from captures")
-        timing = "empirical"
-        iat = _empirical_iats(timing_from, labels, later, change, rng)
-    else:
-        means = np.where(change, DEFAULT_IAT["direction_change"], DEFAULT_IAT["same_direction"])
-        iat = rng.exponential(1.0, size=(n, w)) * means
-    return np.where(later, np.rint(iat * res), 0).astype(np.int64), timing
-
-
-def _empirical_iats(ref: FlowSet, labels, later, change, rng) -> np.ndarray:
-    """Draw each needed IAT uniformly from ref's IATs of the same class and condition (direction
-    change or not); a class or condition ref lacks falls back to all of ref's IATs of the condition
-    (then to all of ref's IATs)."""
-    r_later = ref.valid_mask.copy()
-    r_later[:, 0] = False
-    r_change = np.zeros(r_later.shape, dtype=bool)
-    r_change[:, 1:] = ref.directions[:, 1:] != ref.directions[:, :-1]
-    rows, cols = np.nonzero(r_later)
-    if rows.size == 0:
-        raise ConfigError("timing_from has no IATs to draw from (every flow has one packet)")
-    r_labels = _labels(ref)
-    classes = sorted(set(r_labels.tolist()))
-    # pools: key = 2 * class + changed for ref's classes, then 2 * C + changed for all classes
-    n_cls = len(classes)
-    chg = r_change[rows, cols].astype(np.int64)
-    vals = ref.iat[rows, cols]
-    key = np.concatenate([2 * _codes(r_labels, classes)[rows] + chg, 2 * n_cls + chg])
-    vals = np.concatenate([vals, vals])
-    order = np.argsort(key, kind="stable")
-    vals = vals[order]
-    count = np.bincount(key, minlength=2 * n_cls + 2)
-    first = np.cumsum(count) - count
-    need_r, need_c = np.nonzero(later)
-    code = _codes(labels, classes)[need_r]
-    n_chg = change[need_r, need_c].astype(np.int64)
-    want = np.where(code >= 0, 2 * code + n_chg, 2 * n_cls + n_chg)
-    want = np.where(count[want] > 0, want, 2 * n_cls + n_chg)  # class lacks the condition: all classes
-    u = rng.random(want.size)
-    pick = first[want] + np.minimum((u * count[want]).astype(np.int64), count[want] - 1)
-    out = np.zeros(later.shape)
-    empty = count[want] == 0  # no IAT of that condition at all: any IAT of ref
-    out[need_r, need_c] = np.where(empty, vals[np.minimum((u * vals.size).astype(np.int64), vals.size - 1)],
-                                   vals[np.where(empty, 0, pick)])
-    return out
-
-
-def _start_ticks(fs: FlowSet, starts, rate, t0, res, rng) -> np.ndarray:
-    if starts == "flows":
-        first = fs.first_ts
-        if not np.all(np.isfinite(first)) or np.any(first < 0):
-            raise InputFormatError("first_ts must be finite epoch seconds >= 0")
-        return np.rint(first * res).astype(np.int64)
-    gaps = rng.exponential(1.0 / float(rate), size=len(fs))
-    gaps[:1] = 0.0
-    return (int(round(t0 * res)) + np.rint(np.cumsum(gaps) * res)).astype(np.int64)
-
-
 # ---------------------------------------------------------------------- endpoints
-def _pools(spec, what: str) -> dict:
-    specs = [spec] if isinstance(spec, str) else list(spec)
-    out = {}
-    for s in specs:
-        try:
-            net = ipaddress.ip_network(str(s), strict=False)
-        except ValueError as exc:
-            raise ConfigError(f"{what}: not an address network ({exc})") from None
-        if net.version in out:
-            raise ConfigError(f"{what}: give at most one IPv{net.version} network, got {out[net.version]} and {net}")
-        out[net.version] = net
-    return out
-
-
-def _host_range(net) -> tuple[int, int]:
-    """[first, end) of the host offsets drawn in ``net`` (capped at 2**62 addresses)."""
-    size = min(net.num_addresses, 1 << 62)
-    return (1, size - 1) if size > 2 else (0, size)
-
-
-def _draw_hosts(net, k: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """k random host addresses of ``net`` as (hi, lo) uint64 halves of the 128-bit value (IPv4
-    in lo). The network and broadcast addresses are avoided where the network has others."""
-    lo_off, hi_off = _host_range(net)
-    off = rng.integers(lo_off, hi_off, size=k, dtype=np.int64).astype(np.uint64)
-    base = int(net.network_address)
-    hi = np.full(k, base >> 64, dtype=np.uint64)
-    lo0 = np.uint64(base & ((1 << 64) - 1))
-    lo = lo0 + off
-    hi += (lo < lo0).astype(np.uint64)  # carry
-    return hi, lo
-
-
-def _address_bytes(fam, hi, lo) -> np.ndarray:
-    """(k, 16) uint8: the 16 address bytes (IPv4: the 4 bytes first, then zeros)."""
-    k = fam.shape[0]
-    out = np.zeros((k, 16), dtype=np.uint8)
-    be = np.stack([hi, lo], axis=1).astype(">u8").view(np.uint8).reshape(k, 16)
-    v4 = fam == 4
-    out[v4, :4] = be[v4, 12:16]
-    out[~v4] = be[~v4]
-    return out
-
-
-def _address_text(fam, hi, lo) -> np.ndarray:
-    out = np.empty(fam.shape[0], dtype=object)
-    v4 = np.flatnonzero(fam == 4)
-    x = lo[v4].astype(np.int64)
-    octets = [((x >> s) & 0xFF).tolist() for s in (24, 16, 8, 0)]
-    out[v4] = [f"{a}.{b}.{c}.{d}" for a, b, c, d in zip(*octets, strict=True)]
-    for i in np.flatnonzero(fam == 6).tolist():
-        out[i] = ipaddress.IPv6Address((int(hi[i]) << 64) | int(lo[i])).compressed
-    return out
-
-
-def _endpoints(fam, proto, server_port, client_pool, server_pool, rng) -> dict:
-    cpools, spools = _pools(client_pool, "client_pool"), _pools(server_pool, "server_pool")
-    k = fam.shape[0]
-    c_hi, c_lo = np.zeros(k, np.uint64), np.zeros(k, np.uint64)
-    s_hi, s_lo = np.zeros(k, np.uint64), np.zeros(k, np.uint64)
-    for v in (4, 6):
-        sel = np.flatnonzero(fam == v)
-        if not sel.size:
-            continue
-        for pools, what in ((cpools, "client_pool"), (spools, "server_pool")):
-            if v not in pools:
-                raise ConfigError(f"{sel.size} flows are IPv{v} but {what} has no IPv{v} network")
-        c_hi[sel], c_lo[sel] = _draw_hosts(cpools[v], sel.size, rng)
-        s_hi[sel], s_lo[sel] = _draw_hosts(spools[v], sel.size, rng)
-    lo_port, hi_port = EPHEMERAL_PORTS
-    if k:  # more flows to one server endpoint than client endpoints exist: no redraw can help
-        servers = np.stack([fam, proto, s_hi.astype(np.int64), s_lo.astype(np.int64), server_port], 1)
-        order, same = _sorted_duplicates(servers)
-        run = np.cumsum(~same) - 1  # server group of each sorted row
-        counts = np.bincount(run)
-        group_fam = servers[order][~same, 0]
-        room = {v: (_host_range(cpools[v])[1] - _host_range(cpools[v])[0]) * (hi_port - lo_port + 1) for v in cpools}
-        full = [int(c) for c, v in zip(counts.tolist(), group_fam.tolist(), strict=True) if c > room[v]]
-        if full:
-            raise ConfigError(f"{max(full)} flows go to one server endpoint, more than client_pool has client "
-                              "endpoints (addresses x ephemeral ports): give a larger client_pool network")
-    c_port = rng.integers(lo_port, hi_port + 1, size=k).astype(np.int64)
-    for _ in range(64):  # redraw the client port of a flow whose (protocol, endpoint pair) is taken
-        a = np.stack([c_hi, c_lo, c_port.astype(np.uint64)], axis=1)
-        b = np.stack([s_hi, s_lo, server_port.astype(np.uint64)], axis=1)
-        first_a = _row_less(a, b)
-        lo_ep, hi_ep = np.where(first_a[:, None], a, b), np.where(first_a[:, None], b, a)
-        key = np.concatenate([fam[:, None].astype(np.uint64), proto[:, None].astype(np.uint64), lo_ep, hi_ep], 1)
-        order, same = _sorted_duplicates(key)
-        dup = order[same]
-        if not dup.size:
-            break
-        c_port[dup] = rng.integers(lo_port, hi_port + 1, size=dup.size)
-    else:
-        raise ConfigError("the address pools are too small for this many flows (each flow needs its own "
-                          "endpoint pair): give larger client_pool networks")
-    return {"client_addr": _address_bytes(fam, c_hi, c_lo), "server_addr": _address_bytes(fam, s_hi, s_lo),
-            "client_port": c_port, "server_port": server_port.astype(np.int64),
-            "client_ip": _address_text(fam, c_hi, c_lo), "server_ip": _address_text(fam, s_hi, s_lo)}
-
-
-def _sorted_duplicates(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(order, same): the stable row order of a (k, m) array and, per sorted row, whether it
-    equals the one before (so ``order[same]`` are the later copies of repeated rows)."""
-    order = np.lexsort(rows.T[::-1])
-    srt = rows[order]
-    same = np.zeros(rows.shape[0], dtype=bool)
-    same[1:] = np.all(srt[1:] == srt[:-1], axis=1)
-    return order, same
-
-
-def _row_less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise lexicographic a <= b of two (k, m) arrays."""
-    out = np.ones(a.shape[0], dtype=bool)
-    decided = np.zeros(a.shape[0], dtype=bool)
-    for j in range(a.shape[1]):
-        lt, gt = a[:, j] < b[:, j], a[:, j] > b[:, j]
-        out[~decided & gt] = False
-        decided |= lt | gt
-    return out
-
 
 def _expected_flows(plan: ExportPlan, order, path) -> FlowSet:
     """What a reader gives back: flows in file order (by start), IATs at the capture's resolution."""

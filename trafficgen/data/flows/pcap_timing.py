@@ -1,0 +1,112 @@
+"""IATs and flow start times of an export, in the capture's ticks (:func:`~trafficgen.data.flows.pcap_writer.write_pcap`).
+
+* The flows' own IATs, rounded to the tick.
+* Flows without IATs: each packet after the first draws its IAT uniformly from the IATs of
+  ``timing_from`` (flows read from captures) of the same class and the same condition (same
+  direction as the previous packet, or a direction change); a class or condition that set lacks
+  falls back to its IATs of the condition over all classes. Without ``timing_from``: exponential
+  IATs with the means of :data:`DEFAULT_IAT`.
+* Starts: a Poisson process of ``rate`` flows per second from ``t0``, or the flows' ``first_ts``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trafficgen.data.flowset import FlowSet
+from trafficgen.errors import ConfigError, InputFormatError
+
+#: Means (seconds) of the exponential IATs used when neither the flows nor ``timing_from`` give any.
+DEFAULT_IAT = {"same_direction": 0.001, "direction_change": 0.02}
+
+
+def flow_labels(fs: FlowSet) -> np.ndarray:
+    """The labels, or "" for every flow of an unlabelled set."""
+    return fs.labels if fs.labels is not None else np.full(len(fs), "", dtype=object)
+
+
+def class_codes(labels: np.ndarray, classes: list) -> np.ndarray:
+    """(n,) int64 index of each label in the sorted list ``classes`` (-1 when absent)."""
+    if not classes or not len(labels):
+        return np.full(len(labels), -1, dtype=np.int64)
+    cls = np.asarray(classes, dtype=str)
+    lab = labels.astype(str)
+    pos = np.searchsorted(cls, lab).clip(0, len(cls) - 1)
+    return np.where(cls[pos] == lab, pos, -1).astype(np.int64)
+
+
+def gap_ticks(fs: FlowSet, timing_from, res: int, rng) -> tuple[np.ndarray, str]:
+    """(n, W) int64 gaps in ticks before each packet (0 for the first and past the end), and
+    where they came from."""
+    valid = fs.valid_mask
+    later = valid.copy()
+    later[:, 0] = False
+    if fs.iat is not None:
+        iat = fs.iat
+        bad = later & ~(np.isfinite(iat) & (iat >= 0))
+        if bad.any():
+            row = int(np.argwhere(bad)[0, 0])
+            raise InputFormatError("IATs must be finite and >= 0", offset=row)
+        return np.where(later, np.rint(iat * res), 0).astype(np.int64), "flows"
+    change = np.zeros(valid.shape, dtype=bool)
+    change[:, 1:] = fs.directions[:, 1:] != fs.directions[:, :-1]
+    n, w = valid.shape
+    iat = np.zeros((n, w))
+    timing = "default"
+    labels = fs.labels if fs.labels is not None else np.full(n, None, dtype=object)
+    if timing_from is not None:
+        if timing_from.iat is None:
+            raise ConfigError("timing_from has no IATs (e.g. CICDOH20 as shipped): give flows read from captures")
+        timing = "empirical"
+        iat = _empirical_iats(timing_from, labels, later, change, rng)
+    else:
+        means = np.where(change, DEFAULT_IAT["direction_change"], DEFAULT_IAT["same_direction"])
+        iat = rng.exponential(1.0, size=(n, w)) * means
+    return np.where(later, np.rint(iat * res), 0).astype(np.int64), timing
+
+
+def _empirical_iats(ref: FlowSet, labels, later, change, rng) -> np.ndarray:
+    """Draw each needed IAT uniformly from ref's IATs of the same class and condition (direction
+    change or not); a class or condition ref lacks falls back to all of ref's IATs of the condition
+    (then to all of ref's IATs)."""
+    r_later = ref.valid_mask.copy()
+    r_later[:, 0] = False
+    r_change = np.zeros(r_later.shape, dtype=bool)
+    r_change[:, 1:] = ref.directions[:, 1:] != ref.directions[:, :-1]
+    rows, cols = np.nonzero(r_later)
+    if rows.size == 0:
+        raise ConfigError("timing_from has no IATs to draw from (every flow has one packet)")
+    r_labels = flow_labels(ref)
+    classes = sorted(set(r_labels.tolist()))
+    # pools: key = 2 * class + changed for ref's classes, then 2 * C + changed for all classes
+    n_cls = len(classes)
+    chg = r_change[rows, cols].astype(np.int64)
+    vals = ref.iat[rows, cols]
+    key = np.concatenate([2 * class_codes(r_labels, classes)[rows] + chg, 2 * n_cls + chg])
+    vals = np.concatenate([vals, vals])
+    order = np.argsort(key, kind="stable")
+    vals = vals[order]
+    count = np.bincount(key, minlength=2 * n_cls + 2)
+    first = np.cumsum(count) - count
+    need_r, need_c = np.nonzero(later)
+    code = class_codes(labels, classes)[need_r]
+    n_chg = change[need_r, need_c].astype(np.int64)
+    want = np.where(code >= 0, 2 * code + n_chg, 2 * n_cls + n_chg)
+    want = np.where(count[want] > 0, want, 2 * n_cls + n_chg)  # class lacks the condition: all classes
+    u = rng.random(want.size)
+    pick = first[want] + np.minimum((u * count[want]).astype(np.int64), count[want] - 1)
+    out = np.zeros(later.shape)
+    empty = count[want] == 0  # no IAT of that condition at all: any IAT of ref
+    out[need_r, need_c] = np.where(empty, vals[np.minimum((u * vals.size).astype(np.int64), vals.size - 1)],
+                                   vals[np.where(empty, 0, pick)])
+    return out
+
+
+def start_ticks(fs: FlowSet, starts, rate, t0, res, rng) -> np.ndarray:
+    if starts == "flows":
+        first = fs.first_ts
+        if not np.all(np.isfinite(first)) or np.any(first < 0):
+            raise InputFormatError("first_ts must be finite epoch seconds >= 0")
+        return np.rint(first * res).astype(np.int64)
+    gaps = rng.exponential(1.0 / float(rate), size=len(fs))
+    gaps[:1] = 0.0
+    return (int(round(t0 * res)) + np.rint(np.cumsum(gaps) * res)).astype(np.int64)
