@@ -23,7 +23,7 @@ def test_export_then_ingest_gives_the_flows_back(monkeypatch, capsys, tmp_path):
     fs, path = flows_file(tmp_path)
     out, labels = tmp_path / "out" / "x.pcap", tmp_path / "out" / "x.labels.csv"
     code, stdout, err = run_cli(monkeypatch, capsys, "export", path, "-o", out, "--labels-out", labels,
-                                "--linktype", "raw", "--payload", "random", "--seed", "3")
+                                "--linktype", "raw", "--payload", "random", "--seed", "3", "--jobs", "2")
     assert code == 0, err
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["n_flows"] == 12 and summary["timing"] == "flows" and summary["linktype"] == "raw"

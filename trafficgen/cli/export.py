@@ -55,6 +55,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         keepalive: float = typer.Option(100.0, "--keepalive", help="TCP keep-alive probe interval in idle gaps "
                                         "(s); 0: none."),
         seed: int | None = typer.Option(0, "--seed", help="Random seed (addresses, ports, ISNs, drawn IATs)."),
+        jobs: int = typer.Option(1, "--jobs", help="Chunks rendered at once in threads (the output does not "
+                                 "depend on it)."),
     ) -> None:
         """Write flows as a pcap capture: every flow a TCP (handshake, ACKs, FIN close) or UDP conversation
         between synthetic endpoints, with correct checksums; `trafficgen ingest` reads the flows back."""
@@ -85,7 +87,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                 **references, protocol=protocol,
                                 default_port=default_port, ipv6=ipv6_value, time_resolution=time_resolution,
                                 keepalive=keepalive or None, labels_path=labels_out, progress=True,
-                                random_state=seed)
+                                n_jobs=jobs, random_state=seed)
         for w in caught:
             if issubclass(w.category, ExportWarning):
                 typer.echo(f"warning: {w.message}", err=True)

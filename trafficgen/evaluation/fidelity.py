@@ -140,7 +140,7 @@ class MarkovJSD(Metric):
 def iat_events(flows: FlowSet) -> tuple[np.ndarray, np.ndarray]:
     """(IATs (k,) seconds, direction changed (k,) bool) of every packet after the first of a flow."""
     later = flows.valid_mask.copy()
-    later[:, 0] = False
+    later[:, :1] = False
     change = np.zeros(later.shape, dtype=bool)
     change[:, 1:] = flows.directions[:, 1:] != flows.directions[:, :-1]
     return flows.iat[later], change[later]

@@ -463,3 +463,15 @@ def test_chunks_and_threads_do_not_change_the_bytes(ndpi, tmp_path):
     assert files["random_1"] == files["random_2"] != files["zeros_one"]
     packets = read_dpkt(tmp_path / "random_2.pcap")
     assert len(packets) == len(plan.packets) and all(checksums_ok(ip) for _, ip in packets)
+
+
+def test_empty_flows_and_empty_sets(tmp_path):
+    with pytest.warns(ExportWarning, match="1 flows without packets"):
+        r = write_pcap(FlowSet.from_sequences([[], [5, -6]], labels=["a", "b"], max_packets=3), tmp_path / "e.pcap",
+                       labels_path=tmp_path / "e.csv")
+    assert r.n_flows == 1 and r.order.tolist() == [1] and r.flows.labels.tolist() == ["b"]
+    none = write_pcap(FlowSet.from_sequences([], labels=[]), tmp_path / "n.pcap", labels_path=tmp_path / "n.csv")
+    assert none.n_packets == 0 and none.n_bytes == 24 == (tmp_path / "n.pcap").stat().st_size and not none.notes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a capture without packets is a warning
+        assert len(read_pcaps(tmp_path / "n.pcap", labels=tmp_path / "n.csv")) == 0

@@ -68,6 +68,12 @@ def plan_conversations(lengths, directions, n_packets, gaps, start, proto, famil
     """The packet table of every flow. ``lengths``/``directions``/``gaps`` are (n, W) FlowSet
     rows (``gaps`` in ticks before each packet), ``start``/``proto``/``family`` per flow."""
     n, w = lengths.shape
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Packets(flow=empty, tick=empty, sender=empty.astype(np.int8), flags=empty.astype(np.uint8),
+                       seq=empty.astype(np.uint64), ack=empty.astype(np.uint64), length=empty,
+                       syn=empty.astype(bool), ip_id=empty, mss=np.zeros((0, 2), np.int64),
+                       per_direction=np.zeros((0, 2), np.int64))
     tcp = proto == 6
     half = rtt // 2
     valid = np.arange(w)[None, :] < n_packets[:, None]

@@ -66,11 +66,12 @@ def _address_bytes(fam, hi, lo) -> np.ndarray:
 
 
 def _address_text(fam, hi, lo) -> np.ndarray:
+    """Canonical text of each address (each distinct address formatted once)."""
     out = np.empty(fam.shape[0], dtype=object)
     v4 = np.flatnonzero(fam == 4)
-    x = lo[v4].astype(np.int64)
+    x, inv = np.unique(lo[v4].astype(np.int64), return_inverse=True)
     octets = [((x >> s) & 0xFF).tolist() for s in (24, 16, 8, 0)]
-    out[v4] = [f"{a}.{b}.{c}.{d}" for a, b, c, d in zip(*octets, strict=True)]
+    out[v4] = np.asarray([f"{a}.{b}.{c}.{d}" for a, b, c, d in zip(*octets, strict=True)], dtype=object)[inv]
     for i in np.flatnonzero(fam == 6).tolist():
         out[i] = ipaddress.IPv6Address((int(hi[i]) << 64) | int(lo[i])).compressed
     return out

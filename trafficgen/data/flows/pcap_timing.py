@@ -39,7 +39,7 @@ def gap_ticks(fs: FlowSet, timing_from, res: int, rng) -> tuple[np.ndarray, str]
     where they came from."""
     valid = fs.valid_mask
     later = valid.copy()
-    later[:, 0] = False
+    later[:, :1] = False
     if fs.iat is not None:
         iat = fs.iat
         bad = later & ~(np.isfinite(iat) & (iat >= 0))
@@ -69,7 +69,7 @@ def _empirical_iats(ref: FlowSet, labels, later, change, rng) -> np.ndarray:
     change or not); a class or condition ref lacks falls back to all of ref's IATs of the condition
     (then to all of ref's IATs)."""
     r_later = ref.valid_mask.copy()
-    r_later[:, 0] = False
+    r_later[:, :1] = False
     r_change = np.zeros(r_later.shape, dtype=bool)
     r_change[:, 1:] = ref.directions[:, 1:] != ref.directions[:, :-1]
     rows, cols = np.nonzero(r_later)

@@ -53,7 +53,7 @@ import csv
 import inspect
 import os
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,7 +182,7 @@ def plan_export(flows: FlowSet, *, client_pool=DEFAULT_CLIENT_POOL, server_pool=
                          "with a 120 s idle timeout (read_pcaps' and nfstream's default) split them")
     timing_note = {"empirical": "the flows carry no IATs: drawn from the per-class empirical IATs of timing_from",
                    "default": f"the flows carry no IATs: drawn from the default {DEFAULT_IAT} (exponential means, s)"}
-    if timing in timing_note:
+    if timing in timing_note and np.any(fs.n_packets > 1):
         notes.insert(0, timing_note[timing])
     packets = plan_conversations(fs.lengths, fs.directions, fs.n_packets, gaps, start, proto, fam,
                                  rtt=int(round(rtt * res)), delayed_ack=int(round(delayed_ack * res)),
@@ -278,9 +278,9 @@ def _protocols(fs: FlowSet, protocol, ports_from) -> np.ndarray:
         return fs.protocol.astype(np.int64)
     learned: dict = {}
     if ports_from is not None and ports_from.labels is not None and ports_from.protocol is not None:
-        by_class: dict = {}
+        by_class: dict = defaultdict(Counter)
         for c, p in zip(ports_from.labels.tolist(), ports_from.protocol.tolist(), strict=True):
-            by_class.setdefault(c, Counter())[p] += 1
+            by_class[c][p] += 1
         learned = {c: _mode(n) for c, n in by_class.items()}
     per_class = protocol if isinstance(protocol, dict) else {}
     default = 6 if protocol is None or isinstance(protocol, dict) else _protocol_number(protocol, "protocol")
@@ -305,12 +305,12 @@ def _server_ports(fs: FlowSet, proto, server_ports, default_port, ports_from) ->
             raise ConfigError(f"a server port must be an integer in [1, 65535], got {p!r}")
     if fs.server_port is not None:
         return fs.server_port.astype(np.int64)
-    by_key: dict = {}  # (class, protocol) and (class, None) -> Counter of server ports
+    by_key: dict = defaultdict(Counter)  # (class, protocol) and (class, None) -> Counter of server ports
     if ports_from is not None and ports_from.labels is not None and ports_from.server_port is not None:
         pr = ports_from.protocol.tolist() if ports_from.protocol is not None else [None] * len(ports_from)
         for c, p, port in zip(ports_from.labels.tolist(), pr, ports_from.server_port.tolist(), strict=True):
-            by_key.setdefault((c, p), Counter())[port] += 1
-            by_key.setdefault((c, None), Counter())[port] += 1
+            by_key[c, p][port] += 1
+            by_key[c, None][port] += 1
     labels = flow_labels(fs)
     classes = sorted(set(labels.tolist()))
     codes = class_codes(labels, classes)
