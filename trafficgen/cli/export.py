@@ -38,6 +38,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         linktype: str = typer.Option("ethernet", "--linktype", help="ethernet | raw (raw IP packets)."),
         payload: str = typer.Option("zeros", "--payload", help="zeros | random payload bytes (never training data)."),
         starts: str = typer.Option("rate", "--starts", help="rate: flow starts at --rate flows/s (Poisson); "
+                                   "empirical: gaps between flow starts drawn from --timing-from's captures; "
                                    "flows: the flows' own start times (first_ts)."),
         rate: float = typer.Option(100.0, "--rate", help="Flow starts per second with --starts rate."),
         timing_from: str | None = typer.Option(None, "--timing-from", help="Flows without IATs draw them per class "

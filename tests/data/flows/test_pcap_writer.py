@@ -437,10 +437,17 @@ def test_bad_options_fail_before_writing(tmp_path, ndpi):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.pcap"]  # nothing written, no temporaries
 
 
-def test_first_packet_from_the_server_is_said(tmp_path):
+def test_first_packet_from_the_server_and_zero_payloads_are_said(tmp_path):
     flows = FlowSet.from_sequences([[-10, 20]], labels=["a"])
     with pytest.warns(ExportWarning, match="signs flipped"):
         write_pcap(flows, tmp_path / "s.pcap")
+    kept = FlowSet(lengths=[[10, 0, -20]], n_packets=[3], directions=[[1, -1, -1]], labels=["a"])
+    with pytest.warns(ExportWarning, match="1 zero-payload packets are written as pure ACKs"):
+        r = write_pcap(kept, tmp_path / "z.pcap")
+    shape = [(s, l4.flags, len(l4.data)) for _, s, l4 in next(iter(conversations(read_dpkt(r.path)).values()))]
+    assert shape[3:6] == [(1, PA, 10), (-1, A, 0), (-1, PA, 20)]
+    back = read_back(r.path, None, 3)
+    assert back.sequences() == [[10, -20]]
 
 
 def test_chunks_and_threads_do_not_change_the_bytes(ndpi, tmp_path):
@@ -475,3 +482,18 @@ def test_empty_flows_and_empty_sets(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a capture without packets is a warning
         assert len(read_pcaps(tmp_path / "n.pcap", labels=tmp_path / "n.csv")) == 0
+
+
+def test_empirical_starts_follow_the_training_arrivals(ndpi, tmp_path):
+    from trafficgen.data.flows.pcap_timing import start_gaps
+
+    pool = start_gaps(ndpi)
+    assert pool.size == len(ndpi) - len(set(ndpi.source.tolist())) and pool.min() >= 0
+    flows = FlowSet.from_sequences([[10, -20]] * 500, labels=["DNS"] * 500, iat=[[0, 0.01]] * 500)
+    r = write_pcap(flows, tmp_path / "s.pcap", starts="empirical", timing_from=ndpi, t0=1e9, random_state=0)
+    gaps = np.diff(r.flows.first_ts)
+    assert r.flows.first_ts[0] == 1e9 and np.all(gaps >= 0)
+    drawn = set(np.rint(gaps * 1e6).astype(np.int64).tolist())
+    assert drawn <= set(np.rint(pool * 1e6).astype(np.int64).tolist())
+    with pytest.raises(ConfigError, match="first_ts"):
+        write_pcap(flows, tmp_path / "x.pcap", starts="empirical")

@@ -101,12 +101,36 @@ def _empirical_iats(ref: FlowSet, labels, later, change, rng) -> np.ndarray:
     return out
 
 
-def start_ticks(fs: FlowSet, starts, rate, t0, res, rng) -> np.ndarray:
+def start_ticks(fs: FlowSet, starts, rate, t0, res, rng, ref: FlowSet | None = None) -> np.ndarray:
+    """(n,) int64 start tick of each flow: ``"flows"`` their own ``first_ts``; ``"rate"`` a Poisson
+    process of ``rate`` flows/s from ``t0``; ``"empirical"`` gaps between consecutive starts drawn
+    from those of ``ref`` (within each of its captures, ``source``), from ``t0``."""
     if starts == "flows":
         first = fs.first_ts
         if not np.all(np.isfinite(first)) or np.any(first < 0):
             raise InputFormatError("first_ts must be finite epoch seconds >= 0")
         return np.rint(first * res).astype(np.int64)
-    gaps = rng.exponential(1.0 / float(rate), size=len(fs))
+    if starts == "empirical":
+        pool = start_gaps(ref)
+        gaps = pool[rng.integers(0, pool.size, size=len(fs))]
+    else:
+        gaps = rng.exponential(1.0 / float(rate), size=len(fs))
     gaps[:1] = 0.0
-    return (int(round(t0 * res)) + np.rint(np.cumsum(gaps) * res)).astype(np.int64)
+    return int(round(t0 * res)) + np.cumsum(np.rint(gaps * res).astype(np.int64))
+
+
+def start_gaps(ref: FlowSet | None) -> np.ndarray:
+    """Gaps (s) between consecutive flow starts of ``ref``, inside each capture (``source``): the
+    arrival process of the training data (gaps across captures taken years apart mean nothing)."""
+    if ref is None or ref.first_ts is None:
+        raise ConfigError("starts='empirical' needs timing_from flows with start times (first_ts), e.g. flows "
+                          "read from captures")
+    source = ref.source.astype(str) if ref.source is not None else np.zeros(len(ref), dtype=str)
+    capture = np.unique(source, return_inverse=True)[1].reshape(-1)
+    order = np.lexsort((ref.first_ts, capture))
+    ts, src = ref.first_ts[order], capture[order]
+    same = src[1:] == src[:-1]
+    gaps = (ts[1:] - ts[:-1])[same]
+    if gaps.size == 0:
+        raise ConfigError("timing_from has no two flows of one capture: no start gaps to draw from")
+    return gaps

@@ -30,8 +30,9 @@ resolution; flows in the order of their first packet, ``result.order``):
   TCP and UDP checksums are correct (UDP checksum 0 sent as 0xFFFF). A packet whose payload does
   not fit one IP packet (over 65,495 TCP / 65,507 UDP bytes on IPv4) is a ConfigError.
 * **Time.** Flow starts (the SYN, or the first datagram) follow a Poisson process of ``rate``
-  flows per second from ``t0`` (``starts="rate"``), or are the flows' own ``first_ts``
-  (``starts="flows"``). Packets follow the flows' IATs, rounded to the capture's resolution
+  flows per second from ``t0`` (``starts="rate"``), the training data's arrivals (``"empirical"``:
+  gaps between consecutive flow starts of ``timing_from`` inside each of its captures, from
+  ``t0``), or are the flows' own ``first_ts`` (``starts="flows"``). Packets follow the flows' IATs, rounded to the capture's resolution
   (``time_resolution`` "us" or "ns"). Flows without IATs get them drawn per class and per
   condition (same direction as the previous packet, or a direction change) from the empirical
   IATs of ``timing_from``; without it from :data:`DEFAULT_IAT` (exponential, mean 1 ms within a
@@ -144,8 +145,8 @@ def plan_export(flows: FlowSet, *, client_pool=DEFAULT_CLIENT_POOL, server_pool=
         raise ConfigError(f"flows must be a FlowSet, got {type(flows).__name__}")
     if time_resolution not in TIME_RESOLUTIONS:
         raise ConfigError(f"time_resolution must be one of {', '.join(TIME_RESOLUTIONS)}, got {time_resolution!r}")
-    if starts not in ("rate", "flows"):
-        raise ConfigError(f"starts must be 'rate' or 'flows', got {starts!r}")
+    if starts not in ("rate", "flows", "empirical"):
+        raise ConfigError(f"starts must be 'rate', 'flows' or 'empirical', got {starts!r}")
     if starts == "rate" and not (np.isfinite(rate) and rate > 0):
         raise ConfigError(f"rate must be > 0 flows per second, got {rate}")
     if starts == "flows" and flows.first_ts is None:
@@ -166,11 +167,15 @@ def plan_export(flows: FlowSet, *, client_pool=DEFAULT_CLIENT_POOL, server_pool=
     if len(fs) and np.any(fs.directions[:, 0] < 0):
         notes.append(f"{int((fs.directions[:, 0] < 0).sum())} flows start server->client: a reader takes the "
                      "first sender as the client, so they come back with their signs flipped")
+    zero = int((fs.lengths[fs.valid_mask] == 0).sum())
+    if zero:
+        notes.append(f"{zero} zero-payload packets are written as pure ACKs (TCP) or empty datagrams (UDP): a "
+                     "reader drops them by default, and keeping them (keep_zero_payload) keeps the handshakes too")
     proto = _protocols(fs, protocol, ports_from)
     _check_sizes(fs, proto)
     fam = _families(fs, ipv6, rng)
     gaps, timing = gap_ticks(fs, timing_from, res, rng)
-    start = start_ticks(fs, starts, rate, t0, res, rng)
+    start = start_ticks(fs, starts, rate, t0, res, rng, ref=timing_from)
     ports = _server_ports(fs, proto, server_ports, default_port, ports_from)
     ends = draw_endpoints(fam, proto, ports, client_pool, server_pool, rng)
     if keepalive is None or np.any(proto == 17):
@@ -196,7 +201,11 @@ def write_pcap(flows: FlowSet, path: str | os.PathLike, *, linktype: str = "ethe
                random_state=None, **options) -> PcapExport:
     """Write ``flows`` to ``path`` as a pcap capture (module docstring: the rules); ``labels_path``
     also writes the labels CSV that ``read_pcaps(labels=...)`` / ``trafficgen ingest --labels``
-    read. Both files are written atomically and checked before any work. ``options``: those of
+    read. Both files are written atomically and checked before any work. Reading the capture back
+    (``read_pcaps(path, labels=labels_path, max_packets=flows.max_packets)``) gives ``result.flows``:
+    exactly the input's labels, signed lengths and directions (in ``result.order``) for flows that
+    start client->server and hold no zero-payload packet (the FlowSet conventions), IATs to the
+    capture's resolution. ``options``: those of
     :func:`plan_export` (``client_pool``, ``server_pool``, ``ipv6``, ``protocol``,
     ``server_ports``, ``default_port``, ``ports_from``, ``timing_from``, ``starts``, ``rate``,
     ``t0``, ``rtt``, ``delayed_ack``, ``keepalive``, ``time_resolution``). ``n_jobs``: chunks
