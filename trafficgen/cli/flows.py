@@ -29,8 +29,14 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         on_error: str = typer.Option("skip", "--on-error", help="skip | raise: what to do with unreadable captures "
                                      "(when none can be read, ingest fails either way)."),
         strict: bool = typer.Option(False, "--strict", help="A truncated last record is an error, not a warning."),
+        jobs: int = typer.Option(1, "--jobs", "-j", help="Captures read at once, one worker process each "
+                                 "(0: one per CPU core). The output is the same for every value."),
     ) -> None:
-        """Read captures into per-biflow signed payload-length sequences (+ labels, provenance)."""
+        """Read captures into per-biflow signed payload-length sequences (+ labels, provenance).
+
+        Each capture streams through the reader (memory grows with its flows, not its size);
+        progress in MB of captures read appears on stderr after a second.
+        """
         import warnings
 
         from trafficgen.data.flows.pcap import IngestWarning, read_pcaps
@@ -49,7 +55,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                 flows = read_pcaps(inputs, labels=labels, label_by=label_by, progress=True, on_error=on_error,
                                    max_packets=packets, idle_timeout=idle_timeout, split_on_fin=split_on_fin,
                                    keep_zero_payload=keep_zero_payload, min_packets=min_packets, strict=strict,
-                                   label_column=label_column)
+                                   label_column=label_column, jobs=jobs)
             except MemoryError:
                 raise ConfigError(f"out of memory while ingesting with --packets {packets} (every flow stores "
                                   f"{packets} columns): lower --packets or ingest fewer captures at once") from None

@@ -244,7 +244,14 @@ class FlowSet:
 
     @staticmethod
     def concat(parts: Sequence[FlowSet]) -> FlowSet:
-        """Stack several FlowSets (widths are padded to the widest)."""
+        """Stack several FlowSets (widths are padded to the widest), rows in the order given.
+
+        ``meta`` is the first part's, except ``ingest_stats``: when every part has one (per-capture
+        results of :func:`~trafficgen.data.flows.pcap.read_pcap`), they are summed (counts added,
+        lists joined), so concatenating per-capture results in file order gives the FlowSet and
+        counters :func:`~trafficgen.data.flows.pcap.read_pcaps` gives for those captures unlabelled.
+        Biflows are never merged across parts.
+        """
         parts = list(parts)
         if not parts:
             raise InputFormatError("concat needs at least one FlowSet")
@@ -257,7 +264,23 @@ class FlowSet:
                 cols[k] = None
             else:
                 cols[k] = np.concatenate(vals, axis=0)
-        return FlowSet(**cols, meta=dict(parts[0].meta))
+
+        def add(a, b):  # counters: numbers added, dicts by key, lists joined
+            if isinstance(a, dict) and isinstance(b, dict):
+                return {k: add(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
+            if isinstance(a, list) and isinstance(b, list):
+                return a + b
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+                return a + b
+            return a
+
+        meta = dict(parts[0].meta)
+        if len(parts) > 1 and all(isinstance(p.meta.get("ingest_stats"), dict) for p in parts):
+            total = parts[0].meta["ingest_stats"]
+            for p in parts[1:]:
+                total = add(total, p.meta["ingest_stats"])
+            meta["ingest_stats"] = total
+        return FlowSet(**cols, meta=meta)
 
     def with_labels(self, labels) -> FlowSet:
         cols = self._columns()

@@ -96,8 +96,10 @@ def _run_parallel(task, files, sizes, jobs, progress, stop_on_failure) -> list:
                 try:
                     results[i] = fut.result()
                 except BrokenProcessPool as exc:
-                    raise TrafficgenError(f"a worker process died while reading {files[i]} (out of memory?); "
-                                          f"read with fewer jobs") from exc
+                    raise TrafficgenError(
+                        f"a worker process stopped while reading {files[i]}: out of memory (use fewer jobs), "
+                        f"killed, or a script that calls read_pcaps(jobs=...) outside an "
+                        f"'if __name__ == \"__main__\":' block (spawned workers import the script)") from exc
                 done_bytes += sizes[i]
                 done_files += 1
                 if progress is not None:
@@ -140,7 +142,7 @@ class IngestProgress:
                 return
             from trafficgen._progress import ProgressReporter
 
-            self._reporter = ProgressReporter(self.total, "ingest", unit="MB").__enter__()
+            self._reporter = ProgressReporter(self.total, "ingest", unit="MB", clock=self._clock).__enter__()
         self._reporter.update(self._mb - self._reporter.done, captures=f"{self._files}/{self.n_files}")
 
     def __exit__(self, exc_type, exc, tb) -> None:
