@@ -32,8 +32,10 @@ resolution; flows in the order of their first packet, ``result.order``):
 * **Time.** Flow starts (the SYN, or the first datagram) follow a Poisson process of ``rate``
   flows per second from ``t0`` (``starts="rate"``), the training data's arrivals (``"empirical"``:
   gaps between consecutive flow starts of ``timing_from`` inside each of its captures, from
-  ``t0``), or are the flows' own ``first_ts`` (``starts="flows"``). Packets follow the flows' IATs, rounded to the capture's resolution
-  (``time_resolution`` "us" or "ns"). Flows without IATs get them drawn per class and per
+  ``t0``), or are the flows' own ``first_ts`` (``starts="flows"``). Packets follow the flows'
+  IATs, rounded to the capture's resolution (``time_resolution`` "us" or "ns"; float64 epoch
+  seconds carry about 0.24 us, so "ns" captures read back to that). Flows without IATs get them
+  drawn per class and per
   condition (same direction as the previous packet, or a direction change) from the empirical
   IATs of ``timing_from``; without it from :data:`DEFAULT_IAT` (exponential, mean 1 ms within a
   direction, 20 ms at a direction change). Either is said by an :class:`ExportWarning` and in
