@@ -52,6 +52,13 @@ class CausalLMFlowGenerator(FlowGenerator):
     ``length_features`` (default on) shares strength between nearby lengths in the embedding and
     the output head (:mod:`trafficgen.generators.length_features`): on nDPI 200/class at 32
     packets it lowered held-out NLL from 41.5 to 39.6 bits per flow (Markov order 2: 40.6).
+
+    Devices: ``device`` ``"auto"`` (CUDA, else MPS, else CPU) | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"``;
+    ``precision`` ``"fp32"`` | ``"bf16"`` | ``"fp16"`` is the autocast precision of training;
+    ``gradient_accumulation_steps`` batches per optimiser step. Saved weights are CPU tensors;
+    a loaded model moves to ``device`` when it is first used. Started by ``accelerate launch``
+    (or ``trafficgen train --num-processes N``), ``fit`` trains data-parallel
+    (see :func:`~trafficgen.generators.training.train_loop`).
     """
 
     presets: ClassVar[dict[str, dict]] = {}
@@ -70,7 +77,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                  max_steps: int | None = None, batch_size: int = 64, learning_rate: float = 2e-3,
                  val_fraction: float = 0.1, patience: int | None = None, class_balance: float = 0.0,
                  repeat_weight: float = 1.0, length_features: bool = True, random_state: int | None = None,
-                 progress: bool = True, device: str = "cpu"):
+                 progress: bool = True, device: str = "auto", precision: str = "fp32",
+                 gradient_accumulation_steps: int = 1):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -85,6 +93,8 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.random_state = random_state
         self.progress = progress
         self.device = device
+        self.precision = precision
+        self.gradient_accumulation_steps = gradient_accumulation_steps
 
     # ------------------------------------------------------------------ architecture hooks
     def _build_model(self, vocab_size: int, max_positions: int):
@@ -113,8 +123,11 @@ class CausalLMFlowGenerator(FlowGenerator):
         """Train on a labelled FlowSet; returns ``self``."""
         import torch
 
+        from trafficgen._device import resolve_device, resolve_precision
         from trafficgen.generators.training import seeded_init, train_loop
 
+        device = resolve_device(self.device)
+        resolve_precision(self.precision, device)  # fail before any work
         width = self._validated_width(flows)
         counts = flows.class_counts()
         classes = sorted(counts)
@@ -123,8 +136,8 @@ class CausalLMFlowGenerator(FlowGenerator):
         ids, mask = tokenizer.encode(flows, width, clip=True)  # (n, W+2)
         seed = self._seed()
         gen = torch.Generator().manual_seed(seed)
-        model = seeded_init(seed, lambda: self._build_model(tokenizer.vocab_size, width + 2)).to(self.device)
-        ids_t = torch.from_numpy(ids).to(self.device)  # (n, W+2)
+        model = seeded_init(seed, lambda: self._build_model(tokenizer.vocab_size, width + 2)).to(device)
+        ids_t = torch.from_numpy(ids).to(device)  # (n, W+2)
         n_tok = torch.from_numpy(mask.sum(axis=1))  # (n,)
 
         if self.length_features:
@@ -138,7 +151,7 @@ class CausalLMFlowGenerator(FlowGenerator):
             """Mean negative log-likelihood per scored token of the distribution :meth:`sample`
             draws from (see :meth:`log_likelihood`)."""
             width_b = int(n_tok[batch].max())
-            x = ids_t[batch.to(self.device), :width_b]  # (B, T)
+            x = ids_t[batch.to(device), :width_b]  # (B, T)
             inp, tgt = x[:, :-1], x[:, 1:]  # (B, T-1)
             hidden = self._backbone_hidden(model, inp)  # (B, T-1, D)
             sel = tgt != PAD_ID  # (B, T-1)
@@ -163,7 +176,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
                                    progress=bool(self.progress), description=f"train {self.name}",
-                                   sample_weights=weights)
+                                   sample_weights=weights, precision=self.precision,
+                                   gradient_accumulation_steps=int(self.gradient_accumulation_steps))
         if self.length_features:
             from trafficgen.generators.length_features import fold_length_features
 
@@ -201,7 +215,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         decode_dtype(dtype)  # fail before any work on a bad name
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(n, cls, rng)
-        gen = torch.Generator(device=self.device).manual_seed(int(rng.integers(2**63 - 1)))
+        gen = torch.Generator(device=self._placed()).manual_seed(int(rng.integers(2**63 - 1)))
         class_ids = torch.tensor([self.tokenizer_.class_id(c) for c in names], dtype=torch.long)  # (n,)
         parts = [np.zeros((0, self.max_packets_ + 2), dtype=np.int64)]
         with progress_bar(n, f"sample {self.name}", enabled=progress, show_loss=False, unit="flows") as update:
@@ -218,13 +232,14 @@ class CausalLMFlowGenerator(FlowGenerator):
         import torch
 
         compute_dtype = decode_dtype(dtype)
+        device = self._placed()
         with torch.inference_mode():
             width = self.max_packets_ if max_packets is None else int(max_packets)
-            tok = class_ids.to(self.device)  # (B,)
+            tok = class_ids.to(device)  # (B,)
             b = tok.shape[0]
-            out = torch.full((b, width + 2), PAD_ID, dtype=torch.long, device=self.device)  # (B, W+2)
+            out = torch.full((b, width + 2), PAD_ID, dtype=torch.long, device=device)  # (B, W+2)
             out[:, 0] = tok
-            alive = torch.ones(b, dtype=torch.bool, device=self.device)  # (B,)
+            alive = torch.ones(b, dtype=torch.bool, device=device)  # (B,)
             if b == 0:
                 return out
             project = self._output_projection(compute_dtype)  # (B, D) -> (B, V'+pad)
@@ -237,7 +252,7 @@ class CausalLMFlowGenerator(FlowGenerator):
             chunks = [slice(i, min(i + DECODE_CHUNK, b)) for i in range(0, b, DECODE_CHUNK)]
             decoders = [self._make_decoder(c.stop - c.start, width, dtype=compute_dtype) for c in chunks]
             for t in range(width):
-                u = None if temperature == 0 else torch.rand((b, 1), generator=generator, device=self.device)  # (B, 1)
+                u = None if temperature == 0 else torch.rand((b, 1), generator=generator, device=device)  # (B, 1)
                 nxt = torch.full_like(tok, EOS_ID)  # (B,)
                 for c, decoder in zip(chunks, decoders, strict=True):
                     if t > 0 and not bool(alive[c].any()):
@@ -273,9 +288,10 @@ class CausalLMFlowGenerator(FlowGenerator):
         n_out = self.tokenizer_.first_class_id - EOS_ID
         first_positive = self.tokenizer_.max_length + 1
         out = np.zeros(len(ids))
+        device = self._placed()
         with torch.inference_mode():
             for i in range(0, len(ids), int(batch_size)):
-                x = torch.from_numpy(ids[i:i + int(batch_size)]).to(self.device)  # (B, W+2)
+                x = torch.from_numpy(ids[i:i + int(batch_size)]).to(device)  # (B, W+2)
                 hidden = self._backbone_hidden(self.model_, x[:, :-1])  # (B, W+1, D)
                 logits = self.model_.lm_head(hidden).float()[..., EOS_ID:EOS_ID + n_out]  # (B, W+1, V')
                 logits[:, 0, :first_positive] = -torch.inf
@@ -286,6 +302,17 @@ class CausalLMFlowGenerator(FlowGenerator):
                 term = logp.gather(-1, (tgt - EOS_ID).clamp_min(0)[..., None])[..., 0]  # (B, W+1)
                 out[i:i + len(x)] = torch.where(valid, term, 0.0).sum(dim=1).double().cpu().numpy()
         return out
+
+    def _placed(self):
+        """The torch device of ``device``, with the model moved there first if it is elsewhere
+        (a loaded model waits on the CPU until it is used; ``set_params(device=...)`` moves it)."""
+        from trafficgen._device import resolve_device, same_device
+        from trafficgen.generators.training import model_device
+
+        device = resolve_device(self.device)
+        if not same_device(model_device(self.model_), device):
+            self.model_ = self.model_.to(device)
+        return device
 
     def _output_projection(self, dtype):
         """``hidden (B, D) -> logits (B, V'+pad)`` over the ``<EOS>`` + length rows of the LM head,
@@ -332,7 +359,7 @@ class CausalLMFlowGenerator(FlowGenerator):
             raise InputFormatError(f"model_config vocab_size {model.config.vocab_size} is smaller than the "
                                    f"tokenizer's {gen.tokenizer_.vocab_size}", path="config.json")
         load_module_state(model, tensors, TENSORS_FILE, optional=lambda key: "inv_freq" in key)
-        gen.model_ = model.to(gen.device).eval()
+        gen.model_ = model.eval()  # CPU weights; moved to gen.device when first used (_placed)
         gen.max_packets_ = int(config["max_packets_"])
         gen.history_ = config.get("history", {})
         gen.class_counts_ = {str(k): int(v) for k, v in config.get("class_counts", {}).items()}

@@ -118,7 +118,8 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
                optimizer: Callable[[int], tuple] | None = None, validate: Callable[[], float] | None = None,
                epoch_batches: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
                after_step: Callable[[int, int], None] | None = None, restore_best: bool = True,
-               min_delta: float = 0.0, show_epoch: bool = False, time_epochs: bool = False) -> dict:
+               min_delta: float = 0.0, show_epoch: bool = False, time_epochs: bool = False,
+               precision: str = "fp32", gradient_accumulation_steps: int = 1) -> dict:
     """Train ``model`` on rows ``0..n-1``.
 
     ``loss_fn(batch_index) -> (mean_loss, weight)`` or ``(mean_loss, weight, parts)`` computes the
@@ -140,18 +141,54 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
       mode without gradients: a model with its own validation set or its own validation noise.
     * ``epoch_batches(rows) -> [batch_index, ...]``: one epoch's batches of the training ``rows``
       instead of shuffled ``batch_size`` slices (it must draw from ``generator`` to stay seeded).
-    * ``after_step(position, n_batches)``: called after every optimiser step with the batch's
-      position in its epoch (e.g. a GAN's generator step every few critic steps).
+    * ``after_step(position, n_steps)``: called after every optimiser step with its position in
+      its epoch (e.g. a GAN's generator step every few critic steps).
     * ``restore_best=False`` keeps the last weights; ``min_delta`` is the early-stopping margin.
     * ``show_epoch`` adds the epoch to the progress line; ``time_epochs`` records
       ``history["epoch_time_s"]``.
 
+    Devices and scale-out:
+
+    * ``precision`` ``"fp32"`` (default) | ``"bf16"`` | ``"fp16"``: ``loss_fn`` runs under
+      ``torch.autocast`` on the model's device (checked by :func:`trafficgen._device.resolve_precision`;
+      fp16 adds a gradient scaler). Weights and optimiser state stay fp32.
+    * ``gradient_accumulation_steps`` k: one optimiser step per k batches (their mean gradient).
+    * Data-parallel training: when the process was started by a launcher (``accelerate launch``,
+      ``trafficgen train --num-processes N``, torchrun: ``WORLD_SIZE > 1``), accelerate's
+      :class:`~accelerate.PartialState` joins the process group (gloo on the CPU, NCCL on GPUs).
+      Every process draws the same seeded batches and takes every N-th of them (the last ones
+      wrap around so all take the same number of steps); after each accumulation group the
+      gradients are averaged over the processes (one flat all-reduce) and every process steps
+      the same optimiser, so the weights stay equal. The epoch losses and the validation loss
+      (each process scores a shard of the validation rows) are reduced too; only the main
+      process shows progress and warns. The model is not wrapped in DDP because the loss
+      functions reach into the module's parts (``model.lm_head.weight``), which bypasses
+      ``DistributedDataParallel.forward``; the explicit all-reduce is the same arithmetic.
+
+    With the defaults in one process, the arithmetic is today's, step for step (seeded results
+    are unchanged).
+
     Early stopping (``patience``) needs a validation loss; without one the epoch's training loss
     is monitored only to pick the weights that ``restore_best`` restores.
     Returns the history ``{"train_loss": [...], "val_loss": [...], "best_epoch": int, "steps": int,
-    "still_improving": bool}``; ``still_improving`` (validation loss at its best on the last epoch
-    and still falling by more than 0.2 %) also raises a warning: the budget was too small.
+    "still_improving": bool}`` (+ ``"processes"`` when data-parallel); ``still_improving``
+    (validation loss at its best on the last epoch and still falling by more than 0.2 %) also
+    raises a warning: the budget was too small.
     """
+    from trafficgen._device import autocast, resolve_precision
+
+    accum = int(gradient_accumulation_steps)
+    if accum < 1:
+        raise ConfigError(f"gradient_accumulation_steps must be >= 1, got {gradient_accumulation_steps}")
+    device = model_device(model)
+    amp_dtype = resolve_precision(precision, device)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    state = distributed_state(device)
+    world, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
+    if state is not None:
+        for tensor in model.state_dict().values():  # start from the main process's weights
+            torch.distributed.broadcast(tensor, src=0)
+    main = rank == 0
     if val_fraction is None:
         train_idx, val_idx = torch.arange(n), torch.arange(0)
     else:
@@ -159,7 +196,8 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
             raise ConfigError("validate replaces the validation split: pass val_fraction=None with it")
         train_idx, val_idx = split_validation(n, val_fraction, generator)
     has_val = len(val_idx) > 0 or validate is not None
-    steps_per_epoch = math.ceil(len(train_idx) / batch_size) if batch_size >= 1 else 0
+    n_batches = math.ceil(len(train_idx) / batch_size) if batch_size >= 1 else 0
+    steps_per_epoch = math.ceil(math.ceil(n_batches / world) / accum)
     if max_steps is not None:
         if int(max_steps) < 1:
             raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
@@ -177,9 +215,11 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
     steps = 0
     stopper = EarlyStopping(patience=patience if has_val else None, min_delta=min_delta)
     history: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
+    if world > 1:
+        history["processes"] = world
     if time_epochs:
         history["epoch_time_s"] = []
-    with progress_bar(total_steps, description, enabled=progress) as update:
+    with progress_bar(total_steps, description, enabled=progress and main) as update:
         for epoch in range(epochs):
             start = time.perf_counter()
             model.train()
@@ -193,26 +233,44 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
                 batches = epoch_batches(epoch_idx)
             else:
                 batches = iterate_batches(n, batch_size, generator, index=epoch_idx)
+            if world > 1 and batches:  # this process's shard: every world-th batch, wrapped around
+                batches = [batches[(i * world + rank) % len(batches)]
+                           for i in range(math.ceil(len(batches) / world))]
+            groups = [batches[i:i + accum] for i in range(0, len(batches), accum)]
             fields = {"epoch": f"{epoch + 1}/{epochs}"} if show_epoch else {}
-            for position, batch in enumerate(batches):
+            for position, group in enumerate(groups):
                 if steps == total_steps:
                     break
                 steps += 1
-                loss, w, *extra = loss_fn(batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                for j, batch in enumerate(group):
+                    with autocast(device, precision):
+                        loss, w, *extra = loss_fn(batch)
+                    if j == 0:
+                        opt.zero_grad(set_to_none=True)
+                    scaled = loss / len(group) if len(group) > 1 else loss
+                    (scaled if scaler is None else scaler.scale(scaled)).backward()
+                    total += float(loss.detach()) * w
+                    weight += w
+                    for name, value in (extra[0] if extra else {}).items():
+                        parts[name] = parts.get(name, 0.0) + float(value) * w
+                if state is not None:
+                    all_reduce_gradients(model, state)
+                if scaler is not None:
+                    scaler.unscale_(opt)
                 if max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                opt.step()
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
                 if sched is not None:
                     sched.step()
-                total += float(loss.detach()) * w
-                weight += w
-                for name, value in (extra[0] if extra else {}).items():
-                    parts[name] = parts.get(name, 0.0) + float(value) * w
                 if after_step is not None:
-                    after_step(position, len(batches))
+                    after_step(position, len(groups))
                 update(1, loss=float(loss.detach()), **fields)
+            if state is not None:
+                total, weight, parts = _reduce_sums(state, total, weight, parts)
             history["train_loss"].append(total / max(weight, 1))
             for name, value in parts.items():
                 history.setdefault(name, []).append(value / max(weight, 1))
@@ -220,11 +278,19 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
             if validate is not None:
                 model.eval()
                 with torch.no_grad():
-                    history["val_loss"].append(float(validate()))
+                    val = float(validate())
                 model.train()
+                if state is not None:
+                    val = _reduce_sums(state, val, 1, {})[0] / world
+                history["val_loss"].append(val)
                 monitor = history["val_loss"][-1]
             elif len(val_idx):
-                history["val_loss"].append(evaluate_loss(model, loss_fn, val_idx, batch_size))
+                if state is None:
+                    history["val_loss"].append(evaluate_loss(model, loss_fn, val_idx, batch_size))
+                else:
+                    v_total, v_weight = loss_sums(model, loss_fn, val_idx[rank::world], batch_size)
+                    v_total, v_weight, _ = _reduce_sums(state, v_total, v_weight, {})
+                    history["val_loss"].append(v_total / max(v_weight, 1))
                 monitor = history["val_loss"][-1]
             stop = stopper.step(monitor, epoch, model) if restore_best or has_val else False
             if time_epochs:
@@ -240,7 +306,7 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
     val = history["val_loss"]
     history["still_improving"] = bool(len(val) >= 2 and stopper.best_epoch == len(val) - 1
                                       and val[-2] - val[-1] > 0.002 * abs(val[-1]))
-    if history["still_improving"]:
+    if history["still_improving"] and main:
         import warnings
 
         warnings.warn(f"{description}: validation loss still falling at the end of training "
@@ -249,9 +315,84 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
     return history
 
 
-@torch.no_grad()
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (the CPU for an empty module)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def launched_world_size() -> int:
+    """The number of processes a launcher started this one among (1 when not launched)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def is_main_process() -> bool:
+    """Whether this process writes outputs: not launched, or rank 0 of a launched group."""
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def distributed_state(device: torch.device):
+    """accelerate's :class:`~accelerate.PartialState` of a launched group (``WORLD_SIZE > 1``,
+    gloo on the CPU), or None in a single process."""
+    if launched_world_size() <= 1:
+        return None
+    try:
+        from accelerate import PartialState
+    except ImportError as exc:  # a real dependency, but say what is missing
+        raise ConfigError("data-parallel training needs the 'accelerate' package: pip install accelerate") from exc
+
+    state = PartialState(cpu=device.type == "cpu")
+    return state if state.num_processes > 1 else None
+
+
+def all_reduce_gradients(model: torch.nn.Module, state) -> None:
+    """Average the gradients over the processes of ``state`` in one flat all-reduce. A parameter
+    without a gradient on every process keeps none (so AdamW skips it as in one process)."""
+    from accelerate.utils import reduce
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    has = reduce(has, reduction="sum")  # (P,)
+    live = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
+    if not live:
+        return
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in live])  # (G,)
+    flat = reduce(flat, reduction="mean")
+    offset = 0
+    for p in live:
+        p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+
+
+def _reduce_sums(state, total: float, weight: float, parts: dict) -> tuple[float, float, dict]:
+    """Sum ``total``, ``weight`` and each part over the processes (float64 on the state's device)."""
+    from accelerate.utils import reduce
+
+    names = sorted(parts)
+    vec = torch.tensor([float(total), float(weight)] + [float(parts[k]) for k in names],
+                       dtype=torch.float64, device=state.device if state.device.type != "mps" else "cpu")
+    vec = reduce(vec, reduction="sum").tolist()
+    return vec[0], vec[1], dict(zip(names, vec[2:], strict=True))
+
+
 def evaluate_loss(model: torch.nn.Module, loss_fn, index: torch.Tensor, batch_size: int) -> float:
     """Weighted mean of ``loss_fn`` over ``index`` in eval mode."""
+    total, weight = loss_sums(model, loss_fn, index, batch_size)
+    return total / max(weight, 1)
+
+
+@torch.no_grad()
+def loss_sums(model: torch.nn.Module, loss_fn, index: torch.Tensor, batch_size: int) -> tuple[float, int]:
+    """(sum of ``loss * weight``, sum of weights) of ``loss_fn`` over ``index`` in eval mode."""
     model.eval()
     total, weight = 0.0, 0
     for batch in iterate_batches(len(index), batch_size, index=index):
@@ -259,7 +400,7 @@ def evaluate_loss(model: torch.nn.Module, loss_fn, index: torch.Tensor, batch_si
         total += float(loss) * w
         weight += w
     model.train()
-    return total / max(weight, 1)
+    return total, weight
 
 
 def seeded_init(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -274,4 +415,6 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 __all__: Sequence[str] = ["make_optimizer", "split_validation", "EarlyStopping", "progress_bar",
-                          "iterate_batches", "train_loop", "evaluate_loss", "seeded_init", "count_parameters"]
+                          "iterate_batches", "train_loop", "evaluate_loss", "loss_sums", "seeded_init",
+                          "count_parameters", "model_device", "is_main_process", "launched_world_size",
+                          "distributed_state", "all_reduce_gradients"]
