@@ -89,11 +89,15 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                           "(reference for leakage; default: --real)."),
         out: Path = typer.Option(Path("report"), "-o", "--out", help="Output folder."),
         seed: int = typer.Option(0, "--seed", help="Sampling seed when a model directory is given."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
+                                   "cuda:N or mps."),
     ) -> None:
         """JSD fidelity (packet count, 1-gram, 2-gram, Markov) and privacy (UniqAlign, Leakage),
         per class and macro-averaged over the classes both sides have (the others are named, not
         scored). Writes report.json, report.md and radar.png."""
+        from trafficgen._device import resolve_device
         from trafficgen._io import atomic_path, check_output_path
+        from trafficgen.cli.generate import place_on_device
         from trafficgen.data.flowset import FlowSet
         from trafficgen.errors import ConfigError
         from trafficgen.evaluation.plots import radar_plot
@@ -101,6 +105,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
 
         if (synthetic is None) == (model is None):
             raise ConfigError("give exactly one of --synthetic and --model")
+        resolve_device(device, option="--device")
         check_output_path(out, "dir")
         source = synthetic if synthetic is not None else model
         if not _is_model_dir(source) and source.is_dir():
@@ -113,6 +118,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
             from trafficgen.registry import load_generator
 
             gen = load_generator(source)
+            place_on_device(gen, device)
             syn, missing = _sample_like_with_progress(gen, real_flows, seed)
             info.update(sampled=True, seed=seed, unknown_classes=missing)
         else:
@@ -145,6 +151,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         baselines: bool = typer.Option(True, "--baselines/--no-baselines",
                                        help="Also evaluate SMOTE and Fast Retransmit fitted on the training part."),
         out: Path = typer.Option(Path("report"), "-o", "--out", help="Output folder."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
+                                   "cuda:N or mps."),
     ) -> None:
         """Fidelity (vs held-out real), TSTR (+ train-on-real bound) and low-data augmentation
         (none / SMOTE / Fast Retransmit / each model). Writes report.json, report.md and PNGs."""
@@ -163,11 +171,16 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
             raise ConfigError(f"--test-size must lie in (0, 1), got {test_size}")
         if not model and not baselines:
             raise ConfigError("nothing to evaluate: give --model or keep --baselines")
+        from trafficgen._device import resolve_device
+        from trafficgen.cli.generate import place_on_device
+
+        resolve_device(device, option="--device")
         check_output_path(out, "dir")
         names = _unique_names(model, {"smote", "fast_retransmit", "none", "train_on_real"})
         gens = {}
         for name, path in zip(names, model, strict=True):  # a bad folder fails before the data is read
             gens[name] = load_generator(path)
+            place_on_device(gens[name], device)
         if real is None:
             from trafficgen.datasets import load_ndpi_apps
 

@@ -118,22 +118,43 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                                    "flows with weight count^-b (0 natural, 1 all classes equally)."),
         repeat_weight: float | None = typer.Option(None, "--repeat-weight", help="LLaMA / Mamba: a flow repeated m "
                                                    "times counts m^r times (1 unchanged, 0 deduplicated)."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
+                                   "cuda:N or mps."),
+        precision: str | None = typer.Option(None, "--precision", help="Training precision: fp32 (default), "
+                                             "bf16 (CUDA, MPS, CPUs with AVX512-BF16/AMX) or fp16 (CUDA)."),
+        grad_accum: int | None = typer.Option(None, "--gradient-accumulation-steps", help="Batches per "
+                                              "optimiser step."),
+        num_processes: int = typer.Option(1, "--num-processes", help="Data-parallel training in N processes "
+                                          "(accelerate's launcher; gloo on the CPU, one GPU each with CUDA)."),
     ) -> None:
-        """Train a generator on labelled flows and save it (config.json + model.safetensors)."""
+        """Train a generator on labelled flows and save it (config.json + model.safetensors).
+
+        Data-parallel: ``--num-processes N``, or ``accelerate launch --multi_gpu --num_processes N
+        -m trafficgen train ...``; only the main process writes the model."""
         import json
 
+        from trafficgen._device import resolve_device, resolve_precision
         from trafficgen._io import check_output_path
         from trafficgen.data.flowset import FlowSet
+        from trafficgen.errors import ConfigError
+        from trafficgen.generators.training import is_main_process, launched_world_size
         from trafficgen.registry import get_generator
 
         check_output_path(out, "dir")  # before minutes of training
+        resolve_precision(precision or "fp32", resolve_device(device, option="--device"), option="--precision")
+        if num_processes < 1:
+            raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
+        if num_processes > 1 and launched_world_size() == 1:
+            launch_data_parallel(ctx, num_processes, device)
+            return
         cls = get_generator(model)
         kwargs, ignored = generator_kwargs(cls, epochs=epochs, batch_size=batch_size, preset=preset,
                                            random_state=seed, max_packets=packets, class_balance=class_balance,
-                                           repeat_weight=repeat_weight, progress=True)
-        option = {"random_state": "seed", "max_packets": "packets"}
+                                           repeat_weight=repeat_weight, progress=True, device=device,
+                                           precision=precision, gradient_accumulation_steps=grad_accum)
+        option = {"random_state": "seed", "max_packets": "packets", "gradient_accumulation_steps": "grad_accum"}
         for name in ignored:  # only what the user asked for: --seed has a default every model gets
-            if name != "progress" and _given(ctx, option.get(name, name)):
+            if name not in ("progress", "device") and _given(ctx, option.get(name, name)) and is_main_process():
                 typer.echo(f"warning: {cls.__name__} has no parameter {name!r}; ignored", err=True)
         if data is None:
             from trafficgen.datasets import load_ndpi_apps
@@ -142,6 +163,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         else:
             flows = FlowSet.read(data)
         gen = cls(**kwargs).fit(flows)
+        if not is_main_process():
+            return  # data-parallel: the other processes hold the same weights; only the main one writes
         gen.save_pretrained(out)
         history = getattr(gen, "history_", None)
         if isinstance(history, dict) and history.get("train_loss"):
@@ -167,18 +190,23 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         dtype: str | None = typer.Option(None, "--dtype", help="Decode precision of the LLaMA / Mamba "
                                          "generators: float32 (default) or bfloat16 (faster on CPUs with "
                                          "AMX / AVX512-BF16)."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
+                                   "cuda:N or mps."),
     ) -> None:
         """Generate synthetic flows, optionally of one class."""
         import inspect
 
         from rich.console import Console
 
+        from trafficgen._device import resolve_device
         from trafficgen.errors import ConfigError
 
         if n < 1:
             raise ConfigError(f"-n must be >= 1, got {n}")
+        resolve_device(device, option="--device")
         check_flows_output(out)  # before loading, training or sampling anything
         gen, chosen = _load_model(model, cls)
+        place_on_device(gen, device)
         accepted = inspect.signature(gen.sample).parameters
         extra = {k: v for k, v in dict(temperature=temperature, top_k=top_k, top_p=top_p, dtype=dtype).items()
                  if v is not None}
@@ -221,3 +249,60 @@ def _load_model(model: Path | None, cls: str | None = None):
 
     gen = load_generator(model)
     return gen, None if cls is None else match_class(cls, gen.classes_)
+
+
+def place_on_device(model, device: str) -> None:
+    """Set a loaded torch model's ``device`` (models without one run where they run)."""
+    if "device" in type(model)._param_names():
+        model.set_params(device=device)
+
+
+def launch_data_parallel(ctx: typer.Context, num_processes: int, device: str) -> None:
+    """Re-run this command in ``num_processes`` processes through accelerate's launcher
+    (``accelerate launch --multi_gpu --num_processes N -m trafficgen ...``, i.e. torch's elastic
+    launcher; each process joins the group in :func:`~trafficgen.generators.training.train_loop`,
+    gloo on the CPU). The options given are passed on unchanged; the launched processes see
+    ``WORLD_SIZE > 1`` and train instead of launching again."""
+    import os
+    import socket
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    from trafficgen._device import resolve_device
+    from trafficgen.errors import TrafficgenError
+
+    argv = [ctx.info_name or "train"]
+    for param in ctx.command.params:
+        if param.name is None or not _given(ctx, param.name) or param.name == "num_processes":
+            continue
+        value = ctx.params[param.name]
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            flag = max(param.opts if value else param.secondary_opts, key=len)
+            argv.append(flag)
+        else:
+            argv += [flag, str(value)]
+    with socket.socket() as sock:  # a free port: other jobs on this machine may hold accelerate's 29500
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cpu = resolve_device(device, option="--device").type != "cuda"
+    args = launch_command_parser().parse_args(
+        ["--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+         "--module", "trafficgen", *argv])
+    env = {"GLOO_SOCKET_IFNAME": "lo"} if cpu else {}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        launch_command(args)
+    except Exception as exc:  # noqa: BLE001  torch's ChildFailedError, CalledProcessError: one line
+        if isinstance(exc, TrafficgenError):
+            raise
+        raise TrafficgenError(f"data-parallel training in {num_processes} processes failed "
+                              f"({type(exc).__name__}); see the processes' messages above") from exc
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

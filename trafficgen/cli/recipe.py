@@ -24,13 +24,20 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         out: Path = typer.Option(None, "-o", "--out", help="Output folder (default: runs/recipe-NAME)."),
         quick: bool = typer.Option(False, "--quick", help="Tiny version (minutes) for smoke tests."),
         seed: int = typer.Option(None, "--seed", help="Override the recipe's seed."),
+        device: str = typer.Option(None, "--device", help="Run the recipe's torch models on auto, cpu, cuda, "
+                                   "cuda:N or mps (default: the recipe's, else auto)."),
     ) -> None:
         """Run a recipe and write its tables, plots and summary.md."""
+        from trafficgen._device import resolve_device
         from trafficgen._io import check_output_path
         from trafficgen.recipes.runner import run_recipe
 
+        if device is not None:
+            resolve_device(device, option="--device")
+
         out = out or Path("runs") / f"recipe-{Path(name).stem}{'-quick' if quick else ''}"
         check_output_path(out, "dir")
-        overrides = {"seed": seed} if seed is not None else None
+        given = {"seed": seed, "device": device}
+        overrides = {k: v for k, v in given.items() if v is not None} or None
         results = run_recipe(name, out, quick=quick, overrides=overrides)
         typer.echo(f"wrote {out} ({results.get('wall_time_s', 0):.1f} s)")

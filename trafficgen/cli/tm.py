@@ -54,9 +54,10 @@ def load_series(data: str):
 
 def build_model(name: str, *, epochs: int | None = None, seed: int | None = None, t_in: int | None = None,
                 horizons: list[int] | None = None, llm: str | None = None, ablations: list[str] | None = None,
-                allow_download: bool = False):
+                allow_download: bool = False, device: str | None = None):
     """Instantiate ``name`` with the options its ``__init__`` accepts (``llm`` / ``ablations`` /
-    ``allow_download`` only where the model takes them; asking for them elsewhere is an error)."""
+    ``allow_download`` only where the model takes them; asking for them elsewhere is an error;
+    ``device`` where the model takes one)."""
     from trafficgen.errors import ConfigError
     from trafficgen.generators.tm import get_tm_model
 
@@ -65,7 +66,7 @@ def build_model(name: str, *, epochs: int | None = None, seed: int | None = None
     wanted = {"epochs": epochs, "random_state": seed, "t_in": t_in,
               "horizons": tuple(horizons) if horizons else None, "llm": llm,
               "ablations": tuple(ablations) if ablations else None, "allow_download": allow_download or None,
-              "progress": True}  # a command shows its progress (models that report any)
+              "progress": True, "device": device}  # a command shows its progress (models that report any)
     for key in ("llm", "ablations", "allow_download"):
         if wanted[key] is not None and key not in accepted:
             raise ConfigError(f"model {name!r} takes no {key.replace('_', '-')!r} option")
@@ -95,13 +96,26 @@ def _resolve(model: str, **build_kw):
     from trafficgen.generators.tm import load_tm_model
 
     if Path(model).is_dir():
-        return load_tm_model(model), True
+        forecaster = load_tm_model(model)
+        device = build_kw.get("device")
+        if device is not None and "device" in forecaster._param_names():
+            forecaster.set_params(device=device)
+        return forecaster, True
     return build_model(model, **build_kw), False
+
+
+def check_device(device: str | None) -> None:
+    """``--device`` checked before any work (one line when this machine lacks it)."""
+    from trafficgen._device import resolve_device
+
+    if device is not None:
+        resolve_device(device, option="--device")
 
 
 def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: int, samples: int | None,
               seed: int, epochs: int | None, write_npz: bool, fan_od: str | None = None,
-              fan_horizon: int | None = None, steps: int | None = None, max_origins: int | None = None) -> dict:
+              fan_horizon: int | None = None, steps: int | None = None, max_origins: int | None = None,
+              device: str | None = None) -> dict:
     import numpy as np
 
     from trafficgen._io import atomic_path
@@ -111,6 +125,7 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
     from trafficgen.experiments.tm_forecast import evaluate_forecaster
     from trafficgen.generators.tm import UNTRAINED
 
+    check_device(device)
     if (fan_od or fan_horizon) and not samples:
         raise ConfigError("--fan-od / --fan-horizon need --samples K (the fan chart shows sample intervals)")
     if max_origins is not None and max_origins < 0:
@@ -120,7 +135,7 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
     series = load_series(data)
     pairs = parse_od_pairs(fan_od, series.nodes) if fan_od else None
     hs = _parse_ints(horizons, "--horizons") if horizons else None
-    forecaster, fitted = _resolve(model, epochs=epochs, seed=seed, t_in=t_in, horizons=hs)
+    forecaster, fitted = _resolve(model, epochs=epochs, seed=seed, t_in=t_in, horizons=hs, device=device)
     if "progress" in forecaster._param_names():  # a saved model may have been made quiet (recipes)
         forecaster.progress = True
     _apply_sampling_options(forecaster, steps=steps, samples=samples)
@@ -185,6 +200,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                                      "models that take ablations)."),
         allow_download: bool = typer.Option(False, "--allow-download", help="Let LEAD fetch --llm from the "
                                             "Hugging Face hub (default: local folders and the cache only)."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
+                                   "cuda:N or mps."),
     ) -> None:
         """Fit a forecaster on the chronological train split (val split for early stopping) and save it."""
         import json
@@ -192,10 +209,11 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         from trafficgen._io import atomic_path
         from trafficgen.data.windows import chronological_split
 
+        check_device(device)
         series = load_series(data)
         forecaster = build_model(model, epochs=epochs, seed=seed, t_in=t_in,
                                  horizons=_parse_ints(horizons, "--horizons"), llm=llm, ablations=ablation,
-                                 allow_download=allow_download)
+                                 allow_download=allow_download, device=device)
         train_part, val_part, _ = chronological_split(series, _SPLIT)
         forecaster.fit(train_part, val=val_part)
         forecaster.save_pretrained(out)
@@ -223,6 +241,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                           "'ATLA-HSTN,0-3' (names or indices; default: the 3 largest)."),
         fan_horizon: int | None = typer.Option(None, "--fan-horizon", help="Horizon of the fan chart "
                                                "(default: the first)."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
+                                   "cuda:N or mps."),
     ) -> None:
         """Forecast the test origins (all, or --max-origins evenly spaced): forecasts.npz +
         metrics.json + table.md + PNGs, beside persistence on the same origins.
@@ -232,7 +252,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         with --samples, fan_chart.png shows the median and 50/90 % intervals for chosen OD pairs.
         """
         _evaluate(model, data, out, horizons=horizons, t_in=t_in, samples=samples, seed=seed, epochs=epochs,
-                  write_npz=True, fan_od=fan_od, fan_horizon=fan_horizon, steps=steps, max_origins=max_origins)
+                  write_npz=True, fan_od=fan_od, fan_horizon=fan_horizon, steps=steps, max_origins=max_origins,
+                  device=device)
 
     @tm_app.command("evaluate")
     def evaluate(
@@ -248,6 +269,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed."),
         epochs: int | None = typer.Option(None, "--epochs", help="Epochs when a learned model is "
                                              "fitted on the fly."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
+                                   "cuda:N or mps."),
     ) -> None:
         """Metrics table on the test split beside persistence, plus PNGs.
 
@@ -255,4 +278,4 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         (metrics.json, table.md); od_pairs.png (true vs predicted) and error_heatmap.png.
         """
         _evaluate(model, data, out, horizons=horizons, t_in=t_in, samples=samples, seed=seed, epochs=epochs,
-                  write_npz=False, steps=steps, max_origins=max_origins)
+                  write_npz=False, steps=steps, max_origins=max_origins, device=device)

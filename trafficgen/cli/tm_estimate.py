@@ -207,6 +207,12 @@ def _inputs(data, part, link_loads, routing, truth, max_matrices):
     return Y, A, routing, None, None, None, {"link_loads": str(link_loads), "routing": str(routing)}
 
 
+def _place(model, device: str) -> None:
+    """Run a loaded model on ``device`` (where it takes one)."""
+    if "device" in model._param_names():
+        model.set_params(device=device)
+
+
 def register(app: typer.Typer, tm_app: typer.Typer) -> None:
     @tm_app.command("synthesize")
     def synthesize(
@@ -215,13 +221,18 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "-o", "--out", help="Output .npy (n, N, N) in the model's unit."),
         seed: int = typer.Option(0, "--seed"),
         steps: int = typer.Option(None, "--steps", help="DDIM steps (default: the model's)."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
+                                   "cuda:N or mps."),
     ) -> None:
         """Sample synthetic traffic matrices."""
         from trafficgen._io import atomic_path
+        from trafficgen.cli.tm import check_device
         from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
 
+        check_device(device)
         _check_out(out)
         m = DDPMTME.from_pretrained(model)
+        _place(m, device)
         series = m.sample(n, random_state=seed, steps=steps)
         _save_npy(out, series.values)
         meta = {"n": n, "nodes": series.nodes, "unit": series.unit, "interval_s": series.interval_s, "seed": seed}
@@ -261,6 +272,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         batch_size: int = typer.Option(64, "--batch-size"),
         seed: int = typer.Option(0, "--seed"),
         truth: Path = typer.Option(None, "--truth", help="Optional true TMs (.npy (T,N,N)) to score."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
+                                   "cuda:N or mps."),
     ) -> None:
         """Estimate traffic matrices from link loads (progress bar over time points).
 
@@ -270,10 +283,13 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         """
         import time
 
+        from trafficgen.cli.tm import check_device
         from trafficgen.data.tmseries import UNITS
         from trafficgen.errors import ConfigError
         from trafficgen.estimation import classic
         from trafficgen.evaluation.tm.estimation_metrics import link_residual
+
+        check_device(device)
 
         # ---- validate everything before any work
         if method not in _METHODS:
@@ -314,6 +330,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
             from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
 
             m = DDPMTME.from_pretrained(model)
+            _place(m, device)
             if m.n_nodes_ != n:
                 raise ConfigError(f"model {model} was trained on {m.n_nodes_} nodes but routing {where} "
                                   f"has {n * n} OD rows ({n} nodes)")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from trafficgen.errors import ConfigError
+from trafficgen.recipes.runner import device_params
 
 #: Numbers the paper reports (TRE mean of DDPM-TME); everything else is "n/a".
 PAPER_TRE_MEAN = {("abilene", "ddpm_tme"): 0.196, ("geant", "ddpm_tme"): 0.359}
@@ -117,7 +118,7 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
         cfg = dict(config.get(key, {}))
         cfg.update(config.get(name, {}).get(key, {}))
         t0 = time.perf_counter()
-        model = cls(**cfg, random_state=seed, progress=True).fit(train)
+        model = cls(**cfg, random_state=seed, progress=True, **device_params(cls, config)).fit(train)
         info[f"{method}_fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         add(method, model.estimate(Y, A, random_state=seed, **latent_cfg), time.perf_counter() - t0)
@@ -125,7 +126,7 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
     ddpm_cfg = dict(config.get("ddpm", {}))
     ddpm_cfg.update(config.get(name, {}).get("ddpm", {}))
     t0 = time.perf_counter()
-    ddpm = DDPMTME(**ddpm_cfg, random_state=seed, progress=True).fit(train)
+    ddpm = DDPMTME(**ddpm_cfg, random_state=seed, progress=True, **device_params(DDPMTME, config)).fit(train)
     info["ddpm_tme_fit_s"] = time.perf_counter() - t0
     info["ddpm_tme_final_losses"] = {k: v[-1] for k, v in ddpm.history_.items() if v}
     ddpm.save_pretrained(out_dir / f"ddpm_tme_{name}")

@@ -30,6 +30,7 @@ import numpy as np
 from trafficgen._io import atomic_path
 from trafficgen.errors import ConfigError
 from trafficgen.evaluation.tm.fan_chart import fan_chart
+from trafficgen.recipes.runner import device_params
 from trafficgen.registry import import_object
 
 LEAD_SPEC = "trafficgen.generators.tm.lead.forecaster:LeadForecaster"
@@ -114,7 +115,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
             baselines = {k2: v for k2, v in baselines.items() if k2 in config["use_baselines"]}
         for name, spec in baselines.items():
             cls = import_object(spec["class"])
-            model = cls(**{"horizons": horizons, **spec.get("params", {})})
+            model = cls(**{"horizons": horizons, **spec.get("params", {}), **device_params(cls, config)})
             t0 = time.perf_counter()
             model.fit(train, val=val)
             fit_times[name] = time.perf_counter() - t0
@@ -135,7 +136,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
                               enabled=bool(config.get("progress", True)), every_s=0.0, min_interval_s=0.0) as bar:
             for vname, over in variants.items():
                 params = {**base, **over, "t_in": t_in, "horizons": tuple(horizons), "random_state": seed,
-                          "progress": False}
+                          "progress": False, **device_params(import_object(LEAD_SPEC), config)}
                 params["ablations"] = tuple(params.get("ablations", ()))
                 params["unet_channels"] = tuple(params.get("unet_channels", (32, 64, 128)))
                 model, fit_s, reused = _fit_lead(params, train, val, out_dir / "models" / f"{ds}_{vname}",

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from trafficgen.errors import ConfigError
+from trafficgen.recipes.runner import device_params
 
 LOADERS = {"ndpi": "load_ndpi_apps", "cicdoh20": "load_cicdoh20"}
 
@@ -102,7 +103,8 @@ def _fit_generators(config: dict, train, seed: int, skipped: list, step=lambda t
         if unknown:
             raise ConfigError(f"recipe generators.{name}: unknown key(s) {', '.join(map(repr, unknown))}; "
                               f"known: {', '.join(accepted)}")
-        kw = {**params, **{k: v for k, v in {"random_state": seed, "progress": False}.items() if k in accepted}}
+        kw = {**params, **{k: v for k, v in {"random_state": seed, "progress": False}.items() if k in accepted},
+              **device_params(cls, config)}
         gen = cls(**kw)
         with PeakMemory() as mem:
             t0 = time.perf_counter()

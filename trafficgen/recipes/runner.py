@@ -63,6 +63,15 @@ def resolve_config(config: dict, *, quick: bool = False, overrides: dict | None 
     return resolved
 
 
+def device_params(cls, config: dict) -> dict:
+    """``{"device": ...}`` when the recipe config has a ``device`` (``trafficgen recipe run
+    --device``) and ``cls`` takes one, else ``{}`` (models without a device run where they run)."""
+    device = config.get("device")
+    if device is None or "device" not in cls._param_names():
+        return {}
+    return {"device": device}
+
+
 def check_config_keys(config: dict, runner) -> None:
     """Reject top-level recipe keys the runner's module does not declare in ``CONFIG_KEYS``."""
     import sys
@@ -70,7 +79,7 @@ def check_config_keys(config: dict, runner) -> None:
     known = getattr(sys.modules[runner.__module__], "CONFIG_KEYS", None)
     if known is None:
         return
-    unknown = sorted(set(config) - set(known))
+    unknown = sorted(set(config) - set(known) - {"device"})  # the --device override: every runner reads it
     if unknown:
         raise ConfigError(f"recipe {config.get('name', '?')}: unknown key(s) {', '.join(map(repr, unknown))}; "
                           f"known: {', '.join(known)}")
