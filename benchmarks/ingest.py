@@ -1,26 +1,39 @@
-"""Ingestion speed: trafficgen.read_pcap vs a plain dpkt loop vs nfstream, in one process.
+"""Ingestion: speed against a plain dpkt loop and nfstream, --jobs 1 vs 2, peak memory per million packets.
 
     python benchmarks/ingest.py [--packets 1000000] [--real DIR] [--skip-nfstream] [--repeat 2]
+                                [--jobs-packets 2000000] [--jobs-files 8] [--memory-packets 2000000]
+                                [--only readers,jobs,memory]
 
-(a) the real Ethernet pcap captures of DIR (default ../shared/data/ndpi/pcap) concatenated into one
-    temporary capture; (b) a synthetic Ethernet/IPv4 TCP+UDP capture of --packets packets written
-    with dpkt. Prints packets/s of each reader and the ratios to the dpkt loop. Every reader keeps
-    the first 10 packet sizes per biflow, so they do comparable work.
+readers: (a) the real Ethernet pcap captures of DIR (default ../shared/data/ndpi/pcap) concatenated
+    into one temporary capture; (b) a synthetic Ethernet/IPv4 TCP+UDP capture of --packets packets.
+    Prints packets/s of each reader and the ratios to the dpkt loop. Every reader keeps the first 10
+    packet sizes per biflow, so they do comparable work.
+jobs: read_pcaps over a folder of --jobs-files synthetic captures (--jobs-packets in all) with
+    jobs=1 and jobs=2 (worker processes, spawn start included): packets/s, the ratio, and the CPU
+    seconds used, beside the machine's load (a shared machine makes the ratio a lower bound).
+memory: peak RSS of read_pcap on one synthetic capture of --memory-packets packets, in a fresh
+    interpreter (a grandchild: ru_maxrss survives exec), and of the interpreter with the reader
+    imported, so the per-million-packet figure is the reader's own.
+
+Synthetic captures come from tests/data/flows/synthetic_capture.py (dpkt templates stamped with
+numpy: flows of 2..40 packets, interleaved, payloads 1..1400 bytes).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import struct
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 N_FIRST = 10
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.data.flows.synthetic_capture
 
 
 def dpkt_loop(path: str) -> int:
@@ -92,43 +105,11 @@ def concat_real(src_dir: Path, out: str) -> int:
 
 
 def synthetic(out: str, n_packets: int, seed: int = 0) -> int:
-    """TCP+UDP biflows of 2..40 packets, written with dpkt (headers built by dpkt per flow)."""
-    import dpkt
+    """TCP+UDP biflows of 2..40 packets (tests/data/flows/synthetic_capture.py)."""
+    from tests.data.flows.synthetic_capture import write_synthetic_capture
 
-    rng = np.random.default_rng(seed)
-    written = 0
-    with open(out, "wb") as fh:
-        w = dpkt.pcap.Writer(fh, snaplen=65535, linktype=1)
-        t = 1.7e9
-        while written < n_packets:
-            n_flows = 2000
-            sizes = rng.integers(2, 41, n_flows)
-            for k in range(n_flows):
-                proto = 6 if k % 3 else 17
-                cli = bytes([10, rng.integers(0, 255), rng.integers(0, 255), rng.integers(1, 255)])
-                srv = bytes([192, 168, rng.integers(0, 255), rng.integers(1, 255)])
-                cport, sport = int(rng.integers(1024, 65535)), (443 if proto == 6 else 53)
-                templates = []
-                for src, dst, sp, dp in ((cli, srv, cport, sport), (srv, cli, sport, cport)):
-                    l4 = dpkt.tcp.TCP(sport=sp, dport=dp, flags=dpkt.tcp.TH_ACK) if proto == 6 else \
-                        dpkt.udp.UDP(sport=sp, dport=dp)
-                    ip = dpkt.ip.IP(src=src, dst=dst, p=proto, data=l4)
-                    templates.append(dpkt.ethernet.Ethernet(src=b"\x00" * 6, dst=b"\x01" * 6, data=ip))
-                for j in range(int(sizes[k])):
-                    d = int(rng.random() < 0.5) if j else 0
-                    payload = int(rng.integers(1, 1400))
-                    frame = templates[d]
-                    frame.data.data.data = b"\x00" * payload
-                    if proto == 17:
-                        frame.data.data.ulen = 8 + payload
-                    frame.data.len = 0
-                    frame.data.sum = 0
-                    w.writepkt(bytes(frame), ts=t)
-                    t += float(rng.exponential(0.001))
-                    written += 1
-                    if written >= n_packets:
-                        return written
-    return written
+    write_synthetic_capture(out, n_packets, seed=seed)
+    return n_packets
 
 
 def bench(label: str, path: str, n_packets: int, readers, repeat: int) -> None:
@@ -150,13 +131,112 @@ def bench(label: str, path: str, n_packets: int, readers, repeat: int) -> None:
         print(f"  trafficgen / nfstream = {rates['trafficgen'] / rates['nfstream']:.1f}x")
 
 
+def machine_state() -> str:
+    """Load average and CPU pressure: how contended the machine is right now."""
+    load = os.getloadavg()
+    text = f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} on {os.cpu_count()} cores"
+    try:
+        some = open("/proc/pressure/cpu").readline().split()[1]  # some avg10=..
+        text += f", CPU pressure {some.replace('avg10=', '')} % (10 s)"
+    except (OSError, IndexError):
+        pass
+    contended = load[0] > 0.75 * (os.cpu_count() or 1)
+    return text + (" -> CONTENDED (other processes compete for the cores)" if contended else " -> quiet")
+
+
+def _cpu(who) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+def bench_jobs(folder: Path, n_packets: int, repeat: int) -> None:
+    from trafficgen.data.flows.pcap import read_pcaps
+
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    n_files = len(list(folder.iterdir()))
+    print(f"\n(c) read_pcaps over {n_files} captures, {n_packets:,} packets, {size / 1e6:.0f} MB (best of {repeat})")
+    print(f"  before: {machine_state()}")
+    rates, results = {}, {}
+    for jobs in (1, 2):
+        best = (float("inf"), 0.0)
+        for _ in range(repeat):
+            t0, s0, c0 = time.perf_counter(), _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flows = read_pcaps(folder, progress=False, max_packets=N_FIRST, jobs=jobs)
+            dt = time.perf_counter() - t0
+            cpu = _cpu(resource.RUSAGE_SELF) - s0 + _cpu(resource.RUSAGE_CHILDREN) - c0
+            best = min(best, (dt, cpu))
+        results[jobs] = flows
+        rates[jobs] = n_packets / best[0]
+        print(f"  --jobs {jobs}  {best[0]:7.2f} s  {rates[jobs]:>12,.0f} packets/s  {len(flows):>8,} flows  "
+              f"(CPU {best[1]:.2f} s in all processes)")
+    print(f"  --jobs 2 / --jobs 1 = {rates[2] / rates[1]:.2f}x  (same FlowSet: {results[1] == results[2]})")
+    print(f"  after:  {machine_state()}")
+
+
+RSS_READ = """
+import resource, sys, warnings
+from trafficgen.data.flows.pcap import read_pcap
+warnings.simplefilter("ignore")
+if sys.argv[1] != "-":
+    fs = read_pcap(sys.argv[1], max_packets=int(sys.argv[2]))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+print(peak)
+"""
+LAUNCHER = "import subprocess, sys; subprocess.run([sys.executable, '-c', *sys.argv[1:]], check=True)"
+
+
+def peak_rss_mb(path: str, max_packets: int = N_FIRST) -> float:
+    """Peak RSS (MB) of read_pcap(path) in a fresh interpreter ("-": only the import)."""
+    out = subprocess.run([sys.executable, "-c", LAUNCHER, RSS_READ, path, str(max_packets)], capture_output=True,
+                         text=True, check=True, cwd=REPO).stdout
+    return float(out.split()[-1])
+
+
+def bench_memory(path: str, n_packets: int) -> None:
+    size = os.path.getsize(path)
+    base = peak_rss_mb("-")
+    peak = peak_rss_mb(path)
+    print(f"\n(d) peak RSS of read_pcap on one capture of {n_packets:,} packets, {size / 1e6:.0f} MB (max_packets=10)")
+    print(f"  interpreter + reader imported: {base:6.0f} MB")
+    print(f"  after reading:                 {peak:6.0f} MB  (goal < 600 MB: {'met' if peak < 600 else 'MISSED'})")
+    print(f"  per million packets: {peak / (n_packets / 1e6):.0f} MB peak, {(peak - base) / (n_packets / 1e6):.0f} MB "
+          f"above the interpreter (the flow table; the file itself is {size / n_packets * 1e6 / 1e6:.0f} MB per million)")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "ndpi" / "pcap")
     ap.add_argument("--skip-nfstream", action="store_true")
     ap.add_argument("--repeat", type=int, default=2, help="best of N runs per reader")
+    ap.add_argument("--jobs-packets", type=int, default=2_000_000, help="packets in the folder for (c)")
+    ap.add_argument("--jobs-files", type=int, default=8, help="captures in the folder for (c)")
+    ap.add_argument("--memory-packets", type=int, default=2_000_000, help="packets of the capture for (d)")
+    ap.add_argument("--only", default="readers,jobs,memory", help="comma-separated parts to run")
     args = ap.parse_args(argv)
+    parts = set(args.only.split(","))
+    print(machine_state())
+    with tempfile.TemporaryDirectory() as tmp:
+        if "readers" in parts:
+            bench_readers(args, tmp)
+        if "jobs" in parts:
+            folder = Path(tmp) / "folder"
+            folder.mkdir()
+            per = args.jobs_packets // args.jobs_files
+            for k in range(args.jobs_files):
+                synthetic(str(folder / f"c{k:02d}.pcap"), per, seed=100 + k)
+            bench_jobs(folder, per * args.jobs_files, args.repeat)
+            for f in folder.iterdir():
+                f.unlink()
+        if "memory" in parts:
+            big = os.path.join(tmp, "big.pcap")
+            synthetic(big, args.memory_packets, seed=7)
+            bench_memory(big, args.memory_packets)
+
+
+def bench_readers(args, tmp: str) -> None:
     readers = [("trafficgen", trafficgen_read), ("dpkt loop", dpkt_loop)]
     try:
         import nfstream  # noqa: F401
@@ -165,18 +245,18 @@ def main(argv=None) -> None:
             readers.append(("nfstream", nfstream_read))
     except ImportError:
         print("nfstream not installed: skipped (pip install trafficgen[pcap])")
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.real.exists():
-            real = os.path.join(tmp, "real.pcap")
-            n = concat_real(args.real, real)
-            bench(f"(a) real Ethernet captures of {args.real}", real, n, readers, args.repeat)
-        else:
-            print(f"(a) skipped: {args.real} not found")
-        syn = os.path.join(tmp, "synthetic.pcap")
-        t0 = time.perf_counter()
-        n = synthetic(syn, args.packets)
-        print(f"\n(synthetic capture written with dpkt in {time.perf_counter() - t0:.1f} s)")
-        bench("(b) synthetic Ethernet/IPv4 TCP+UDP", syn, n, readers, args.repeat)
+    if args.real.exists():
+        real = os.path.join(tmp, "real.pcap")
+        n = concat_real(args.real, real)
+        bench(f"(a) real Ethernet captures of {args.real}", real, n, readers, args.repeat)
+    else:
+        print(f"(a) skipped: {args.real} not found")
+    syn = os.path.join(tmp, "synthetic.pcap")
+    t0 = time.perf_counter()
+    n = synthetic(syn, args.packets)
+    print(f"\n(synthetic capture written in {time.perf_counter() - t0:.1f} s)")
+    bench("(b) synthetic Ethernet/IPv4 TCP+UDP", syn, n, readers, args.repeat)
+    os.unlink(syn)
 
 
 if __name__ == "__main__":

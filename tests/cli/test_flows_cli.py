@@ -75,3 +75,29 @@ def test_usage_errors(monkeypatch, capsys, captures, tmp_path):
     assert code == 1 and "no such file" in err
     code, _, err = run_cli(monkeypatch, capsys, "ingest", captures, "--min-count", "2", "-o", tmp_path / "y.csv")
     assert code == 1 and "--min-count needs labelled flows" in err
+
+
+def test_ingest_jobs_2_writes_the_bytes_of_jobs_1(monkeypatch, capsys, captures, tmp_path):
+    outs = {}
+    for jobs in ("1", "2"):
+        outs[jobs] = tmp_path / f"j{jobs}.parquet"
+        code, stdout, err = run_cli(monkeypatch, capsys, "ingest", captures, "--label-by", "folder", "--jobs", jobs,
+                                    "-o", outs[jobs])
+        assert code == 0, err
+        assert "8 flows, 2 classes from 4 captures" in stdout
+    assert outs["1"].read_bytes() == outs["2"].read_bytes()
+    code, _, err = run_cli(monkeypatch, capsys, "ingest", captures, "--jobs", "-1", "-o", tmp_path / "x.parquet")
+    assert code == 1 and "jobs" in err and err.count("\n") == 1 and not (tmp_path / "x.parquet").exists()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ingest_progress_is_plain_lines_in_a_log(monkeypatch, capsys, captures, tmp_path, jobs):
+    import trafficgen.data.flows.batch as batch
+
+    monkeypatch.setattr(batch, "PROGRESS_DELAY_S", 0.0)  # a real ingest shows it after a second of work
+    monkeypatch.setenv("TRAFFICGEN_PROGRESS", "auto")  # stderr is captured here: not a terminal
+    code, _, err = run_cli(monkeypatch, capsys, "ingest", captures, "--jobs", jobs, "-o", tmp_path / "f.parquet")
+    lines = err.splitlines()
+    assert code == 0 and lines[0] == "ingest: 0/1 MB", err
+    assert lines[-1].startswith("ingest: done, 1/1 MB in ") and lines[-1].endswith("captures 4/4"), err
+    assert "\r" not in err and "\x1b" not in err

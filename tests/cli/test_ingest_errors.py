@@ -166,3 +166,17 @@ def test_min_packets_larger_than_packets_is_rejected(tmp_path):
     out = tmp_path / "o.parquet"
     assert_one_line_failure(ingest(path, "--packets", "3", "--min-packets", "5", "-o", out), out,
                             "--min-packets 5", "--packets 3")
+
+
+# ---------------------------------------------------------------- issue 19: --jobs
+def test_jobs_2_failures_are_one_line_like_jobs_1(tmp_path):
+    caps = tmp_path / "caps"
+    caps.mkdir()
+    for name, blob in _bad_captures(tmp_path).items():
+        (caps / name).write_bytes(blob)
+    out = tmp_path / "o.jsonl"
+    assert_one_line_failure(ingest(caps, "--jobs", "2", "-o", out), out, "none of the 5 captures could be read")
+    write_pcap(caps / "good.pcap", _conversation())
+    res = ingest(caps, "--jobs", "2", "--on-error", "raise", "-o", out)
+    assert_one_line_failure(res, out, "caplen_too_large.pcap at offset 24")  # the first failure in file order
+

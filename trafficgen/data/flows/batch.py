@@ -10,8 +10,8 @@ Captures are handed out largest first so that one big capture does not finish la
 
 Progress (:class:`IngestProgress`) counts megabytes of captures read, through
 :class:`trafficgen._progress.ProgressReporter` (a bar on a terminal, plain lines in a log). It
-appears only once the work has taken a second, so a quick ingest (or one that fails at once) prints
-nothing but its result.
+appears only from a second after the first report on (not counting the start of worker
+processes), so a quick ingest, or one that fails at once, prints nothing but its result.
 """
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from trafficgen.errors import ConfigError, TrafficgenError
+
+#: Seconds of work (from the first report on) before ingest progress appears.
+PROGRESS_DELAY_S = 1.0
 
 
 class TaskFailure:
@@ -116,21 +119,22 @@ def _run_parallel(task, files, sizes, jobs, progress, stop_on_failure) -> list:
 
 class IngestProgress:
     """Megabytes of captures read, shown through :class:`~trafficgen._progress.ProgressReporter`
-    once the work has taken ``delay_s`` seconds."""
+    from ``delay_s`` seconds after the first report on (in worker processes a capture reports when
+    it is done)."""
 
-    def __init__(self, total_bytes: int, n_files: int, *, enabled: bool = True, delay_s: float = 1.0,
+    def __init__(self, total_bytes: int, n_files: int, *, enabled: bool = True, delay_s: float | None = None,
                  clock=time.monotonic):
         self.total = max(1, math.ceil(total_bytes / 1e6))
         self.n_files = n_files
         self.enabled = enabled
-        self.delay_s = delay_s
+        self.delay_s = PROGRESS_DELAY_S if delay_s is None else delay_s
         self._clock = clock
         self._reporter = None
         self._mb = 0
         self._files = 0
 
     def __enter__(self) -> IngestProgress:
-        self._t0 = self._clock()
+        self._t0 = None  # the first report: worker start-up (about a second with jobs > 1) is not counted
         return self
 
     def set(self, bytes_done: int, files_done: int) -> None:
@@ -138,7 +142,9 @@ class IngestProgress:
             return
         self._mb, self._files = min(int(bytes_done // 1e6), self.total), files_done
         if self._reporter is None:
-            if self._clock() - self._t0 < self.delay_s:
+            now = self._clock()
+            self._t0 = now if self._t0 is None else self._t0
+            if now - self._t0 < self.delay_s:
                 return
             from trafficgen._progress import ProgressReporter
 
