@@ -441,9 +441,11 @@ def test_first_packet_from_the_server_and_zero_payloads_are_said(tmp_path):
     flows = FlowSet.from_sequences([[-10, 20]], labels=["a"])
     with pytest.warns(ExportWarning, match="signs flipped"):
         write_pcap(flows, tmp_path / "s.pcap")
-    kept = FlowSet(lengths=[[10, 0, -20]], n_packets=[3], directions=[[1, -1, -1]], labels=["a"])
+    # explicit 1 ms IATs: no delayed-ACK timer fires between the packets (fresh random IATs could)
+    kept = FlowSet(lengths=[[10, 0, -20]], n_packets=[3], directions=[[1, -1, -1]],
+                   iat=[[0.0, 0.001, 0.001]], labels=["a"])
     with pytest.warns(ExportWarning, match="1 zero-payload packets are written as pure ACKs"):
-        r = write_pcap(kept, tmp_path / "z.pcap")
+        r = write_pcap(kept, tmp_path / "z.pcap", random_state=0)
     shape = [(s, l4.flags, len(l4.data)) for _, s, l4 in next(iter(conversations(read_dpkt(r.path)).values()))]
     assert shape[3:6] == [(1, PA, 10), (-1, A, 0), (-1, PA, 20)]
     back = read_back(r.path, None, 3)

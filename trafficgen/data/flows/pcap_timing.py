@@ -10,10 +10,14 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
+
+if TYPE_CHECKING:  # FlowSet.to_pcap imports this package: annotations only, no import cycle
+    from trafficgen.data.flowset import FlowSet
 
 #: Means (seconds) of the exponential IATs used when neither the flows nor ``timing_from`` give any.
 DEFAULT_IAT = {"same_direction": 0.001, "direction_change": 0.02}

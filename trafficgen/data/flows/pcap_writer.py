@@ -59,6 +59,7 @@ import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -68,8 +69,15 @@ from trafficgen.data.flows.pcap_conversation import Packets, plan_conversations
 from trafficgen.data.flows.pcap_endpoints import DEFAULT_CLIENT_POOL, DEFAULT_SERVER_POOL, draw_endpoints
 from trafficgen.data.flows.pcap_render import LINKTYPES, TIME_RESOLUTIONS, max_payload, write_capture
 from trafficgen.data.flows.pcap_timing import DEFAULT_IAT, class_codes, flow_labels, gap_ticks, start_ticks
-from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
+
+if TYPE_CHECKING:  # FlowSet.to_pcap calls write_pcap: FlowSet is only annotated here (no import cycle)
+    from trafficgen.data.flowset import FlowSet
+
+
+def _is_flowset(obj) -> bool:
+    """Duck-typed FlowSet check (this module sits above flowset.py's to_pcap, so it does not import it)."""
+    return type(obj).__name__ == "FlowSet" and hasattr(obj, "lengths") and hasattr(obj, "n_packets")
 
 __all__ = ["write_pcap", "plan_export", "ExportPlan", "PcapExport", "ExportWarning", "DEFAULT_IAT", "write_labels_csv"]
 
@@ -143,7 +151,7 @@ def plan_export(flows: FlowSet, *, client_pool=DEFAULT_CLIENT_POOL, server_pool=
                 keepalive: float | None = 100.0, time_resolution: str = "us", random_state=None) -> ExportPlan:
     """Choose endpoints, protocols, ports, IATs and start times and lay out every packet of the
     export (:func:`write_pcap` renders it; the options are its own)."""
-    if not isinstance(flows, FlowSet):
+    if not _is_flowset(flows):
         raise ConfigError(f"flows must be a FlowSet, got {type(flows).__name__}")
     if time_resolution not in TIME_RESOLUTIONS:
         raise ConfigError(f"time_resolution must be one of {', '.join(TIME_RESOLUTIONS)}, got {time_resolution!r}")
@@ -222,7 +230,7 @@ def write_pcap(flows: FlowSet, path: str | os.PathLike, *, linktype: str = "ethe
     path = check_output_path(path, "file")
     if labels_path is not None:
         labels_path = check_output_path(labels_path, "file")
-        if isinstance(flows, FlowSet) and flows.labels is None:
+        if _is_flowset(flows) and flows.labels is None:
             raise ConfigError("labels_path needs labelled flows")
     rng = check_random_state(random_state)
     plan = plan_export(flows, random_state=rng, **options)
@@ -369,7 +377,7 @@ def _expected_flows(plan: ExportPlan, order, path) -> FlowSet:
     """What a reader gives back: flows in file order (by start), IATs at the capture's resolution."""
     fs, ends, res = plan.flows, plan.endpoints, TIME_RESOLUTIONS[plan.time_resolution]
     iat = plan.gaps.astype(np.float64) / res
-    return FlowSet(lengths=fs.lengths[order], n_packets=fs.n_packets[order], directions=fs.directions[order],
+    return type(fs)(lengths=fs.lengths[order], n_packets=fs.n_packets[order], directions=fs.directions[order],
                    iat=iat[order], labels=None if fs.labels is None else fs.labels[order],
                    source=np.full(len(fs), str(path), dtype=object), protocol=plan.proto[order],
                    client_ip=ends["client_ip"][order], client_port=ends["client_port"][order],
