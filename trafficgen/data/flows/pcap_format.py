@@ -232,11 +232,25 @@ class _Source:
             self.fh.close()
             self.fh = None
 
-    def _read(self, n: int) -> bytes:
+    def _read(self, n: int, head: bytes = b"") -> tuple[bytearray, int]:
+        """(``head`` + up to ``n`` bytes read into one new buffer, bytes read): the kernel copies
+        straight into the buffer."""
+        buf = bytearray(len(head) + n)
+        buf[: len(head)] = head
+        got, view = 0, memoryview(buf)
         try:
-            return self.fh.read(n)
+            while got < n:  # a regular file returns short reads only at its end
+                k = self.fh.readinto(view[len(head) + got:])
+                if not k:
+                    break
+                got += k
         except OSError as exc:
             raise PcapError(f"cannot read capture ({exc.strerror or exc})", path=self.path) from exc
+        finally:
+            view.release()
+        if got < n:
+            del buf[len(head) + got:]
+        return buf, got
 
     def first(self) -> _Window:
         return self.seek(0)
@@ -248,8 +262,8 @@ class _Source:
             return _Window(self.mem, offset, end, 0, end >= self.size)
         self.fh.seek(offset)
         want = max(self.size - offset, 0) + 1 if self.chunk is None else self.chunk
-        buf = self._read(want)
-        return _Window(buf, 0, len(buf), offset, len(buf) < want)
+        buf, got = self._read(want)
+        return _Window(buf, 0, got, offset, got < want)
 
     def advance(self, win: _Window, pos: int, need: int = 0) -> _Window:
         """The next window: the bytes of ``win`` from ``pos`` on, then at least ``chunk`` (and enough
@@ -257,10 +271,10 @@ class _Source:
         if self.fh is None:
             end = min(pos + max(self.chunk, need), self.size)
             return _Window(self.mem, pos, end, 0, end >= self.size)
-        rest = win.buf[pos:win.limit]
+        rest = bytes(win.buf[pos:win.limit])  # less than one record
         want = max(self.chunk, need - len(rest))
-        new = self._read(want)
-        return _Window(rest + new if rest else new, 0, len(rest) + len(new), win.base + pos, len(new) < want)
+        buf, got = self._read(want, rest)
+        return _Window(buf, 0, len(rest) + got, win.base + pos, got < want)
 
 
 def _open_regular(path):
@@ -279,7 +293,7 @@ def _open_regular(path):
         if not stat.S_ISREG(st.st_mode):
             raise PcapError(f"not a regular file ({_file_kind(st.st_mode)}); give a pcap/pcapng file",
                             path=str(path))
-        fh = os.fdopen(fd, "rb")
+        fh = os.fdopen(fd, "rb", buffering=0)  # windows are read straight into their buffers
         fd = -1  # owned by fh now
         return fh, st.st_size
     except OSError as exc:
