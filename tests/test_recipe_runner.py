@@ -35,3 +35,19 @@ def test_unknown_recipe_keys_are_errors_not_dropped(tmp_path):
                    overrides={"generators": {"llama": {"epochz": 1}}})
     with pytest.raises(ConfigError, match="seedz"):
         run_recipe("lightweight_ntg", tmp_path / "c", quick=True, overrides={"evaluation": {"seedz": 1}})
+
+
+def test_every_shipped_recipe_declares_its_keys():
+    import pytest
+
+    from trafficgen.errors import ConfigError
+    from trafficgen.recipes.runner import available_recipes, check_config_keys, load_recipe
+    from trafficgen.registry import import_object
+
+    for name in available_recipes():
+        for quick in (False, True):
+            config = resolve_config(load_recipe(name), quick=quick)
+            runner = import_object(config["runner"])
+            check_config_keys(config, runner)  # the shipped configs use only declared keys
+            with pytest.raises(ConfigError, match="typo_key"):
+                check_config_keys({**config, "typo_key": 1}, runner)

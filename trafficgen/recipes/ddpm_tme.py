@@ -24,6 +24,10 @@ from trafficgen.errors import ConfigError
 from trafficgen.recipes.runner import device_params
 
 #: Numbers the paper reports (TRE mean of DDPM-TME); everything else is "n/a".
+
+#: The recipe's top-level keys (the runner rejects any other: a typo is an error, never dropped).
+CONFIG_KEYS = ("name", "runner", "seed", "threads", "datasets", "abilene", "geant", "ddpm", "ddpm_variants", "vae", "wgan", "estimation", "synthesis", "progress", "quick", "quick_mode", "device")
+
 PAPER_TRE_MEAN = {("abilene", "ddpm_tme"): 0.196, ("geant", "ddpm_tme"): 0.359}
 
 

@@ -33,6 +33,9 @@ from trafficgen.evaluation.tm.fan_chart import fan_chart
 from trafficgen.recipes.runner import device_params
 from trafficgen.registry import import_object
 
+#: The recipe's top-level keys (the runner rejects any other: a typo is an error, never dropped).
+CONFIG_KEYS = ("name", "runner", "seed", "datasets", "split", "t_in", "horizons", "reuse", "baselines", "lead", "small", "paper", "variants", "table", "table3", "variants_per_dataset", "use_baselines", "use_variants", "eval", "fan_chart", "progress", "quick", "quick_mode", "device")
+
 LEAD_SPEC = "trafficgen.generators.tm.lead.forecaster:LeadForecaster"
 
 
