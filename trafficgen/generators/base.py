@@ -201,6 +201,22 @@ class FlowGenerator(PretrainedMixin):
                 offset=int(backwards[0]))
         return width
 
+    def _class_state(self) -> dict:
+        """The config.json fields of the fitted classes and width (``classes``, ``class_prior``,
+        ``max_packets_``); :meth:`_from_class_state` reads them back."""
+        return {"classes": list(self.classes_), "class_prior": np.asarray(self.class_prior_).tolist(),
+                "max_packets_": int(self.max_packets_)}
+
+    @classmethod
+    def _from_class_state(cls, config: dict):
+        """A generator built from ``config["params"]`` with ``classes_``, ``class_prior_`` and
+        ``max_packets_`` restored."""
+        obj = cls._from_params(config)
+        obj.classes_ = list(config["classes"])
+        obj.class_prior_ = np.asarray(config["class_prior"], dtype=np.float64)
+        obj.max_packets_ = int(config["max_packets_"])
+        return obj
+
     def _resolve_classes(self, n: int, cls, rng: np.random.Generator) -> list[str]:
         """One class name per sample (validated with :func:`match_class`: ``"youtube"`` means
         ``"YouTube"``; the canonical names are returned)."""

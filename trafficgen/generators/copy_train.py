@@ -56,16 +56,12 @@ class CopyGenerator(FlowGenerator):
         return FlowSet(lengths=self.lengths_[pick].copy(), n_packets=self.n_packets_[pick].copy(), labels=names)
 
     def _state(self):
-        config = {"classes": list(self.classes_), "class_prior": self.class_prior_.tolist(),
-                  "max_packets_": int(self.max_packets_)}
+        config = self._class_state()
         return config, {"lengths": self.lengths_, "n_packets": self.n_packets_, "y": self.y_}, {}
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
-        obj = cls._from_params(config)
-        obj.classes_ = list(config["classes"])
-        obj.class_prior_ = np.asarray(config["class_prior"], dtype=np.float64)
-        obj.max_packets_ = int(config["max_packets_"])
+        obj = cls._from_class_state(config)
         obj.lengths_ = np.asarray(tensors["lengths"], dtype=np.int32)
         obj.n_packets_ = np.asarray(tensors["n_packets"], dtype=np.int32)
         obj.y_ = np.asarray(tensors["y"], dtype=np.int64)

@@ -315,17 +315,12 @@ class MarkovGenerator(FlowGenerator):
         tensors = {"symbol_of_token": self.symbol_of_token_, "global_counts": self.global_counts_}
         for j, table in enumerate(self.tables_):
             tensors.update(table.state(f"order{j}"))
-        config = {"classes": list(self.classes_), "class_prior": self.class_prior_.tolist(),
-                  "max_packets_": int(self.max_packets_), "n_symbols": int(self.n_symbols_),
-                  "n_clipped": int(self.n_clipped_)}
+        config = {**self._class_state(), "n_symbols": int(self.n_symbols_), "n_clipped": int(self.n_clipped_)}
         return config, tensors, {"tokenizer.json": self.tokenizer_.to_dict()}
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
-        obj = cls._from_params(config)
-        obj.classes_ = list(config["classes"])
-        obj.class_prior_ = np.asarray(config["class_prior"], dtype=np.float64)
-        obj.max_packets_ = int(config["max_packets_"])
+        obj = cls._from_class_state(config)
         obj.n_symbols_ = int(config["n_symbols"])
         obj.n_clipped_ = int(config.get("n_clipped", 0))
         obj.tokenizer_ = FlowTokenizer.from_dict(extra["tokenizer.json"])
