@@ -2,10 +2,11 @@
 
 :func:`run_captures` calls ``task(path)`` for every capture and returns the results *in file order*
 whatever order the workers finish in, so ``read_pcaps(..., jobs=N)`` gives the same FlowSet, bit
-for bit, for every N. Workers are started with the ``spawn`` method on every platform (the same
-behaviour on Linux, macOS and Windows, and safe in a parent that runs threads, e.g. torch's): the
-task must be a picklable top-level function (or a ``functools.partial`` of one), and a script that
-calls ``read_pcaps(jobs=N)`` at import time needs the usual ``if __name__ == "__main__":`` guard.
+for bit, for every N. This process reads captures too, beside ``N - 1`` workers started with the
+``spawn`` method on every platform (the same behaviour on Linux, macOS and Windows, and safe in a
+parent that runs threads, e.g. torch's): the task must be a picklable top-level function (or a
+``functools.partial`` of one), and a script that calls ``read_pcaps(jobs=N)`` at import time needs
+the usual ``if __name__ == "__main__":`` guard.
 Captures are handed out largest first so that one big capture does not finish last alone.
 
 Progress (:class:`IngestProgress`) counts megabytes of captures read, through
@@ -54,7 +55,8 @@ def file_size(path) -> int:
 
 def run_captures(task: Callable, files: Sequence[Path], *, jobs: int = 1, progress: IngestProgress | None = None,
                  stop_on_failure: bool = False) -> list:
-    """``[task(path) for path in files]``, in ``jobs`` processes when ``jobs > 1``.
+    """``[task(path) for path in files]``, in ``jobs`` processes when ``jobs > 1`` (this one and
+    ``jobs - 1`` workers).
 
     A :class:`TaskFailure` result with ``stop_on_failure`` ends the run: later captures are not
     started (or are cancelled) and the list ends with the first failure *in file order*. In this
@@ -75,46 +77,100 @@ def run_captures(task: Callable, files: Sequence[Path], *, jobs: int = 1, progre
             if stop_on_failure and isinstance(res, TaskFailure):
                 break
         return out
-    return _run_parallel(task, files, sizes, min(jobs, len(files)), progress, stop_on_failure)
+    return _Parallel(task, files, sizes, min(jobs, len(files)), progress, stop_on_failure).run()
 
 
-def _run_parallel(task, files, sizes, jobs, progress, stop_on_failure) -> list:
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
+class _Parallel:
+    """``jobs`` processes: this one reads captures too, ``jobs - 1`` spawned workers read the others.
 
-    results: list = [None] * len(files)
-    first_failure = len(files)
-    done_bytes = done_files = 0
-    by_size = sorted(range(len(files)), key=lambda i: (-sizes[i], i))
-    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        pending = {ex.submit(task, files[i]): i for i in by_size}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                i = pending.pop(fut)
-                if fut.cancelled():
-                    continue
-                try:
-                    results[i] = fut.result()
-                except BrokenProcessPool as exc:
-                    raise TrafficgenError(
-                        f"a worker process stopped while reading {files[i]}: out of memory (use fewer jobs), "
-                        f"killed, or a script that calls read_pcaps(jobs=...) outside an "
-                        f"'if __name__ == \"__main__\":' block (spawned workers import the script)") from exc
-                done_bytes += sizes[i]
-                done_files += 1
-                if progress is not None:
-                    progress.set(done_bytes, done_files)
-                if stop_on_failure and isinstance(results[i], TaskFailure) and i < first_failure:
-                    first_failure = i
-                    for f, j in list(pending.items()):
-                        if j > i and f.cancel():
-                            pending.pop(f)
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
-    return results[: first_failure + 1] if first_failure < len(files) else results
+    Captures are taken largest first from one list, by this process whenever it is free and for
+    each worker when it is done (checked after every window this process reads, about every 10 ms),
+    so no process idles long while captures are left and only ``jobs - 1`` interpreters start.
+    """
+
+    def __init__(self, task, files, sizes, jobs, progress, stop_on_failure):
+        self.task, self.files, self.sizes = task, files, sizes
+        self.progress, self.stop_on_failure = progress, stop_on_failure
+        self.workers = jobs - 1
+        self.order = sorted(range(len(files)), key=lambda i: (-sizes[i], i))
+        self.next = 0
+        self.results: list = [None] * len(files)
+        self.first_failure = len(files)
+        self.done_bytes = self.done_files = 0
+        self.partial = 0  # bytes done of the capture this process is reading
+        self.pending: dict = {}  # future -> capture index
+
+    def run(self) -> list:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        self.ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            while True:
+                self._pump()
+                i = self._take()
+                if i is None:
+                    break
+                res = self.task(self.files[i], on_window=self._on_window)
+                self.partial = 0
+                self._finished(i, res)
+            while self.pending:
+                wait(self.pending, return_when=FIRST_COMPLETED)
+                self._pump()
+        finally:
+            self.ex.shutdown(wait=True, cancel_futures=True)
+        n = len(self.files)
+        return self.results[: self.first_failure + 1] if self.first_failure < n else self.results
+
+    def _on_window(self, bytes_done: int) -> None:
+        self.partial = bytes_done
+        self._pump()
+        self._report()
+
+    def _take(self) -> int | None:
+        while self.next < len(self.order):
+            i = self.order[self.next]
+            self.next += 1
+            if i < self.first_failure:  # after a failure only earlier captures still matter
+                return i
+        return None
+
+    def _pump(self) -> None:
+        """Collect the workers' finished captures; give each idle worker the next one."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        for fut in [f for f in self.pending if f.done()]:
+            i = self.pending.pop(fut)
+            if fut.cancelled():
+                continue
+            try:
+                res = fut.result()
+            except BrokenProcessPool as exc:
+                raise TrafficgenError(
+                    f"a worker process stopped while reading {self.files[i]}: out of memory (use fewer jobs), "
+                    f"killed, or a script that calls read_pcaps(jobs=...) outside an "
+                    f"'if __name__ == \"__main__\":' block (spawned workers import the script)") from exc
+            self._finished(i, res)
+        while len(self.pending) < self.workers:
+            i = self._take()
+            if i is None:
+                break
+            self.pending[self.ex.submit(self.task, self.files[i])] = i
+
+    def _finished(self, i: int, res) -> None:
+        self.results[i] = res
+        self.done_bytes += self.sizes[i]
+        self.done_files += 1
+        self._report()
+        if self.stop_on_failure and isinstance(res, TaskFailure) and i < self.first_failure:
+            self.first_failure = i
+            for f, j in list(self.pending.items()):
+                if j > i and f.cancel():
+                    self.pending.pop(f)
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress.set(self.done_bytes + self.partial, self.done_files)
 
 
 class IngestProgress:
@@ -140,7 +196,7 @@ class IngestProgress:
     def set(self, bytes_done: int, files_done: int) -> None:
         if not self.enabled:
             return
-        self._mb, self._files = min(int(bytes_done // 1e6), self.total), files_done
+        self._mb, self._files = max(self._mb, min(int(bytes_done // 1e6), self.total)), files_done
         if self._reporter is None:
             now = self._clock()
             self._t0 = now if self._t0 is None else self._t0

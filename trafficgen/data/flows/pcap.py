@@ -2,12 +2,16 @@
 
 >>> flows = read_pcap("capture.pcapng", max_packets=32)                      # doctest: +SKIP
 >>> flows = read_pcaps(["captures/"], labels="labels.csv", max_packets=10)   # doctest: +SKIP
+>>> flows = read_pcaps(["captures/"], jobs=4)  # 4 worker processes         # doctest: +SKIP
 >>> flows.meta["ingest_stats"]["skipped"]["fragment"]                         # doctest: +SKIP
 
-Pipeline: :mod:`~trafficgen.data.flows.pcap_format` (container walk) ->
-:mod:`~trafficgen.data.flows.packet_decode` (vectorised header decoding, one outcome per packet) ->
-:mod:`~trafficgen.data.flows.biflow` (vectorised biflow assembly). The modules' docstrings state the
-exact rules (payload lengths, fragments, clamping, flow splitting, client choice).
+Pipeline, one window of the capture at a time: :mod:`~trafficgen.data.flows.pcap_format` (container
+walk, windows of about 8 MiB) -> :mod:`~trafficgen.data.flows.packet_decode` (vectorised header
+decoding, one outcome per packet) -> :mod:`~trafficgen.data.flows.biflow` (vectorised, incremental
+biflow assembly). Memory grows with the flow table, not with the capture; the result does not
+depend on the window size. Many captures: :mod:`~trafficgen.data.flows.batch` (worker processes,
+results in file order). The modules' docstrings state the exact rules (payload lengths,
+fragments, clamping, flow splitting, client choice).
 """
 from __future__ import annotations
 
@@ -186,7 +190,8 @@ def read_pcap(path: str | os.PathLike | BinaryIO, *, max_packets: int = 32, idle
               strict: bool = False) -> FlowSet:
     """Read one pcap/pcapng capture into a FlowSet of TCP/UDP biflows (unlabelled).
 
-    ``path`` is a regular file, or a binary file object (``io.BytesIO``, an open file) whose
+    ``path`` is a regular file (read in windows: memory grows with the capture's biflows, not its
+    size), or a binary file object (``io.BytesIO``, an open file; read into memory first) whose
     ``name`` (if any) stands for the file in errors and provenance. ``flows.meta["ingest_stats"]``
     holds the :class:`IngestStats` as a dict; skipped packets are also reported as one
     :class:`IngestWarning`. Raises :class:`~trafficgen.errors.PcapError` (file + byte offset) for

@@ -261,7 +261,7 @@ class _Source:
             end = self.size if self.chunk is None else min(offset + self.chunk, self.size)
             return _Window(self.mem, offset, end, 0, end >= self.size)
         self.fh.seek(offset)
-        want = max(self.size - offset, 0) + 1 if self.chunk is None else self.chunk
+        want = self._want(offset, self.chunk)
         buf, got = self._read(want)
         return _Window(buf, 0, got, offset, got < want)
 
@@ -272,9 +272,15 @@ class _Source:
             end = min(pos + max(self.chunk, need), self.size)
             return _Window(self.mem, pos, end, 0, end >= self.size)
         rest = bytes(win.buf[pos:win.limit])  # less than one record
-        want = max(self.chunk, need - len(rest))
+        want = self._want(win.base + win.limit, max(self.chunk, need - len(rest)))
         buf, got = self._read(want, rest)
         return _Window(buf, 0, len(rest) + got, win.base + pos, got < want)
+
+    def _want(self, offset: int, n: int | None) -> int:
+        """Bytes to ask for at file ``offset``: ``n`` (None: all), but no more than the rest of the
+        file and one byte (a short read then says "end of file" without another call)."""
+        rest = max(self.size - offset, 0) + 1
+        return rest if n is None else min(n, rest)
 
 
 def _open_regular(path):
