@@ -54,7 +54,7 @@ def main(out_dir: str | Path = "demo_out", n_per_class: int = 200) -> dict:
         console.print(f"packets read {stats.get('packets')}, decoded {stats.get('decoded')}, "
                       f"skipped {sum(stats.get('skipped', {}).values())}")
 
-    console.rule("2. default generator (trained once, then cached)")
+    console.rule("2. default generator (shipped weights)")
     from trafficgen.pretrained.default_model import get_default_model
 
     t0 = time.perf_counter()

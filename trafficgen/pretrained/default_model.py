@@ -88,7 +88,7 @@ def get_default_model(progress: bool = True, *, flows=None, config: dict | None 
     from trafficgen.generators.llama import LlamaGenerator
     from trafficgen.registry import load_generator
 
-    if flows is None and config is None and not refresh and (SHIPPED_DIR / "config.json").exists():
+    if flows is None and config is None and not refresh and _shipped_matches(DEFAULT_CONFIG):
         return load_generator(SHIPPED_DIR)  # the default set-up: the shipped weights
     config = dict(DEFAULT_CONFIG if config is None else config)
     if flows is None:
@@ -103,6 +103,15 @@ def get_default_model(progress: bool = True, *, flows=None, config: dict | None 
     gen = LlamaGenerator(**config, progress=progress).fit(flows)
     gen.save_pretrained(path)
     return gen
+
+
+def _shipped_matches(config: dict) -> bool:
+    """Whether the shipped weights were trained with ``config`` (their TRAINING.json says)."""
+    try:
+        training = json.loads((SHIPPED_DIR / "TRAINING.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (SHIPPED_DIR / "config.json").exists() and training.get("config") == config
 
 
 def write_shipped_model(out: Path = SHIPPED_DIR, *, progress: bool = True) -> Path:
