@@ -17,7 +17,8 @@ Supported:
 Robustness rules (never a traceback of another type, never unbounded memory):
 
 * Only regular files are opened (a device such as ``/dev/zero`` or a FIFO raises
-  :class:`~trafficgen.errors.PcapError` at once instead of reading forever or blocking).
+  :class:`~trafficgen.errors.PcapError` at once instead of reading forever or blocking; see
+  :mod:`~trafficgen.data.flows.capture_source`, which hands out the windows).
 
 * A bad file header (empty file, wrong magic, truncated header, unsupported pcap link type) or a
   record/block whose declared size is impossible (caplen over :data:`MAX_CAPLEN`, a pcapng block
@@ -31,8 +32,6 @@ from __future__ import annotations
 
 import array
 import mmap
-import os
-import stat
 import struct
 import sys
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trafficgen.data.flows.capture_source import Source, Window, load
 from trafficgen.errors import PcapError
 
 #: Largest accepted captured length of one packet (bytes). Larger -> PcapError at that offset.
@@ -60,7 +60,6 @@ _PCAP_MAGICS = {
 }
 _PCAPNG_SHB = 0x0A0D0D0A
 _PCAPNG_PARSED = (_PCAPNG_SHB, 1, 2, 3, 6)  # SHB, IDB, PB, SPB, EPB; other blocks are skipped
-_MMAP_MIN = 4 << 20  # read_records: files from 4 MiB on are memory-mapped
 _MIN_CHUNK = 64  # a window holds at least a pcap file header
 
 
@@ -89,7 +88,7 @@ class Records:
 def read_records(path: str, *, strict: bool = False, data: bytes | mmap.mmap | None = None) -> Records:
     """Parse the whole container of ``path`` (pcap or pcapng, detected from the magic) into one table."""
     if data is None:
-        data = _load(path)
+        data = load(path)
     stream = RecordStream(path, strict=strict, data=data, chunk_bytes=0)
     parts = list(stream)
     rec = parts[0] if parts else _empty(np.frombuffer(data, dtype=np.uint8))
@@ -118,7 +117,7 @@ class RecordStream:
         self.bytes_done = 0
 
     def __iter__(self) -> Iterator[Records]:
-        src = _Source(self.path, self._data, self.chunk_bytes)
+        src = Source(self.path, self._data, self.chunk_bytes)
         try:
             win = src.first()
             if win.limit < 4:
@@ -134,7 +133,7 @@ class RecordStream:
             src.close()
 
     # ------------------------------------------------------------------ pcap
-    def _pcap(self, src: _Source, win: _Window) -> Iterator[Records]:
+    def _pcap(self, src: Source, win: Window) -> Iterator[Records]:
         path = self.path
         bo, units = _PCAP_MAGICS[bytes(win.buf[:4])]
         if win.limit < 24:
@@ -176,7 +175,7 @@ class RecordStream:
         self._end(win.base + pos, win.base + win.limit, "record")
 
     # ------------------------------------------------------------------ pcapng
-    def _pcapng(self, src: _Source, win: _Window) -> Iterator[Records]:
+    def _pcapng(self, src: Source, win: Window) -> Iterator[Records]:
         state = _NgState()
         pos = 0
         while True:
@@ -203,133 +202,6 @@ class RecordStream:
                 raise PcapError(msg, path=self.path, offset=pos)
             self.counters["truncated_records"] = 1
             self.notes.append(f"{self.path} at offset {pos}: {msg}; {what} skipped")
-
-
-@dataclass
-class _Window:
-    buf: bytes | bytearray | mmap.mmap  # the bytes at hand
-    start: int  # where the walk resumes in buf
-    limit: int  # records must end at or before buf[limit]
-    base: int  # file offset of buf[0]
-    eof: bool  # limit is the end of the file
-
-
-class _Source:
-    """A capture's bytes handed out in windows: from memory (``data``) or read from the file."""
-
-    def __init__(self, path: str, data, chunk_bytes: int | None):
-        self.path = path
-        self.chunk = chunk_bytes
-        self.fh = None
-        if data is not None:
-            self.mem = data
-            self.size = len(data)
-        else:
-            self.fh, self.size = _open_regular(path)
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
-
-    def _read(self, n: int, head: bytes = b"") -> tuple[bytearray, int]:
-        """(``head`` + up to ``n`` bytes read into one new buffer, bytes read): the kernel copies
-        straight into the buffer."""
-        buf = bytearray(len(head) + n)
-        buf[: len(head)] = head
-        got, view = 0, memoryview(buf)
-        try:
-            while got < n:  # a regular file returns short reads only at its end
-                k = self.fh.readinto(view[len(head) + got:])
-                if not k:
-                    break
-                got += k
-        except OSError as exc:
-            raise PcapError(f"cannot read capture ({exc.strerror or exc})", path=self.path) from exc
-        finally:
-            view.release()
-        if got < n:
-            del buf[len(head) + got:]
-        return buf, got
-
-    def first(self) -> _Window:
-        return self.seek(0)
-
-    def seek(self, offset: int) -> _Window:
-        """The window starting at file ``offset``."""
-        if self.fh is None:
-            end = self.size if self.chunk is None else min(offset + self.chunk, self.size)
-            return _Window(self.mem, offset, end, 0, end >= self.size)
-        self.fh.seek(offset)
-        want = self._want(offset, self.chunk)
-        buf, got = self._read(want)
-        return _Window(buf, 0, got, offset, got < want)
-
-    def advance(self, win: _Window, pos: int, need: int = 0) -> _Window:
-        """The next window: the bytes of ``win`` from ``pos`` on, then at least ``chunk`` (and enough
-        for a record of ``need`` bytes at ``pos``) new ones."""
-        if self.fh is None:
-            end = min(pos + max(self.chunk, need), self.size)
-            return _Window(self.mem, pos, end, 0, end >= self.size)
-        rest = bytes(win.buf[pos:win.limit])  # less than one record
-        want = self._want(win.base + win.limit, max(self.chunk, need - len(rest)))
-        buf, got = self._read(want, rest)
-        return _Window(buf, 0, len(rest) + got, win.base + pos, got < want)
-
-    def _want(self, offset: int, n: int | None) -> int:
-        """Bytes to ask for at file ``offset``: ``n`` (None: all), but no more than the rest of the
-        file and one byte (a short read then says "end of file" without another call)."""
-        rest = max(self.size - offset, 0) + 1
-        return rest if n is None else min(n, rest)
-
-
-def _open_regular(path):
-    """(binary file object, size) of a regular file; anything else raises :class:`PcapError`.
-
-    A device (``/dev/zero`` never ends), a FIFO (``open`` would block until a writer appears) or a
-    socket is refused. The file is opened non-blocking so that the check itself cannot hang; for a
-    regular file the flag changes nothing.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except (OSError, ValueError, TypeError) as exc:
-        raise PcapError(f"cannot read capture ({getattr(exc, 'strerror', None) or exc})", path=str(path)) from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise PcapError(f"not a regular file ({_file_kind(st.st_mode)}); give a pcap/pcapng file",
-                            path=str(path))
-        fh = os.fdopen(fd, "rb", buffering=0)  # windows are read straight into their buffers
-        fd = -1  # owned by fh now
-        return fh, st.st_size
-    except OSError as exc:
-        raise PcapError(f"cannot read capture ({exc.strerror or exc})", path=str(path)) from exc
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
-def _load(path) -> bytes | mmap.mmap:
-    """The whole file's bytes (regular files only); large files are memory-mapped read-only."""
-    fh, size = _open_regular(path)
-    try:
-        with fh:
-            if size < _MMAP_MIN:
-                return fh.read()
-            populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux: fault all pages in at once
-            if populate and hasattr(mmap, "MAP_SHARED"):
-                return mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
-            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError) as exc:
-        raise PcapError(f"cannot read capture ({getattr(exc, 'strerror', None) or exc})", path=str(path)) from exc
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a plain file"
 
 
 def _empty(buf: np.ndarray) -> Records:
@@ -403,7 +275,7 @@ class _NgState:
     all_ifaces: list = field(default_factory=list)  # (linktype, ticks/s, offset s)
 
 
-def _walk_pcapng(path, win: _Window, pos: int, st: _NgState, file_size: int, chunk: int | None):
+def _walk_pcapng(path, win: Window, pos: int, st: _NgState, file_size: int, chunk: int | None):
     """Walk the blocks of ``win`` from ``pos``: (packet rows, stop position, bytes needed at the stop
     (-1: the block there runs past the end of the file), file offset to seek to or None)."""
     data, n, base = win.buf, win.limit, win.base
@@ -466,7 +338,7 @@ def _walk_pcapng(path, win: _Window, pos: int, st: _NgState, file_size: int, chu
     return rows, pos, 12, None
 
 
-def _ng_records(win: _Window, rows: list[tuple], all_ifaces: list) -> Records:
+def _ng_records(win: Window, rows: list[tuple], all_ifaces: list) -> Records:
     arr = np.asarray([r[:4] + (r[5],) for r in rows], dtype=np.int64)  # (n, 5)
     has_ts = np.asarray([r[4] >= 0 for r in rows], dtype=bool)
     ticks = np.asarray([max(r[4], 0) for r in rows], dtype=np.uint64)
