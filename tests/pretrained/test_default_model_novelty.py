@@ -43,3 +43,16 @@ def test_default_model_youtube_novelty_and_fidelity(real_and_youtube_samples):
     assert leave_one_out_novelty(real)["YouTube"] == pytest.approx(25 / 46)
     assert novelty >= 0.5
     assert jsd <= 0.25
+
+
+def test_cli_default_set_up_uses_the_shipped_weights(tmp_path, monkeypatch):
+    """`trafficgen sample` passes the shipped flows: they match TRAINING.json, so nothing trains."""
+    import trafficgen.generators.llama as llama
+
+    def no_training(*a, **k):
+        raise AssertionError("the default set-up must load the shipped weights, not train")
+
+    monkeypatch.setattr(llama.LlamaGenerator, "fit", no_training)
+    monkeypatch.setenv("TRAFFICGEN_CACHE", str(tmp_path))
+    gen = get_default_model(progress=False, flows=load_ndpi_apps(progress=False))
+    assert gen.classes_ and not (tmp_path / "models").exists()

@@ -95,6 +95,8 @@ def get_default_model(progress: bool = True, *, flows=None, config: dict | None 
         from trafficgen.datasets import load_ndpi_apps
 
         flows = load_ndpi_apps(progress=progress)
+    if not refresh and _shipped_matches(config, flows):
+        return load_generator(SHIPPED_DIR)  # the caller's flows and config are the shipped ones
     if flows.labels is None or len(flows) == 0:
         raise ConfigError("the default model needs a non-empty labelled FlowSet")
     path = default_model_dir(flows, config)
@@ -105,13 +107,16 @@ def get_default_model(progress: bool = True, *, flows=None, config: dict | None 
     return gen
 
 
-def _shipped_matches(config: dict) -> bool:
-    """Whether the shipped weights were trained with ``config`` (their TRAINING.json says)."""
+def _shipped_matches(config: dict, flows=None) -> bool:
+    """Whether the shipped weights were trained with ``config`` (and, when given, ``flows``), as
+    their TRAINING.json says."""
     try:
         training = json.loads((SHIPPED_DIR / "TRAINING.json").read_text())
     except (OSError, ValueError):
         return False
-    return (SHIPPED_DIR / "config.json").exists() and training.get("config") == config
+    if not (SHIPPED_DIR / "config.json").exists() or training.get("config") != config:
+        return False
+    return flows is None or training.get("data_config_hash") == data_config_hash(flows, config)
 
 
 def write_shipped_model(out: Path = SHIPPED_DIR, *, progress: bool = True) -> Path:
