@@ -12,6 +12,10 @@ jobs: read_pcaps over a folder of --jobs-files synthetic captures (--jobs-packet
     jobs=1 and jobs=2 (this process + one spawned worker, its start included): packets/s, the
     ratio, and the CPU seconds of each process, beside the machine's load. On a shared machine the
     measured ratio says little; the busier process's CPU time estimates the wall time on idle cores.
+compare (--only compare --compare-root OLD): every capture of DIR, the shipped nDPI captures and
+    ../shared/data/bad through the reader in OLD/trafficgen (an earlier commit) and through this one
+    with several window sizes; prints the number of differing results (columns, dtypes, meta,
+    warnings, errors).
 memory: peak RSS of read_pcap on one synthetic capture of --memory-packets packets, in a fresh
     interpreter (a grandchild: ru_maxrss survives exec), and of the interpreter with the reader
     imported, so the per-million-packet figure is the reader's own.
@@ -208,6 +212,66 @@ def bench_memory(path: str, n_packets: int) -> None:
           f"above the interpreter (the flow table; the file itself is {size / n_packets * 1e6 / 1e6:.0f} MB per million)")
 
 
+DIGESTS = """
+import hashlib, json, sys, warnings
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import trafficgen.data.flows.pcap as P
+import trafficgen.data.flows.pcap_format as F
+assert P.__file__.startswith(sys.argv[1]), P.__file__
+if int(sys.argv[2]) >= 0:
+    F.CHUNK_BYTES = int(sys.argv[2])
+OPTS = {"default": dict(max_packets=10), "fin_zero32": dict(max_packets=32, split_on_fin=True, keep_zero_payload=True),
+        "idle1_min2": dict(max_packets=5, idle_timeout=1.0, min_packets=2),
+        "w1_idle001_fin": dict(max_packets=1, idle_timeout=0.01, split_on_fin=True), "strict": dict(max_packets=10, strict=True)}
+def digest(fs):
+    h = hashlib.sha256()
+    for k, v in sorted(fs._columns().items()):
+        v = np.asarray(v) if v is not None else None
+        h.update(k.encode() + (b"None" if v is None else str(v.dtype).encode() + str(v.shape).encode() + (
+            "\\0".join(map(str, v.tolist())).encode() if v.dtype == object else v.tobytes())))
+    h.update(json.dumps(fs.meta, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+res = {}
+for f in sorted(p for d in sys.argv[3:] for p in Path(d).iterdir() if p.is_file()):
+    for name, o in OPTS.items():
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            try:
+                r = digest(P.read_pcap(f, **o))
+            except Exception as exc:
+                r = f"{type(exc).__name__}: {exc} @ {getattr(exc, 'offset', None)}"
+        res[f"{f}|{name}"] = [r, [str(x.message) for x in w]]
+for d in sys.argv[3:]:
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fs = P.read_pcaps(d, progress=False, on_error="skip", max_packets=10)
+    res[f"{d}|read_pcaps"] = [digest(fs), [str(x.message) for x in w]]
+print(json.dumps(res))
+"""
+
+
+def compare(old_root: Path, dirs: list[Path], windows: list[int]) -> None:
+    """Every capture of ``dirs`` through the reader of ``old_root`` (a checkout of an earlier commit:
+    ``git archive REV trafficgen | tar -x -C OLD``) and through this one with each window size."""
+    import json
+
+    def digests(root: Path, window: int) -> dict:
+        out = subprocess.run([sys.executable, "-c", DIGESTS, str(root), str(window), *map(str, dirs)],
+                             capture_output=True, text=True, check=True, cwd="/").stdout
+        return json.loads(out)
+
+    print(f"\n(e) every capture of {', '.join(map(str, dirs))} x 5 option sets + read_pcaps per folder:"
+          f" {old_root} vs this checkout")
+    old = digests(old_root, -1)
+    for window in windows:
+        new = digests(REPO, window)
+        diff = sorted(k for k in old if old[k] != new.get(k))
+        print(f"  window {window if window else 'whole file':>10}: {len(old)} digests, {len(diff)} differences"
+              + "".join(f"\n    {k}" for k in diff[:10]))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=1_000_000)
@@ -217,7 +281,10 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs-packets", type=int, default=2_000_000, help="packets in the folder for (c)")
     ap.add_argument("--jobs-files", type=int, default=8, help="captures in the folder for (c)")
     ap.add_argument("--memory-packets", type=int, default=2_000_000, help="packets of the capture for (d)")
-    ap.add_argument("--only", default="readers,jobs,memory", help="comma-separated parts to run")
+    ap.add_argument("--only", default="readers,jobs,memory", help="comma-separated parts to run "
+                    "(readers, jobs, memory, compare)")
+    ap.add_argument("--compare-root", type=Path, help="compare: folder holding an earlier trafficgen/ package")
+    ap.add_argument("--compare-windows", default="8388608,1024", help="compare: window sizes in bytes (0: whole file)")
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
     print(machine_state())
@@ -237,6 +304,12 @@ def main(argv=None) -> None:
             big = os.path.join(tmp, "big.pcap")
             synthetic(big, args.memory_packets, seed=7)
             bench_memory(big, args.memory_packets)
+    if "compare" in parts:
+        if args.compare_root is None:
+            raise SystemExit("compare needs --compare-root OLD (git archive REV trafficgen | tar -x -C OLD)")
+        dirs = [args.real, REPO / "trafficgen" / "datasets" / "ndpi" / "pcap", args.real.parents[1] / "bad"]
+        compare(args.compare_root.resolve(), [d for d in dirs if d.exists()],
+                [int(w) for w in args.compare_windows.split(",")])
 
 
 def bench_readers(args, tmp: str) -> None:
