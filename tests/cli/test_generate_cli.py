@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from tests.generators.test_llama import separable_flows
@@ -20,12 +19,6 @@ from trafficgen.errors import ConfigError, UnknownClassError
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.generators.test_llama import separable_flows
 from trafficgen.generators.llama import LlamaGenerator
@@ -12,12 +11,6 @@ TINY = {"preset": "tiny", "epochs": 2, "batch_size": 32, "learning_rate": 1e-2, 
         "patience": None, "random_state": 0, "max_packets": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_cache_root(monkeypatch, tmp_path):

@@ -37,14 +37,6 @@ def toy_routing() -> np.ndarray:
 TINY = dict(latent_dim=8, hidden_dim=32, width=32, n_blocks=2, batch_size=32, sampling_steps=4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The toy models are tiny: a second intra-op thread only adds synchronisation (the module ran
-    ~10x slower with 2 threads on the shared 2-core runner). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
