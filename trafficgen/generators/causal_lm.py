@@ -144,8 +144,7 @@ class CausalLMFlowGenerator(FlowGenerator):
             from trafficgen.generators.length_features import attach_length_features
 
             attach_length_features(model, tokenizer)
-        n_out = tokenizer.first_class_id - EOS_ID  # <EOS> + length outputs
-        first_positive = tokenizer.max_length + 1  # output index of length +1
+        outputs, first_positive = tokenizer.output_ids, tokenizer.first_positive_output
 
         def loss_fn(batch):
             """Mean negative log-likelihood per scored token of the distribution :meth:`sample`
@@ -157,7 +156,7 @@ class CausalLMFlowGenerator(FlowGenerator):
             sel = tgt != PAD_ID  # (B, T-1)
             if width_b == width + 2:
                 sel[:, width] &= tgt[:, width] != EOS_ID  # the forced end after max_packets packets
-            weight = model.lm_head.weight[EOS_ID:EOS_ID + n_out]  # (V', D)
+            weight = model.lm_head.weight[outputs]  # (V', D)
             logits = (hidden[sel] @ weight.t()).float()  # (N, V')
             first = torch.zeros_like(sel)
             first[:, 0] = True
@@ -244,7 +243,7 @@ class CausalLMFlowGenerator(FlowGenerator):
                 return out
             project = self._output_projection(compute_dtype)  # (B, D) -> (B, V'+pad)
             n_out = self.tokenizer_.first_class_id - EOS_ID  # <EOS> + length rows; padded rows after
-            first_positive = self.tokenizer_.max_length + 1  # output row of length +1
+            first_positive = self.tokenizer_.first_positive_output
             # Rows are computed in chunks of DECODE_CHUNK: the (chunk, V') logits and the layer
             # activations stay in cache (10k flows: 2.4 s in chunks of 1024 vs 3.1 s in one
             # batch of 5000, fp32, 2 cores). The uniforms are drawn for the whole batch at each
@@ -285,15 +284,14 @@ class CausalLMFlowGenerator(FlowGenerator):
         width = self.max_packets_
         flows = flows.truncate(width) if flows.max_packets > width else flows
         ids, mask = self.tokenizer_.encode(flows, width, clip=True)  # (n, W+2)
-        n_out = self.tokenizer_.first_class_id - EOS_ID
-        first_positive = self.tokenizer_.max_length + 1
+        outputs, first_positive = self.tokenizer_.output_ids, self.tokenizer_.first_positive_output
         out = np.zeros(len(ids))
         device = self._placed()
         with torch.inference_mode():
             for i in range(0, len(ids), int(batch_size)):
                 x = torch.from_numpy(ids[i:i + int(batch_size)]).to(device)  # (B, W+2)
                 hidden = self._backbone_hidden(self.model_, x[:, :-1])  # (B, W+1, D)
-                logits = self.model_.lm_head(hidden).float()[..., EOS_ID:EOS_ID + n_out]  # (B, W+1, V')
+                logits = self.model_.lm_head(hidden).float()[..., outputs]  # (B, W+1, V')
                 logits[:, 0, :first_positive] = -torch.inf
                 logp = torch.log_softmax(logits, dim=-1)  # (B, W+1, V')
                 tgt = x[:, 1:]  # (B, W+1)
@@ -322,7 +320,7 @@ class CausalLMFlowGenerator(FlowGenerator):
 
         from trafficgen.generators.quantization import DynamicInt8Linear, fused_projection
 
-        rows = slice(EOS_ID, self.tokenizer_.first_class_id)
+        rows = self.tokenizer_.output_ids
         pad = (-(rows.stop - rows.start)) % 64
         lm_head = self.model_.lm_head
         if isinstance(lm_head, DynamicInt8Linear):

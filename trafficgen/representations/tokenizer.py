@@ -63,6 +63,18 @@ class FlowTokenizer:
         return _FIRST_LENGTH_ID + self.n_length_tokens
 
     @property
+    def output_ids(self) -> slice:
+        """The token ids a generator may emit: ``<EOS>`` and every length (output row ``i`` of a
+        head restricted to them is token ``EOS_ID + i``)."""
+        return slice(EOS_ID, self.first_class_id)
+
+    @property
+    def first_positive_output(self) -> int:
+        """Output row of length +1: rows before it are ``<EOS>`` and the negative lengths, masked at
+        step 0 (a flow starts with a client -> server packet)."""
+        return self.max_length + 1
+
+    @property
     def vocab_size(self) -> int:
         return self.first_class_id + len(self.classes)
 
