@@ -269,9 +269,7 @@ class MarkovGenerator(FlowGenerator):
         if self.order:
             history = np.concatenate([history[:, 1:], self._symbols(first)[:, None]], axis=1)
         alive = np.ones(n, dtype=bool)
-        lengths_ids = self.tokenizer_.length_to_id(np.concatenate([-np.arange(self.tokenizer_.max_length, 0, -1),
-                                                                  np.arange(1, self.tokenizer_.max_length + 1)]))
-        outcomes = np.concatenate([[EOS_ID], lengths_ids])  # the uniform level's support
+        outcomes = np.arange(self.tokenizer_.output_ids.start, self.tokenizer_.output_ids.stop)  # <EOS>, lengths
         glob_cum = np.cumsum(self.global_counts_)
         n_all = int(self.global_counts_.sum())
         t_all = int(np.count_nonzero(self.global_counts_))
