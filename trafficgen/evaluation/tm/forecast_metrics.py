@@ -18,9 +18,10 @@ import numpy as np
 
 from trafficgen.data.tmseries import _to_bits_per_second_factor
 from trafficgen.errors import ConfigError
+from trafficgen.evaluation.tm.probabilistic_metrics import crps_ensemble, interval_coverage, interval_width
 
 __all__ = ["METRIC_INFO", "normalize_per_matrix", "lead_metrics", "real_unit_metrics",
-           "crps_from_samples", "interval_coverage", "evaluate_forecast"]
+           "crps_from_samples", "interval_coverage", "interval_width", "evaluate_forecast"]
 
 #: name -> (direction, range) of every number these functions return.
 METRIC_INFO = {
@@ -28,6 +29,7 @@ METRIC_INFO = {
     "rmse_mbps": ("lower", (0.0, np.inf)), "mae_mbps": ("lower", (0.0, np.inf)),
     "nmae": ("lower", (0.0, np.inf)), "crps_mbps": ("lower", (0.0, np.inf)),
     "coverage_50": ("closer to 0.5", (0.0, 1.0)), "coverage_90": ("closer to 0.9", (0.0, 1.0)),
+    "width_50_mbps": ("lower at equal coverage", (0.0, np.inf)), "width_90_mbps": ("lower at equal coverage", (0.0, np.inf)),
 }
 
 
@@ -74,51 +76,17 @@ def real_unit_metrics(y_true, y_pred, *, unit: str, interval_s: float) -> dict:
             "nmae": float(np.abs(err).sum() / denom) if denom > 0 else float("nan")}
 
 
-def _samples(y_true, samples) -> tuple[np.ndarray, np.ndarray]:
-    y_true = np.asarray(y_true, dtype=np.float64)
-    samples = np.asarray(samples, dtype=np.float64)
-    if samples.ndim != y_true.ndim + 1 or samples.shape[0] != y_true.shape[0] \
-            or samples.shape[2:] != y_true.shape[1:]:
-        raise ConfigError(f"samples {samples.shape} must be (B, S, ...) for y_true {y_true.shape}")
-    return y_true, samples
-
-
 def crps_from_samples(y_true, samples) -> float:
-    """Mean CRPS of the empirical sample distribution, energy form ``E|X - y| - 0.5 E|X - X'|``.
-
-    ``y_true`` (B, ...), ``samples`` (B, S, ...). ``E|X - X'|`` is over all S^2 ordered pairs
-    (including X = X'), computed exactly from the sorted samples:
-    ``E|X - X'| = 2 / S^2 * sum_i (2 i - S - 1) x_(i)`` (i = 1..S). Units are those of the inputs.
-    """
-    y_true, samples = _samples(y_true, samples)
-    s = samples.shape[1]
-    term1 = np.abs(samples - y_true[:, None]).mean(axis=1)  # (B, ...)
-    ordered = np.sort(samples, axis=1)  # (B, S, ...)
-    w = (2.0 * np.arange(1, s + 1) - s - 1).reshape((1, s) + (1,) * (samples.ndim - 2))  # (1, S, 1..)
-    term2 = 2.0 / s ** 2 * (w * ordered).sum(axis=1)  # (B, ...) = E|X - X'|
-    return float(np.mean(term1 - 0.5 * term2))
-
-
-def interval_coverage(y_true, samples, levels: Sequence[float] = (0.5, 0.9)) -> dict:
-    """Fraction of true values inside the central ``level`` interval of the samples.
-
-    The interval is ``[q((1 - level) / 2), q((1 + level) / 2)]`` of the S samples (numpy's
-    linear quantiles), bounds included. Keys ``coverage_50``, ``coverage_90``, ...
-    """
-    y_true, samples = _samples(y_true, samples)
-    out = {}
-    for level in levels:
-        if not 0 < level < 1:
-            raise ConfigError(f"coverage levels must lie in (0, 1), got {level}")
-        lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=1)  # (B, ...) each
-        out[f"coverage_{round(level * 100):d}"] = float(np.mean((y_true >= lo) & (y_true <= hi)))
-    return out
+    """Mean CRPS of the empirical sample distribution, ``E|X - y| - 0.5 E|X - X'|`` (all S^2
+    ordered pairs), through scoringrules (:func:`~trafficgen.evaluation.tm.probabilistic_metrics.crps_ensemble`).
+    ``y_true`` (B, ...), ``samples`` (B, S, ...); units are those of the inputs."""
+    return crps_ensemble(y_true, samples)
 
 
 def evaluate_forecast(y_true, y_pred, horizons: Sequence[int], *, unit: str, interval_s: float,
                       samples=None) -> dict:
     """All metrics per horizon: ``{h: {rmse, mae, rmse_mbps, mae_mbps, nmae[, crps_mbps,
-    coverage_50, coverage_90]}}``.
+    coverage_50, coverage_90, width_50_mbps, width_90_mbps]}}``.
 
     ``y_true``, ``y_pred``: (B, H, N, N) with H = len(horizons); ``samples``: (B, S, H, N, N) in the
     same units (CRPS reported in Mbit/s).
@@ -138,7 +106,8 @@ def evaluate_forecast(y_true, y_pred, horizons: Sequence[int], *, unit: str, int
         if samples is not None:
             t = _to_mbps(y_true[:, k], unit, interval_s)  # (B, N, N)
             smp = _to_mbps(samples[:, :, k], unit, interval_s)  # (B, S, N, N)
-            res["crps_mbps"] = crps_from_samples(t, smp)
+            res["crps_mbps"] = crps_ensemble(t, smp)
             res.update(interval_coverage(t, smp))
+            res.update({f"{k}_mbps": v for k, v in interval_width(smp).items()})
         out[h] = res
     return out

@@ -25,9 +25,20 @@ epsilon gave medians at 1.1-1.7x persistence RMSE, x0 ~1.0x with far too narrow 
 with the best calibrated intervals (benchmarks/results/lead_2026-11-23). ``target_scaling``: see
 :meth:`_fit_target_scale`.
 
-``residual=True`` (our option, not in the paper, default): the target is z[o+h] - z[o] and z[o]
-is an extra U-Net input channel. ``residual=False`` is the paper's setting (the U-Net sees only
-noise + conditioning).
+``residual=True`` (our option, not in the paper, default): the target is z[o+h] - a[o, h], with the
+anchor a an extra U-Net input channel: ``anchor="last"`` a = z[o] (the change from the last
+matrix), ``anchor="linear"`` (default) a = z of the cheap point forecast of
+:class:`~trafficgen.generators.tm.lead.anchor.LinearAnchor` (a residual on top of it).
+``residual=False`` is the paper's setting (the U-Net sees only noise + conditioning).
+``target_scaling="od_std"`` (default) divides the residual by its training std per horizon and OD
+pair, so every pair's target has unit variance.
+
+``sampler``: ``"dpm"`` (default; diffusers ``DPMSolverMultistepScheduler``, DPM-Solver++ of
+order 2, 10 steps) or ``"ddim"`` (the paper's DDIM). ``calibrate=True`` (default, with a validation
+series and ``residual=True``): after training, ``calib_origins`` validation origins are sampled
+and the per-horizon median shrinkage and spread of
+:mod:`~trafficgen.generators.tm.lead.calibration` are fitted there (``calibration_`` records them).
+``max_steps`` caps the optimiser steps (the recorded CPU budget; None: ``epochs`` alone).
 """
 from __future__ import annotations
 
@@ -42,7 +53,9 @@ from trafficgen._random import seed_from
 from trafficgen.data.windows import target_index, window_index, window_origins
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.tm.base import TMForecaster
+from trafficgen.generators.tm.lead.anchor import LinearAnchor
 from trafficgen.generators.tm.lead.backbone import DEFAULT_LLM
+from trafficgen.generators.tm.lead.calibration import apply_calibration, fit_calibration
 from trafficgen.generators.tm.lead.model import LeadConfig, LeadNet
 from trafficgen.generators.training import progress_bar, train_loop
 from trafficgen.representations.od_scaler import ODLogScaler
@@ -65,9 +78,10 @@ class LeadForecaster(TMForecaster):
                  unet_channels: Sequence[int] = (32, 64, 128), layers_per_block: int = 2,
                  epochs: int = 20, batch_size: int = 16, lr: float = 3e-5, weight_decay: float = 1e-2,
                  patience: int = 5, noise_draws: int = 1, max_train_windows: int | None = None,
-                 max_val_windows: int = 256, window_chunk: int = 1, target_scaling: str | float = "std",
-                 prediction_type: str = "epsilon",
-                 n_train_timesteps: int = 1000, n_inference_steps: int = 50,
+                 max_val_windows: int = 256, window_chunk: int = 1, target_scaling: str | float = "od_std",
+                 prediction_type: str = "v_prediction", anchor: str = "linear", sampler: str = "dpm",
+                 calibrate: bool = True, calib_origins: int = 64, max_steps: int | None = None,
+                 n_train_timesteps: int = 1000, n_inference_steps: int = 10,
                  n_samples: int = 16, random_state: int | None = 0, progress: bool = True,
                  allow_download: bool = False):
         self.t_in = t_in
@@ -93,6 +107,11 @@ class LeadForecaster(TMForecaster):
         self.window_chunk = window_chunk
         self.target_scaling = target_scaling
         self.prediction_type = prediction_type
+        self.anchor = anchor
+        self.sampler = sampler
+        self.calibrate = calibrate
+        self.calib_origins = calib_origins
+        self.max_steps = max_steps
         self.n_train_timesteps = n_train_timesteps
         self.n_inference_steps = n_inference_steps
         self.n_samples = n_samples
@@ -139,12 +158,19 @@ class LeadForecaster(TMForecaster):
         """Traffic-to-Image frames of a whole scaled series, (T, C, N, N); windows index into it."""
         return traffic_frames(z, grayscale=self.net_.config.image_channels == 1)
 
-    def _windows(self, z: torch.Tensor, origins: np.ndarray):
-        """frame index (B, T_in) into ``_frames(z)``, anchors z[o] (B, N, N), targets z[o+h] (B, H, N, N)
-        or None."""
+    def _anchors(self, values: np.ndarray, z: torch.Tensor, origins: np.ndarray) -> torch.Tensor:
+        """(B, H, N, N) anchors in z units: z[o] for every horizon (``anchor="last"``) or the scaled
+        linear point forecast (``anchor="linear"``)."""
+        if self.anchor == "last" or not self.residual:
+            return z[origins][:, None].expand(-1, len(self.horizons), -1, -1)  # (B, H, N, N)
+        return self._scale(self.anchor_model_.predict(values, origins, self.horizons))  # (B, H, N, N)
+
+    def _windows(self, values: np.ndarray, z: torch.Tensor, origins: np.ndarray):
+        """frame index (B, T_in) into ``_frames(z)``, anchors (B, H, N, N), targets z[o+h]
+        (B, H, N, N) or None (``values`` (T, N, N) the same series in real units)."""
         tgt_idx = target_index(origins, self.horizons)  # (B, H)
         targets = z[tgt_idx] if tgt_idx.max() < len(z) else None
-        return torch.as_tensor(window_index(origins, self.t_in)), z[origins], targets
+        return torch.as_tensor(window_index(origins, self.t_in)), self._anchors(values, z, origins), targets
 
     def _origins(self, n: int, limit: int | None, gen: torch.Generator) -> np.ndarray:
         origins = window_origins(n, self.t_in, self.horizons)
@@ -167,23 +193,33 @@ class LeadForecaster(TMForecaster):
         q = self.target_scaling
         if not self.residual:
             scale = torch.ones(h)
-        elif q == "std":
+        elif q == "od_std":  # per horizon and OD pair, floored at 5 % of the horizon's median pair
+            sd = resid.std(dim=0)  # (H, N, N)
+            floor = 0.05 * sd.flatten(1).median(dim=1).values.clamp_min(1e-4)  # (H,)
+            scale = torch.maximum(sd, floor[:, None, None])
             scale = resid.std(dim=(0, 2, 3))  # (H,)
         elif isinstance(q, (int, float)) and 0 < float(q) <= 1:
             flat = resid.abs().transpose(0, 1).reshape(h, -1)  # (H, B*N*N)
             scale = torch.quantile(flat[:, :: max(1, flat.shape[1] // 1_000_000)], float(q), dim=1)  # (H,)
         else:
-            raise ConfigError(f"target_scaling must be 'std' or a quantile in (0, 1], got {q!r}")
-        self.target_scale_ = [float(v) for v in scale.clamp_min(1e-4)]
-        self.target_scale_t_ = torch.tensor(self.target_scale_)  # (H,)
+            raise ConfigError(f"target_scaling must be 'od_std', 'std' or a quantile in (0, 1], got {q!r}")
+        self._set_target_scale(scale.clamp_min(1e-4))
+
+    def _set_target_scale(self, scale) -> None:
+        """(H,) or (H, N, N) divisor; kept as (H, N, N)."""
+        t = torch.as_tensor(scale, dtype=torch.float32)
+        if t.ndim == 1:
+            t = t[:, None, None].expand(-1, self.n_nodes_, self.n_nodes_)
+        self.target_scale_t_ = t.contiguous()  # (H, N, N)
+        self.target_scale_ = self.target_scale_t_.tolist()
 
     def _to_target(self, resid: torch.Tensor) -> torch.Tensor:
         """(B, H, N, N) residual (or value) in z units -> diffusion target."""
-        return resid / self.target_scale_t_[None, :, None, None]
+        return resid / self.target_scale_t_[None]
 
     def _from_target(self, x: torch.Tensor, hidx: list[int]) -> torch.Tensor:
         """(..., H, N, N) diffusion samples for horizons ``hidx`` -> z units."""
-        return x * self.target_scale_t_[hidx][:, None, None]
+        return x * self.target_scale_t_[hidx]
 
     def _loss(self, frames, index, anchor, target, gen: torch.Generator) -> torch.Tensor:
         """Mean noise-prediction MSE over the batch, all horizons and ``noise_draws`` draws.
@@ -191,14 +227,15 @@ class LeadForecaster(TMForecaster):
         b, h = target.shape[:2]
         c_global, c_seq = self.net_.encode_indexed(frames, index)  # (B, cond), (B, T, cross): once per window
         rep = h * self.noise_draws
-        base = anchor[:, None] if self.residual else torch.zeros_like(target)  # (B, 1|H, N, N)
+        base = anchor if self.residual else torch.zeros_like(target)  # (B, H, N, N)
         x0 = self._to_target(target - base)  # (B, H, N, N)
         x0 = x0.repeat_interleave(self.noise_draws, dim=0).reshape(b * rep, 1, *target.shape[2:])  # (B', 1, N, N)
         hidx = torch.arange(h).repeat(b * self.noise_draws)  # (B',)
         noise = torch.randn(x0.shape, generator=gen)  # (B', 1, N, N)
         t = torch.randint(0, self.n_train_timesteps, (x0.shape[0],), generator=gen)  # (B',)
         x_t = self.scheduler_.add_noise(x0, noise, t)  # (B', 1, N, N)
-        anc = anchor[:, None].repeat_interleave(rep, dim=0) if self.residual else None  # (B', 1, N, N)
+        anc = (anchor.repeat_interleave(self.noise_draws, dim=0).reshape(x0.shape)
+               if self.residual else None)  # (B', 1, N, N), same (b, draw, h) order as x0
         out = self.net_.denoise(x_t, t, hidx, _repeat(c_global, rep), _repeat(c_seq, rep), anc)  # (B', 1, N, N)
         if self.prediction_type == "epsilon":  # the paper: noise prediction
             goal = noise
@@ -225,8 +262,7 @@ class LeadForecaster(TMForecaster):
         return [perm[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train, *, val=None):
-        values = np.asarray(getattr(train, "values", train), dtype=np.float64)
+    def _check_options(self, values: np.ndarray) -> None:
         if values.ndim != 3 or values.shape[1] != values.shape[2]:
             raise InputFormatError(f"expected a (T, N, N) series, got shape {values.shape}")
         need = self.t_in + max(self.horizons)
@@ -235,10 +271,20 @@ class LeadForecaster(TMForecaster):
                                    f"(t_in={self.t_in} + max horizon {max(self.horizons)})")
         if sorted(set(self.horizons)) != list(self.horizons) or min(self.horizons) < 1:
             raise ConfigError(f"horizons must be increasing positive integers, got {self.horizons}")
+        if self.anchor not in ("last", "linear"):
+            raise ConfigError(f"anchor must be 'last' or 'linear', got {self.anchor!r}")
+        if self.sampler not in ("ddim", "dpm"):
+            raise ConfigError(f"sampler must be 'ddim' or 'dpm', got {self.sampler!r}")
+
+    def fit(self, train, *, val=None):
+        values = np.asarray(getattr(train, "values", train), dtype=np.float64)
+        self._check_options(values)
         seed = seed_from(self.random_state)
         gen = torch.Generator().manual_seed(seed)
         self.n_nodes_ = values.shape[1]
         self.scaler_ = self._new_scaler().fit(values)
+        self.anchor_model_ = LinearAnchor(t_in=int(self.t_in), horizons=self.horizons).fit(values)
+        self.calibration_ = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net_ = LeadNet(self._config(self.n_nodes_), allow_download=bool(self.allow_download))
@@ -246,15 +292,17 @@ class LeadForecaster(TMForecaster):
         zt = self._scale(values)  # (T, N, N)
         origins = self._origins(len(values), self.max_train_windows, gen)
         frames = self._frames(zt)  # (T, C, N, N), computed once
-        index, anchors, targets = self._windows(zt, origins)
-        base = anchors[:, None] if self.residual else torch.zeros_like(targets)
+        index, anchors, targets = self._windows(values, zt, origins)
+        base = anchors if self.residual else torch.zeros_like(targets)
         self._fit_target_scale(targets - base)
         validate = None
+        vvalues = None
         if val is not None:
-            vz = self._scale(np.asarray(getattr(val, "values", val), dtype=np.float64))
+            vvalues = np.asarray(getattr(val, "values", val), dtype=np.float64)
+            vz = self._scale(vvalues)
             vo = self._origins(len(vz), self.max_val_windows, torch.Generator().manual_seed(seed + 1))
             if len(vo):
-                val_data = (self._frames(vz), *self._windows(vz, vo))
+                val_data = (self._frames(vz), *self._windows(vvalues, vz, vo))
                 validate = lambda: self._val_loss(val_data, seed)  # noqa: E731
         steps_per_epoch = math.ceil(len(origins) / self.batch_size)
 
@@ -263,7 +311,8 @@ class LeadForecaster(TMForecaster):
 
             params = [p for p in self.net_.parameters() if p.requires_grad]
             opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-            return opt, get_cosine_schedule_with_warmup(opt, max(1, steps_per_epoch // 2), total_steps)
+            warmup = max(1, min(steps_per_epoch, int(total_steps)) // 2)
+            return opt, get_cosine_schedule_with_warmup(opt, warmup, total_steps)
 
         def loss_fn(sel):
             return self._loss(frames, index[sel], anchors[sel], targets[sel], gen), len(sel)
@@ -271,10 +320,12 @@ class LeadForecaster(TMForecaster):
         history = train_loop(
             self.net_, loss_fn, n=len(origins), epochs=int(self.epochs), batch_size=int(self.batch_size),
             generator=gen, val_fraction=None, validate=validate, patience=self.patience, min_delta=1e-6,
-            restore_best=validate is not None, optimizer=adamw_cosine,
+            restore_best=validate is not None, optimizer=adamw_cosine, max_steps=self.max_steps,
             epoch_batches=lambda rows: [rows[b] for b in self._batches(len(rows), gen)],
             progress=bool(self.progress), description="LEAD training", show_epoch=True, time_epochs=True)
         self.history_ = {**history, "n_train_windows": len(origins)}
+        if self.calibrate and self.residual and vvalues is not None:
+            self._calibrate(vvalues, seed)
         return self
 
     @torch.no_grad()
@@ -288,6 +339,29 @@ class LeadForecaster(TMForecaster):
             total += float(self._loss(frames, index[sl], anchors[sl], targets[sl], gen)) * len(index[sl])
         self.net_.train()
         return total / len(index)
+
+    def _calibrate(self, vvalues: np.ndarray, seed: int) -> None:
+        """Median shrinkage and spread per horizon on ``calib_origins`` evenly spaced validation
+        origins (:func:`~trafficgen.generators.tm.lead.calibration.fit_calibration`)."""
+        origins = window_origins(len(vvalues), self.t_in, self.horizons)
+        if len(origins) < 2:
+            return
+        keep = np.unique(np.linspace(0, len(origins) - 1, min(len(origins), int(self.calib_origins))).round())
+        origins = origins[keep.astype(int)]
+        x, anchors = self._target_samples(vvalues, origins, list(range(len(self.horizons))), int(self.n_samples),
+                                          seed + 3, "LEAD calibration")  # (B, S, H, N, N), (B, H, N, N)
+        zt = self._scale(vvalues)
+        scale = self.target_scale_t_.numpy()  # (H, N, N)
+        truth_z = zt[target_index(origins, self.horizons)].numpy()  # (B, H, N, N)
+        truth_t = (truth_z - anchors) / scale
+        truth = vvalues[target_index(origins, self.horizons)]  # (B, H, N, N) real units
+
+        def rmse_of(point_t, k):
+            pred = self._unscale(anchors[:, k] + point_t * scale[k])
+            return float(np.sqrt(np.mean((pred - truth[:, k]) ** 2)))
+
+        cal = fit_calibration(x, truth_t, rmse_of)
+        self.calibration_ = {**cal, "n_origins": int(len(origins)), "n_samples": int(self.n_samples)}
 
     # ------------------------------------------------------------------ predict
     def _check_query(self, values: np.ndarray, origins, horizons) -> tuple[np.ndarray, list[int]]:
@@ -304,49 +378,67 @@ class LeadForecaster(TMForecaster):
             raise ConfigError(f"LEAD was trained for horizons {list(self.horizons)}, not {unknown}")
         return origins, [list(self.horizons).index(h) for h in horizons]
 
-    @torch.no_grad()
-    def predict_samples(self, values, origins, horizons, n_samples: int, *, random_state=None,
-                        batch_size: int = 8) -> np.ndarray:
-        """(len(origins), n_samples, len(horizons), N, N) DDIM samples in the series' units."""
-        from diffusers import DDIMScheduler
+    def _inference_scheduler(self):
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-        origins, hidx = self._check_query(values, origins, horizons)
+        cls = DPMSolverMultistepScheduler if self.sampler == "dpm" else DDIMScheduler
+        sched = cls.from_config(self.scheduler_.config)
+        sched.set_timesteps(int(self.n_inference_steps))
+        return sched
+
+    @torch.no_grad()
+    def _target_samples(self, values, origins, hidx, s, seed, what, batch_size: int = 16):
+        """Raw diffusion samples in target units (B, S, H, N, N) and the anchors (B, H, N, N) in z
+        units of horizons ``hidx``, for ``origins`` of ``values`` (real units)."""
         self.net_.eval()
-        n, h, s = self.n_nodes_, len(hidx), int(n_samples)
-        seed = seed_from(random_state)
-        gen = torch.Generator().manual_seed(seed)
-        ddim = DDIMScheduler.from_config(self.scheduler_.config)
-        ddim.set_timesteps(self.n_inference_steps)
+        gen = torch.Generator().manual_seed(int(seed))
         zt = self._scale(values)  # (T, N, N)
         frames = self._frames(zt)  # (T, C, N, N)
-        index, anchors, _ = self._windows(zt, origins)
-        out = np.empty((len(origins), s, h, n, n))
+        index, anchors, _ = self._windows(values, zt, origins)
+        anchors = anchors[:, hidx]  # (B, H, N, N)
+        out = np.empty((len(origins), s, len(hidx), self.n_nodes_, self.n_nodes_))
         n_batches = math.ceil(len(origins) / batch_size)
-        with progress_bar(n_batches, f"LEAD forecast ({len(origins)} origins, {s} samples, "
-                          f"{self.n_inference_steps} steps)", enabled=bool(self.progress), show_loss=False,
+        with progress_bar(n_batches, f"{what} ({len(origins)} origins, {s} samples, {self.n_inference_steps} "
+                          f"{self.sampler} steps)", enabled=bool(self.progress), show_loss=False,
                           unit="batches") as update:
             for i in range(0, len(origins), batch_size):
-                self._sample_batch(out, slice(i, i + batch_size), frames, index, anchors, ddim, gen, hidx, s)
+                sl = slice(i, i + batch_size)
+                out[sl] = self._sample_batch(frames, index[sl], anchors[sl], gen, hidx, s)
                 update(1)
-        return out
+        return out, anchors.numpy().astype(np.float64)
 
-    def _sample_batch(self, out, sl, frames, index, anchors, ddim, gen, hidx, s) -> None:
-        """DDIM samples of the origins ``sl`` into ``out[sl]`` (b, S, H, N, N)."""
+    def _sample_batch(self, frames, index, anchors, gen, hidx, s) -> np.ndarray:
+        """Samples in target units (b, S, H, N, N) for one batch of windows; ``anchors`` (b, H, N, N)."""
         n, h = self.n_nodes_, len(hidx)
-        b = len(index[sl])
-        c_global, c_seq = self.net_.encode_indexed(frames, index[sl])  # (b, cond), (b, T, cross)
+        b = len(index)
+        sched = self._inference_scheduler()  # multistep solvers keep state: a fresh one per batch
+        c_global, c_seq = self.net_.encode_indexed(frames, index)  # (b, cond), (b, T, cross)
         rep = s * h
         cg, cs = _repeat(c_global, rep), _repeat(c_seq, rep)
         hz = torch.tensor(hidx).repeat(b * s)  # (b*S*H,)
-        anc = anchors[sl][:, None].repeat_interleave(rep, dim=0) if self.residual else None  # (B', 1, N, N)
+        anc = (anchors[:, None].expand(-1, s, -1, -1, -1).reshape(b * rep, 1, n, n)
+               if self.residual else None)  # (B', 1, N, N) in (b, s, h) order
         x = torch.randn((b * rep, 1, n, n), generator=gen)  # (B', 1, N, N)
-        for t in ddim.timesteps:
-            eps = self.net_.denoise(x, t.expand(x.shape[0]), hz, cg, cs, anc)  # (B', 1, N, N)
-            x = ddim.step(eps, t, x).prev_sample  # (B', 1, N, N)
-        x = self._from_target(x.reshape(b, s, h, n, n), hidx)  # (b, S, H, N, N) in z units
+        for t in sched.timesteps:
+            out = self.net_.denoise(x, t.expand(x.shape[0]), hz, cg, cs, anc)  # (B', 1, N, N)
+            x = sched.step(out, t, x).prev_sample  # (B', 1, N, N)
+        return x.reshape(b, s, h, n, n).numpy().astype(np.float64)
+
+    def predict_samples(self, values, origins, horizons, n_samples: int, *, random_state=None,
+                        batch_size: int = 16) -> np.ndarray:
+        """(len(origins), n_samples, len(horizons), N, N) samples in the series' units (calibrated
+        when ``calibration_`` was fitted)."""
+        origins, hidx = self._check_query(values, origins, horizons)
+        values = np.asarray(values, dtype=np.float64)
+        x, anchors = self._target_samples(values, origins, hidx, int(n_samples), seed_from(random_state),
+                                          "LEAD forecast", batch_size)
+        if self.calibration_ is not None:
+            x = apply_calibration(x, np.asarray(self.calibration_["shrink"])[hidx],
+                                  np.asarray(self.calibration_["spread"])[hidx])
+        z = x * self.target_scale_t_[hidx].numpy()[None, None]  # (B, S, H, N, N) in z units
         if self.residual:
-            x = x + anchors[sl][:, None, None]
-        out[sl] = self._unscale(x.numpy())
+            z = z + anchors[:, None]
+        return self._unscale(z)
 
     def predict(self, values, origins, horizons) -> np.ndarray:
         """Point forecasts (len(origins), len(horizons), N, N): median of ``n_samples`` samples."""
@@ -360,9 +452,11 @@ class LeadForecaster(TMForecaster):
     # ------------------------------------------------------------------ persistence
     def _state(self):
         config = {"lead_config": asdict(self.net_.config), "n_nodes": self.n_nodes_, "scale": self.scaler_.scale_,
-                  "zmin": self.scaler_.min_, "zmax": self.scaler_.max_, "target_scale": self.target_scale_,
-                  "n_train_timesteps": self.n_train_timesteps, "history": self.history_}
-        return config, self.net_.trainable_state_dict(), {}
+                  "zmin": self.scaler_.min_, "zmax": self.scaler_.max_, "anchor_model": self.anchor_model_.state(),
+                  "calibration": self.calibration_, "n_train_timesteps": self.n_train_timesteps,
+                  "history": self.history_}
+        tensors = {**self.net_.trainable_state_dict(), "lead.target_scale": self.target_scale_t_}
+        return config, tensors, {}
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
@@ -376,8 +470,10 @@ class LeadForecaster(TMForecaster):
         self.n_nodes_ = int(config["n_nodes"])
         self.scaler_ = self._new_scaler().load_state({"scale": config["scale"], "min": config["zmin"],
                                                       "max": config["zmax"]})
-        self.target_scale_ = list(config["target_scale"])
-        self.target_scale_t_ = torch.tensor(self.target_scale_)
+        tensors = dict(tensors)
+        self._set_target_scale(tensors.pop("lead.target_scale"))
+        self.anchor_model_ = LinearAnchor.from_state(config["anchor_model"])
+        self.calibration_ = config.get("calibration")
         self.history_ = config.get("history", {})
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
