@@ -35,6 +35,16 @@ linear map of the paper leaves a packet ``2 (|L| / max |L|)^2`` away from paddin
 diagonal. On the toy set the flow end was found for 99-100 % of samples (linear ~30 %); on the
 nDPI flows (16 packets, 8 epochs, small preset) the packet-count JSD went from 0.71 to 0.49.
 
+CPU budget (issue 18; numbers in ``benchmarks/results/netdiffus_2026-12-02/``):
+``length_transform="quantile"`` gives each training length an interval of the GASF input as
+wide as its share of the training packets (:mod:`trafficgen.representations.length_maps`);
+``end_detection="step"`` fits the flow end to the whole presence pattern of the diagonal rather
+than stopping at its first noisy gap; ``sampler="dpmsolver++"`` / ``"unipc"`` (diffusers'
+multistep solvers, x0 clipped to [-1, 1] by their thresholding) need fewer U-Net passes than
+DDIM; ``ema_decay`` samples from an exponential moving average of the weights (diffusers'
+``EMAModel``); preset ``"fast"`` is a 3-level U-Net without attention at ~0.6M parameters.
+The seed paper's setting stays reachable: :data:`PAPER_PARAMS`.
+
 Unlike the NetDiffus paper (which fine-tuned an image model on PNG GASFs and lost precision in
 the 8-bit images), images stay float and the inverse is exact on real flows.
 
@@ -54,13 +64,27 @@ from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.generators.serialization import GASF_MAPPER_SCHEMA, Field
-from trafficgen.representations.gasf import GasfImageMapper, gasf_from_scaled, scaled_from_gasf
+from trafficgen.representations.gasf import (
+    END_DETECTIONS,
+    GasfImageMapper,
+    gasf_from_scaled,
+    scaled_from_gasf,
+)
+from trafficgen.representations.length_maps import (
+    LENGTH_TRANSFORMS,
+    compand,
+    expand,
+    quantile_decode,
+    quantile_encode,
+)
 
 #: ``UNet2DModel`` keyword arguments per preset. "small" is ~1.8M parameters (attention only at
 #: the lowest resolution: full-resolution attention costs ~5x per step on CPU), "tiny" is for tests.
 NETDIFFUS_PRESETS: dict[str, dict] = {
     "tiny": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
                  down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")),
+    "fast": dict(block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8,
+                 down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3),
     "small": dict(block_out_channels=(32, 64, 96), layers_per_block=1, norm_num_groups=8, attention_head_dim=32,
                   down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
                   up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D")),
@@ -74,27 +98,15 @@ SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_
 #: What the U-Net may be trained to predict (diffusers' names).
 PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
 
-#: How a length ``L`` becomes the GASF input ``x`` in [-1, 1] (see :class:`NetDiffusGenerator`).
-LENGTH_TRANSFORMS = ("linear", "log")
+#: Samplers (diffusers schedulers) by name; every one starts at ``t = 999`` (``"trailing"`` spacing)
+#: and clips its image estimate to [-1, 1].
+SAMPLERS = ("ddim", "dpmsolver++", "unipc")
+SAMPLER_LABELS = {"ddim": "DDIM", "dpmsolver++": "DPM-Solver++", "unipc": "UniPC"}
 
-
-def compand(x: np.ndarray, scale: float) -> np.ndarray:
-    """``x = L / scale`` -> ``sign(L) (1 + log(|L|) / log(scale)) / 2`` for a packet (``|L| >= 1``:
-    ``|v|`` in [0.5, 1]), 0 for padding (float64)."""
-    x = np.asarray(x, dtype=np.float64)
-    mag = np.abs(x) * scale  # (..., N) |L|
-    log_s = np.log(max(float(scale), 2.0))
-    v = 0.5 * (1.0 + np.log(np.maximum(mag, 1.0)) / log_s)
-    return np.where(mag > 0, np.sign(x) * v, 0.0)
-
-
-def expand(v: np.ndarray, scale: float) -> np.ndarray:
-    """Inverse of :func:`compand` (back to ``L / scale``): ``|v| < 0.25`` is padding, anything
-    above is a packet of at least 1 byte."""
-    v = np.asarray(v, dtype=np.float64)
-    log_s = np.log(max(float(scale), 2.0))
-    mag = np.exp((2.0 * np.clip(np.abs(v), 0.5, 1.0) - 1.0) * log_s)  # (..., N) |L| >= 1
-    return np.where(np.abs(v) >= 0.25, np.sign(v) * mag / scale, 0.0)
+#: The seed paper's configuration (NetDiffus: 10 packets, the plain GASF of ``L / max |L|``,
+#: DDIM), for ``NetDiffusGenerator(**PAPER_PARAMS)``.
+PAPER_PARAMS = dict(preset="small", max_packets=10, length_transform="linear", end_detection="first_gap",
+                    sampler="ddim", num_inference_steps=50, ema_decay=0.0)
 
 
 def _seed_from(random_state) -> int:
@@ -109,28 +121,41 @@ def padded_size(size: int, levels: int) -> int:
 
 
 class NetDiffusGenerator(FlowGenerator):
-    """Class-conditioned DDPM/DDIM over GASF images (registry name ``"netdiffus"``).
+    """Class-conditioned DDPM over GASF images, sampled by DDIM / DPM-Solver++ / UniPC (registry
+    name ``"netdiffus"``).
 
     Parameters
     ----------
-    preset: ``"small"`` (~1.8M parameters) or ``"tiny"`` (tests).
+    preset: ``"small"`` (~1.8M parameters, attention at 8x8), ``"fast"`` (~0.6M, no attention) or
+        ``"tiny"`` (tests).
     max_packets: image size ``N`` (packets per flow); ``None``: the data's width capped at 32.
-    epochs, batch_size, learning_rate: training (AdamW + cosine warmup).
-    num_inference_steps: DDIM steps at sampling time (default 50).
+    epochs, batch_size, learning_rate: training (AdamW + cosine warmup); ``max_steps`` (optional):
+        the budget in optimiser steps instead of epochs.
+    num_inference_steps: sampler steps (U-Net passes, doubled by guidance) at sampling time.
+    sampler: ``"ddim"`` (deterministic, ``eta = 0``), ``"dpmsolver++"`` (2nd-order multistep,
+        data prediction) or ``"unipc"`` (diffusers' schedulers; all clip the image estimate).
     prediction_type: the U-Net's target, ``"v_prediction"`` (default), ``"epsilon"`` or ``"sample"``
         (see the module docstring for why not epsilon).
-    length_transform: ``"log"`` (default) or ``"linear"`` (the plain GASF of ``x = L / scale``,
-        ``scale`` the largest training length, as in NetDiffus). ``"log"``: the GASF of
-        ``x = sign(L) (1 + log|L| / log(scale)) / 2``, every packet at ``|x| >= 0.5``, padding at
-        0, decoded as padding below 0.25. With one huge length in the data (37,440 bytes in the
-        shipped nDPI flows, median 176) the linear map puts almost every packet within ``1e-4``
-        of the padding value ``x = 0`` (``G_ii = -1``), below what a denoiser resolves; the log
-        map keeps a gap of 0.5 in ``G_ii`` between padding and a 1-byte packet. Both are exactly
-        invertible.
+    length_transform: ``"log"`` (default), ``"quantile"`` or ``"linear"`` (the plain GASF of
+        ``x = L / scale``, ``scale`` the largest training length, as in NetDiffus); see
+        :mod:`trafficgen.representations.length_maps`. With one huge length in the data (37,440
+        bytes in the shipped nDPI flows, median 176) the linear map puts almost every packet
+        within ``1e-4`` of the padding value ``x = 0`` (``G_ii = -1``), below what a denoiser
+        resolves; the log and quantile maps keep a gap of 0.5 in ``G_ii`` between padding and the
+        smallest packet. All are exactly invertible on the training lengths.
+    end_detection: ``"first_gap"`` or ``"step"`` (how the decoder finds the end of a flow, see
+        :mod:`trafficgen.representations.gasf`).
     guidance_scale: classifier-free guidance weight ``w`` (1.0 = plain conditional, one U-Net
         pass per step; > 1 doubles the cost per step).
     cfg_dropout: probability of replacing a training label by the null class.
+    ema_decay: decay of the exponential moving average of the weights that sampling uses
+        (diffusers ``EMAModel`` with its warm-up, ``1 - (1 + step)^(-2/3)`` capped at this);
+        0: the last weights.
     val_fraction: held-out fraction for early stopping (0: none, train on everything).
+    device: ``"auto"`` (CUDA, else MPS, else CPU) | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"``. Noise is
+        drawn on the CPU from the seeded generator whatever the device, so CPU samples do not
+        depend on it; saved weights are CPU tensors and a loaded model moves to ``device`` when
+        first used.
     random_state: seed of the initialisation, shuffling, noise and timesteps.
     progress: show a progress bar while training.
 
@@ -148,21 +173,27 @@ class NetDiffusGenerator(FlowGenerator):
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
 
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 30,
-                 batch_size: int = 64, learning_rate: float = 1e-3, num_inference_steps: int = 50,
-                 prediction_type: str = "v_prediction", length_transform: str = "log",
-                 guidance_scale: float = 1.0, cfg_dropout: float = 0.1, val_fraction: float = 0.0,
-                 random_state: int | None = None, progress: bool = True):
+                 batch_size: int = 64, learning_rate: float = 1e-3, max_steps: int | None = None,
+                 num_inference_steps: int = 50, sampler: str = "ddim", prediction_type: str = "v_prediction",
+                 length_transform: str = "log", end_detection: str = "first_gap", guidance_scale: float = 1.0,
+                 cfg_dropout: float = 0.1, ema_decay: float = 0.0, val_fraction: float = 0.0,
+                 device: str = "auto", random_state: int | None = None, progress: bool = True):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.max_steps = max_steps
         self.num_inference_steps = num_inference_steps
+        self.sampler = sampler
         self.prediction_type = prediction_type
         self.length_transform = length_transform
+        self.end_detection = end_detection
         self.guidance_scale = guidance_scale
         self.cfg_dropout = cfg_dropout
+        self.ema_decay = ema_decay
         self.val_fraction = val_fraction
+        self.device = device
         self.random_state = random_state
         self.progress = progress
 
@@ -182,25 +213,90 @@ class NetDiffusGenerator(FlowGenerator):
             raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
         return dict(SCHEDULER_CONFIG, prediction_type=self.prediction_type)
 
-    def _check_length_transform(self):
+    def make_sampler(self, sampler: str | None = None):
+        """A fresh diffusers scheduler of ``sampler`` (default: the generator's) over the training
+        noise schedule, ``"trailing"`` timesteps (the first step is ``t = 999``)."""
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
+        name = self.sampler if sampler is None else sampler
+        cfg = self._scheduler_config()
+        if name == "ddim":
+            return DDIMScheduler(**cfg, timestep_spacing="trailing")
+        if name not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {SAMPLERS}, got {name!r}")
+        # thresholding with sample_max_value 1: the data estimate is clipped to [-1, 1] (the
+        # dynamic threshold max(1, quantile) is capped at 1), the multistep solvers' form of clip_sample
+        kw = dict(num_train_timesteps=cfg["num_train_timesteps"], beta_schedule=cfg["beta_schedule"],
+                  prediction_type=cfg["prediction_type"], thresholding=True, sample_max_value=1.0,
+                  timestep_spacing="trailing", solver_order=2, lower_order_final=True)
+        if name == "dpmsolver++":
+            return DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++")
+        return UniPCMultistepScheduler(**kw, predict_x0=True)
+
+    def _check_params(self):
+        self._scheduler_config()  # validates prediction_type
         if self.length_transform not in LENGTH_TRANSFORMS:
             raise ConfigError(f"length_transform must be one of {LENGTH_TRANSFORMS}, got {self.length_transform!r}")
+        if self.end_detection not in END_DETECTIONS:
+            raise ConfigError(f"end_detection must be one of {END_DETECTIONS}, got {self.end_detection!r}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if not 0.0 <= float(self.ema_decay) < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= float(self.cfg_dropout) < 1.0:
+            raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
+
+    def _placed(self):
+        """The torch device of ``device``, with the model moved there first if it is elsewhere
+        (a loaded model waits on the CPU until it is used)."""
+        from trafficgen._device import resolve_device, same_device
+        from trafficgen.generators.training import model_device
+
+        device = resolve_device(self.device)
+        if not same_device(model_device(self.model_), device):
+            self.model_ = self.model_.to(device)
+        return device
+
+    # ------------------------------------------------------------------ images
+    def encode_lengths(self, x: np.ndarray) -> np.ndarray:
+        """``x = L / scale`` (n, P) -> GASF inputs ``v`` (n, P) through ``length_transform``."""
+        m = self.mapper_
+        if self.length_transform == "log":
+            return compand(x, m.scale_)
+        if self.length_transform == "quantile":
+            return quantile_encode(x, m.scale_, *self._length_table())
+        return np.asarray(x, dtype=np.float64)
+
+    def decode_lengths(self, v: np.ndarray) -> np.ndarray:
+        """GASF inputs ``v`` (n, k) -> ``x = L / scale`` (n, k), the inverse of :meth:`encode_lengths`."""
+        m = self.mapper_
+        if self.length_transform == "log":
+            return expand(v, m.scale_)
+        if self.length_transform == "quantile":
+            return quantile_decode(v, m.scale_, *self._length_table())
+        return np.asarray(v, dtype=np.float64)
+
+    def _length_table(self) -> tuple[np.ndarray, np.ndarray]:
+        m = self.mapper_
+        if m.valid_lengths_ is None or m.length_counts_ is None:
+            raise ConfigError('length_transform="quantile" needs a mapper fitted on flows (length counts)')
+        return m.valid_lengths_, m.length_counts_
 
     def _images(self, flows, *, dtype=np.float32) -> np.ndarray:
         """Padded GASF images (n, 1, P, P) of ``flows`` (float32 for training)."""
         x = self.mapper_.scale_flows(flows, self.image_size_)  # (n, P) L / scale
-        if self.length_transform == "log":
-            x = compand(x, self.mapper_.scale_)  # (n, P)
-        return gasf_from_scaled(x)[:, None].astype(dtype)  # (n, 1, P, P)
+        return gasf_from_scaled(self.encode_lengths(x))[:, None].astype(dtype)  # (n, 1, P, P)
 
-    def decode_images(self, images: np.ndarray, labels=None) -> FlowSet:
+    def decode_images(self, images: np.ndarray, labels=None, *, end_detection: str | None = None) -> FlowSet:
         """Flows from (padded) images (n, 1, P, P): the mapper's inverse (signs from the rank-one
-        structure, snap to the training lengths, end of flow), through ``length_transform``."""
+        structure, lengths through ``length_transform``, snap to the training lengths, end of flow
+        by ``end_detection``, default the generator's)."""
         self._check_fitted()
         k = self.max_packets_
         v = scaled_from_gasf(np.asarray(images)[:, :, :k, :k])  # (n, k)
-        x = expand(v, self.mapper_.scale_) if self.length_transform == "log" else v  # (n, k) L / scale
-        lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True)
+        x = self.decode_lengths(v)  # (n, k) L / scale
+        lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True,
+                                                              end=end_detection or self.end_detection)
         return FlowSet(lengths=lengths, n_packets=n_packets, labels=labels)
 
     # ------------------------------------------------------------------ fit
@@ -210,13 +306,12 @@ class NetDiffusGenerator(FlowGenerator):
         import torch.nn.functional as F
         from diffusers import DDPMScheduler
 
+        from trafficgen._device import resolve_device
         from trafficgen.generators.training import seeded_init, train_loop
 
         width = self._validated_width(flows)
-        if not 0.0 <= float(self.cfg_dropout) < 1.0:
-            raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
-        self._scheduler_config()  # validates prediction_type
-        self._check_length_transform()
+        self._check_params()
+        device = resolve_device(self.device)
         flows = flows.truncate(width)
         counts = flows.class_counts()
         classes = sorted(counts)
@@ -229,8 +324,8 @@ class NetDiffusGenerator(FlowGenerator):
         labels = torch.tensor([index[c] for c in flows.labels], dtype=torch.long)  # (n,)
         null = len(classes)
         seed = _seed_from(self.random_state)
-        gen = torch.Generator().manual_seed(seed)
-        model = seeded_init(seed, lambda: self.build_unet(self.preset, self.image_size_, len(classes)))
+        gen = torch.Generator().manual_seed(seed)  # CPU draws: the same on every device
+        model = seeded_init(seed, lambda: self.build_unet(self.preset, self.image_size_, len(classes))).to(device)
         noise_sched = DDPMScheduler(**self._scheduler_config())
         n_train = noise_sched.config.num_train_timesteps
         p_drop = float(self.cfg_dropout)
@@ -245,14 +340,25 @@ class NetDiffusGenerator(FlowGenerator):
             y = labels[batch]  # (B,)
             if p_drop > 0:
                 y = torch.where(torch.rand(len(batch), generator=gen) < p_drop, torch.full_like(y, null), y)
+            x0, noise, t, y = x0.to(device), noise.to(device), t.to(device), y.to(device)
             pred = model(noise_sched.add_noise(x0, noise, t), t, class_labels=y).sample  # (B, 1, P, P)
             return F.mse_loss(pred, target_of(x0, noise, t)), len(batch)
+
+        ema = None
+        if float(self.ema_decay) > 0:
+            from diffusers.training_utils import EMAModel
+
+            ema = EMAModel(model.parameters(), decay=float(self.ema_decay), use_ema_warmup=True)
 
         self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=int(self.epochs),
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction),
                                    patience=5 if self.val_fraction else None, progress=bool(self.progress),
-                                   description=f"train {self.name}")
+                                   description=f"train {self.name}", restore_best=ema is None,
+                                   max_steps=None if self.max_steps is None else int(self.max_steps),
+                                   after_step=None if ema is None else lambda pos, n: ema.step(model.parameters()))
+        if ema is not None:
+            ema.copy_to(model.parameters())
         self.model_ = model.eval()
         self.classes_ = classes
         total = sum(counts.values())
@@ -261,38 +367,40 @@ class NetDiffusGenerator(FlowGenerator):
 
     # ------------------------------------------------------------------ sample
     def sample_images(self, labels: np.ndarray, *, random_state=None, num_inference_steps: int | None = None,
-                      guidance_scale: float | None = None, batch_size: int = 250,
+                      guidance_scale: float | None = None, sampler: str | None = None, batch_size: int = 250,
                       progress: bool = False) -> np.ndarray:
         """Denoised padded images (n, 1, P, P) float32 for class ids ``labels`` (n,).
 
-        All initial noise is drawn up front from one seeded generator, so ``batch_size`` changes
-        only the float summation order (same seed and batch size -> same bits).
+        All initial noise is drawn up front on the CPU from one seeded generator, so ``batch_size``
+        changes only the float summation order (same seed and batch size -> same bits) and the
+        device does not change the noise.
         """
         import torch
-        from diffusers import DDIMScheduler
+
+        from trafficgen.generators.training import progress_bar
 
         self._check_fitted()
         steps = int(num_inference_steps or self.num_inference_steps)
         w = float(self.guidance_scale if guidance_scale is None else guidance_scale)
+        name = self.sampler if sampler is None else sampler
         if steps < 1:
             raise ConfigError(f"num_inference_steps must be >= 1, got {steps}")
+        sched = self.make_sampler(name)
+        device = self._placed()
         gen = torch.Generator().manual_seed(_seed_from(random_state))
         n, p = len(labels), self.image_size_
         noise = torch.randn((n, 1, p, p), generator=gen)  # (n, 1, P, P)
         y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)  # (n,)
         null = len(self.classes_)
         out = torch.empty_like(noise)
-        sched = DDIMScheduler(**self._scheduler_config(), timestep_spacing="trailing")
-        sched.set_timesteps(steps)
-        from trafficgen.generators.training import progress_bar
-
         n_batches = -(-n // batch_size)
         with torch.inference_mode(), progress_bar(
-                n_batches * steps, f"sample {self.name} ({n} flows, {n_batches} batches x {steps} DDIM steps)",
-                enabled=progress, show_loss=False) as update:
+                n_batches * steps, f"sample {self.name} ({n} flows, {n_batches} batches x {steps} "
+                f"{SAMPLER_LABELS[name]} steps)", enabled=progress, show_loss=False) as update:
             for lo in range(0, n, batch_size):
-                x = noise[lo:lo + batch_size]  # (B, 1, P, P)
-                y = y_all[lo:lo + batch_size]  # (B,)
+                sched.set_timesteps(steps)  # also resets a multistep solver's history
+                x = noise[lo:lo + batch_size].to(device)  # (B, 1, P, P)
+                y = y_all[lo:lo + batch_size].to(device)  # (B,)
                 if w != 1.0:
                     y = torch.cat([y, torch.full_like(y, null)])  # (2B,)
                 for t in sched.timesteps:
@@ -301,10 +409,12 @@ class NetDiffusGenerator(FlowGenerator):
                     else:
                         pred_c, pred_u = self.model_(torch.cat([x, x]), t, class_labels=y).sample.chunk(2)
                         pred = pred_u + w * (pred_c - pred_u)  # (B, 1, P, P)
-                    # noise estimate re-derived from the clipped image estimate (see module docstring)
-                    x = sched.step(pred, t, x, eta=0.0, use_clipped_model_output=True).prev_sample  # (B, 1, P, P)
+                    if name == "ddim":  # noise estimate re-derived from the clipped image estimate
+                        x = sched.step(pred, t, x, eta=0.0, use_clipped_model_output=True).prev_sample
+                    else:
+                        x = sched.step(pred, t, x).prev_sample  # (B, 1, P, P)
                     update(1)
-                out[lo:lo + batch_size] = x
+                out[lo:lo + batch_size] = x.cpu()
         return out.numpy()
 
     def sample(self, n: int, *, cls=None, random_state=None, num_inference_steps: int | None = None,
@@ -326,7 +436,8 @@ class NetDiffusGenerator(FlowGenerator):
                   "max_packets_": self.max_packets_, "image_size_": self.image_size_,
                   "unet_config": {k: v for k, v in dict(self.model_.config).items() if not k.startswith("_")},
                   "history_": self.history_}
-        return config, dict(self.model_.state_dict()), {"gasf.json": self.mapper_.to_dict()}
+        tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}  # device-independent
+        return config, tensors, {"gasf.json": self.mapper_.to_dict()}
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
@@ -334,11 +445,10 @@ class NetDiffusGenerator(FlowGenerator):
 
         from trafficgen.generators.serialization import CONFIG_FILE, TENSORS_FILE, load_module_state
 
-        # models saved before these parameters existed: epsilon, linear
+        # models saved before these parameters existed: epsilon, linear, first_gap, DDIM
         gen = cls._from_params({"params": {"prediction_type": "epsilon", "length_transform": "linear",
                                            **config["params"]}})
-        gen._scheduler_config()  # validates prediction_type
-        gen._check_length_transform()
+        gen._check_params()
         n_embeds = config["unet_config"].get("num_class_embeds")
         if n_embeds != len(config["classes_"]) + 1:
             raise InputFormatError(f"unet_config num_class_embeds {n_embeds!r} does not fit "
@@ -348,11 +458,13 @@ class NetDiffusGenerator(FlowGenerator):
                                    f"{config['image_size_']}", path=CONFIG_FILE)
         gen.model_ = UNet2DModel.from_config(config["unet_config"])
         load_module_state(gen.model_, tensors, TENSORS_FILE)
-        gen.model_.eval()
+        gen.model_.eval()  # CPU weights; moved to gen.device when first used (_placed)
         gen.mapper_ = GasfImageMapper.from_dict(extra["gasf.json"])
         if gen.mapper_.image_size != config["max_packets_"]:
             raise InputFormatError(f"image_size {gen.mapper_.image_size} differs from config.json max_packets_ "
                                    f"{config['max_packets_']}", path="gasf.json")
+        if gen.length_transform == "quantile" and gen.mapper_.length_counts_ is None:
+            raise InputFormatError('length_transform "quantile" needs length_counts_', path="gasf.json")
         gen.classes_ = list(config["classes_"])
         gen.class_prior_ = np.asarray(config["class_prior_"], dtype=float)
         gen.max_packets_ = int(config["max_packets_"])

@@ -19,9 +19,14 @@ Inverse (float64, vectorised over the batch):
    every packet votes, not only packet 0). GASF is invariant to a global sign flip
    (``x -> -x``); the convention of :class:`FlowSet` (packet 0 is client -> server, ``+``)
    fixes it;
-3. the end of the flow is the first position whose ``|x|`` is below half the smallest valid
-   ``|x|`` (``min_length / scale``); everything after it is padding (for a generator's samples
-   packet 0 is always kept, and always ``+``: a flow has at least one packet, sent by its client);
+3. a position is a packet when its ``|x|`` is at least half the smallest valid ``|x|``
+   (``min_length / scale``). The end of the flow is (``end="first_gap"``) the first position
+   that is not, or (``end="step"``) the ``n`` that best fits the presence pattern as a prefix,
+   ``argmax_n #{i < n present} + #{i >= n absent}``: one noisy position inside a generated
+   flow no longer cuts it short, one noisy position in its padding does not extend it; on real
+   flows (an exact prefix) both agree. Everything after the end is padding (for a generator's
+   samples packet 0 is always kept, and always ``+``: a flow has at least one packet, sent by
+   its client);
 4. ``|x| * scale`` is snapped to the nearest payload length seen in training
    (``snap="train"``) or rounded into the integer range ``[1, scale]`` (``snap="range"``).
 
@@ -42,6 +47,21 @@ from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError, NotFittedError
 
 _SNAP_MODES = ("train", "range")
+#: How :meth:`GasfImageMapper.lengths_from_scaled` finds the end of a flow (module docstring, step 3).
+END_DETECTIONS = ("first_gap", "step")
+
+
+def flow_ends(present: np.ndarray, end: str = "first_gap") -> np.ndarray:
+    """Packets per flow (n,) int32 from a presence mask (n, N) (module docstring, step 3)."""
+    present = np.asarray(present, dtype=bool)
+    n, width = present.shape
+    if end == "first_gap":
+        return np.where(present.all(axis=1), width, np.argmin(present, axis=1)).astype(np.int32)
+    if end != "step":
+        raise ConfigError(f"end must be one of {END_DETECTIONS}, got {end!r}")
+    # fit(k) = #{i < k present} + #{i >= k absent} = 2 cum_present(k) - k + #absent  (k = 0..N)
+    cum = np.concatenate([np.zeros((n, 1)), np.cumsum(present, axis=1)], axis=1)  # (n, N+1)
+    return np.argmax(2.0 * cum - np.arange(width + 1)[None, :], axis=1).astype(np.int32)
 
 
 def gasf_from_scaled(x: np.ndarray) -> np.ndarray:
@@ -123,7 +143,8 @@ class GasfImageMapper:
         mapper was not fitted on flows.
 
     Fitted attributes: ``scale_`` (float), ``valid_lengths_`` (sorted distinct ``|L|`` seen,
-    int64 array, or ``None``), ``min_length_`` (smallest valid ``|L|``).
+    int64 array, or ``None``), ``length_counts_`` (how many training packets had each of them,
+    or ``None``), ``min_length_`` (smallest valid ``|L|``).
     """
 
     def __init__(self, *, image_size: int = 32, scale: float | None = None, snap: str = "train"):
@@ -140,7 +161,7 @@ class GasfImageMapper:
         if mags.size == 0 and self.scale is None:
             raise InputFormatError("fit needs at least one packet to learn the scale")
         self.scale_ = float(self.scale) if self.scale is not None else float(mags.max())
-        self.valid_lengths_ = np.unique(mags) if mags.size else None
+        self.valid_lengths_, self.length_counts_ = np.unique(mags, return_counts=True) if mags.size else (None, None)
         self.min_length_ = int(mags.min()) if mags.size else 1
         return self
 
@@ -158,7 +179,7 @@ class GasfImageMapper:
         if self.scale is None:
             raise NotFittedError("GasfImageMapper has no scale: pass scale=... or call fit(flows)")
         self._check_params()
-        self.scale_, self.valid_lengths_, self.min_length_ = float(self.scale), None, 1
+        self.scale_, self.valid_lengths_, self.length_counts_, self.min_length_ = float(self.scale), None, None, 1
 
     @staticmethod
     def _valid_lengths(flows: FlowSet, width: int) -> np.ndarray:
@@ -197,8 +218,10 @@ class GasfImageMapper:
         x = self.scale_flows(flows)  # (n, N)
         return gasf_from_scaled(x)[:, None].astype(dtype, copy=False)  # (n, 1, N, N)
 
-    def lengths_from_scaled(self, x: np.ndarray, *, samples: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Snap rescaled sequences (n, N) to signed integer lengths + ``n_packets`` (end detection).
+    def lengths_from_scaled(self, x: np.ndarray, *, samples: bool = False,
+                            end: str = "first_gap") -> tuple[np.ndarray, np.ndarray]:
+        """Snap rescaled sequences (n, N) to signed integer lengths + ``n_packets`` (end detection
+        ``end``, see the module docstring, step 3).
 
         ``samples=True`` (a generator's output) makes every row a valid flow by construction: at
         least one packet, and packet 0 client -> server (+); real data decodes as it is."""
@@ -206,7 +229,7 @@ class GasfImageMapper:
         x = np.asarray(x, dtype=np.float64)
         mag = np.abs(x) * self.scale_  # (n, N)
         present = mag >= 0.5 * self.min_length_  # (n, N)
-        n_packets = np.where(present.all(axis=1), x.shape[1], np.argmin(present, axis=1)).astype(np.int32)
+        n_packets = flow_ends(present, end)
         if samples:
             n_packets = np.maximum(n_packets, 1)  # a flow has at least one packet
         if self.snap == "train" and self.valid_lengths_ is not None:
@@ -236,7 +259,8 @@ class GasfImageMapper:
         self._ensure_fitted()
         return {"type": "GasfImageMapper", "image_size": int(self.image_size), "scale": self.scale,
                 "snap": self.snap, "scale_": self.scale_, "min_length_": self.min_length_,
-                "valid_lengths_": None if self.valid_lengths_ is None else self.valid_lengths_.tolist()}
+                "valid_lengths_": None if self.valid_lengths_ is None else self.valid_lengths_.tolist(),
+                "length_counts_": None if self.length_counts_ is None else self.length_counts_.tolist()}
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> GasfImageMapper:
@@ -247,6 +271,10 @@ class GasfImageMapper:
         m.min_length_ = int(obj["min_length_"])
         vl = obj["valid_lengths_"]
         m.valid_lengths_ = None if vl is None else np.asarray(vl, dtype=np.int64)
+        lc = obj.get("length_counts_")  # absent in mappers saved before it existed
+        m.length_counts_ = None if lc is None else np.asarray(lc, dtype=np.int64)
+        if m.length_counts_ is not None and (m.valid_lengths_ is None or m.length_counts_.shape != m.valid_lengths_.shape):
+            raise InputFormatError("length_counts_ must have one count per entry of valid_lengths_")
         return m
 
     def save(self, path: str | os.PathLike) -> None:
