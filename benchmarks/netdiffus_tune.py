@@ -1,0 +1,109 @@
+"""NetDiffus tuning on a fixed validation split (never the test part): fit one configuration on
+80 % of the lightweight_ntg training part, score samplers / decoders on the other 20 %.
+
+    python benchmarks/netdiffus_tune.py --dataset ndpi --name fast_quantile \
+        --params '{"preset": "fast", "length_transform": "quantile", "ema_decay": 0.999, "epochs": 40}' \
+        --out benchmarks/results/netdiffus_2026-12-02/tune_ndpi_fast_quantile.json [--save-dir DIR]
+
+The split is the recipe's (``trafficgen.recipes.lightweight_ntg._load``: nDPI 200 per class,
+CICDOH20 whole, 32 packets, stratified 70/30 with seed 0); its training part is split again
+(stratified 80/20, seed 1) into fit / validation. Scores on the validation part, for every
+sampler setting in ``--samplers`` (``name:steps[:guidance]``) and both end detections: the
+packet-count and length JSDs of as many samples per class as the validation part has, and TSTR
+(random forest, 100 trees, one seed) of as many samples per class as the fit part has. Also the
+final training loss and the sampling time per flow (one thread, *contended* machine).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from trafficgen._io import atomic_path
+
+
+def split(dataset: str):
+    from trafficgen.recipes.lightweight_ntg import _load
+
+    flows = _load(dataset, {"max_packets": 32, "max_flows_per_class": {"ndpi": 200, "cicdoh20": None}})
+    train, test = flows.train_test_split(0.3, random_state=0)
+    fit, val = train.train_test_split(0.2, random_state=1)
+    return fit, val, test
+
+
+def score(gen, fit, val, images_val, images_fit, labels_val, labels_fit, end: str) -> dict:
+    from trafficgen.evaluation.fidelity import LengthJSD, PacketCountJSD
+    from trafficgen.evaluation.utility import fit_score
+
+    syn_val = gen.decode_images(images_val, labels=labels_val, end_detection=end)
+    syn_fit = gen.decode_images(images_fit, labels=labels_fit, end_detection=end)
+    out = {"packet_count_jsd": float(PacketCountJSD().compute(val, syn_val)),
+           "length_jsd": float(LengthJSD().compute(val, syn_val)),
+           "mean_packets": float(syn_val.n_packets.mean()), "real_mean_packets": float(val.n_packets.mean())}
+    out["tstr_f1"] = fit_score(syn_fit, val, seed=0, n_packets=val.max_packets)[0]
+    return out
+
+
+def main(argv=None) -> dict:
+    from trafficgen.evaluation.utility import fit_score
+    from trafficgen.generators.netdiffus import NetDiffusGenerator
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", choices=("ndpi", "cicdoh20"), default="ndpi")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--params", default="{}", help="NetDiffusGenerator parameters (JSON)")
+    ap.add_argument("--samplers", default="dpmsolver++:10,ddim:10,unipc:10",
+                    help="comma-separated name:steps[:guidance]")
+    ap.add_argument("--load", default=None, help="score a saved model instead of fitting")
+    ap.add_argument("--save-dir", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    fit, val, _ = split(args.dataset)
+    params = {"random_state": 0, "progress": False, **json.loads(args.params)}
+    result = {"dataset": args.dataset, "name": args.name, "params": params, "n_fit": len(fit), "n_val": len(val),
+              "load_before": list(os.getloadavg()),
+              "real_fit_tstr_f1": fit_score(fit, val, seed=0, n_packets=val.max_packets)[0]}
+    if args.load:
+        gen = NetDiffusGenerator.from_pretrained(args.load)
+        result["fit_seconds"] = None
+    else:
+        gen = NetDiffusGenerator(**params)
+        t0 = time.perf_counter()
+        gen.fit(fit)
+        result["fit_seconds"] = time.perf_counter() - t0
+        if args.save_dir:
+            gen.save_pretrained(os.path.join(args.save_dir, f"{args.dataset}_{args.name}"))
+    result["train_loss_last"] = gen.history_.get("train_loss", [None])[-1]
+    result["steps"] = gen.history_.get("steps")
+    index = {c: i for i, c in enumerate(gen.classes_)}
+    lab_val = np.array([index[c] for c in val.labels])
+    lab_fit = np.array([index[c] for c in fit.labels])
+    result["samplers"] = {}
+    for spec in args.samplers.split(","):
+        name, steps, *g = spec.split(":")
+        w = float(g[0]) if g else 1.0
+        t0 = time.perf_counter()
+        im_val = gen.sample_images(lab_val, random_state=1, sampler=name, num_inference_steps=int(steps),
+                                   guidance_scale=w)
+        ms = 1000 * (time.perf_counter() - t0) / len(lab_val)
+        im_fit = gen.sample_images(lab_fit, random_state=2, sampler=name, num_inference_steps=int(steps),
+                                   guidance_scale=w)
+        res = {"ms_per_flow_1thread": ms}
+        for end in ("first_gap", "step"):
+            res[end] = score(gen, fit, val, im_val, im_fit, val.labels, fit.labels, end)
+        result["samplers"][spec] = res
+        print(args.dataset, args.name, spec, json.dumps(res), flush=True)
+    result["load_after"] = list(os.getloadavg())
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
