@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trafficgen.data.flowset import FlowSet
-from trafficgen.errors import InputFormatError, NotFittedError
+from trafficgen.errors import ConfigError, InputFormatError, NotFittedError
 from trafficgen.representations.gasf import GasfImageMapper
 
 
@@ -107,3 +107,33 @@ def test_json_save_load_and_errors(tmp_path):
         mapper.encode(FlowSet.from_sequences([[-5, 2]], max_packets=4))
     with pytest.raises(InputFormatError):
         GasfImageMapper.load(tmp_path / "missing.json")
+
+
+def test_step_end_detection_fits_the_presence_pattern():
+    from trafficgen.representations.gasf import flow_ends
+
+    present = np.array([[1, 1, 0, 1, 1, 1, 0, 0],    # one gap inside: step keeps 6, first_gap cuts at 2
+                        [1, 1, 1, 0, 0, 1, 0, 0],    # one stray packet in the padding: both say 3
+                        [1, 1, 1, 1, 1, 1, 1, 1],
+                        [0, 0, 0, 0, 0, 0, 0, 0]], dtype=bool)
+    np.testing.assert_array_equal(flow_ends(present, "first_gap"), [2, 3, 8, 0])
+    np.testing.assert_array_equal(flow_ends(present, "step"), [6, 3, 8, 0])
+    flows = _shipped_flows("ndpi", 16)  # exact prefixes: both rules agree with the data
+    np.testing.assert_array_equal(flow_ends(flows.valid_mask, "step"), flows.n_packets)
+    with pytest.raises(ConfigError):
+        flow_ends(present, "last")
+
+
+def test_length_counts_are_fitted_and_saved(tmp_path):
+    flows = FlowSet.from_sequences([[100, -200, 100], [100, -1448]], ["a", "b"], max_packets=4)
+    m = GasfImageMapper(image_size=4).fit(flows)
+    np.testing.assert_array_equal(m.valid_lengths_, [100, 200, 1448])
+    np.testing.assert_array_equal(m.length_counts_, [3, 1, 1])
+    m.save(tmp_path / "g.json")
+    back = GasfImageMapper.load(tmp_path / "g.json")
+    np.testing.assert_array_equal(back.length_counts_, [3, 1, 1])
+    old = m.to_dict()
+    del old["length_counts_"]  # mappers saved before the counts existed still load
+    assert GasfImageMapper.from_dict(old).length_counts_ is None
+    with pytest.raises(InputFormatError):
+        GasfImageMapper.from_dict({**m.to_dict(), "length_counts_": [1, 2]})

@@ -1,0 +1,35 @@
+"""Length maps of the GASF input: exact inverses, padding gap, quantile intervals by frequency."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trafficgen.representations.length_maps import compand, expand, quantile_decode, quantile_encode
+
+TABLE, COUNTS, SCALE = np.array([24, 44, 1440, 37440]), np.array([30, 50, 19, 1]), 37440.0
+
+
+@pytest.mark.parametrize("fwd,inv", [(compand, expand),
+                                     (lambda x, s: quantile_encode(x, s, TABLE, COUNTS),
+                                      lambda v, s: quantile_decode(v, s, TABLE, COUNTS))])
+def test_exact_inverse_padding_and_gap(fwd, inv):
+    x = np.array([[24, -44, 1440, -37440, 0, 0]]) / SCALE
+    v = fwd(x, SCALE)
+    np.testing.assert_array_equal(v[0, 4:], 0.0)  # padding stays 0
+    assert np.all(np.abs(v[0, :4]) >= 0.5) and np.all(np.sign(v[0, :4]) == np.sign(x[0, :4]))
+    np.testing.assert_allclose(inv(v, SCALE) * SCALE, x * SCALE, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(inv(np.full((1, 2), 0.2), SCALE), 0.0)  # below 0.25: padding
+
+
+def test_quantile_intervals_follow_the_training_frequencies():
+    v = quantile_encode(np.array([24, 44, 1440, 37440]) / SCALE, SCALE, TABLE, COUNTS)
+    # mid-rank CDF: 0.15, 0.55, 0.895, 0.995 -> v = (1 + F) / 2
+    np.testing.assert_allclose(v, [0.575, 0.775, 0.9475, 0.9975])
+    # 44 bytes owns F in (0.30, 0.80]: an error of +-0.1 in v keeps it; 37440 (1 packet in 100) does not
+    np.testing.assert_allclose(quantile_decode(v[1:2] + [0.1], SCALE, TABLE, COUNTS) * SCALE, [44])
+    np.testing.assert_allclose(quantile_decode(v[1:2] - [0.1], SCALE, TABLE, COUNTS) * SCALE, [44])
+    np.testing.assert_allclose(quantile_decode(v[3:4] - [0.01], SCALE, TABLE, COUNTS) * SCALE, [1440])
+    # an unseen length is placed between its neighbours and decodes to one of them
+    u = quantile_encode(np.array([100.0]) / SCALE, SCALE, TABLE, COUNTS)
+    assert v[1] < u[0] < v[2]
+    assert quantile_decode(u, SCALE, TABLE, COUNTS)[0] * SCALE in (44, 1440)
