@@ -34,7 +34,8 @@ from trafficgen.recipes.runner import device_params
 from trafficgen.registry import import_object
 
 #: The recipe's top-level keys (the runner rejects any other: a typo is an error, never dropped).
-CONFIG_KEYS = ("name", "runner", "seed", "datasets", "split", "t_in", "horizons", "reuse", "baselines", "lead", "small", "paper", "variants", "table", "table3", "variants_per_dataset", "use_baselines", "use_variants", "eval", "fan_chart", "progress", "quick", "quick_mode", "device")
+CONFIG_KEYS = ("name", "runner", "seed", "datasets", "split", "t_in", "horizons", "reuse", "baselines", "lead", "small", "paper", "variants", "table", "table3", "variants_per_dataset", "use_baselines", "use_variants", "eval", "fan_chart", "progress", "quick", "quick_mode", "device",
+               "probabilistic_baseline", "budget_note")
 
 LEAD_SPEC = "trafficgen.generators.tm.lead.forecaster:LeadForecaster"
 
@@ -106,7 +107,7 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
         all_origins = np.arange(first, len(values) - max(horizons))
         if len(all_origins) == 0:
             raise ConfigError(f"{ds}: test part too short for t_in={t_in}, horizons={horizons}")
-        k = min(int(ev.get("max_origins", len(all_origins))), len(all_origins))
+        k = min(int(ev.get("max_origins") or len(all_origins)), len(all_origins))  # null / 0: every origin
         origins = all_origins[np.unique(np.linspace(0, len(all_origins) - 1, k).round().astype(int))]
         y_true = np.stack([values[origins + h] for h in horizons], axis=1)  # (B, H, N, N)
         y_all = np.stack([values[all_origins + h] for h in horizons], axis=1)  # (B_all, H, N, N)
@@ -122,8 +123,10 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
             t0 = time.perf_counter()
             model.fit(train, val=val)
             fit_times[name] = time.perf_counter() - t0
+            smp = (model.predict_samples(values, origins, horizons, int(ev.get("n_samples", 8)), random_state=seed)
+                   if getattr(model, "probabilistic", False) else None)  # (B, K, H, N, N) or None
             metrics[name] = evaluate_forecast(y_true, model.predict(values, origins, horizons), horizons,
-                                              unit=unit, interval_s=dt)
+                                              unit=unit, interval_s=dt, samples=smp)
             if name == "persistence":
                 results.setdefault(ds, {})["persistence_all_test_origins"] = evaluate_forecast(
                     y_all, model.predict(values, all_origins, horizons), horizons, unit=unit, interval_s=dt)
@@ -158,7 +161,10 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
                     "train_loss": hist.get("train_loss", []), "val_loss": hist.get("val_loss", []),
                     "predict_s": pred_s, "ms_per_forecast": 1e3 * pred_s / len(origins),
                     "ms_per_sample": 1e3 * pred_s / (len(origins) * samples.shape[1] * len(horizons)),
-                    "ddim_steps": model.n_inference_steps, "n_samples": int(samples.shape[1])}
+                    "ddim_steps": model.n_inference_steps, "sampler": model.sampler,
+                    "n_samples": int(samples.shape[1]), "optimizer_steps": hist.get("steps"),
+                    "calibration": {k2: v for k2, v in (model.calibration_ or {}).items() if k2 != "val_rmse"}
+                    or None}
                 if vname == main and ev.get("timing"):
                     timings[f"{ds}/{vname}"]["timing"] = _timing_50(model, values, origins, horizons,
                                                                     ev["timing"], seed)
@@ -168,11 +174,16 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
         for name, per_h in metrics.items():
             for h in horizons:
                 m = per_h[h]
-                row = {"dataset": ds, "model": name, "horizon": h, **{k2: m.get(k2) for k2 in (
-                    "rmse", "mae", "nmae", "rmse_mbps", "crps_mbps", "coverage_50", "coverage_90")}}
+                row = {"dataset": ds, "model": name, "horizon": h, "n_origins": len(origins), **{k2: m.get(k2) for k2 in (
+                    "rmse", "mae", "nmae", "rmse_mbps", "crps_mbps", "coverage_50", "coverage_90",
+                    "width_50_mbps", "width_90_mbps")}}
                 if pers is not None:
                     row["rmse_vs_persistence"] = m["rmse"] / pers[h]["rmse"]
+                    row["rmse_mbps_vs_persistence"] = m["rmse_mbps"] / pers[h]["rmse_mbps"]
                     row["nmae_vs_persistence"] = m["nmae"] / pers[h]["nmae"]
+                prob = metrics.get(config.get("probabilistic_baseline", "persistence-prob"))
+                if prob is not None and m.get("crps_mbps") is not None:
+                    row["crps_vs_persistence_prob"] = m["crps_mbps"] / prob[h]["crps_mbps"]
                 row["paper_rmse"] = _paper(config, ds, name, h)
                 rows.append(row)
         if main in lead_samples:
@@ -201,10 +212,11 @@ def _fmt(v) -> str:
     return str(v)
 
 
-_COLS = [("model", "model"), ("horizon", "h"), ("rmse", "RMSE (LEAD metric)"), ("mae", "MAE (LEAD metric)"),
-         ("nmae", "NMAE (real units)"), ("rmse_mbps", "RMSE Mbit/s"), ("rmse_vs_persistence", "RMSE / pers."),
-         ("nmae_vs_persistence", "NMAE / pers."), ("crps_mbps", "CRPS Mbit/s"), ("coverage_50", "50 % cov."),
-         ("coverage_90", "90 % cov."), ("paper_rmse", "paper RMSE")]
+_COLS = [("model", "model"), ("horizon", "h"), ("rmse", "RMSE (LEAD metric)"), ("nmae", "NMAE (real units)"),
+         ("rmse_mbps", "RMSE Mbit/s"), ("rmse_mbps_vs_persistence", "RMSE Mbit/s / pers."),
+         ("nmae_vs_persistence", "NMAE / pers."), ("crps_mbps", "CRPS Mbit/s"),
+         ("crps_vs_persistence_prob", "CRPS / pers.-prob"), ("coverage_50", "50 % cov."),
+         ("coverage_90", "90 % cov."), ("width_90_mbps", "90 % width Mbit/s"), ("paper_rmse", "paper RMSE")]
 
 
 def _md_table(rows: list[dict]) -> list[str]:

@@ -117,7 +117,7 @@ def test_ablation_flags_switch_paths_off(tiny_qwen):
 
 def test_training_loss_falls_lm_frozen_adapters_change(tiny_qwen, series):
     torch.manual_seed(0)
-    m = LeadForecaster(llm=tiny_qwen, epochs=6, noise_draws=4, max_train_windows=8, **TINY)
+    m = LeadForecaster(llm=tiny_qwen, epochs=6, noise_draws=4, max_train_windows=8, prediction_type="epsilon", **TINY)
     m.fit(series[:40])
     assert m.history_["train_loss"][-1] < 0.8 * m.history_["train_loss"][0]
     ref = _net(tiny_qwen).backbone.lm  # freshly loaded LM + zero adapters
@@ -220,14 +220,23 @@ def test_target_scaling_std_quantile_and_paper_setting(series):
     resid = torch.randn(50, 2, 8, 8) * torch.tensor([0.1, 0.3])[None, :, None, None]
     m = LeadForecaster(target_scaling="std")
     m._fit_target_scale(resid)
-    assert np.allclose(m.target_scale_, [0.1, 0.3], rtol=0.1)
+    assert np.allclose(m.target_scale_, [[0.1], [0.3]], rtol=0.1)
     m = LeadForecaster(target_scaling=1.0)
     m._fit_target_scale(resid)
     assert torch.all(m._to_target(resid).abs() <= 1 + 1e-6)  # q = 1: every target in [-1, 1]
     assert torch.allclose(m._from_target(m._to_target(resid), [0, 1]), resid, atol=1e-6)
     m = LeadForecaster(residual=False)
     m._fit_target_scale(resid)
-    assert m.target_scale_ == [1.0, 1.0]  # the paper's target z in [-1, 1] is used as is
+    assert m.target_scale_ == [[1.0], [1.0]]  # the paper's target z in [-1, 1] is used as is
+    per_od = torch.randn(400, 2, 8, 8) * torch.linspace(0.01, 1.0, 64).reshape(1, 1, 8, 8)
+    m = LeadForecaster(target_scaling="od_std")  # the default: per horizon and OD pair
+    m._fit_target_scale(per_od)
+    assert m.target_scale_t_.shape == (2, 8, 8)
+    sd = np.linspace(0.01, 1.0, 64).reshape(8, 8)
+    floor = 0.05 * np.median(sd)  # flat pairs are floored at 5 % of the median pair's std
+    np.testing.assert_allclose(m.target_scale_t_[0].numpy(), np.maximum(sd, floor), rtol=0.15)
+    assert float(m.target_scale_t_[0].min()) == pytest.approx(floor, rel=0.15)
+    assert torch.allclose(m._from_target(m._to_target(per_od), [0, 1]), per_od, atol=1e-6)
     with pytest.raises(ConfigError):
         LeadForecaster(target_scaling="bad")._fit_target_scale(resid)
 
@@ -288,3 +297,60 @@ def test_forecast_shows_progress(series, capsys):
     model.predict_samples(series, np.arange(40, 58), [1, 2], 2, random_state=0)
     out = capsys.readouterr()
     assert "LEAD forecast" in out.out + out.err
+
+
+def test_anchors_last_and_linear(fitted, series):
+    z = fitted._scale(series)
+    origins = np.array([10, 20])
+    lin = fitted._anchors(series, z, origins)  # (B, H, N, N): the default linear anchor
+    expected = fitted._scale(fitted.anchor_model_.predict(series, origins, fitted.horizons))
+    assert torch.equal(lin, expected)
+    fitted.anchor = "last"
+    try:
+        last = fitted._anchors(series, z, origins)
+    finally:
+        fitted.anchor = "linear"
+    assert torch.equal(last, z[origins][:, None].expand(-1, 2, -1, -1))
+    with pytest.raises(ConfigError):
+        LeadForecaster(anchor="nope", **TINY).fit(series[:40])
+
+
+def test_calibration_recovers_spread_and_shrinks_a_useless_median():
+    from trafficgen.generators.tm.lead.calibration import apply_calibration, fit_calibration
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0.0, 2.0, size=(400, 1, 4, 4))  # truth ~ N(0, 4) around the anchor
+    x = rng.normal(0.0, 1.0, size=(400, 64, 1, 4, 4)) + rng.normal(0.0, 1.0, size=(400, 1, 1, 4, 4))
+    # samples: unit spread around a median that is pure noise (no information about the truth)
+    cal = fit_calibration(x, truth, lambda p, k: float(np.sqrt(np.mean((p - truth[:, k]) ** 2))))
+    assert cal["shrink"] == [0.0]  # the noisy median only hurts: fall back to the anchor
+    assert cal["val_coverage"][0] == pytest.approx(0.9, abs=0.01)
+    assert cal["spread"][0] == pytest.approx(2.0 * 1.645 / 1.645, rel=0.15)  # sd 2 at unit sample sd
+    np.testing.assert_allclose(apply_calibration(x, [1.0], [1.0]), x)
+
+
+def test_fitted_calibration_saved_and_applied(fitted, series, tmp_path):
+    cal = fitted.calibration_
+    assert cal is not None and len(cal["shrink"]) == 2 and all(v > 0 for v in cal["spread"])
+    fitted.save_pretrained(tmp_path / "lead")
+    loaded = LeadForecaster.from_pretrained(tmp_path / "lead")
+    assert loaded.calibration_ == json.loads(json.dumps(cal))
+    raw = fitted.calibration_
+    fitted.calibration_ = None
+    try:
+        plain = fitted.predict_samples(series, [20], [1, 2], 3, random_state=3)
+    finally:
+        fitted.calibration_ = raw
+    calibrated = fitted.predict_samples(series, [20], [1, 2], 3, random_state=3)
+    assert not np.array_equal(plain, calibrated)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm"])
+def test_samplers_seeded(fitted, series, sampler):
+    fitted.sampler = sampler
+    try:
+        a = fitted.predict_samples(series, [12, 30], [1], 2, random_state=1)
+        b = fitted.predict_samples(series, [12, 30], [1], 2, random_state=1)
+    finally:
+        fitted.sampler = "dpm"
+    assert np.array_equal(a, b) and np.all(np.isfinite(a)) and np.all(a >= 0)

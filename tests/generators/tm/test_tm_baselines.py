@@ -145,3 +145,73 @@ def test_registry_names():
             "lead", "ddpm-tme"} <= set(TM_BASELINES)
     with pytest.raises(ConfigError):
         get_tm_model("no-such-model")
+
+
+# ---------------------------------------------------------------------- probabilistic baselines
+def test_probabilistic_persistence_error_quantiles_by_hand(rng):
+    from trafficgen.generators.tm.probabilistic_naive import ProbabilisticPersistenceForecaster
+
+    s = _hourly(rng, t=60, n=2)
+    m = ProbabilisticPersistenceForecaster(horizons=(1, 3), error_space="additive", n_quantiles=4).fit(s)
+    v = s.values
+    for h in (1, 2, 3):  # every horizon up to the largest is fitted
+        err = v[h:] - v[:-h]  # (T - h, N, N): all training origins
+        np.testing.assert_allclose(m.error_quantiles_[h - 1], np.quantile(err, [0.125, 0.375, 0.625, 0.875], axis=0))
+    origins = np.array([10, 40])
+    smp = m.predict_samples(v, origins, [3], 4)  # levels (j + 0.5) / 4 = the stored grid itself
+    expected = np.maximum(v[origins][:, None] + m.error_quantiles_[2][None], 0.0)  # (B, S, N, N)
+    np.testing.assert_allclose(smp[:, :, 0], expected)
+    np.testing.assert_array_equal(m.predict(v, origins, [3]), PersistenceForecaster().fit(s).predict(v, origins, [3]))
+    assert np.all(np.diff(smp, axis=1) >= 0)  # a sorted ensemble
+    with pytest.raises(ConfigError):
+        m.predict_samples(v, origins, [4], 4)  # beyond the fitted horizons
+
+
+def test_probabilistic_baselines_calibrated_on_stationary_noise(rng):
+    """On i.i.d. noise the training errors are the test errors: 90 % intervals cover ~90 %."""
+    from trafficgen.evaluation.tm.probabilistic_metrics import interval_coverage
+    from trafficgen.generators.tm.probabilistic_naive import (
+        ProbabilisticHistoricalAverageForecaster,
+        ProbabilisticPersistenceForecaster,
+    )
+
+    values = rng.gamma(4.0, 25.0, size=(1200, 3, 3))
+    s = TMSeries(values, ["a", "b", "c"], 300.0, "bytes")
+    train = s[:800]
+    origins = np.arange(820, 1190)
+    y = values[origins + 2]
+    for cls in (ProbabilisticPersistenceForecaster, ProbabilisticHistoricalAverageForecaster):
+        m = cls(horizons=(1, 2)).fit(train)
+        cov = interval_coverage(y, m.predict_samples(values, origins, [2], 50)[:, :, 0])
+        assert cov["coverage_90"] == pytest.approx(0.9, abs=0.04) and cov["coverage_50"] == pytest.approx(0.5, abs=0.06)
+    from trafficgen.evaluation.tm.probabilistic_metrics import crps_ensemble
+
+    pp = ProbabilisticPersistenceForecaster(horizons=(2,)).fit(train).predict_samples(values, origins, [2], 50)[:, :, 0]
+    ha = ProbabilisticHistoricalAverageForecaster(horizons=(2,)).fit(train).predict_samples(values, origins, [2], 50)[:, :, 0]
+    assert crps_ensemble(y, ha) < crps_ensemble(y, pp)  # on noise the window mean is the better forecast
+
+
+@pytest.mark.parametrize("name", ["persistence-prob", "historical-average-prob", "linear-anchor"])
+def test_probabilistic_and_anchor_save_load(name, rng, tmp_path):
+    s = _toy(rng, t=120)
+    m = get_tm_model(name)(horizons=(1, 2)).fit(s[:90])
+    m.save_pretrained(tmp_path / name)
+    back = load_tm_model(tmp_path / name)
+    origins = np.arange(95, 110)
+    np.testing.assert_array_equal(back.predict(s.values, origins, [1, 2]), m.predict(s.values, origins, [1, 2]))
+    np.testing.assert_array_equal(back.predict_samples(s.values, origins, [2], 5),
+                                  m.predict_samples(s.values, origins, [2], 5))
+
+
+def test_linear_anchor_recovers_a_known_blend(rng):
+    """x[o + 1] = 0.5 x[o] + 0.2 mean(last 4) + 0.3 mean(last 24) + independent noise: least squares
+    recovers the blend (the noise is independent of the history)."""
+    from trafficgen.generators.tm.lead.anchor import LinearAnchor, history_features
+
+    values = rng.normal(0.0, 1.0, size=(3000, 3, 3))
+    for o in range(23, 2999):
+        values[o + 1] += history_features(values, np.array([o]), 24)[0] @ np.array([0.5, 0.2, 0.3])
+    a = LinearAnchor(t_in=24, horizons=[1]).fit(values)
+    np.testing.assert_allclose(a.coef_[0], [0.5, 0.2, 0.3], atol=0.03)
+    pred = a.predict(np.abs(values), np.array([100]), [1])  # clipped at 0, (B, H, N, N)
+    assert pred.shape == (1, 1, 3, 3) and np.all(pred >= 0)

@@ -186,8 +186,9 @@ class LeadForecaster(TMForecaster):
         ``residual=False`` (the paper): the target is z[o+h] itself, already in [-1, 1] (DDPM's data
         range), divisor 1. ``residual=True``: the residual z[o+h] - z[o] is small (std ~0.05) and
         very heavy-tailed (kurtosis 30-80 on Abilene/GEANT: half of the entries within 0.2 std, a
-        few at 20-30 std). ``target_scaling="std"`` divides by its std (unit variance, tails to
-        +-30); a float q divides by the q-quantile of |residual|, so a fraction q of the training
+        few at 20-30 std). ``target_scaling="od_std"`` (default) divides by its std per horizon and
+        OD pair (floored at 5 % of the median pair's), ``"std"`` by one std per horizon (unit
+        variance, tails to +-30); a float q divides by the q-quantile of |residual|, so a fraction q of the training
         targets lies in [-1, 1] (q=1: all of them)."""
         h = resid.shape[1]
         q = self.target_scaling
@@ -196,7 +197,8 @@ class LeadForecaster(TMForecaster):
         elif q == "od_std":  # per horizon and OD pair, floored at 5 % of the horizon's median pair
             sd = resid.std(dim=0)  # (H, N, N)
             floor = 0.05 * sd.flatten(1).median(dim=1).values.clamp_min(1e-4)  # (H,)
-            scale = torch.maximum(sd, floor[:, None, None])
+            scale = torch.maximum(sd, floor[:, None, None])  # (H, N, N)
+        elif q == "std":
             scale = resid.std(dim=(0, 2, 3))  # (H,)
         elif isinstance(q, (int, float)) and 0 < float(q) <= 1:
             flat = resid.abs().transpose(0, 1).reshape(h, -1)  # (H, B*N*N)
@@ -206,12 +208,10 @@ class LeadForecaster(TMForecaster):
         self._set_target_scale(scale.clamp_min(1e-4))
 
     def _set_target_scale(self, scale) -> None:
-        """(H,) or (H, N, N) divisor; kept as (H, N, N)."""
+        """(H,) or (H, N, N) divisor; kept as (H, 1, 1) or (H, N, N) (broadcasts over the pairs)."""
         t = torch.as_tensor(scale, dtype=torch.float32)
-        if t.ndim == 1:
-            t = t[:, None, None].expand(-1, self.n_nodes_, self.n_nodes_)
-        self.target_scale_t_ = t.contiguous()  # (H, N, N)
-        self.target_scale_ = self.target_scale_t_.tolist()
+        self.target_scale_t_ = (t[:, None, None] if t.ndim == 1 else t).contiguous()  # (H, 1|N, 1|N)
+        self.target_scale_ = self.target_scale_t_.flatten(1).tolist()
 
     def _to_target(self, resid: torch.Tensor) -> torch.Tensor:
         """(B, H, N, N) residual (or value) in z units -> diffusion target."""
