@@ -172,7 +172,8 @@ def test_iat_jsd_is_nan_without_timing():
 
 def test_iat_jsd_ranks_real_floor_then_empirical_then_default_timing(tmp_path):
     """On nDPI (CICDOH20 as shipped has no timing): the real-vs-real floor beats Markov samples
-    exported with IATs drawn from the training flows, which beat the default IATs."""
+    exported with IATs drawn from the training flows, which beat the default IATs; Markov's own
+    timing (its IAT chain) beats the empirical fallback."""
     import warnings
 
     from trafficgen.data.flows.pcap_writer import write_pcap
@@ -183,10 +184,13 @@ def test_iat_jsd_ranks_real_floor_then_empirical_then_default_timing(tmp_path):
     train, test = load_ndpi_apps().train_test_split(0.5, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        samples = MarkovGenerator().fit(train).sample(len(test), random_state=0)
+        samples = MarkovGenerator(timing=False).fit(train).sample(len(test), random_state=0)
+        timed_samples = MarkovGenerator().fit(train).sample(len(test), random_state=0)
         empirical = write_pcap(samples, tmp_path / "e.pcap", timing_from=train, random_state=0).flows
         default = write_pcap(samples, tmp_path / "d.pcap", random_state=0).flows
     m = IATJSD()
     floor, emp, dflt = m.compute(test, train), m.compute(test, empirical), m.compute(test, default)
+    own = m.compute(test, timed_samples)
     assert floor < emp < dflt, (floor, emp, dflt)
+    assert own < emp, (own, emp)
     assert 0.05 < floor < 0.3 and dflt > 0.4

@@ -31,8 +31,11 @@ def _print_reports(reports) -> None:
     table.add_column("better")
     for r in reports:
         table.add_column(r.name, justify="right")
+    from trafficgen.evaluation.report import _cell
+
     for n, m in reports[0].metrics.items():
-        table.add_row(n, m["direction"], *[f"{r.metrics[n]['value']:.4f}" for r in reports])
+        table.add_row(n, m["direction"], *[_cell(r.metrics[n]["value"]) if n in r.metrics else "n/a"
+                                           for r in reports])
     Console().print(table)
 
 

@@ -48,7 +48,9 @@ def radar_plot(scores: dict[str, dict[str, float]], path: str | Path, *, title: 
         from trafficgen.errors import ConfigError
 
         raise ConfigError("radar_plot needs at least one generator")
-    axes = list(next(iter(scores.values())))
+    # an axis some generator has no value for (NaN: e.g. IAT JSD without timing) is left out
+    axes = [a for a in next(iter(scores.values())) if all(np.isfinite(float(sc.get(a, np.nan)))
+                                                          for sc in scores.values())]
     angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False).tolist()
     fig = _figure((6, 6))
     ax = fig.add_subplot(111, projection="polar")

@@ -17,11 +17,19 @@ from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.evaluation.metric import Metric
 
 
-def default_metrics() -> list[Metric]:
-    from trafficgen.evaluation.fidelity import fidelity_metrics
+def default_metrics(real: FlowSet | None = None) -> list[Metric]:
+    """The four fidelity JSDs, the IAT JSD when ``real`` carries timing (NaN for a synthetic set
+    without: shown as n/a, never as a score), and the privacy metrics."""
+    from trafficgen.evaluation.fidelity import IATJSD, fidelity_metrics
     from trafficgen.evaluation.privacy import PRIVACY_METRICS
 
-    return fidelity_metrics() + [cls() for cls in PRIVACY_METRICS]
+    timing = [IATJSD()] if real is not None and real.iat is not None else []
+    return fidelity_metrics() + timing + [cls() for cls in PRIVACY_METRICS]
+
+
+def _cell(value: float) -> str:
+    """A table cell: 4 decimals, ``n/a`` for an undefined (NaN) value."""
+    return "n/a" if value != value else f"{value:.4f}"
 
 
 #: A class with fewer real flows than this gets a fidelity number too noisy to read alone.
@@ -80,7 +88,7 @@ class FidelityReport:
         elif real.labels is not None:
             keep = set(real.classes)
         out = {}
-        for m in (default_metrics() if metrics is None else metrics):
+        for m in (default_metrics(real) if metrics is None else metrics):
             ref = train if (train is not None and m.reference == "train") else real
             per = m.compute_breakdown(ref, synthetic)
             if keep is not None and set(per) != {"__all__"}:
@@ -135,7 +143,7 @@ class FidelityReport:
         lines = [f"### {self.name}", "", "| metric | direction | range | macro value |", "|---|---|---|---|"]
         for k, v in self.metrics.items():
             lines.append(f"| {k} | {v['direction']} is better | [{v['range'][0]:g}, {v['range'][1]:g}] "
-                         f"| {v['value']:.4f} |")
+                         f"| {_cell(v['value'])} |")
         notes = self.warnings()
         if notes:
             lines += [""] + [f"> {line}" for line in notes]
@@ -149,7 +157,7 @@ class FidelityReport:
             for c in classes:
                 n = [str(counts[c]["real"]) + (" (few)" if c in few else ""), str(counts[c]["synthetic"])] \
                     if c in counts else (["-", "-"] if counts else [])
-                cells = [f"{self.metrics[m]['per_class'].get(c, float('nan')):.4f}" for m in names]
+                cells = [_cell(self.metrics[m]['per_class'].get(c, float('nan'))) for m in names]
                 lines.append(f"| {c} | " + " | ".join(n + cells) + " |")
         return "\n".join(lines)
 
@@ -163,7 +171,8 @@ def comparison_markdown(reports: Sequence[FidelityReport]) -> str:
     lines = ["| generator | " + " | ".join(f"{n} {arrows[n]}" for n in names) + " |",
              "|---|" + "---|" * len(names)]
     for r in reports:
-        lines.append(f"| {r.name} | " + " | ".join(f"{r.metrics[n]['value']:.4f}" for n in names) + " |")
+        lines.append(f"| {r.name} | " + " | ".join(_cell(r.metrics[n]["value"]) if n in r.metrics else "n/a"
+                                                   for n in names) + " |")
     return "\n".join(lines)
 
 
@@ -189,7 +198,8 @@ def write_evaluation(results: dict, out_dir: str | Path) -> dict[str, Path]:
     reports = [FidelityReport.from_dict(d) for d in results["fidelity"]]
     files = {"json": out / "report.json", "md": out / "report.md"}
     if reports:
-        files["radar"] = radar_plot({r.name: r.scores() for r in reports}, out / "radar.png")
+        files["radar"] = radar_plot({r.name: r.scores() for r in reports if not r.info.get("timing_only")},
+                                    out / "radar.png")
     t = results["tstr"]
     files["tstr"] = bar_plot({k: v["macro_f1_mean"] for k, v in t.items()},
                              [v["macro_f1_std"] for v in t.values()], out / "tstr.png",

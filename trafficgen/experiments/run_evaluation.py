@@ -35,6 +35,24 @@ def sample_like(generator, like: FlowSet, *, random_state=None) -> tuple[FlowSet
 #: Name of the real-vs-real floor row in the fidelity list.
 FLOOR = "real_vs_real (floor)"
 
+#: Name of the timing-only row: real lengths with the per-class empirical IATs export falls back to.
+EMPIRICAL_TIMING = "empirical IAT (export fallback)"
+
+
+def empirical_timing_sample(train: FlowSet, floor: FlowSet, *, random_state=0) -> FlowSet:
+    """``floor``'s real lengths with IATs drawn as :func:`FlowSet.to_pcap` does for flows without
+    timing (per class and condition, from ``train``): what a generator without timing gets."""
+    from trafficgen._random import check_random_state
+    from trafficgen.data.flows.pcap_timing import empirical_iats
+
+    later = floor.valid_mask.copy()
+    later[:, :1] = False
+    change = np.zeros(later.shape, dtype=bool)
+    change[:, 1:] = floor.directions[:, 1:] != floor.directions[:, :-1]
+    out = floor[np.arange(len(floor))]
+    out.iat = np.where(later, empirical_iats(train, floor.labels, later, change, check_random_state(random_state)), 0.0)
+    return out
+
 
 def real_floor_sample(train: FlowSet, test: FlowSet, *, random_state=0) -> FlowSet:
     """Real training flows with the test part's class counts (as many as the class has): the
@@ -77,7 +95,9 @@ def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, s
     reference generators of :func:`reference_generators` fitted on the real training part are
     evaluated beside them; the fidelity list always ends with the real-vs-real floor
     (:func:`real_floor_sample` against the test part; its leakage is the share of those real
-    training flows equal to a real test flow)."""
+    training flows equal to a real test flow). When the real flows carry timing, the IAT JSD is
+    among the metrics (n/a for generators without timing) and a last, timing-only row gives it
+    for the empirical IATs export falls back to (:func:`empirical_timing_sample`)."""
     from trafficgen.evaluation.likelihood import has_likelihood, likelihood_summary
     from trafficgen.evaluation.utility import tstr
     from trafficgen.experiments.augmentation import DEFAULT_FRACTIONS, augmentation_experiment
@@ -101,8 +121,14 @@ def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, s
             syn_train, _ = sample_like(g, train, random_state=2000 + i)
             if len(syn_train):
                 tstr_sets[name] = syn_train
-        reports.append(FidelityReport.compute(test, real_floor_sample(train, test, random_state=split_seed),
-                                              name=FLOOR, info={"floor": True}))
+        floor = real_floor_sample(train, test, random_state=split_seed)
+        reports.append(FidelityReport.compute(test, floor, name=FLOOR, info={"floor": True}))
+        if test.iat is not None and train.iat is not None:
+            from trafficgen.evaluation.fidelity import IATJSD
+
+            reports.append(FidelityReport.compute(
+                test, empirical_timing_sample(train, floor, random_state=split_seed), name=EMPIRICAL_TIMING,
+                metrics=[IATJSD()], info={"timing_only": True}))
         utility = tstr(tstr_sets, train, test, seeds=seeds, n_estimators=n_estimators)
         nll = {name: likelihood_summary(g, test) for name, g in gens.items() if has_likelihood(g)}
     aug = augmentation_experiment(train, test, generators=generators,

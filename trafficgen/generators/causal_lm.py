@@ -33,6 +33,15 @@ from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer, 
 #: Rows per decode chunk (see :meth:`CausalLMFlowGenerator.generate_ids`).
 DECODE_CHUNK = 1024
 
+#: Prefix of the timing head's tensors in ``model.safetensors``.
+TIMING_PREFIX = "timing_head."
+
+
+def torch_tensor(array):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
+
 
 class CausalLMFlowGenerator(FlowGenerator):
     """Base class; subclasses set ``name`` and ``presets`` and implement ``_build_model``,
@@ -59,6 +68,10 @@ class CausalLMFlowGenerator(FlowGenerator):
     a loaded model moves to ``device`` when it is first used. Started by ``accelerate launch``
     (or ``trafficgen train --num-processes N``), ``fit`` trains data-parallel
     (see :func:`~trafficgen.generators.training.train_loop`).
+
+    Timing: ``timing=True`` also learns the flows' inter-arrival times with a second head
+    (:mod:`trafficgen.generators.timing_head`) and ``sample`` returns them in ``iat``; the lengths'
+    model, likelihood and samples are those of the length model alone.
     """
 
     presets: ClassVar[dict[str, dict]] = {}
@@ -67,6 +80,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         "classes": Field.class_names(), "class_prior": Field.class_prior("classes"),
         "class_counts": Field.class_counts(required=False), "max_packets_": Field.integer(minimum=1),
         "history": Field.object(required=False), "model_config": Field.object(),
+        "timing": Field.object(required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {
         "tokenizer.json": {"type": Field.string(equals="FlowTokenizer"), "classes": Field.class_names(),
@@ -78,7 +92,7 @@ class CausalLMFlowGenerator(FlowGenerator):
                  val_fraction: float = 0.1, patience: int | None = None, class_balance: float = 0.0,
                  repeat_weight: float = 1.0, length_features: bool = True, random_state: int | None = None,
                  progress: bool = True, device: str = "auto", precision: str = "fp32",
-                 gradient_accumulation_steps: int = 1):
+                 gradient_accumulation_steps: int = 1, timing: bool = False):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -95,6 +109,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.device = device
         self.precision = precision
         self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.timing = timing
 
     # ------------------------------------------------------------------ architecture hooks
     def _build_model(self, vocab_size: int, max_positions: int):
@@ -145,6 +160,8 @@ class CausalLMFlowGenerator(FlowGenerator):
 
             attach_length_features(model, tokenizer)
         outputs, first_positive = tokenizer.output_ids, tokenizer.first_positive_output
+        timing = self._timing_setup(flows, width, model, seed, device)  # None, or the head's tensors
+        trained = model if timing is None else torch.nn.ModuleDict({"lm": model, "timing": timing["head"]})
 
         def loss_fn(batch):
             """Mean negative log-likelihood per scored token of the distribution :meth:`sample`
@@ -162,6 +179,15 @@ class CausalLMFlowGenerator(FlowGenerator):
             first[:, 0] = True
             logits[first[sel], :first_positive] = -torch.inf  # step 0: positive lengths only
             loss = torch.nn.functional.cross_entropy(logits, tgt[sel] - EOS_ID)
+            if timing is not None:  # + the IAT bins' NLL per scored length token
+                b, cols = batch.to(device), width_b - 2  # packets 1 .. cols have hidden states
+                scored = timing["scored"][b, :cols]  # (B, cols)
+                h = hidden[:, 1:1 + cols][scored].detach()  # (N_t, D): packet k's state
+                row_cls = (x[:, :1] - tokenizer.first_class_id).expand(-1, cols)[scored]  # (N_t,)
+                t_logits = timing["head"](h, row_cls, timing["prev"][b, :cols][scored],
+                                          timing["change"][b, :cols][scored]).float()  # (N_t, n_bins)
+                loss = loss + torch.nn.functional.cross_entropy(
+                    t_logits, timing["bins"][b, :cols][scored], reduction="sum") / max(int(sel.sum()), 1)
             return loss, int(sel.sum())
 
         weights = training_row_weights(ids, class_balance=float(self.class_balance),
@@ -171,7 +197,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         budget = {"epochs": int(self.epochs)} if self.epochs is not None else {
             "epochs": 1, "max_steps": int(self.max_steps) if self.max_steps is not None else training_budget(
                 len(flows) * (1.0 - float(self.val_fraction)), int(self.batch_size))}
-        self.history_ = train_loop(model, loss_fn, n=len(flows), **budget,
+        self.history_ = train_loop(trained, loss_fn, n=len(flows), **budget,
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
                                    progress=bool(self.progress), description=f"train {self.name}",
@@ -182,6 +208,8 @@ class CausalLMFlowGenerator(FlowGenerator):
 
             fold_length_features(model)  # a plain HF model from here on
         self.model_ = model.eval()
+        self.timing_head_ = None if timing is None else timing["head"].eval()
+        self.iat_bins_ = None if timing is None else timing["iat_bins"]
         self.tokenizer_ = tokenizer
         self.max_packets_ = width
         self.class_counts_ = {c: int(counts[c]) for c in classes}
@@ -189,6 +217,33 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.class_prior_ = np.array([counts[c] / total for c in classes])
         self.classes_ = classes
         return self
+
+    def _timing_setup(self, flows, width: int, model, seed: int, device):
+        """For ``timing``: the fitted IAT bins, a seeded :class:`TimingHead` on ``device`` and its
+        per-packet targets as tensors (n, W); None without timing."""
+        import torch
+
+        from trafficgen.generators.timing_head import TimingHead, timing_targets
+        from trafficgen.generators.training import seeded_init
+        from trafficgen.representations.iat_bins import IATBins
+
+        if self.timing not in (True, False):
+            raise ConfigError(f"timing must be True or False, got {self.timing!r}")
+        if not self.timing:
+            return None
+        if flows.iat is None:
+            raise InputFormatError("timing=True needs flows with inter-arrival times (read from captures)")
+        flows = flows.truncate(width) if flows.max_packets > width else flows
+        bins = IATBins()
+        cur, prev, change, scored = timing_targets(flows.lengths, flows.n_packets, flows.iat, bins)
+        bins.fit(flows.iat[scored])
+        pad = width - cur.shape[1]  # flows narrower than the model: no packets there
+        arrays = [np.pad(a, ((0, 0), (0, pad))) for a in (cur, prev, change, scored)]
+        head = seeded_init(seed + 1, lambda: TimingHead(model.config.hidden_size, bins.n_bins,
+                                                        len(flows.classes))).to(device)
+        t = {k: torch.from_numpy(a).to(device) for k, a in zip(("bins", "prev", "change", "scored"), arrays,
+                                                               strict=True)}
+        return {**t, "head": head, "iat_bins": bins}
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, cls=None, temperature: float = 1.0, top_k: int | None = None,
@@ -223,7 +278,81 @@ class CausalLMFlowGenerator(FlowGenerator):
                                         top_k=top_k, top_p=top_p, dtype=dtype)  # (b, W+2)
                 parts.append(ids.cpu().numpy())
                 update(len(ids))
-        return self.tokenizer_.decode(np.concatenate(parts), max_packets=self.max_packets_)
+        ids = np.concatenate(parts)
+        flows = self.tokenizer_.decode(ids, max_packets=self.max_packets_)
+        if getattr(self, "timing_head_", None) is not None:  # its own stream: the lengths do not depend on it
+            flows.iat = self._sample_timing(ids, flows, np.random.default_rng(rng.integers(2**63 - 1)))
+        return flows
+
+    def _timing_hidden(self, ids: np.ndarray, device):
+        """(n, W+2) token ids -> (n, W, D) final hidden states at packets 1..W (teacher forced)."""
+        import torch
+
+        x = torch.from_numpy(ids[:, :self.max_packets_ + 1]).to(device)  # (n, W+1)
+        return self._backbone_hidden(self.model_, x)[:, 1:].float()  # (n, W, D)
+
+    def _sample_timing(self, ids: np.ndarray, flows, rng: np.random.Generator, *, chunk: int = 1024) -> np.ndarray:
+        """(n, W) IATs in seconds of decoded flows: one teacher-forced forward over their tokens,
+        then the head's bins packet by packet (one uniform per packet, drawn for all rows at once
+        so chunking does not change the result), then seconds from the bins' quantiles."""
+        import torch
+
+        from trafficgen.generators.timing_head import timing_targets
+
+        device = self._placed()
+        n, w = flows.lengths.shape
+        u = rng.random((n, w))
+        _, _, change, scored = timing_targets(flows.lengths, flows.n_packets, np.zeros((n, w)), self.iat_bins_)
+        none = self.iat_bins_.n_bins
+        bins = np.full((n, w), none, dtype=np.int64)
+        with torch.inference_mode():
+            for i in range(0, n, chunk):
+                hidden = self._timing_hidden(ids[i:i + chunk], device)  # (b, W, D)
+                ch = torch.from_numpy(change[i:i + chunk]).to(device)  # (b, W)
+                cls = torch.from_numpy(ids[i:i + chunk, 0] - self.tokenizer_.first_class_id).to(device)  # (b,)
+                prev = torch.full((hidden.shape[0],), none, dtype=torch.long, device=device)  # (b,)
+                for col in range(1, w):
+                    probs = torch.softmax(self.timing_head_(hidden[:, col], cls, prev, ch[:, col]).float(), dim=-1)
+                    cdf = probs.cumsum(-1).cpu().numpy()  # (b, n_bins)
+                    pick = (cdf < (u[i:i + chunk, col] * cdf[:, -1])[:, None]).sum(axis=1).clip(0, none - 1)
+                    bins[i:i + chunk, col] = pick
+                    prev = torch.from_numpy(np.where(scored[i:i + chunk, col], pick, none)).to(device)
+        iat = np.zeros((n, w))
+        iat[scored] = self.iat_bins_.decode(bins[scored], rng)
+        return iat
+
+    def timing_log_likelihood(self, flows, *, batch_size: int = 256) -> tuple[np.ndarray, int]:
+        """(natural-log likelihood of each flow's IAT bins given its lengths (n,), number of scored
+        IATs): the head's term of the joint, comparable with
+        :meth:`~trafficgen.generators.iat_chain.IATChain.log_likelihood_bins`."""
+        import torch
+
+        from trafficgen.generators.timing_head import timing_targets
+
+        self._check_fitted()
+        if getattr(self, "timing_head_", None) is None:
+            raise ConfigError("this model was trained without timing (timing=True)")
+        if flows.iat is None:
+            raise InputFormatError("the flows carry no inter-arrival times")
+        width = self.max_packets_
+        flows = flows.truncate(width) if flows.max_packets > width else flows
+        ids, _ = self.tokenizer_.encode(flows, width, clip=True)  # (n, W+2)
+        cur, prev, change, scored = timing_targets(flows.lengths, flows.n_packets, flows.iat, self.iat_bins_)
+        cols = cur.shape[1]
+        device = self._placed()
+        out = np.zeros(len(ids))
+        with torch.inference_mode():
+            for i in range(0, len(ids), int(batch_size)):
+                sl = slice(i, i + int(batch_size))
+                hidden = self._timing_hidden(ids[sl], device)[:, :cols]  # (B, cols, D)
+                sc = torch.from_numpy(scored[sl]).to(device)
+                cls = torch.from_numpy(ids[sl, :1] - self.tokenizer_.first_class_id).to(device).expand_as(sc)[sc]
+                logits = self.timing_head_(hidden[sc], cls, torch.from_numpy(prev[sl]).to(device)[sc],
+                                           torch.from_numpy(change[sl]).to(device)[sc]).float()
+                logp = torch.log_softmax(logits, -1).gather(-1, torch.from_numpy(cur[sl]).to(device)[sc][:, None])[:, 0]
+                rows = torch.nonzero(sc)[:, 0].cpu().numpy()
+                np.add.at(out, i + rows, logp.double().cpu().numpy())
+        return out, int(scored.sum())
 
     def generate_ids(self, class_ids, *, generator, temperature: float = 1.0, top_k: int | None = None,
                      top_p: float | None = None, max_packets: int | None = None, dtype: str = "float32"):
@@ -310,6 +439,8 @@ class CausalLMFlowGenerator(FlowGenerator):
         device = resolve_device(self.device)
         if not same_device(model_device(self.model_), device):
             self.model_ = self.model_.to(device)
+        if getattr(self, "timing_head_", None) is not None and not same_device(model_device(self.timing_head_), device):
+            self.timing_head_ = self.timing_head_.to(device)
         return device
 
     def _output_projection(self, dtype):
@@ -340,6 +471,10 @@ class CausalLMFlowGenerator(FlowGenerator):
             "model_config": self.model_.config.to_dict(),
         }
         tensors = {k: v for k, v in self.model_.state_dict().items()}
+        if getattr(self, "timing_head_", None) is not None:
+            config["timing"] = self.iat_bins_.to_dict()
+            tensors.update({f"{TIMING_PREFIX}{k}": v for k, v in self.timing_head_.state_dict().items()})
+            tensors[f"{TIMING_PREFIX}iat_quantiles"] = torch_tensor(self.iat_bins_.quantiles_)
         return config, tensors, {"tokenizer.json": self.tokenizer_.to_dict()}
 
     @classmethod
@@ -356,8 +491,19 @@ class CausalLMFlowGenerator(FlowGenerator):
         if model.config.vocab_size < gen.tokenizer_.vocab_size:
             raise InputFormatError(f"model_config vocab_size {model.config.vocab_size} is smaller than the "
                                    f"tokenizer's {gen.tokenizer_.vocab_size}", path="config.json")
+        head_tensors = {k[len(TIMING_PREFIX):]: v for k, v in tensors.items() if k.startswith(TIMING_PREFIX)}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(TIMING_PREFIX)}
         load_module_state(model, tensors, TENSORS_FILE, optional=lambda key: "inv_freq" in key)
         gen.model_ = model.eval()  # CPU weights; moved to gen.device when first used (_placed)
+        gen.timing_head_ = gen.iat_bins_ = None
+        if config.get("timing") is not None:
+            from trafficgen.generators.timing_head import TimingHead
+            from trafficgen.representations.iat_bins import IATBins
+
+            gen.iat_bins_ = IATBins.from_dict(config["timing"], np.asarray(head_tensors.pop("iat_quantiles", None)))
+            head = TimingHead(model.config.hidden_size, gen.iat_bins_.n_bins, len(config["classes"]))
+            load_module_state(head, head_tensors, TENSORS_FILE)
+            gen.timing_head_ = head.eval()
         gen.max_packets_ = int(config["max_packets_"])
         gen.history_ = config.get("history", {})
         gen.class_counts_ = {str(k): int(v) for k, v in config.get("class_counts", {}).items()}

@@ -134,21 +134,27 @@ class MarkovGenerator(FlowGenerator):
     max_packets : packets modelled per flow (default: the data's width, capped at 32).
     max_length : largest absolute payload length with its own token (longer ones are clipped to it
         and counted at fit time in ``n_clipped_``), as in the token models.
+    timing : learn and sample inter-arrival times with an :class:`~trafficgen.generators.iat_chain.IATChain`
+        (``"auto"``, the default: when the training flows carry IATs; ``True``: required;
+        ``False``: lengths only). Lengths are drawn first, so they do not depend on this.
     """
 
     name = "markov"
     _fitted_attr: ClassVar[str] = "tables_"
     _config_schema: ClassVar[dict[str, Field]] = {
         "classes": Field.class_names(), "class_prior": Field.class_prior("classes"),
-        "max_packets_": Field.integer(minimum=1), "n_symbols": Field.integer(minimum=3)}
+        "max_packets_": Field.integer(minimum=1), "n_symbols": Field.integer(minimum=3),
+        "timing": Field.object(required=False)}
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {
         "tokenizer.json": {"type": Field.string(equals="FlowTokenizer"), "classes": Field.class_names(),
                            "max_length": Field.integer(minimum=1)}}
 
-    def __init__(self, *, order: int = 2, max_packets: int | None = None, max_length: int = 1500):
+    def __init__(self, *, order: int = 2, max_packets: int | None = None, max_length: int = 1500,
+                 timing: bool | str = "auto"):
         self.order = order
         self.max_packets = max_packets
         self.max_length = max_length
+        self.timing = timing
 
     # ------------------------------------------------------------------ keys
     def _keys(self, cls_ids: np.ndarray, context: np.ndarray, j: int) -> np.ndarray:
@@ -187,7 +193,18 @@ class MarkovGenerator(FlowGenerator):
         self.tables_ = [CountTable.from_events(self._keys(cls_ids, context, j), token) for j in range(order + 1)]
         self.global_counts_ = np.bincount(token, minlength=self.tokenizer_.vocab_size).astype(np.int64)
         self.first_step_ = self._first_step_distribution()  # (C, V)
+        self.timing_ = self._fit_timing(flows.truncate(width) if flows.max_packets > width else flows)
         return self
+
+    def _fit_timing(self, flows: FlowSet):
+        """The fitted :class:`IATChain`, or None (``timing`` off, or "auto" without IATs)."""
+        from trafficgen.generators.iat_chain import IATChain
+
+        if self.timing not in (True, False, "auto"):
+            raise ConfigError(f"timing must be True, False or 'auto', got {self.timing!r}")
+        if self.timing is False or (self.timing == "auto" and flows.iat is None):
+            return None
+        return IATChain().fit(flows, self.classes_)
 
     def _events(self, ids: np.ndarray):
         """Every (row, class, context, next token, position) of encoded flows ``ids`` (n, W + 2),
@@ -306,7 +323,10 @@ class MarkovGenerator(FlowGenerator):
                 history[go] = np.concatenate([history[go, 1:], self._symbols(nxt[~ended])[:, None]], axis=1)
         lengths = np.where(tokens > EOS_ID, self.tokenizer_.id_to_length(np.maximum(tokens, 2)), 0)
         lengths[np.arange(width)[None, :] >= n_packets[:, None]] = 0
-        return FlowSet(lengths=lengths.astype(np.int32), n_packets=n_packets.astype(np.int32), labels=names)
+        out = FlowSet(lengths=lengths.astype(np.int32), n_packets=n_packets.astype(np.int32), labels=names)
+        if self.timing_ is not None:  # its own stream, after the lengths: they do not depend on it
+            out.iat = self.timing_.sample(out, self.classes_, np.random.default_rng(rng.integers(2**63 - 1)))
+        return out
 
     # ------------------------------------------------------------------ persistence
     def _state(self):
@@ -314,6 +334,9 @@ class MarkovGenerator(FlowGenerator):
         for j, table in enumerate(self.tables_):
             tensors.update(table.state(f"order{j}"))
         config = {**self._class_state(), "n_symbols": int(self.n_symbols_), "n_clipped": int(self.n_clipped_)}
+        if self.timing_ is not None:
+            config["timing"] = self.timing_.config()
+            tensors.update(self.timing_.state("iat"))
         return config, tensors, {"tokenizer.json": self.tokenizer_.to_dict()}
 
     @classmethod
@@ -326,4 +349,9 @@ class MarkovGenerator(FlowGenerator):
         obj.global_counts_ = np.asarray(tensors["global_counts"], dtype=np.int64)
         obj.tables_ = [CountTable.from_state(tensors, f"order{j}") for j in range(int(obj.order) + 1)]
         obj.first_step_ = obj._first_step_distribution()
+        obj.timing_ = None
+        if config.get("timing") is not None:
+            from trafficgen.generators.iat_chain import IATChain
+
+            obj.timing_ = IATChain.from_state(config["timing"], tensors, "iat")
         return obj

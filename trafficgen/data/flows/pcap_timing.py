@@ -61,14 +61,14 @@ def gap_ticks(fs: FlowSet, timing_from, res: int, rng) -> tuple[np.ndarray, str]
         if timing_from.iat is None:
             raise ConfigError("timing_from has no IATs (e.g. CICDOH20 as shipped): give flows read from captures")
         timing = "empirical"
-        iat = _empirical_iats(timing_from, labels, later, change, rng)
+        iat = empirical_iats(timing_from, labels, later, change, rng)
     else:
         means = np.where(change, DEFAULT_IAT["direction_change"], DEFAULT_IAT["same_direction"])
         iat = rng.exponential(1.0, size=(n, w)) * means
     return np.where(later, np.rint(iat * res), 0).astype(np.int64), timing
 
 
-def _empirical_iats(ref: FlowSet, labels, later, change, rng) -> np.ndarray:
+def empirical_iats(ref: FlowSet, labels, later, change, rng) -> np.ndarray:
     """Draw each needed IAT uniformly from ref's IATs of the same class and condition (direction
     change or not); a class or condition ref lacks falls back to all of ref's IATs of the condition
     (then to all of ref's IATs)."""
