@@ -158,3 +158,23 @@ def test_default_model_class_checked_before_training(monkeypatch):
     res = runner.invoke(app, ["sample", "--class", "zoom", "-n", "3"])
     assert isinstance(res.exception, UnknownClassError), res.exception
     assert "known classes: A, B" in str(res.exception)
+
+
+def test_train_timing_then_sample_writes_iats(tmp_path):
+    from tests.generators.test_timing import _timed_flows
+
+    data = tmp_path / "timed.parquet"
+    _timed_flows(60).save(data)
+    for model, flag, timed in (("markov", "--timing", True), ("markov", "--no-timing", False)):
+        out = tmp_path / f"{model}{flag}"
+        res = runner.invoke(app, ["train", "--model", model, "--data", str(data), "-o", str(out), flag])
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(app, ["sample", "-n", "20", "--model", str(out), "-o", str(out / "s.parquet")])
+        assert res.exit_code == 0, res.output
+        s = FlowSet.read(out / "s.parquet")
+        assert (s.iat is not None) is timed
+        if timed:
+            assert (s.iat[:, 0] == 0).all() and (s.iat[:, 1:][s.valid_mask[:, 1:]] > 0).mean() > 0.5
+    res = runner.invoke(app, ["train", "--model", "smote", "--data", str(data), "-o", str(tmp_path / "sm"),
+                              "--timing"])
+    assert res.exit_code == 0 and "no parameter 'timing'" in res.output

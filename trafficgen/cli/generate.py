@@ -126,6 +126,9 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                               "optimiser step."),
         num_processes: int = typer.Option(1, "--num-processes", help="Data-parallel training in N processes "
                                           "(accelerate's launcher; gloo on the CPU, one GPU each with CUDA)."),
+        timing: bool | None = typer.Option(None, "--timing/--no-timing", help="Also learn inter-arrival times "
+                                           "(LLaMA / Mamba: off by default; markov: on when the flows carry "
+                                           "IATs); `sample` then writes them."),
     ) -> None:
         """Train a generator on labelled flows and save it (config.json + model.safetensors).
 
@@ -151,7 +154,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         kwargs, ignored = generator_kwargs(cls, epochs=epochs, batch_size=batch_size, preset=preset,
                                            random_state=seed, max_packets=packets, class_balance=class_balance,
                                            repeat_weight=repeat_weight, progress=True, device=device,
-                                           precision=precision, gradient_accumulation_steps=grad_accum)
+                                           precision=precision, gradient_accumulation_steps=grad_accum,
+                                           timing=timing)
         option = {"random_state": "seed", "max_packets": "packets", "gradient_accumulation_steps": "grad_accum"}
         for name in ignored:  # only what the user asked for: --seed has a default every model gets
             if name not in ("progress", "device") and _given(ctx, option.get(name, name)) and is_main_process():

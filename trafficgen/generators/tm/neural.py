@@ -10,7 +10,9 @@ once (direct multi-horizon head) and are trained by :func:`~trafficgen.generator
 on the mean squared error: AdamW (``lr``, ``weight_decay``, constant rate, no schedule), gradients
 clipped at norm 1, mini-batches shuffled with a seeded ``torch.Generator``, early stopping on the
 validation windows' MSE when a validation series is given (best weights restored; without one
-the weights of the epoch with the lowest training loss).
+the weights of the epoch with the lowest training loss). ``device`` ``"auto"`` (CUDA, else MPS,
+else CPU) | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"`` is where the network trains and predicts;
+saved weights are CPU tensors, a loaded model moves to its ``device`` when first used.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ class NeuralTMForecaster(TMForecaster):
     needs more than ``n_nodes``, ``_network_inputs`` (extra fitted state saved as tensors)."""
 
     def _common_init(self, *, t_in, horizons, epochs, batch_size, lr, weight_decay, patience,
-                     random_state, progress):
+                     random_state, progress, device="auto"):
         self.t_in = t_in
         self.horizons = horizons
         self.epochs = epochs
@@ -63,6 +65,7 @@ class NeuralTMForecaster(TMForecaster):
         self.patience = patience
         self.random_state = random_state
         self.progress = progress
+        self.device = device
 
     @property
     def min_history(self) -> int:
@@ -92,6 +95,9 @@ class NeuralTMForecaster(TMForecaster):
             raise ConfigError(f"need t_in >= 1 and horizons >= 1, got {self.t_in}, {horizons}")
         if len(train) < int(self.t_in) + max(horizons):
             raise InputFormatError("training series too short for one window of t_in + max(horizons)")
+        from trafficgen._device import resolve_device
+
+        device = resolve_device(self.device)  # fail before any work
         seed = seed_from(self.random_state)
         self._record_series(train)
         self.scaler_ = ODLogScaler().fit(train.values)
@@ -99,7 +105,8 @@ class NeuralTMForecaster(TMForecaster):
 
         def windows(series):
             x, y = make_windows(self.scaler_.transform(series.values), int(self.t_in), horizons)
-            return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+            return (torch.as_tensor(x, dtype=torch.float32, device=device),
+                    torch.as_tensor(y, dtype=torch.float32, device=device))
 
         x, y = windows(train)  # (B, T_in, N, N), (B, H, N, N)
         validate = None
@@ -107,7 +114,7 @@ class NeuralTMForecaster(TMForecaster):
             x_val, y_val = windows(val)
             if len(x_val):
                 validate = lambda: window_mse(net, x_val, y_val, int(self.batch_size))  # noqa: E731
-        self.network_ = net = seeded_init(seed, lambda: self._build_network(self.n_nodes_))
+        self.network_ = net = seeded_init(seed, lambda: self._build_network(self.n_nodes_)).to(device)
 
         def loss_fn(idx):
             return torch.nn.functional.mse_loss(net(x[idx]), y[idx]), len(idx)
@@ -134,20 +141,31 @@ class NeuralTMForecaster(TMForecaster):
             raise ConfigError(f"{self.name} was trained for horizons {trained}; cannot forecast {missing}")
         cols = [trained.index(int(h)) for h in horizons]
         t_in = int(self.t_in)
+        device = self._placed()
         self.network_.eval()
         out = np.empty((len(origins), len(horizons)) + values.shape[1:])
         for i in range(0, len(origins), 256):
             o = origins[i:i + 256]
             z = torch.as_tensor(self.scaler_.transform(values[window_index(o, t_in)]),
-                                dtype=torch.float32)  # (b, T_in, N, N)
-            z_hat = self.network_(z)[:, cols].double().numpy()  # (b, H, N, N)
+                                dtype=torch.float32, device=device)  # (b, T_in, N, N)
+            z_hat = self.network_(z)[:, cols].double().cpu().numpy()  # (b, H, N, N)
             out[i:i + len(o)] = self.scaler_.inverse_transform(z_hat)
         return out
+
+    def _placed(self):
+        """The torch device of ``device``, with the network moved there first if it is elsewhere."""
+        from trafficgen._device import resolve_device, same_device
+        from trafficgen.generators.training import model_device
+
+        device = resolve_device(self.device)
+        if not same_device(model_device(self.network_), device):
+            self.network_ = self.network_.to(device)
+        return device
 
     # ------------------------------------------------------------------ persistence
     def _state(self):
         config = {**self._series_config(), "history": self.history_}
-        tensors = {f"net.{k}": v for k, v in self.network_.state_dict().items()}
+        tensors = {f"net.{k}": v.detach().cpu() for k, v in self.network_.state_dict().items()}
         tensors.update({f"scaler.{k}": v for k, v in self.scaler_.state().items()})
         tensors.update(self._extra_tensors())
         return config, tensors, {}

@@ -52,12 +52,13 @@ class _RNNForecaster(NeuralTMForecaster):
     def __init__(self, *, t_in: int = 24, horizons: Sequence[int] = (1, 10, 20), hidden: int = 64,
                  n_layers: int = 1, epochs: int = 30, batch_size: int = 32, lr: float = 1e-3,
                  weight_decay: float = 1e-4, patience: int | None = 5, random_state: int | None = 0,
-                 progress: bool = True):
+                 progress: bool = True,
+                 device: str = "auto"):
         self.hidden = hidden
         self.n_layers = n_layers
         self._common_init(t_in=t_in, horizons=horizons, epochs=epochs, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, patience=patience, random_state=random_state,
-                          progress=progress)
+                          progress=progress, device=device)
 
     def _build_network(self, n_nodes: int) -> nn.Module:
         return RNNNet(RNNConfig(n_nodes=n_nodes, n_horizons=len(self.horizons), hidden=int(self.hidden),

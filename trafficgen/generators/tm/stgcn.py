@@ -157,7 +157,8 @@ class STGCNForecaster(NeuralTMForecaster):
     def __init__(self, *, t_in: int = 24, horizons: Sequence[int] = (1, 10, 20), hidden: int = 32,
                  kt: int = 3, cheb_k: int = 3, adjacency="auto", k_neighbors: int = 3, epochs: int = 30,
                  batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 patience: int | None = 5, random_state: int | None = 0, progress: bool = True):
+                 patience: int | None = 5, random_state: int | None = 0, progress: bool = True,
+                 device: str = "auto"):
         self.hidden = hidden
         self.kt = kt
         self.cheb_k = cheb_k
@@ -165,7 +166,7 @@ class STGCNForecaster(NeuralTMForecaster):
         self.k_neighbors = k_neighbors
         self._common_init(t_in=t_in, horizons=horizons, epochs=epochs, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, patience=patience, random_state=random_state,
-                          progress=progress)
+                          progress=progress, device=device)
 
     def _prepare(self, train) -> None:
         links = train.meta.get("links")
