@@ -132,6 +132,10 @@ def test_forecast_steps_samples_max_origins(tm_file, tmp_path):
     assert metrics["n_origins"] == 3 and metrics["n_test_origins"] == 160 - 136 - 2
     assert metrics["n_inference_steps"] == 2 and metrics["n_samples"] == 2
     assert metrics["baseline"]["n_origins"] == 3
+    prob = metrics["baselines"][1]  # probabilistic persistence, same origins and K
+    assert prob["model"] == "persistence-prob" and prob["n_origins"] == 3 and prob["n_samples"] == 2
+    assert "crps_mbps" in metrics["metrics"]["1"] and "width_90_mbps" in prob["metrics"]["1"]
+    assert "| persistence-prob |" in r.output and "CRPS / persistence-prob" in r.output
     with np.load(out / "forecasts.npz") as z:
         assert z["origins"].tolist() == [136, 146, 157]
         np.testing.assert_array_equal(z["point"], np.median(z["samples"], axis=1))
@@ -142,6 +146,11 @@ def test_forecast_steps_samples_max_origins(tm_file, tmp_path):
                 str(tmp_path / "ev"), "--t-in", "6", "--steps", "2", "--samples", "2")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_origins"] == 22  # < LEAD's default 200
+    r = _invoke("tm", "evaluate", "--model", str(tmp_path / "lead"), "--data", str(tm_file), "-o",
+                str(tmp_path / "ev2"), "--t-in", "6", "--steps", "2", "--max-origins", "2")
+    assert r.exit_code == 0, r.output  # no --samples: a probabilistic model is still scored with its own K
+    ev2 = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert ev2["n_samples"] == lead.n_samples and "coverage_90" in ev2["metrics"]["2"]
     r = _invoke("tm", "forecast", "--model", "persistence", "--data", str(tm_file), "-o", str(tmp_path / "p"),
                 "--steps", "2")
     assert isinstance(r.exception, ConfigError) and not (tmp_path / "p").exists()

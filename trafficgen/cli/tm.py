@@ -11,9 +11,10 @@ import typer
 
 _DATA_HELP = "'abilene', 'geant', or a TM file/folder (.npy, .csv, .hist, .txt, SNDLib/TOTEM .xml)."
 _SPLIT = (0.7, 0.15, 0.15)
-_SAMPLES_HELP = ("Draw K samples per forecast (quantiles, CRPS, coverage); for LEAD the point forecast "
-                 "is their median (default: the model's own, 16).")
-_STEPS_HELP = "DDIM sampling steps of a diffusion forecaster (LEAD; default: the model's own, 50)."
+_SAMPLES_HELP = ("Draw K samples per forecast (quantiles, CRPS, coverage, beside probabilistic persistence); "
+                 "for LEAD the point forecast is their median (default: the model's own K, 16, for "
+                 "probabilistic models; none for the others).")
+_STEPS_HELP = "Sampling steps of a diffusion forecaster (LEAD; default: the model's own, 10 DPM-Solver++ steps)."
 _MAX_ORIGINS_HELP = ("Score at most M test origins, evenly spaced (default: every origin; 200 for LEAD; "
                      "0 = every origin).")
 
@@ -139,6 +140,8 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
     if "progress" in forecaster._param_names():  # a saved model may have been made quiet (recipes)
         forecaster.progress = True
     _apply_sampling_options(forecaster, steps=steps, samples=samples)
+    if samples is None and getattr(forecaster, "probabilistic", False):
+        samples = int(getattr(forecaster, "n_samples", 16))  # a probabilistic model is scored as one
     if max_origins is None:
         max_origins = forecaster.default_max_origins
     max_origins = max_origins or None  # 0: every test origin
@@ -153,11 +156,15 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
                                   n_samples=samples, fit=not fitted, random_state=seed, max_origins=max_origins)
     if hasattr(forecaster, "n_inference_steps"):
         results["n_inference_steps"] = int(forecaster.n_inference_steps)
-    baseline = None
+    baselines = []
     if results["model"] != "persistence":
-        baseline = evaluate_forecaster(build_model("persistence"), series, horizons=hs, t_in=t_in, split=_SPLIT,
-                                       max_origins=max_origins)
-    paths = write_results(results, out, baseline_results=baseline)
+        baselines.append(evaluate_forecaster(build_model("persistence"), series, horizons=hs, t_in=t_in,
+                                             split=_SPLIT, max_origins=max_origins))
+    if samples and results["model"] != "persistence-prob":  # the probabilistic bar, same origins and K
+        baselines.append(evaluate_forecaster(build_model("persistence-prob", horizons=hs), series, horizons=hs,
+                                             t_in=t_in, split=_SPLIT, n_samples=samples, random_state=seed,
+                                             max_origins=max_origins))
+    paths = write_results(results, out, baseline_results=baselines or None)
     if samples and write_npz:
         h0 = hs[0] if fan_horizon is None else int(fan_horizon)
         fc = results["forecast"]

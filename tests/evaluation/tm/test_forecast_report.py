@@ -54,9 +54,13 @@ def test_historical_average_ranks_better_on_noise_around_constant(rng):
     assert avg["metrics"]["1"]["rmse_mbps"] < 0.8 * per["metrics"]["1"]["rmse_mbps"]
     table = results_table_markdown([per, avg])
     rows = [line for line in table.splitlines() if line.startswith("| persistence") or line.startswith("| historical")]
-    assert len(rows) == 2 and rows[0].endswith("| 1.000 |")
-    ratio = float(rows[1].rstrip(" |").rsplit("|", 1)[1])
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    col = header.index("RMSE / persistence")
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert len(rows) == 2 and cells[0][col] == "1.000"
+    ratio = float(cells[1][col])
     assert ratio == pytest.approx(avg["metrics"]["1"]["rmse_mbps"] / per["metrics"]["1"]["rmse_mbps"], abs=1e-3)
+    assert cells[1][header.index("CRPS (Mbit/s)")] == ""  # deterministic: no probabilistic scores
 
 
 def test_write_results_and_samples(rng, tmp_path):
@@ -116,3 +120,23 @@ def test_max_origins_evenly_spaced_and_one_sampling_pass(rng):
     res = evaluate_forecaster(MedianOfSamples(), s, horizons=(1,), n_samples=3, max_origins=4)
     assert MedianOfSamples.calls == 1
     np.testing.assert_array_equal(res["forecast"]["point"], 2.0 * s.values[res["forecast"]["origins"]][:, None])
+
+
+def test_table_reports_crps_beside_probabilistic_persistence(rng):
+    from trafficgen.generators.tm.probabilistic_naive import (
+        ProbabilisticHistoricalAverageForecaster,
+        ProbabilisticPersistenceForecaster,
+    )
+
+    s = TMSeries(100 + rng.normal(0, 10, size=(400, 3, 3)), ["a", "b", "c"], 300.0, "bytes")
+    pp = evaluate_forecaster(ProbabilisticPersistenceForecaster(horizons=(1,)), s, horizons=(1,), n_samples=20)
+    ha = evaluate_forecaster(ProbabilisticHistoricalAverageForecaster(horizons=(1,)), s, horizons=(1,), n_samples=20)
+    m = ha["metrics"]["1"]
+    assert m["crps_mbps"] < pp["metrics"]["1"]["crps_mbps"] and 0.8 < m["coverage_90"] <= 1.0
+    assert m["width_90_mbps"] > m["width_50_mbps"] > 0
+    table = results_table_markdown([pp, ha])
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    row = [c.strip() for c in table.splitlines()[3].strip("|").split("|")]
+    assert row[0] == "historical-average-prob"
+    assert float(row[header.index("CRPS / persistence-prob")]) == pytest.approx(
+        m["crps_mbps"] / pp["metrics"]["1"]["crps_mbps"], abs=1e-3)

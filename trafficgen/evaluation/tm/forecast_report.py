@@ -34,22 +34,35 @@ def results_json(results: dict) -> dict:
     return {k: v for k, v in results.items() if k != "forecast"}
 
 
-def results_table_markdown(results: Sequence[dict] | dict, *, baseline: str = "persistence") -> str:
-    """One row per (model, horizon): LEAD RMSE / MAE, RMSE / MAE in Mbit/s, NMAE, and the real-unit
-    RMSE over ``baseline``'s on the same horizon (blank when the baseline is not among ``results``)."""
+def results_table_markdown(results: Sequence[dict] | dict, *, baseline: str = "persistence",
+                           probabilistic_baseline: str = "persistence-prob") -> str:
+    """One row per (model, horizon): LEAD RMSE / MAE, RMSE / MAE in Mbit/s, NMAE, the real-unit RMSE
+    over ``baseline``'s on the same horizon, and, where a result has samples, CRPS (Mbit/s), its
+    ratio to ``probabilistic_baseline``'s, 50 / 90 % coverage and 90 % interval width (blank where
+    unknown)."""
     results = [results] if isinstance(results, dict) else list(results)
-    ref = {}
+    ref, ref_crps = {}, {}
     for res in results:
         if res["model"] == baseline:
             ref = {h: m["rmse_mbps"] for h, m in res["metrics"].items()}
+        if res["model"] == probabilistic_baseline:
+            ref_crps = {h: m.get("crps_mbps") for h, m in res["metrics"].items()}
     lines = ["| model | dataset | h | LEAD RMSE | LEAD MAE | RMSE (Mbit/s) | MAE (Mbit/s) | NMAE "
-             f"| RMSE / {baseline} |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| RMSE / {baseline} | CRPS (Mbit/s) | CRPS / {probabilistic_baseline} | 50 % cov. | 90 % cov. "
+             "| 90 % width (Mbit/s) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def num(v, fmt=".3f"):
+        return "" if v is None else format(v, fmt)
+
     for res in results:
         for h, m in res["metrics"].items():
             ratio = f"{m['rmse_mbps'] / ref[h]:.3f}" if h in ref and ref[h] > 0 else ""
+            crps = m.get("crps_mbps")
+            cr = f"{crps / ref_crps[h]:.3f}" if crps is not None and ref_crps.get(h) else ""
             lines.append(f"| {res['model']} | {res.get('dataset') or ''} | {h} | {m['rmse']:.4f} | {m['mae']:.4f} "
-                         f"| {m['rmse_mbps']:.3f} | {m['mae_mbps']:.3f} | {m['nmae']:.4f} | {ratio} |")
+                         f"| {m['rmse_mbps']:.3f} | {m['mae_mbps']:.3f} | {m['nmae']:.4f} | {ratio} | {num(crps)} | {cr} "
+                         f"| {num(m.get('coverage_50'))} | {num(m.get('coverage_90'))} | {num(m.get('width_90_mbps'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -137,17 +150,23 @@ def plot_error_heatmap(results: dict, path) -> Path:
     return _save(fig, path)
 
 
-def write_results(results: dict, out_dir, *, baseline_results: dict | None = None) -> dict:
-    """Write ``metrics.json``, ``table.md`` (beside ``baseline_results`` when given),
-    ``od_pairs.png`` and ``error_heatmap.png`` into ``out_dir``; returns the paths."""
+def write_results(results: dict, out_dir, *, baseline_results: dict | Sequence[dict] | None = None) -> dict:
+    """Write ``metrics.json``, ``table.md`` (beside ``baseline_results``, one result or several,
+    when given), ``od_pairs.png`` and ``error_heatmap.png`` into ``out_dir``; returns the paths.
+    ``metrics.json`` holds the first baseline under ``"baseline"`` and all of them under
+    ``"baselines"``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [results] + ([baseline_results] if baseline_results is not None else [])
+    if isinstance(baseline_results, dict):
+        baseline_results = [baseline_results]
+    baseline_results = list(baseline_results or [])
+    rows = [results] + baseline_results
     paths = {"metrics": out / "metrics.json", "table": out / "table.md",
              "od_pairs": out / "od_pairs.png", "error_heatmap": out / "error_heatmap.png"}
     payload = results_json(results)
-    if baseline_results is not None:
-        payload["baseline"] = results_json(baseline_results)
+    if baseline_results:
+        payload["baseline"] = results_json(baseline_results[0])
+        payload["baselines"] = [results_json(b) for b in baseline_results]
     with atomic_path(paths["metrics"]) as tmp:
         tmp.write_text(json.dumps(payload, indent=2))
     with atomic_path(paths["table"]) as tmp:
