@@ -1,15 +1,33 @@
-"""NetDiffusGenerator: padding, loss falls, same seed -> same flows, save/load, class conditioning."""
+"""NetDiffusGenerator: padding, loss falls, same seed -> same flows, save/load, class conditioning,
+samplers, devices."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.generators.test_cvae import predicted_class, toy_flows
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError
-from trafficgen.generators.netdiffus import NetDiffusGenerator, padded_size
+from trafficgen.generators.netdiffus import PAPER_PARAMS, NetDiffusGenerator, padded_size
 from trafficgen.registry import get_generator
 from trafficgen.representations.gasf import GasfImageMapper
+
+
+def toy_flows(n: int, seed: int = 0) -> FlowSet:
+    """Two separable classes: 'small' lengths in [100, 200), 'large' in [1000, 1400), signs + - + - + -,
+    6 packets in width 8 (2 padding positions); the set of the CVAE tests."""
+    rng = np.random.default_rng(seed)
+    seqs, labels = [], []
+    for i in range(n):
+        lo, hi = ((100, 200), (1000, 1400))[i % 2]
+        seqs.append((rng.integers(lo, hi, 6) * np.array([1, -1, 1, -1, 1, -1])).tolist())
+        labels.append(("small", "large")[i % 2])
+    return FlowSet.from_sequences(seqs, labels, max_packets=8)
+
+
+def predicted_class(flows: FlowSet) -> np.ndarray:
+    """Rule: mean |length| of the flow above 600 -> 'large'."""
+    mean = np.abs(flows.lengths).sum(1) / np.maximum(flows.n_packets, 1)
+    return np.where(mean > 600, "large", "small")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +41,10 @@ def fitted():
 def test_registry_params_and_padding():
     assert get_generator("netdiffus") is NetDiffusGenerator
     assert {"preset", "epochs", "batch_size", "random_state", "max_packets", "progress", "prediction_type",
-            "length_transform", "guidance_scale", "cfg_dropout"} <= set(NetDiffusGenerator().get_params())
+            "length_transform", "guidance_scale", "cfg_dropout", "sampler", "end_detection", "ema_decay",
+            "device", "max_steps"} <= set(NetDiffusGenerator().get_params())
+    paper = NetDiffusGenerator(**PAPER_PARAMS)  # the seed paper's setting stays reachable
+    assert (paper.max_packets, paper.length_transform, paper.sampler) == (10, "linear", "ddim")
     default = NetDiffusGenerator()
     assert (default.num_inference_steps, default.prediction_type, default.length_transform) == (
         50, "v_prediction", "log")
@@ -61,7 +82,7 @@ def test_save_load_equal(fitted, tmp_path):
     assert loaded.sample(8, random_state=4) == fitted.sample(8, random_state=4)
 
 
-@pytest.mark.parametrize("length_transform", ["log", "linear"])
+@pytest.mark.parametrize("length_transform", ["log", "linear", "quantile"])
 def test_images_invert_exactly(length_transform):
     """Flows -> padded GASF images -> flows is exact (float64), and with the log map also from the
     float32 images the U-Net is trained on; a 1-byte packet beside a 37,440-byte one survives."""
@@ -77,11 +98,16 @@ def test_images_invert_exactly(length_transform):
         np.testing.assert_array_equal(out.n_packets, flows.n_packets)
 
 
-@pytest.mark.parametrize("guidance_scale", [1.0, 2.0])
-def test_class_conditioning(fitted, guidance_scale):
-    # default sampler (50 DDIM steps); plain conditional and classifier-free guidance
-    out = fitted.sample(200, cls=["small", "large"], random_state=11, num_inference_steps=50,
-                        guidance_scale=guidance_scale)
+@pytest.mark.parametrize("guidance_scale,sampler,steps", [(1.0, "ddim", 50), (2.0, "ddim", 50),
+                                                           (1.0, "dpmsolver++", 10), (1.0, "unipc", 10)])
+def test_class_conditioning(fitted, guidance_scale, sampler, steps):
+    # plain conditional and classifier-free guidance; DDIM and the multistep solvers at 10 steps
+    fitted.set_params(sampler=sampler)
+    try:
+        out = fitted.sample(200, cls=["small", "large"], random_state=11, num_inference_steps=steps,
+                            guidance_scale=guidance_scale)
+    finally:
+        fitted.set_params(sampler="ddim")
     pred = predicted_class(out)
     for c in ("small", "large"):
         assert (pred[out.labels == c] == c).mean() >= 0.9, c
@@ -92,7 +118,66 @@ def test_class_conditioning(fitted, guidance_scale):
         assert np.mean(out.n_packets == 6) >= 0.9
 
 
-@pytest.mark.parametrize("bad", [{"prediction_type": "noise"}, {"length_transform": "sqrt"}])
+def test_step_end_detection_and_samplers(fitted):
+    images = fitted.sample_images(np.array([0, 1] * 20), random_state=5, num_inference_steps=2)
+    step = fitted.decode_images(images, end_detection="step")
+    first = fitted.decode_images(images, end_detection="first_gap")
+    assert np.all(step.n_packets >= first.n_packets)  # a gap inside no longer cuts the flow
+    for sampler in ("dpmsolver++", "unipc"):
+        a = fitted.sample_images(np.array([0, 1]), random_state=6, sampler=sampler, num_inference_steps=4)
+        np.testing.assert_array_equal(a, fitted.sample_images(np.array([0, 1]), random_state=6, sampler=sampler,
+                                                              num_inference_steps=4))
+        assert np.all(np.abs(a) <= 1.0 + 1e-6)  # the solvers clip their image estimate
+
+
+def test_device(fitted, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            NetDiffusGenerator(preset="tiny", device="cuda", progress=False).fit(toy_flows(4))
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            NetDiffusGenerator.from_pretrained(_saved(fitted, tmp_path)).set_params(device="cuda").sample(2)
+    with pytest.raises(ConfigError, match="unknown device"):
+        NetDiffusGenerator(preset="tiny", device="tpu", progress=False).fit(toy_flows(4))
+    # explicit CPU = auto on a CPU machine, bit for bit; saved weights are CPU tensors
+    auto = fitted.sample(8, random_state=4)
+    fitted.set_params(device="cpu")
+    try:
+        assert fitted.sample(8, random_state=4) == auto
+    finally:
+        fitted.set_params(device="auto")
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(_saved(fitted, tmp_path) / "model.safetensors"))
+    assert {t.device.type for t in tensors.values()} == {"cpu"}
+
+
+def _saved(gen, tmp_path):
+    path = tmp_path / "saved"
+    if not path.exists():
+        gen.save_pretrained(path)
+    return path
+
+
+def test_ema_and_step_budget():
+    gen = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=50, max_steps=6, batch_size=32, ema_decay=0.99,
+                             random_state=0, progress=False).fit(toy_flows(64))
+    assert gen.history_["steps"] == 6
+    plain = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=50, max_steps=6, batch_size=32, random_state=0,
+                               progress=False).fit(toy_flows(64))
+    w_ema, w_plain = (next(iter(g.model_.parameters())).detach() for g in (gen, plain))
+    assert not torch_equal(w_ema, w_plain)  # sampling uses the moving average, not the last weights
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+@pytest.mark.parametrize("bad", [{"prediction_type": "noise"}, {"length_transform": "sqrt"}, {"sampler": "euler"},
+                                 {"end_detection": "last"}, {"ema_decay": 1.0}])
 def test_bad_config(bad):
     with pytest.raises(ConfigError):
         NetDiffusGenerator(preset="tiny", progress=False, **bad).fit(toy_flows(4))
