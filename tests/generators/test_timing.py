@@ -117,6 +117,10 @@ def test_llama_timing_head_learns_and_round_trips(tmp_path):
     ll, k = g.timing_log_likelihood(flows)
     uniform_bits = np.log2(g.iat_bins_.n_bins)
     assert -ll.sum() / np.log(2) / k < 0.5 * uniform_bits  # learned well below the uniform's 6.5 bits
+    plain = LlamaGenerator(preset="tiny", epochs=12, batch_size=32, learning_rate=1e-2, random_state=0,
+                           progress=False).fit(flows)
+    assert np.array_equal(plain.sample(300, random_state=5).lengths, s.lengths)  # the same length model
+    assert plain.sample(300, random_state=5).iat is None
     g.save_pretrained(tmp_path / "g")
     back = load_generator(tmp_path / "g")
     s2 = back.sample(300, random_state=5)

@@ -36,6 +36,9 @@ DECODE_CHUNK = 1024
 #: Prefix of the timing head's tensors in ``model.safetensors``.
 TIMING_PREFIX = "timing_head."
 
+#: The timing head's training (on the frozen LM): epochs at most, early-stopping patience, peak rate.
+TIMING_EPOCHS, TIMING_PATIENCE, TIMING_LEARNING_RATE = 40, 4, 3e-3
+
 
 def torch_tensor(array):
     import torch
@@ -161,7 +164,6 @@ class CausalLMFlowGenerator(FlowGenerator):
             attach_length_features(model, tokenizer)
         outputs, first_positive = tokenizer.output_ids, tokenizer.first_positive_output
         timing = self._timing_setup(flows, width, model, seed, device)  # None, or the head's tensors
-        trained = model if timing is None else torch.nn.ModuleDict({"lm": model, "timing": timing["head"]})
 
         def loss_fn(batch):
             """Mean negative log-likelihood per scored token of the distribution :meth:`sample`
@@ -179,15 +181,6 @@ class CausalLMFlowGenerator(FlowGenerator):
             first[:, 0] = True
             logits[first[sel], :first_positive] = -torch.inf  # step 0: positive lengths only
             loss = torch.nn.functional.cross_entropy(logits, tgt[sel] - EOS_ID)
-            if timing is not None:  # + the IAT bins' NLL per scored length token
-                b, cols = batch.to(device), width_b - 2  # packets 1 .. cols have hidden states
-                scored = timing["scored"][b, :cols]  # (B, cols)
-                h = hidden[:, 1:1 + cols][scored].detach()  # (N_t, D): packet k's state
-                row_cls = (x[:, :1] - tokenizer.first_class_id).expand(-1, cols)[scored]  # (N_t,)
-                t_logits = timing["head"](h, row_cls, timing["prev"][b, :cols][scored],
-                                          timing["change"][b, :cols][scored]).float()  # (N_t, n_bins)
-                loss = loss + torch.nn.functional.cross_entropy(
-                    t_logits, timing["bins"][b, :cols][scored], reduction="sum") / max(int(sel.sum()), 1)
             return loss, int(sel.sum())
 
         weights = training_row_weights(ids, class_balance=float(self.class_balance),
@@ -197,7 +190,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         budget = {"epochs": int(self.epochs)} if self.epochs is not None else {
             "epochs": 1, "max_steps": int(self.max_steps) if self.max_steps is not None else training_budget(
                 len(flows) * (1.0 - float(self.val_fraction)), int(self.batch_size))}
-        self.history_ = train_loop(trained, loss_fn, n=len(flows), **budget,
+        self.history_ = train_loop(model, loss_fn, n=len(flows), **budget,
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
                                    progress=bool(self.progress), description=f"train {self.name}",
@@ -207,6 +200,8 @@ class CausalLMFlowGenerator(FlowGenerator):
             from trafficgen.generators.length_features import fold_length_features
 
             fold_length_features(model)  # a plain HF model from here on
+        if timing is not None:
+            self.history_["timing"] = self._fit_timing_head(model.eval(), timing, ids_t, n_tok, tokenizer, seed)
         self.model_ = model.eval()
         self.timing_head_ = None if timing is None else timing["head"].eval()
         self.iat_bins_ = None if timing is None else timing["iat_bins"]
@@ -217,6 +212,39 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.class_prior_ = np.array([counts[c] / total for c in classes])
         self.classes_ = classes
         return self
+
+    def _fit_timing_head(self, model, timing: dict, ids_t, n_tok, tokenizer, seed: int) -> dict:
+        """Train the timing head on the trained, frozen LM's hidden states: NLL of the IAT bins,
+        up to ``TIMING_EPOCHS`` epochs with early stopping on a validation split (best weights
+        restored). The LM is untouched, so the lengths equal those of ``timing=False``."""
+        import torch
+
+        from trafficgen.generators.training import train_loop
+
+        head, device = timing["head"], ids_t.device
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+        def loss_fn(batch):
+            b = batch.to(device)
+            width_b = int(n_tok[batch].max())
+            cols = width_b - 2  # packets 1 .. cols have hidden states
+            with torch.no_grad():
+                hidden = self._backbone_hidden(model, ids_t[b, :width_b - 1])  # (B, T-1, D)
+            scored = timing["scored"][b, :cols]  # (B, cols)
+            h = hidden[:, 1:1 + cols][scored].float()  # (N_t, D): packet k's state
+            row_cls = (ids_t[b, :1] - tokenizer.first_class_id).expand(-1, cols)[scored]  # (N_t,)
+            logits = head(h, row_cls, timing["prev"][b, :cols][scored], timing["change"][b, :cols][scored])
+            return torch.nn.functional.cross_entropy(logits.float(), timing["bins"][b, :cols][scored]), int(scored.sum())
+
+        try:
+            return train_loop(head, loss_fn, n=len(ids_t), epochs=TIMING_EPOCHS, batch_size=int(self.batch_size),
+                              learning_rate=TIMING_LEARNING_RATE, generator=torch.Generator().manual_seed(seed + 2),
+                              val_fraction=float(self.val_fraction) or 0.1, patience=TIMING_PATIENCE,
+                              progress=bool(self.progress), description=f"train {self.name} timing")
+        finally:
+            for p in model.parameters():
+                p.requires_grad_(True)
 
     def _timing_setup(self, flows, width: int, model, seed: int, device):
         """For ``timing``: the fitted IAT bins, a seeded :class:`TimingHead` on ``device`` and its
