@@ -155,7 +155,7 @@ def markov_export(ndpi, tmp_path_factory):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lengths beyond the chain's 1500-byte range are clipped
-        samples = MarkovGenerator().fit(ndpi).sample(10_000, random_state=0)
+        samples = MarkovGenerator(timing=False).fit(ndpi).sample(10_000, random_state=0)
     d = tmp_path_factory.mktemp("markov_export")
     with pytest.warns(ExportWarning, match="empirical IATs"):
         result = write_pcap(samples, d / "markov.pcap", labels_path=d / "markov.labels.csv", timing_from=ndpi,
@@ -269,6 +269,24 @@ def test_round_trip_markov_samples(markov_export):
     back = read_back(result.path, result.labels_path, samples.max_packets)
     assert_round_trip(back, result, samples, 1e-6)
     assert all(checksums_ok(ip) for _, ip in read_dpkt(result.path)[::7])
+
+
+def test_round_trip_markov_samples_with_their_own_timing(ndpi, tmp_path):
+    """A generator that models time (Markov's IAT chain): the export writes the sampled IATs, and
+    they come back to the capture's resolution."""
+    from trafficgen.generators.markov import MarkovGenerator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # clipped lengths
+        samples = MarkovGenerator().fit(ndpi).sample(2000, random_state=3)
+    assert samples.iat is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExportWarning)  # no fallback: nothing to warn about
+        result = write_pcap(samples, tmp_path / "t.pcap", labels_path=tmp_path / "t.csv", ports_from=ndpi,
+                            random_state=1)
+    assert result.timing == "flows"
+    back = read_back(result.path, result.labels_path, samples.max_packets)
+    assert_round_trip(back, result, samples, 1e-6)
 
 
 def test_starts_from_the_flows_keep_times_and_order(ndpi, tmp_path):
