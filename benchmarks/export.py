@@ -38,7 +38,7 @@ def sample_flows(n: int):
     ndpi = load_ndpi_apps()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        flows = MarkovGenerator().fit(ndpi).sample(n, random_state=0)
+        flows = MarkovGenerator(timing=False).fit(ndpi).sample(n, random_state=0)
     return flows, ndpi
 
 
