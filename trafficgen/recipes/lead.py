@@ -236,8 +236,10 @@ def _write_tables(rows: list[dict], out_dir: Path, config: dict, results: dict) 
     out = ["# LEAD recipe: Tables 1-3", "",
            "RMSE/MAE (LEAD metric): every matrix min-max normalised by its own min and max (the paper's metric); "
            "NMAE = sum|error| / sum|truth| and RMSE in Mbit/s: real units. `/ pers.` < 1 beats persistence. "
-           f"LEAD: median of K = {ev.get('n_samples', 8)} DDIM samples ({ev.get('ddim_steps', 50)} steps) as the "
-           "point forecast; CRPS and 50/90 % interval coverage from the samples (deterministic baselines: '-'). "
+           f"LEAD: median of K = {ev.get('n_samples', 8)} samples ({ev.get('ddim_steps', 50)} sampling steps; DPM-Solver++ "
+           "unless the variant says DDIM) as the point forecast; CRPS, 50/90 % interval coverage and 90 % interval width "
+           "from the K samples; the probabilistic baselines (`-prob`) give K quantiles of their training errors; "
+           "deterministic baselines: '-'. `CRPS / pers.-prob` < 1 beats probabilistic persistence. "
            "`paper RMSE`: the LEAD paper's reported number (its own split and preprocessing), n/a where not known.", ""]
     n_table = 1
     for ds in config.get("datasets", ["abilene"]):
