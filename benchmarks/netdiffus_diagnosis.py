@@ -6,6 +6,8 @@ diagonals, and how much of the sampled flows' error comes from the image model v
     # 2 + 3. a fitted model's samples: diagonals vs the real ones, and the error decomposition
     python benchmarks/netdiffus_diagnosis.py samples --dataset ndpi --model DIR [--sampler ddim --steps 10] \
         --out samples_ndpi.json
+    # the recipe's headline table (TSTR, JSDs) from its results.json
+    python benchmarks/netdiffus_diagnosis.py table --results runs/ntg_netdiffus/results.json --out table.md
 
 Data: the lightweight_ntg split (``trafficgen.recipes.lightweight_ntg._load``: nDPI 200 per class,
 CICDOH20 whole, 32 packets, stratified 70/30 with seed 0). Every score is against the real test
@@ -219,9 +221,40 @@ def samples(args) -> dict:
     return result
 
 
+TABLE_ROWS = ("netdiffus", "smote", "fast_retransmit", "markov", "copy", "independent", "real_vs_real (floor)")
+TABLE_METRICS = ("packet_count_jsd", "length_jsd", "bigram_jsd", "markov_jsd", "leakage")
+
+
+def table(args) -> dict:
+    """Markdown: per data set, TSTR macro F1 and the fidelity JSDs of the recipe's rows."""
+    res = json.loads(open(args.results).read())
+    md = []
+    for name, d in res["datasets"].items():
+        md += [f"{name}: {d['n_flows']} flows, {len(d['classes'])} classes ({d['n_train']} train / "
+               f"{d['n_test']} test); train-on-real TSTR {d['train_on_real']:.3f}", "",
+               "| generator | TSTR macro F1 | " + " | ".join(TABLE_METRICS) + " |",
+               "|---|---:|" + "---:|" * len(TABLE_METRICS)]
+        for row in TABLE_ROWS:
+            fid = d["fidelity"].get(row, {})
+            t = d["tstr"].get(row)
+            md.append(f"| {row} | {'' if t is None else f'{t:.3f}'} | "
+                      + " | ".join("" if fid.get(m) is None else f"{fid[m]:.3f}" for m in TABLE_METRICS) + " |")
+        if "netdiffus" in d["tstr"] and "smote" in d["tstr"]:
+            md += ["", f"NetDiffus TSTR - SMOTE TSTR: {d['tstr']['netdiffus'] - d['tstr']['smote']:+.3f}"]
+        eff = [r for r in d.get("efficiency", []) if r.get("name") == "netdiffus"]
+        if eff:
+            md += ["", "NetDiffus efficiency row: " + json.dumps({k: v for k, v in eff[0].items()
+                                                                if isinstance(v, (int, float, str))})]
+        md.append("")
+    text = "\n".join(md)
+    print(text)
+    return {"markdown": text}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("roundtrip", "samples"))
+    ap.add_argument("mode", choices=("roundtrip", "samples", "table"))
+    ap.add_argument("--results", default=None, help="table: a recipe's results.json")
     ap.add_argument("--dataset", choices=("ndpi", "cicdoh20"), default="ndpi")
     ap.add_argument("--packets", type=int, default=32, help="roundtrip: packets per image (32 or 10)")
     ap.add_argument("--model", default=None, help="samples: a saved NetDiffus model")
@@ -233,6 +266,11 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     load = list(os.getloadavg())
+    if args.mode == "table":
+        result = table(args)
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(result["markdown"])
+        return result
     result = roundtrip(args) if args.mode == "roundtrip" else samples(args)
     result["load_before"], result["load_after"] = load, list(os.getloadavg())
     with atomic_path(args.out) as tmp:
