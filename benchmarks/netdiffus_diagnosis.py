@@ -241,7 +241,7 @@ def table(args) -> dict:
                       + " | ".join("" if fid.get(m) is None else f"{fid[m]:.3f}" for m in TABLE_METRICS) + " |")
         if "netdiffus" in d["tstr"] and "smote" in d["tstr"]:
             md += ["", f"NetDiffus TSTR - SMOTE TSTR: {d['tstr']['netdiffus'] - d['tstr']['smote']:+.3f}"]
-        eff = [r for r in d.get("efficiency", []) if r.get("name") == "netdiffus"]
+        eff = [r for r in d.get("efficiency", []) if r.get("model") == "netdiffus"]
         if eff:
             md += ["", "NetDiffus efficiency row: " + json.dumps({k: v for k, v in eff[0].items()
                                                                 if isinstance(v, (int, float, str))})]
