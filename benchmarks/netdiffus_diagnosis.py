@@ -230,9 +230,30 @@ TABLE_ROWS = ("netdiffus", "smote", "fast_retransmit", "markov", "copy", "indepe
 TABLE_METRICS = ("packet_count_jsd", "length_jsd", "bigram_jsd", "markov_jsd", "leakage")
 
 
+def roundtrip_markdown(res: dict, sigmas=(0.0, 0.01, 0.03, 0.04184, 0.08976, 0.16944, 0.3)) -> str:
+    """Markdown table of a roundtrip run at a few noise levels (both end detections)."""
+    cols = ("n_packets_exact", "length_exact", "direction_exact", "relative_length_error_median", "tstr_f1",
+            "packet_count_jsd", "length_jsd")
+    md = [f"{res['dataset']}, {res['packets']} packets, {res['n_flows']} real flows (the test part's class counts); "
+          f"floor (no noise, real flows): TSTR {res['floor']['tstr_f1']:.3f}, packet-count JSD "
+          f"{res['floor']['packet_count_jsd']:.3f}, length JSD {res['floor']['length_jsd']:.3f}. Sampler end "
+          "noise levels: " + ", ".join(f"{k} {v:.3f}" for k, v in res["sampler_end_sigmas"].items()), "",
+          "| map | sigma | end | " + " | ".join(cols) + " |", "|---|---:|---|" + "---:|" * len(cols)]
+    for r in res["rows"]:
+        if any(abs(r["sigma"] - s) < 1e-4 for s in sigmas):
+            md.append(f"| {r['length_transform']} | {r['sigma']:.3f} | {r['end_detection']} | "
+                      + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+    return "\n".join(md)
+
+
 def table(args) -> dict:
-    """Markdown: per data set, TSTR macro F1 and the fidelity JSDs of the recipe's rows."""
+    """Markdown: per data set, TSTR macro F1 and the fidelity JSDs of the recipe's rows (or the
+    table of a roundtrip JSON)."""
     res = json.loads(open(args.results).read())
+    if res.get("mode") == "roundtrip":
+        text = roundtrip_markdown(res)
+        print(text)
+        return {"markdown": text}
     md = []
     for name, d in res["datasets"].items():
         md += [f"{name}: {d['n_flows']} flows, {len(d['classes'])} classes ({d['n_train']} train / "
