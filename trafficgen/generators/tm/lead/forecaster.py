@@ -16,11 +16,11 @@ conditioning (vision encoder + LM, the expensive part) is computed once and reus
 horizons and ``noise_draws`` noise draws, and the vision encoder runs once per distinct frame of a
 batch (``window_chunk`` > 1 batches runs of consecutive windows, which share most frames). The frozen
 LM cannot be cached: its input comes from the trainable encoder and its blocks carry the trainable
-adapters. Inference: DDIM (``n_inference_steps``, 50 default),
+adapters. Inference: ``sampler`` (below) with ``n_inference_steps``,
 ``n_samples`` samples per forecast; :meth:`predict` returns their median.
 
-``prediction_type`` picks what the U-Net predicts: ``"epsilon"`` (the paper's noise prediction,
-default), ``"v_prediction"`` or ``"sample"`` (x0). On a CPU budget of ~500 optimiser steps on Abilene,
+``prediction_type`` picks what the U-Net predicts: ``"epsilon"`` (the paper's noise prediction),
+``"v_prediction"`` (default) or ``"sample"`` (x0). On a CPU budget of ~500 optimiser steps on Abilene,
 epsilon gave medians at 1.1-1.7x persistence RMSE, x0 ~1.0x with far too narrow intervals, v ~1.0x
 with the best calibrated intervals (benchmarks/results/lead_2026-11-23). ``target_scaling``: see
 :meth:`_fit_target_scale`.
@@ -34,11 +34,12 @@ matrix), ``anchor="linear"`` (default) a = z of the cheap point forecast of
 pair, so every pair's target has unit variance.
 
 ``sampler``: ``"dpm"`` (default; diffusers ``DPMSolverMultistepScheduler``, DPM-Solver++ of
-order 2, 10 steps) or ``"ddim"`` (the paper's DDIM). ``calibrate=True`` (default, with a validation
+order 2, 5 steps by default) or ``"ddim"`` (the paper's DDIM). ``calibrate=True`` (default, with a validation
 series and ``residual=True``): after training, ``calib_origins`` validation origins are sampled
 and the per-horizon median shrinkage and spread of
 :mod:`~trafficgen.generators.tm.lead.calibration` are fitted there (``calibration_`` records them).
-``max_steps`` caps the optimiser steps (the recorded CPU budget; None: ``epochs`` alone).
+``max_steps`` caps the optimiser steps at ``min(max_steps, epochs x steps per epoch)`` (the
+recorded CPU budget; None: ``epochs`` alone).
 """
 from __future__ import annotations
 
@@ -72,17 +73,20 @@ class LeadForecaster(TMForecaster):
     probabilistic = True
     default_max_origins = 200
 
+    #: Defaults = the recipe's main model (trafficgen/recipes/lead.yaml, benchmarks/results/lead_2026-12-02):
+    #: ~7 min of training on a contended 2-core CPU for Abilene. The paper's widths were d_v 32, 2 res
+    #: blocks, d_model 128, adapter rank 16, U-Net 32/64/128 with 2 layers per block, lr 3e-5.
     def __init__(self, *, t_in: int = 24, horizons: Sequence[int] = (1, 10, 20), llm: str = DEFAULT_LLM,
-                 ablations: Sequence[str] = (), residual: bool = True, d_v: int = 32, n_res_blocks: int = 2,
-                 d_model: int = 128, adapter_rank: int = 16, adapter_scale: float = 1.0,
-                 unet_channels: Sequence[int] = (32, 64, 128), layers_per_block: int = 2,
-                 epochs: int = 20, batch_size: int = 16, lr: float = 3e-5, weight_decay: float = 1e-2,
-                 patience: int = 5, noise_draws: int = 1, max_train_windows: int | None = None,
-                 max_val_windows: int = 256, window_chunk: int = 1, target_scaling: str | float = "od_std",
+                 ablations: Sequence[str] = (), residual: bool = True, d_v: int = 16, n_res_blocks: int = 1,
+                 d_model: int = 64, adapter_rank: int = 8, adapter_scale: float = 1.0,
+                 unet_channels: Sequence[int] = (16, 32, 64), layers_per_block: int = 1,
+                 epochs: int = 2, batch_size: int = 16, lr: float = 1e-3, weight_decay: float = 1e-2,
+                 patience: int = 2, noise_draws: int = 1, max_train_windows: int | None = None,
+                 max_val_windows: int = 128, window_chunk: int = 4, target_scaling: str | float = "od_std",
                  prediction_type: str = "v_prediction", anchor: str = "linear", sampler: str = "dpm",
-                 calibrate: bool = True, calib_origins: int = 64, max_steps: int | None = None,
-                 n_train_timesteps: int = 1000, n_inference_steps: int = 10,
-                 n_samples: int = 16, random_state: int | None = 0, progress: bool = True,
+                 calibrate: bool = True, calib_origins: int = 64, max_steps: int | None = 200,
+                 n_train_timesteps: int = 1000, n_inference_steps: int = 5,
+                 n_samples: int = 8, random_state: int | None = 0, progress: bool = True,
                  allow_download: bool = False):
         self.t_in = t_in
         self.horizons = horizons
@@ -305,6 +309,7 @@ class LeadForecaster(TMForecaster):
                 val_data = (self._frames(vz), *self._windows(vvalues, vz, vo))
                 validate = lambda: self._val_loss(val_data, seed)  # noqa: E731
         steps_per_epoch = math.ceil(len(origins) / self.batch_size)
+        max_steps = None if self.max_steps is None else min(int(self.max_steps), int(self.epochs) * steps_per_epoch)
 
         def adamw_cosine(total_steps):
             from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -320,7 +325,7 @@ class LeadForecaster(TMForecaster):
         history = train_loop(
             self.net_, loss_fn, n=len(origins), epochs=int(self.epochs), batch_size=int(self.batch_size),
             generator=gen, val_fraction=None, validate=validate, patience=self.patience, min_delta=1e-6,
-            restore_best=validate is not None, optimizer=adamw_cosine, max_steps=self.max_steps,
+            restore_best=validate is not None, optimizer=adamw_cosine, max_steps=max_steps,
             epoch_batches=lambda rows: [rows[b] for b in self._batches(len(rows), gen)],
             progress=bool(self.progress), description="LEAD training", show_epoch=True, time_epochs=True)
         self.history_ = {**history, "n_train_windows": len(origins)}
