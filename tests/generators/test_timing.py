@@ -105,17 +105,19 @@ def test_markov_timing_auto_off_and_save_load(tmp_path):
         MarkovGenerator(timing=True).fit(no_iat)
 
 
-def test_llama_timing_head_learns_and_round_trips(tmp_path):
+@pytest.mark.parametrize("mode", [True, "head"])
+def test_llama_timing_learns_and_round_trips(mode, tmp_path):
     from trafficgen.generators.llama import LlamaGenerator
 
     flows = _timed_flows(300)
-    g = LlamaGenerator(preset="tiny", epochs=12, batch_size=32, learning_rate=1e-2, timing=True,
+    g = LlamaGenerator(preset="tiny", epochs=12, batch_size=32, learning_rate=1e-2, timing=mode,
                        random_state=0, progress=False).fit(flows)
+    assert (g.timing_chain_ is not None) is (mode is True) and (g.timing_head_ is not None) is (mode == "head")
     s = g.sample(300, random_state=5)
     assert s.iat is not None and (s.iat[:, 0] == 0).all() and (s.iat[~s.valid_mask] == 0).all()
     assert IATJSD().compute(flows, s) < 0.15
     ll, k = g.timing_log_likelihood(flows)
-    uniform_bits = np.log2(g.iat_bins_.n_bins)
+    uniform_bits = np.log2(92)
     assert -ll.sum() / np.log(2) / k < 0.5 * uniform_bits  # learned well below the uniform's 6.5 bits
     plain = LlamaGenerator(preset="tiny", epochs=12, batch_size=32, learning_rate=1e-2, random_state=0,
                            progress=False).fit(flows)

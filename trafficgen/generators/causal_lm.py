@@ -35,6 +35,11 @@ DECODE_CHUNK = 1024
 
 #: Prefix of the timing head's tensors in ``model.safetensors``.
 TIMING_PREFIX = "timing_head."
+#: Prefix of the IAT chain's count tables in ``model.safetensors``.
+CHAIN_PREFIX = "timing_chain"
+
+#: ``timing`` values: the model of the inter-arrival times (True is the default one).
+TIMING_MODES = {True: "chain", "chain": "chain", "head": "head"}
 
 #: The timing head's training (on the frozen LM): epochs at most, early-stopping patience, peak rate.
 TIMING_EPOCHS, TIMING_PATIENCE, TIMING_LEARNING_RATE = 40, 4, 3e-3
@@ -72,9 +77,22 @@ class CausalLMFlowGenerator(FlowGenerator):
     (or ``trafficgen train --num-processes N``), ``fit`` trains data-parallel
     (see :func:`~trafficgen.generators.training.train_loop`).
 
-    Timing: ``timing=True`` also learns the flows' inter-arrival times with a second head
-    (:mod:`trafficgen.generators.timing_head`) and ``sample`` returns them in ``iat``; the lengths'
-    model, likelihood and samples are those of the length model alone.
+    Classifier-free guidance: with ``cfg_dropout`` p > 0 a fraction p of the training rows get
+    the unconditional prompt ``<EOS>`` (an input the model otherwise never learns from) instead of
+    their ``<CLASS_x>``, so the same network also models p(flow); ``guidance_scale`` s (at
+    construction, or per ``sample`` call) decodes from ``softmax(l_u + s (l_c - l_u))`` with the
+    conditional and unconditional logits ``l_c``, ``l_u`` of each step (s = 1: the plain
+    conditional model, one forward; s > 1: two forwards per step, and a sharper class). Like
+    ``top_p`` it changes what is sampled, not ``log_likelihood`` (always the conditional model).
+
+    Timing: ``timing=True`` (or ``"chain"``) also learns the flows' inter-arrival times, given
+    the sampled lengths, with the :class:`~trafficgen.generators.iat_chain.IATChain` that
+    ``markov`` uses; ``timing="head"`` with a second head on the LM's hidden states
+    (:mod:`trafficgen.generators.timing_head`). ``sample`` returns them in ``iat``; the lengths'
+    model, likelihood and samples are those of the length model alone. Why the chain is the
+    default (nDPI 200/class, 32 packets, ``benchmarks/iat_models.py``): the head predicts held-out
+    IAT bins better (4.67-4.75 bits per IAT against 4.96) but its samples' per-class IAT JSD is
+    0.27-0.32 against the chain's 0.21, at the real-vs-real floor (0.21).
     """
 
     presets: ClassVar[dict[str, dict]] = {}
@@ -95,7 +113,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                  val_fraction: float = 0.1, patience: int | None = None, class_balance: float = 0.0,
                  repeat_weight: float = 1.0, length_features: bool = True, random_state: int | None = None,
                  progress: bool = True, device: str = "auto", precision: str = "fp32",
-                 gradient_accumulation_steps: int = 1, timing: bool = False):
+                 gradient_accumulation_steps: int = 1, timing: bool = False, cfg_dropout: float = 0.0,
+                 guidance_scale: float = 1.0):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -113,6 +132,8 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.precision = precision
         self.gradient_accumulation_steps = gradient_accumulation_steps
         self.timing = timing
+        self.cfg_dropout = cfg_dropout
+        self.guidance_scale = guidance_scale
 
     # ------------------------------------------------------------------ architecture hooks
     def _build_model(self, vocab_size: int, max_positions: int):
@@ -163,13 +184,21 @@ class CausalLMFlowGenerator(FlowGenerator):
 
             attach_length_features(model, tokenizer)
         outputs, first_positive = tokenizer.output_ids, tokenizer.first_positive_output
-        timing = self._timing_setup(flows, width, model, seed, device)  # None, or the head's tensors
+        cfg_dropout = float(self.cfg_dropout)
+        if not 0.0 <= cfg_dropout < 1.0:
+            raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
+        drop_gen = torch.Generator().manual_seed(seed + 3)  # which rows train the unconditional prompt
+        mode = self._timing_mode(flows)
+        timing = self._timing_setup(flows, width, model, seed, device) if mode == "head" else None
 
         def loss_fn(batch):
             """Mean negative log-likelihood per scored token of the distribution :meth:`sample`
             draws from (see :meth:`log_likelihood`)."""
             width_b = int(n_tok[batch].max())
             x = ids_t[batch.to(device), :width_b]  # (B, T)
+            if cfg_dropout > 0 and model.training:  # validation scores the conditional model
+                uncond = (torch.rand(x.shape[0], generator=drop_gen) < cfg_dropout).to(device)  # (B,)
+                x = torch.cat([torch.where(uncond, EOS_ID, x[:, 0])[:, None], x[:, 1:]], dim=1)
             inp, tgt = x[:, :-1], x[:, 1:]  # (B, T-1)
             hidden = self._backbone_hidden(model, inp)  # (B, T-1, D)
             sel = tgt != PAD_ID  # (B, T-1)
@@ -205,6 +234,12 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.model_ = model.eval()
         self.timing_head_ = None if timing is None else timing["head"].eval()
         self.iat_bins_ = None if timing is None else timing["iat_bins"]
+        self.timing_chain_ = None
+        if mode == "chain":
+            from trafficgen.generators.iat_chain import IATChain
+
+            self.timing_chain_ = IATChain().fit(flows.truncate(width) if flows.max_packets > width else flows,
+                                                list(classes))
         self.tokenizer_ = tokenizer
         self.max_packets_ = width
         self.class_counts_ = {c: int(counts[c]) for c in classes}
@@ -235,6 +270,8 @@ class CausalLMFlowGenerator(FlowGenerator):
             h = hidden[:, 1:1 + cols][scored].float()  # (N_t, D): packet k's state
             row_cls = (ids_t[b, :1] - tokenizer.first_class_id).expand(-1, cols)[scored]  # (N_t,)
             logits = head(h, row_cls, timing["prev"][b, :cols][scored], timing["change"][b, :cols][scored])
+            if not bool(scored.any()):  # a batch of one-packet flows has no IAT to score
+                return logits.sum() * 0.0, 0
             return torch.nn.functional.cross_entropy(logits.float(), timing["bins"][b, :cols][scored]), int(scored.sum())
 
         try:
@@ -246,6 +283,16 @@ class CausalLMFlowGenerator(FlowGenerator):
             for p in model.parameters():
                 p.requires_grad_(True)
 
+    def _timing_mode(self, flows) -> str | None:
+        """None (no timing), "chain" or "head"; an error for a bad value or flows without IATs."""
+        if self.timing is False:
+            return None
+        if not isinstance(self.timing, (bool, str)) or self.timing not in TIMING_MODES:
+            raise ConfigError(f"timing must be False, True, 'chain' or 'head', got {self.timing!r}")
+        if flows.iat is None:
+            raise InputFormatError("timing needs flows with inter-arrival times (read from captures)")
+        return TIMING_MODES[self.timing]
+
     def _timing_setup(self, flows, width: int, model, seed: int, device):
         """For ``timing``: the fitted IAT bins, a seeded :class:`TimingHead` on ``device`` and its
         per-packet targets as tensors (n, W); None without timing."""
@@ -255,12 +302,6 @@ class CausalLMFlowGenerator(FlowGenerator):
         from trafficgen.generators.training import seeded_init
         from trafficgen.representations.iat_bins import IATBins
 
-        if self.timing not in (True, False):
-            raise ConfigError(f"timing must be True or False, got {self.timing!r}")
-        if not self.timing:
-            return None
-        if flows.iat is None:
-            raise InputFormatError("timing=True needs flows with inter-arrival times (read from captures)")
         flows = flows.truncate(width) if flows.max_packets > width else flows
         bins = IATBins()
         cur, prev, change, scored = timing_targets(flows.lengths, flows.n_packets, flows.iat, bins)
@@ -276,10 +317,11 @@ class CausalLMFlowGenerator(FlowGenerator):
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, cls=None, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, batch_size: int = 4096, random_state=None, progress: bool = False,
-               dtype: str = "float32"):
+               dtype: str = "float32", guidance_scale: float | None = None):
         """``n`` flows (labels = class names), conditioned on ``cls`` (None: the training prior).
 
         ``progress`` shows a bar over the decode batches (the samples do not depend on it).
+        ``guidance_scale`` (None: the model's) is the classifier-free guidance scale (see the class).
         ``dtype="bfloat16"`` decodes with bf16 weights and activations (logits and sampling stay
         fp32): several times faster on CPUs with AMX / AVX512-BF16, with next-token distributions
         within a small KL of fp32 (tested); seeded results then differ from fp32 ones.
@@ -295,6 +337,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         if temperature < 0 or (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
             raise ConfigError("need temperature >= 0, top_k >= 1, 0 < top_p <= 1")
         decode_dtype(dtype)  # fail before any work on a bad name
+        scale = self._guidance(guidance_scale)
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(n, cls, rng)
         gen = torch.Generator(device=self._placed()).manual_seed(int(rng.integers(2**63 - 1)))
@@ -303,13 +346,15 @@ class CausalLMFlowGenerator(FlowGenerator):
         with progress_bar(n, f"sample {self.name}", enabled=progress, show_loss=False, unit="flows") as update:
             for i in range(0, n, int(batch_size)):
                 ids = self.generate_ids(class_ids[i:i + int(batch_size)], generator=gen, temperature=temperature,
-                                        top_k=top_k, top_p=top_p, dtype=dtype)  # (b, W+2)
+                                        top_k=top_k, top_p=top_p, dtype=dtype, guidance_scale=scale)  # (b, W+2)
                 parts.append(ids.cpu().numpy())
                 update(len(ids))
         ids = np.concatenate(parts)
         flows = self.tokenizer_.decode(ids, max_packets=self.max_packets_)
         if getattr(self, "timing_head_", None) is not None:  # its own stream: the lengths do not depend on it
             flows.iat = self._sample_timing(ids, flows, np.random.default_rng(rng.integers(2**63 - 1)))
+        elif getattr(self, "timing_chain_", None) is not None:
+            flows.iat = self.timing_chain_.sample(flows, self.classes_, np.random.default_rng(rng.integers(2**63 - 1)))
         return flows
 
     def _timing_hidden(self, ids: np.ndarray, device):
@@ -358,10 +403,14 @@ class CausalLMFlowGenerator(FlowGenerator):
         from trafficgen.generators.timing_head import timing_targets
 
         self._check_fitted()
-        if getattr(self, "timing_head_", None) is None:
+        if getattr(self, "timing_head_", None) is None and getattr(self, "timing_chain_", None) is None:
             raise ConfigError("this model was trained without timing (timing=True)")
         if flows.iat is None:
             raise InputFormatError("the flows carry no inter-arrival times")
+        if self.timing_chain_ is not None:
+            width = self.max_packets_
+            return self.timing_chain_.log_likelihood_bins(
+                flows.truncate(width) if flows.max_packets > width else flows, self.classes_)
         width = self.max_packets_
         flows = flows.truncate(width) if flows.max_packets > width else flows
         ids, _ = self.tokenizer_.encode(flows, width, clip=True)  # (n, W+2)
@@ -382,9 +431,22 @@ class CausalLMFlowGenerator(FlowGenerator):
                 np.add.at(out, i + rows, logp.double().cpu().numpy())
         return out, int(scored.sum())
 
+    def _guidance(self, guidance_scale: float | None) -> float:
+        """The guidance scale to decode with (checked against how the model was trained)."""
+        scale = float(self.guidance_scale if guidance_scale is None else guidance_scale)
+        if scale < 0:
+            raise ConfigError(f"guidance_scale must be >= 0, got {scale}")
+        if scale != 1.0 and not float(getattr(self, "cfg_dropout", 0.0) or 0.0) > 0:
+            raise ConfigError("guidance_scale != 1 needs a model trained with cfg_dropout > 0 (it has no "
+                              "unconditional prompt)")
+        return scale
+
     def generate_ids(self, class_ids, *, generator, temperature: float = 1.0, top_k: int | None = None,
-                     top_p: float | None = None, max_packets: int | None = None, dtype: str = "float32"):
-        """Decode loop: (B,) class-token ids -> (B, W+2) ids ``<CLASS> PL... <EOS> <PAD>...``."""
+                     top_p: float | None = None, max_packets: int | None = None, dtype: str = "float32",
+                     guidance_scale: float = 1.0):
+        """Decode loop: (B,) class-token ids -> (B, W+2) ids ``<CLASS> PL... <EOS> <PAD>...``.
+        ``guidance_scale != 1`` runs every chunk twice over (conditional rows, then the same rows
+        with the unconditional prompt) and samples from the guided logits."""
         import torch
 
         compute_dtype = decode_dtype(dtype)
@@ -406,15 +468,23 @@ class CausalLMFlowGenerator(FlowGenerator):
             # batch of 5000, fp32, 2 cores). The uniforms are drawn for the whole batch at each
             # step, so the samples do not depend on the chunking; chunks with no live row are skipped.
             chunks = [slice(i, min(i + DECODE_CHUNK, b)) for i in range(0, b, DECODE_CHUNK)]
-            decoders = [self._make_decoder(c.stop - c.start, width, dtype=compute_dtype) for c in chunks]
+            guided = float(guidance_scale) != 1.0
+            rows_per = 2 if guided else 1
+            decoders = [self._make_decoder(rows_per * (c.stop - c.start), width, dtype=compute_dtype) for c in chunks]
             for t in range(width):
                 u = None if temperature == 0 else torch.rand((b, 1), generator=generator, device=device)  # (B, 1)
                 nxt = torch.full_like(tok, EOS_ID)  # (B,)
                 for c, decoder in zip(chunks, decoders, strict=True):
                     if t > 0 and not bool(alive[c].any()):
                         continue  # every flow of this chunk has ended
-                    hidden = decoder.step(tok[c], t)  # (b_c, D)
-                    logits = project(hidden)  # (b_c, V'+pad)
+                    if guided:  # (2 b_c,): the rows, then the same rows unconditioned
+                        other = torch.full_like(tok[c], EOS_ID) if t == 0 else tok[c]
+                        both = project(decoder.step(torch.cat([tok[c], other]), t))  # (2 b_c, V'+pad)
+                        cond, uncond = both.chunk(2)
+                        logits = uncond + float(guidance_scale) * (cond - uncond)  # (b_c, V'+pad)
+                    else:
+                        hidden = decoder.step(tok[c], t)  # (b_c, D)
+                        logits = project(hidden)  # (b_c, V'+pad)
                     # masks set in place on a few columns (a GEMM bias, addmm, first writes a
                     # (b_c, V') broadcast of it)
                     logits[:, n_out:] = -torch.inf  # padded outputs
@@ -499,8 +569,11 @@ class CausalLMFlowGenerator(FlowGenerator):
             "model_config": self.model_.config.to_dict(),
         }
         tensors = {k: v for k, v in self.model_.state_dict().items()}
+        if getattr(self, "timing_chain_", None) is not None:
+            config["timing"] = {"model": "chain", **self.timing_chain_.config()}
+            tensors.update({k: torch_tensor(v) for k, v in self.timing_chain_.state(CHAIN_PREFIX).items()})
         if getattr(self, "timing_head_", None) is not None:
-            config["timing"] = self.iat_bins_.to_dict()
+            config["timing"] = {"model": "head", **self.iat_bins_.to_dict()}
             tensors.update({f"{TIMING_PREFIX}{k}": v for k, v in self.timing_head_.state_dict().items()})
             tensors[f"{TIMING_PREFIX}iat_quantiles"] = torch_tensor(self.iat_bins_.quantiles_)
         return config, tensors, {"tokenizer.json": self.tokenizer_.to_dict()}
@@ -520,11 +593,17 @@ class CausalLMFlowGenerator(FlowGenerator):
             raise InputFormatError(f"model_config vocab_size {model.config.vocab_size} is smaller than the "
                                    f"tokenizer's {gen.tokenizer_.vocab_size}", path="config.json")
         head_tensors = {k[len(TIMING_PREFIX):]: v for k, v in tensors.items() if k.startswith(TIMING_PREFIX)}
-        tensors = {k: v for k, v in tensors.items() if not k.startswith(TIMING_PREFIX)}
+        chain_tensors = {k: v for k, v in tensors.items() if k.startswith(CHAIN_PREFIX + ".")}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(TIMING_PREFIX) and k not in chain_tensors}
         load_module_state(model, tensors, TENSORS_FILE, optional=lambda key: "inv_freq" in key)
         gen.model_ = model.eval()  # CPU weights; moved to gen.device when first used (_placed)
-        gen.timing_head_ = gen.iat_bins_ = None
-        if config.get("timing") is not None:
+        gen.timing_head_ = gen.iat_bins_ = gen.timing_chain_ = None
+        if (config.get("timing") or {}).get("model") == "chain":
+            from trafficgen.generators.iat_chain import IATChain
+
+            gen.timing_chain_ = IATChain.from_state(config["timing"], {k: v.numpy() for k, v in chain_tensors.items()},
+                                                    CHAIN_PREFIX)
+        elif config.get("timing") is not None:
             from trafficgen.generators.timing_head import TimingHead
             from trafficgen.representations.iat_bins import IATBins
 

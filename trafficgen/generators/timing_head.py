@@ -33,9 +33,10 @@ __all__ = ["TimingHead", "timing_targets"]
 class TimingHead(nn.Module):
     """IAT-bin logits from (hidden state, previous bin, direction change); see the module docstring."""
 
-    def __init__(self, hidden_size: int, n_bins: int, n_classes: int):
+    def __init__(self, hidden_size: int, n_bins: int, n_classes: int, dropout: float = 0.0):
         super().__init__()
         self.n_bins = int(n_bins)
+        self.dropout = nn.Dropout(float(dropout))
         self.class_embed = nn.Embedding(int(n_classes), hidden_size)
         self.prev_embed = nn.Embedding(self.n_bins + 1, hidden_size)  # the last row: "none"
         self.change_embed = nn.Embedding(2, hidden_size)
@@ -47,7 +48,7 @@ class TimingHead(nn.Module):
         """hidden (N, D), cls (N,) class index, prev_bin (N,) in [0, n_bins], change (N,) in {0, 1}
         -> logits (N, n_bins)."""
         context = self.class_embed(cls) + self.prev_embed(prev_bin) + self.change_embed(change)  # (N, D)
-        return self.net(torch.cat([hidden, context], dim=-1))
+        return self.net(self.dropout(torch.cat([hidden, context], dim=-1)))
 
 
 def timing_targets(lengths: np.ndarray, n_packets: np.ndarray, iat: np.ndarray, bins: IATBins):
