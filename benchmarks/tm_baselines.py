@@ -6,7 +6,8 @@
 Protocol: :func:`trafficgen.experiments.tm_forecast.evaluate_forecaster` (chronological
 70/15/15 split, fit on train, early stopping on val, forecast every test origin with the full
 history; horizons 1, 10, 20). Prints one markdown table (LEAD's normalised RMSE/MAE, Mbit/s
-RMSE/MAE, NMAE, RMSE ratio to persistence on the same split) and writes it with the fit/predict
+RMSE/MAE, NMAE, RMSE ratio to persistence on the same split; for the probabilistic baselines
+CRPS, its ratio to probabilistic persistence, 50/90 % coverage and 90 % width from ``--samples``) and writes it with the fit/predict
 times to ``OUT/tm_baselines.md`` and ``OUT/tm_baselines.json``. Learned models run modest epochs
 so the whole run takes ~10-15 min on 2 CPU cores.
 """
@@ -21,7 +22,8 @@ from pathlib import Path
 #: training windows than Abilene (430 vs 2778), so it gets more epochs for similar time.
 EPOCHS = {"abilene": {"lstm": 8, "gru": 8, "vit-lstm": 4, "stgcn": 4},
           "geant": {"lstm": 20, "gru": 20, "vit-lstm": 8, "stgcn": 10}}
-MODELS = ["persistence", "seasonal", "historical-average", "lstm", "gru", "vit-lstm", "stgcn"]
+MODELS = ["persistence", "seasonal", "historical-average", "persistence-prob", "historical-average-prob",
+          "linear-anchor", "lstm", "gru", "vit-lstm", "stgcn"]
 
 
 def main(argv=None) -> int:
@@ -39,6 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs-scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=8, help="samples per forecast of the probabilistic "
+                        "models (CRPS, coverage, interval width)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -49,7 +53,8 @@ def main(argv=None) -> int:
             per_model = EPOCHS.get(data, EPOCHS["abilene"])
             epochs = max(1, round(per_model[name] * args.epochs_scale)) if name in per_model else None
             model = build_model(name, epochs=epochs, seed=args.seed)
-            res = evaluate_forecaster(model, series, horizons=(1, 10, 20), t_in=24)
+            k = args.samples if getattr(model, "probabilistic", False) else None
+            res = evaluate_forecaster(model, series, horizons=(1, 10, 20), t_in=24, n_samples=k)
             res["epochs"] = epochs
             res["best_epoch"] = getattr(model, "history_", {}).get("best_epoch")
             all_results.append(res)
