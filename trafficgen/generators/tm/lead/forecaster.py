@@ -23,7 +23,7 @@ adapters. Inference: ``sampler`` (below) with ``n_inference_steps``,
 ``"v_prediction"`` (default) or ``"sample"`` (x0). On a CPU budget of ~500 optimiser steps on Abilene,
 epsilon gave medians at 1.1-1.7x persistence RMSE, x0 ~1.0x with far too narrow intervals, v ~1.0x
 with the best calibrated intervals (benchmarks/results/lead_2026-11-23). ``target_scaling``: see
-:meth:`_fit_target_scale`.
+:mod:`~trafficgen.generators.tm.lead.target_scale`.
 
 ``residual=True`` (our option, not in the paper, default): the target is z[o+h] - a[o, h], with the
 anchor a an extra U-Net input channel: ``anchor="last"`` a = z[o] (the change from the last
@@ -58,6 +58,8 @@ from trafficgen.generators.tm.lead.anchor import LinearAnchor
 from trafficgen.generators.tm.lead.backbone import DEFAULT_LLM
 from trafficgen.generators.tm.lead.calibration import apply_calibration, fit_calibration
 from trafficgen.generators.tm.lead.model import LeadConfig, LeadNet
+from trafficgen.generators.tm.lead.sampling import make_scheduler, sample_batch
+from trafficgen.generators.tm.lead.target_scale import fit_target_scale
 from trafficgen.generators.training import progress_bar, train_loop
 from trafficgen.representations.od_scaler import ODLogScaler
 from trafficgen.representations.traffic_image import traffic_frames
@@ -185,31 +187,9 @@ class LeadForecaster(TMForecaster):
 
     # ------------------------------------------------------------------ diffusion target
     def _fit_target_scale(self, resid: torch.Tensor) -> None:
-        """Per-horizon divisor of the diffusion target, from the training residuals (B, H, N, N).
-
-        ``residual=False`` (the paper): the target is z[o+h] itself, already in [-1, 1] (DDPM's data
-        range), divisor 1. ``residual=True``: the residual z[o+h] - z[o] is small (std ~0.05) and
-        very heavy-tailed (kurtosis 30-80 on Abilene/GEANT: half of the entries within 0.2 std, a
-        few at 20-30 std). ``target_scaling="od_std"`` (default) divides by its std per horizon and
-        OD pair (floored at 5 % of the median pair's), ``"std"`` by one std per horizon (unit
-        variance, tails to +-30); a float q divides by the q-quantile of |residual|, so a fraction q of the training
-        targets lies in [-1, 1] (q=1: all of them)."""
-        h = resid.shape[1]
-        q = self.target_scaling
-        if not self.residual:
-            scale = torch.ones(h)
-        elif q == "od_std":  # per horizon and OD pair, floored at 5 % of the horizon's median pair
-            sd = resid.std(dim=0)  # (H, N, N)
-            floor = 0.05 * sd.flatten(1).median(dim=1).values.clamp_min(1e-4)  # (H,)
-            scale = torch.maximum(sd, floor[:, None, None])  # (H, N, N)
-        elif q == "std":
-            scale = resid.std(dim=(0, 2, 3))  # (H,)
-        elif isinstance(q, (int, float)) and 0 < float(q) <= 1:
-            flat = resid.abs().transpose(0, 1).reshape(h, -1)  # (H, B*N*N)
-            scale = torch.quantile(flat[:, :: max(1, flat.shape[1] // 1_000_000)], float(q), dim=1)  # (H,)
-        else:
-            raise ConfigError(f"target_scaling must be 'od_std', 'std' or a quantile in (0, 1], got {q!r}")
-        self._set_target_scale(scale.clamp_min(1e-4))
+        """Divisor of the diffusion target from the training residuals (B, H, N, N)
+        (:func:`~trafficgen.generators.tm.lead.target_scale.fit_target_scale`)."""
+        self._set_target_scale(fit_target_scale(resid, residual=bool(self.residual), scaling=self.target_scaling))
 
     def _set_target_scale(self, scale) -> None:
         """(H,) or (H, N, N) divisor; kept as (H, 1, 1) or (H, N, N) (broadcasts over the pairs)."""
@@ -383,14 +363,6 @@ class LeadForecaster(TMForecaster):
             raise ConfigError(f"LEAD was trained for horizons {list(self.horizons)}, not {unknown}")
         return origins, [list(self.horizons).index(h) for h in horizons]
 
-    def _inference_scheduler(self):
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
-        cls = DPMSolverMultistepScheduler if self.sampler == "dpm" else DDIMScheduler
-        sched = cls.from_config(self.scheduler_.config)
-        sched.set_timesteps(int(self.n_inference_steps))
-        return sched
-
     @torch.no_grad()
     def _target_samples(self, values, origins, hidx, s, seed, what, batch_size: int = 16):
         """Raw diffusion samples in target units (B, S, H, N, N) and the anchors (B, H, N, N) in z
@@ -408,26 +380,11 @@ class LeadForecaster(TMForecaster):
                           unit="batches") as update:
             for i in range(0, len(origins), batch_size):
                 sl = slice(i, i + batch_size)
-                out[sl] = self._sample_batch(frames, index[sl], anchors[sl], gen, hidx, s)
+                sched = make_scheduler(self.scheduler_.config, self.sampler, self.n_inference_steps)
+                out[sl] = sample_batch(self.net_, sched, frames, index[sl], anchors[sl] if self.residual else None,
+                                       hidx, s, gen)
                 update(1)
         return out, anchors.numpy().astype(np.float64)
-
-    def _sample_batch(self, frames, index, anchors, gen, hidx, s) -> np.ndarray:
-        """Samples in target units (b, S, H, N, N) for one batch of windows; ``anchors`` (b, H, N, N)."""
-        n, h = self.n_nodes_, len(hidx)
-        b = len(index)
-        sched = self._inference_scheduler()  # multistep solvers keep state: a fresh one per batch
-        c_global, c_seq = self.net_.encode_indexed(frames, index)  # (b, cond), (b, T, cross)
-        rep = s * h
-        cg, cs = _repeat(c_global, rep), _repeat(c_seq, rep)
-        hz = torch.tensor(hidx).repeat(b * s)  # (b*S*H,)
-        anc = (anchors[:, None].expand(-1, s, -1, -1, -1).reshape(b * rep, 1, n, n)
-               if self.residual else None)  # (B', 1, N, N) in (b, s, h) order
-        x = torch.randn((b * rep, 1, n, n), generator=gen)  # (B', 1, N, N)
-        for t in sched.timesteps:
-            out = self.net_.denoise(x, t.expand(x.shape[0]), hz, cg, cs, anc)  # (B', 1, N, N)
-            x = sched.step(out, t, x).prev_sample  # (B', 1, N, N)
-        return x.reshape(b, s, h, n, n).numpy().astype(np.float64)
 
     def predict_samples(self, values, origins, horizons, n_samples: int, *, random_state=None,
                         batch_size: int = 16) -> np.ndarray:
