@@ -75,7 +75,7 @@ def build_model(name: str, *, epochs: int | None = None, seed: int | None = None
 
 
 def _apply_sampling_options(forecaster, *, steps: int | None, samples: int | None) -> None:
-    """``--steps`` -> the model's DDIM steps; ``--samples`` -> the samples its point forecast is
+    """``--steps`` -> the model's sampling steps; ``--samples`` -> the samples its point forecast is
     the median of (models that sample; ``--steps`` elsewhere is an error)."""
     from trafficgen.errors import ConfigError
 

@@ -6,14 +6,15 @@ historical average, and the neural TM baselines named in the YAML) and every LEA
 training part (LEAD: early stopping on the validation part) and evaluated at the same test
 origins (evenly spaced over the test part, every target inside it; the history may reach back
 into train/val). Reported per horizon: LEAD's per-matrix-normalised RMSE/MAE and real-unit
-RMSE (Mbit/s) / NMAE side by side, ratios to persistence, and for LEAD (K DDIM samples, median
-as point forecast) CRPS and 50/90 % interval coverage. The paper's own numbers sit in a separate
+RMSE (Mbit/s) / NMAE side by side, ratios to persistence, and for LEAD (K samples, median as point
+forecast) and the probabilistic baselines CRPS (and its ratio to ``probabilistic_baseline``'s),
+50/90 % interval coverage and interval width. The paper's own numbers sit in a separate
 column where we know them (otherwise "n/a"). ``use_baselines`` / ``use_variants`` (lists) pick a
 subset (the quick mode uses them, since recipe overrides merge dictionaries).
 
 ``table3`` (list) names the variants of the ablation table (Table 3, with persistence beside
 them); every other model goes into the data set's Table 1/2. ``eval.timing`` times the fan-chart
-variant once more at ``ddim_steps`` (50) for ms per forecast / per sample.
+variant once more at ``timing.ddim_steps`` sampling steps for ms per forecast / per sample.
 
 Writes ``table.csv``, ``table.md``, ``summary.md``, one fan chart PNG per data set and the
 trained models under ``models/`` (reused on a re-run when ``reuse: true`` and the parameters
