@@ -85,6 +85,8 @@ def bare_generator(train, *, length_transform: str, end_detection: str, packets:
     gen.mapper_ = GasfImageMapper(image_size=packets).fit(train)
     gen.max_packets_, gen.image_size_ = packets, padded_size(packets, 3)
     gen.classes_ = train.classes
+    gen.class_lengths_ = {c: np.unique(np.abs(train.lengths[(train.labels == c)[:, None] & train.valid_mask]))
+                          .astype(int).tolist() for c in train.classes}
     return gen
 
 
@@ -132,16 +134,18 @@ def roundtrip(args) -> dict:
     real = real_floor_sample(train, test, random_state=0)  # the test part's class counts
     sigmas = sampler_end_sigmas()
     grid = sorted(set([0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3] + [round(s, 5) for s in sigmas.values()]))
+    if args.sigmas:
+        grid = [float(s) for s in args.sigmas.split(",")]
     result = {"mode": "roundtrip", "dataset": args.dataset, "packets": args.packets, "n_flows": len(real),
               "sampler_end_sigmas": sigmas, "floor": set_scores(real, train, test), "rows": []}
-    for transform in ("linear", "log", "quantile"):
+    for transform in args.transforms.split(","):
         gen = bare_generator(train, length_transform=transform, end_detection="step", packets=args.packets)
         clean = gen._images(real, dtype=np.float64)  # (n, 1, P, P)
         for sigma in grid:
             img = noisy(clean, sigma, np.random.default_rng(0))
-            for end in ("first_gap", "step"):
-                dec = gen.decode_images(img, labels=real.labels, end_detection=end)
-                row = {"length_transform": transform, "sigma": sigma, "end_detection": end,
+            for end, snap in [(e, s) for e in args.ends.split(",") for s in args.snaps.split(",")]:
+                dec = gen.decode_images(img, labels=real.labels, end_detection=end, snap=snap)
+                row = {"length_transform": transform, "sigma": sigma, "end_detection": end, "snap": snap,
                        **flow_errors(real, dec), **set_scores(dec, train, test),
                        "offmanifold_rms": float(np.mean(offmanifold_rms(gen, img)))}
                 result["rows"].append(row)
@@ -238,10 +242,11 @@ def roundtrip_markdown(res: dict, sigmas=(0.0, 0.01, 0.03, 0.04184, 0.08976, 0.1
           f"floor (no noise, real flows): TSTR {res['floor']['tstr_f1']:.3f}, packet-count JSD "
           f"{res['floor']['packet_count_jsd']:.3f}, length JSD {res['floor']['length_jsd']:.3f}. Sampler end "
           "noise levels: " + ", ".join(f"{k} {v:.3f}" for k, v in res["sampler_end_sigmas"].items()), "",
-          "| map | sigma | end | " + " | ".join(cols) + " |", "|---|---:|---|" + "---:|" * len(cols)]
+          "| map | sigma | end, snap | " + " | ".join(cols) + " |", "|---|---:|---|" + "---:|" * len(cols)]
     for r in res["rows"]:
         if any(abs(r["sigma"] - s) < 1e-4 for s in sigmas):
-            md.append(f"| {r['length_transform']} | {r['sigma']:.3f} | {r['end_detection']} | "
+            md.append(f"| {r['length_transform']} | {r['sigma']:.3f} | {r['end_detection']} "
+                      f"{r.get('snap', 'train')} | "
                       + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
     return "\n".join(md)
 
@@ -289,6 +294,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--images", default=None, help="samples: .npz cache of the sampled images (read if present)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sigmas", default=None, help="roundtrip: comma-separated noise levels (default: a grid + "
+                    "the samplers' end levels)")
+    ap.add_argument("--transforms", default="linear,log,quantile", help="roundtrip: length maps")
+    ap.add_argument("--ends", default="first_gap,step", help="roundtrip: end detections")
+    ap.add_argument("--snaps", default="train", help="roundtrip: snapping (train, class)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

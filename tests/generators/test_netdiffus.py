@@ -177,7 +177,25 @@ def torch_equal(a, b) -> bool:
 
 
 @pytest.mark.parametrize("bad", [{"prediction_type": "noise"}, {"length_transform": "sqrt"}, {"sampler": "euler"},
-                                 {"end_detection": "last"}, {"ema_decay": 1.0}])
+                                 {"end_detection": "last"}, {"ema_decay": 1.0}, {"snap": "nearest"}])
 def test_bad_config(bad):
     with pytest.raises(ConfigError):
         NetDiffusGenerator(preset="tiny", progress=False, **bad).fit(toy_flows(4))
+
+
+def test_class_snapping_keeps_each_class_on_its_own_lengths(fitted, tmp_path):
+    """snap="class": every decoded length is one the sampled class had in training; saved and loaded."""
+    out = fitted.sample(40, cls=["small", "large"], random_state=7)
+    fitted.set_params(snap="class")
+    try:
+        own = fitted.sample(40, cls=["small", "large"], random_state=7)
+        fitted.save_pretrained(tmp_path / "snap")
+        assert NetDiffusGenerator.from_pretrained(tmp_path / "snap").sample(6, random_state=3) == fitted.sample(
+            6, random_state=3)
+    finally:
+        fitted.set_params(snap="train")
+    for c in ("small", "large"):
+        rows = own.labels == c
+        seen = set(fitted.class_lengths_[c])
+        assert set(np.abs(own.lengths[rows][own.valid_mask[rows]]).tolist()) <= seen
+    np.testing.assert_array_equal(out.n_packets, own.n_packets)  # only the lengths move

@@ -103,6 +103,9 @@ PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
 SAMPLERS = ("ddim", "dpmsolver++", "unipc")
 SAMPLER_LABELS = {"ddim": "DDIM", "dpmsolver++": "DPM-Solver++", "unipc": "UniPC"}
 
+#: Where decoded lengths snap to: every training length, or the sampled class's.
+SNAPS = ("train", "class")
+
 #: The seed paper's configuration (NetDiffus: 10 packets, the plain GASF of ``L / max |L|``,
 #: DDIM), for ``NetDiffusGenerator(**PAPER_PARAMS)``.
 PAPER_PARAMS = dict(preset="small", max_packets=10, length_transform="linear", end_detection="first_gap",
@@ -145,6 +148,9 @@ class NetDiffusGenerator(FlowGenerator):
         smallest packet. All are exactly invertible on the training lengths.
     end_detection: ``"first_gap"`` or ``"step"`` (how the decoder finds the end of a flow, see
         :mod:`trafficgen.representations.gasf`).
+    snap: ``"train"`` (decoded lengths snap to the payload lengths of all training flows) or
+        ``"class"`` (to those of the training flows of the sampled class: the class-conditional
+        support; on the nDPI flows, 1,063 distinct lengths overall, a few dozen per class).
     guidance_scale: classifier-free guidance weight ``w`` (1.0 = plain conditional, one U-Net
         pass per step; > 1 doubles the cost per step).
     cfg_dropout: probability of replacing a training label by the null class.
@@ -169,6 +175,7 @@ class NetDiffusGenerator(FlowGenerator):
         "classes_": Field.class_names(), "class_prior_": Field.class_prior("classes_"),
         "max_packets_": Field.integer(minimum=1), "image_size_": Field.integer(minimum=1),
         "unet_config": Field.object(), "history_": Field.object(required=False),
+        "class_lengths_": Field.object(required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
 
@@ -176,7 +183,7 @@ class NetDiffusGenerator(FlowGenerator):
                  batch_size: int = 64, learning_rate: float = 1e-3, max_steps: int | None = None,
                  num_inference_steps: int = 50, sampler: str = "ddim", prediction_type: str = "v_prediction",
                  length_transform: str = "log", end_detection: str = "first_gap", guidance_scale: float = 1.0,
-                 cfg_dropout: float = 0.1, ema_decay: float = 0.0, val_fraction: float = 0.0,
+                 snap: str = "train", cfg_dropout: float = 0.1, ema_decay: float = 0.0, val_fraction: float = 0.0,
                  device: str = "auto", random_state: int | None = None, progress: bool = True):
         self.preset = preset
         self.max_packets = max_packets
@@ -189,6 +196,7 @@ class NetDiffusGenerator(FlowGenerator):
         self.prediction_type = prediction_type
         self.length_transform = length_transform
         self.end_detection = end_detection
+        self.snap = snap
         self.guidance_scale = guidance_scale
         self.cfg_dropout = cfg_dropout
         self.ema_decay = ema_decay
@@ -241,6 +249,8 @@ class NetDiffusGenerator(FlowGenerator):
             raise ConfigError(f"end_detection must be one of {END_DETECTIONS}, got {self.end_detection!r}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.snap not in SNAPS:
+            raise ConfigError(f"snap must be one of {SNAPS}, got {self.snap!r}")
         if not 0.0 <= float(self.ema_decay) < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= float(self.cfg_dropout) < 1.0:
@@ -287,16 +297,25 @@ class NetDiffusGenerator(FlowGenerator):
         x = self.mapper_.scale_flows(flows, self.image_size_)  # (n, P) L / scale
         return gasf_from_scaled(self.encode_lengths(x))[:, None].astype(dtype)  # (n, 1, P, P)
 
-    def decode_images(self, images: np.ndarray, labels=None, *, end_detection: str | None = None) -> FlowSet:
+    def decode_images(self, images: np.ndarray, labels=None, *, end_detection: str | None = None,
+                      snap: str | None = None) -> FlowSet:
         """Flows from (padded) images (n, 1, P, P): the mapper's inverse (signs from the rank-one
-        structure, lengths through ``length_transform``, snap to the training lengths, end of flow
-        by ``end_detection``, default the generator's)."""
+        structure, lengths through ``length_transform``, snap to the training lengths or, with
+        ``snap="class"`` and ``labels``, to each flow's class's, end of flow by ``end_detection``;
+        both default to the generator's)."""
         self._check_fitted()
         k = self.max_packets_
         v = scaled_from_gasf(np.asarray(images)[:, :, :k, :k])  # (n, k)
         x = self.decode_lengths(v)  # (n, k) L / scale
-        lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True,
-                                                              end=end_detection or self.end_detection)
+        end = end_detection or self.end_detection
+        lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True, end=end)
+        if (snap or self.snap) == "class" and labels is not None and getattr(self, "class_lengths_", None):
+            names = np.asarray(labels).astype(str)
+            for c, table in self.class_lengths_.items():
+                rows = np.flatnonzero(names == c)
+                if len(rows):
+                    lengths[rows], n_packets[rows] = self.mapper_.lengths_from_scaled(
+                        x[rows], samples=True, end=end, table=np.asarray(table))
         return FlowSet(lengths=lengths, n_packets=n_packets, labels=labels)
 
     # ------------------------------------------------------------------ fit
@@ -316,6 +335,8 @@ class NetDiffusGenerator(FlowGenerator):
         counts = flows.class_counts()
         classes = sorted(counts)
         self.mapper_ = GasfImageMapper(image_size=width).fit(flows)
+        self.class_lengths_ = {c: np.unique(np.abs(flows.lengths[(flows.labels == c)[:, None] & flows.valid_mask]))
+                               .astype(int).tolist() for c in classes}
         self.max_packets_ = width
         self.image_size_ = padded_size(width, len(self.presets[self.preset]["block_out_channels"]))
 
@@ -435,7 +456,7 @@ class NetDiffusGenerator(FlowGenerator):
         config = {"classes_": list(self.classes_), "class_prior_": self.class_prior_.tolist(),
                   "max_packets_": self.max_packets_, "image_size_": self.image_size_,
                   "unet_config": {k: v for k, v in dict(self.model_.config).items() if not k.startswith("_")},
-                  "history_": self.history_}
+                  "history_": self.history_, "class_lengths_": self.class_lengths_}
         tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}  # device-independent
         return config, tensors, {"gasf.json": self.mapper_.to_dict()}
 
@@ -447,7 +468,7 @@ class NetDiffusGenerator(FlowGenerator):
 
         # models saved before these parameters existed: epsilon, linear, first_gap, DDIM
         gen = cls._from_params({"params": {"prediction_type": "epsilon", "length_transform": "linear",
-                                           **config["params"]}})
+                                           "end_detection": "first_gap", "sampler": "ddim", **config["params"]}})
         gen._check_params()
         n_embeds = config["unet_config"].get("num_class_embeds")
         if n_embeds != len(config["classes_"]) + 1:
@@ -470,4 +491,7 @@ class NetDiffusGenerator(FlowGenerator):
         gen.max_packets_ = int(config["max_packets_"])
         gen.image_size_ = int(config["image_size_"])
         gen.history_ = config.get("history_", {})
+        gen.class_lengths_ = config.get("class_lengths_") or {}  # absent in models saved before it existed
+        if gen.snap == "class" and set(gen.class_lengths_) != set(gen.classes_):
+            raise InputFormatError('snap "class" needs class_lengths_ for every class', path=CONFIG_FILE)
         return gen

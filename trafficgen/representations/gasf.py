@@ -218,10 +218,11 @@ class GasfImageMapper:
         x = self.scale_flows(flows)  # (n, N)
         return gasf_from_scaled(x)[:, None].astype(dtype, copy=False)  # (n, 1, N, N)
 
-    def lengths_from_scaled(self, x: np.ndarray, *, samples: bool = False,
-                            end: str = "first_gap") -> tuple[np.ndarray, np.ndarray]:
+    def lengths_from_scaled(self, x: np.ndarray, *, samples: bool = False, end: str = "first_gap",
+                            table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Snap rescaled sequences (n, N) to signed integer lengths + ``n_packets`` (end detection
-        ``end``, see the module docstring, step 3).
+        ``end``, see the module docstring, step 3). ``table`` (sorted lengths, optional) replaces
+        the training lengths of ``snap="train"`` (e.g. the lengths of one class).
 
         ``samples=True`` (a generator's output) makes every row a valid flow by construction: at
         least one packet, and packet 0 client -> server (+); real data decodes as it is."""
@@ -232,13 +233,14 @@ class GasfImageMapper:
         n_packets = flow_ends(present, end)
         if samples:
             n_packets = np.maximum(n_packets, 1)  # a flow has at least one packet
-        if self.snap == "train" and self.valid_lengths_ is not None:
-            table = self.valid_lengths_.astype(np.float64)
+        lengths = self.valid_lengths_ if table is None else np.asarray(table, dtype=np.int64)
+        if self.snap == "train" and lengths is not None and len(lengths):
+            table = lengths.astype(np.float64)
             hi = np.clip(np.searchsorted(table, mag), 1, len(table) - 1) if len(table) > 1 else np.zeros(
                 mag.shape, dtype=np.int64)
             lo = np.maximum(hi - 1, 0)
             pick = np.where(np.abs(table[lo] - mag) <= np.abs(table[hi] - mag), lo, hi)
-            snapped = self.valid_lengths_[pick]  # (n, N)
+            snapped = lengths[pick]  # (n, N)
         else:
             snapped = np.clip(np.rint(mag), 1, max(1, int(np.floor(self.scale_)))).astype(np.int64)
         signed = np.where(x < 0, -snapped, snapped)  # (n, N)
