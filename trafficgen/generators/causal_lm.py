@@ -38,6 +38,9 @@ TIMING_PREFIX = "timing_head."
 #: Prefix of the IAT chain's count tables in ``model.safetensors``.
 CHAIN_PREFIX = "timing_chain"
 
+#: Key of the per-class length support (C, V') uint8 in ``model.safetensors``.
+SUPPORT_KEY = "class_support"
+
 #: ``timing`` values: the model of the inter-arrival times (True is the default one).
 TIMING_MODES = {True: "chain", "chain": "chain", "head": "head"}
 
@@ -84,6 +87,8 @@ class CausalLMFlowGenerator(FlowGenerator):
     conditional and unconditional logits ``l_c``, ``l_u`` of each step (s = 1: the plain
     conditional model, one forward; s > 1: two forwards per step, and a sharper class). Like
     ``top_p`` it changes what is sampled, not ``log_likelihood`` (always the conditional model).
+    ``support="class"`` (a sampling truncation too) lets a class emit only ``<EOS>`` and the
+    lengths its training flows contain.
 
     Timing: ``timing=True`` (or ``"chain"``) also learns the flows' inter-arrival times, given
     the sampled lengths, with the :class:`~trafficgen.generators.iat_chain.IATChain` that
@@ -114,7 +119,7 @@ class CausalLMFlowGenerator(FlowGenerator):
                  repeat_weight: float = 1.0, length_features: bool = True, random_state: int | None = None,
                  progress: bool = True, device: str = "auto", precision: str = "fp32",
                  gradient_accumulation_steps: int = 1, timing: bool = False, cfg_dropout: float = 0.0,
-                 guidance_scale: float = 1.0):
+                 guidance_scale: float = 1.0, support: str | None = None):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -134,6 +139,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.timing = timing
         self.cfg_dropout = cfg_dropout
         self.guidance_scale = guidance_scale
+        self.support = support
 
     # ------------------------------------------------------------------ architecture hooks
     def _build_model(self, vocab_size: int, max_positions: int):
@@ -232,6 +238,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         if timing is not None:
             self.history_["timing"] = self._fit_timing_head(model.eval(), timing, ids_t, n_tok, tokenizer, seed)
         self.model_ = model.eval()
+        self.class_support_ = class_support(ids, tokenizer)  # (C, V') bool
         self.timing_head_ = None if timing is None else timing["head"].eval()
         self.iat_bins_ = None if timing is None else timing["iat_bins"]
         self.timing_chain_ = None
@@ -317,11 +324,12 @@ class CausalLMFlowGenerator(FlowGenerator):
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, cls=None, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, batch_size: int = 4096, random_state=None, progress: bool = False,
-               dtype: str = "float32", guidance_scale: float | None = None):
+               dtype: str = "float32", guidance_scale: float | None = None, support: str | None = "model"):
         """``n`` flows (labels = class names), conditioned on ``cls`` (None: the training prior).
 
         ``progress`` shows a bar over the decode batches (the samples do not depend on it).
-        ``guidance_scale`` (None: the model's) is the classifier-free guidance scale (see the class).
+        ``guidance_scale`` (None: the model's) is the classifier-free guidance scale, ``support``
+        (``"model"``: the model's setting; None or ``"class"``) the per-class length support (see the class).
         ``dtype="bfloat16"`` decodes with bf16 weights and activations (logits and sampling stay
         fp32): several times faster on CPUs with AMX / AVX512-BF16, with next-token distributions
         within a small KL of fp32 (tested); seeded results then differ from fp32 ones.
@@ -338,6 +346,7 @@ class CausalLMFlowGenerator(FlowGenerator):
             raise ConfigError("need temperature >= 0, top_k >= 1, 0 < top_p <= 1")
         decode_dtype(dtype)  # fail before any work on a bad name
         scale = self._guidance(guidance_scale)
+        support_mask = self._support_mask(self.support if support == "model" else support)
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(n, cls, rng)
         gen = torch.Generator(device=self._placed()).manual_seed(int(rng.integers(2**63 - 1)))
@@ -346,7 +355,8 @@ class CausalLMFlowGenerator(FlowGenerator):
         with progress_bar(n, f"sample {self.name}", enabled=progress, show_loss=False, unit="flows") as update:
             for i in range(0, n, int(batch_size)):
                 ids = self.generate_ids(class_ids[i:i + int(batch_size)], generator=gen, temperature=temperature,
-                                        top_k=top_k, top_p=top_p, dtype=dtype, guidance_scale=scale)  # (b, W+2)
+                                        top_k=top_k, top_p=top_p, dtype=dtype, guidance_scale=scale,
+                                        support_mask=support_mask)  # (b, W+2)
                 parts.append(ids.cpu().numpy())
                 update(len(ids))
         ids = np.concatenate(parts)
@@ -441,12 +451,25 @@ class CausalLMFlowGenerator(FlowGenerator):
                               "unconditional prompt)")
         return scale
 
+    def _support_mask(self, support: str | None):
+        """None, or for ``"class"`` the (C, V') additive mask (0 / -inf) of each class's support."""
+        import torch
+
+        if support is None:
+            return None
+        if support != "class":
+            raise ConfigError(f"support must be None or 'class', got {support!r}")
+        if getattr(self, "class_support_", None) is None:
+            raise ConfigError("support='class' needs a model saved with its class support (retrain it)")
+        return torch.where(torch.from_numpy(self.class_support_), 0.0, -torch.inf).to(self._placed())
+
     def generate_ids(self, class_ids, *, generator, temperature: float = 1.0, top_k: int | None = None,
                      top_p: float | None = None, max_packets: int | None = None, dtype: str = "float32",
-                     guidance_scale: float = 1.0):
+                     guidance_scale: float = 1.0, support_mask=None):
         """Decode loop: (B,) class-token ids -> (B, W+2) ids ``<CLASS> PL... <EOS> <PAD>...``.
         ``guidance_scale != 1`` runs every chunk twice over (conditional rows, then the same rows
-        with the unconditional prompt) and samples from the guided logits."""
+        with the unconditional prompt) and samples from the guided logits. ``support_mask`` (C, V')
+        is added to each row's logits by its class."""
         import torch
 
         compute_dtype = decode_dtype(dtype)
@@ -487,6 +510,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                         logits = project(hidden)  # (b_c, V'+pad)
                     # masks set in place on a few columns (a GEMM bias, addmm, first writes a
                     # (b_c, V') broadcast of it)
+                    if support_mask is not None:  # each row's class support
+                        logits[:, :n_out] += support_mask[class_ids[c].to(device) - self.tokenizer_.first_class_id]
                     logits[:, n_out:] = -torch.inf  # padded outputs
                     if t == 0:  # a flow has >= 1 packet and its first is client -> server (+)
                         logits[:, :first_positive] = -torch.inf  # <EOS> and every negative length
@@ -569,6 +594,8 @@ class CausalLMFlowGenerator(FlowGenerator):
             "model_config": self.model_.config.to_dict(),
         }
         tensors = {k: v for k, v in self.model_.state_dict().items()}
+        if getattr(self, "class_support_", None) is not None:
+            tensors[SUPPORT_KEY] = torch_tensor(self.class_support_.astype(np.uint8))
         if getattr(self, "timing_chain_", None) is not None:
             config["timing"] = {"model": "chain", **self.timing_chain_.config()}
             tensors.update({k: torch_tensor(v) for k, v in self.timing_chain_.state(CHAIN_PREFIX).items()})
@@ -594,10 +621,13 @@ class CausalLMFlowGenerator(FlowGenerator):
                                    f"tokenizer's {gen.tokenizer_.vocab_size}", path="config.json")
         head_tensors = {k[len(TIMING_PREFIX):]: v for k, v in tensors.items() if k.startswith(TIMING_PREFIX)}
         chain_tensors = {k: v for k, v in tensors.items() if k.startswith(CHAIN_PREFIX + ".")}
+        support = tensors.get(SUPPORT_KEY)
+        tensors = {k: v for k, v in tensors.items() if k != SUPPORT_KEY}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(TIMING_PREFIX) and k not in chain_tensors}
         load_module_state(model, tensors, TENSORS_FILE, optional=lambda key: "inv_freq" in key)
         gen.model_ = model.eval()  # CPU weights; moved to gen.device when first used (_placed)
         gen.timing_head_ = gen.iat_bins_ = gen.timing_chain_ = None
+        gen.class_support_ = None if support is None else np.asarray(support).astype(bool)
         if (config.get("timing") or {}).get("model") == "chain":
             from trafficgen.generators.iat_chain import IATChain
 
@@ -640,6 +670,18 @@ def training_budget(n_train: float, batch_size: int) -> int:
     budget and anneals to zero; the weights of the best validation loss are kept."""
     per_epoch = max(1, int(np.ceil(float(n_train) / max(int(batch_size), 1))))
     return int(np.clip(BUDGET_EPOCHS * per_epoch, BUDGET_MIN_STEPS, BUDGET_MAX_STEPS))
+
+
+def class_support(ids: np.ndarray, tokenizer: FlowTokenizer) -> np.ndarray:
+    """(C, V') bool: which outputs (``<EOS>`` + lengths, in output-row order) each class's
+    training flows ``ids`` (n, W+2) contain; ``<EOS>`` always."""
+    n_out = tokenizer.first_class_id - EOS_ID
+    out = np.zeros((len(tokenizer.classes), n_out), dtype=bool)
+    out[:, 0] = True
+    body = ids[:, 1:]
+    rows, cols = np.nonzero(body > EOS_ID)
+    out[ids[rows, 0] - tokenizer.first_class_id, body[rows, cols] - EOS_ID] = True
+    return out
 
 
 def training_row_weights(ids: np.ndarray, *, class_balance: float = 0.0,
