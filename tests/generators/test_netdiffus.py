@@ -46,8 +46,9 @@ def test_registry_params_and_padding():
     paper = NetDiffusGenerator(**PAPER_PARAMS)  # the seed paper's setting stays reachable
     assert (paper.max_packets, paper.length_transform, paper.sampler) == (10, "linear", "ddim")
     default = NetDiffusGenerator()
-    assert (default.num_inference_steps, default.prediction_type, default.length_transform) == (
-        50, "v_prediction", "log")
+    assert (default.num_inference_steps, default.prediction_type, default.length_transform,
+            default.end_detection, default.sampler, default.snap) == (50, "v_prediction", "quantile", "step",
+                                                                      "ddim", "train")
     assert [padded_size(s, 3) for s in (8, 23, 32, 1)] == [8, 24, 32, 4]
 
 
