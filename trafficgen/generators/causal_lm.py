@@ -87,6 +87,13 @@ class CausalLMFlowGenerator(FlowGenerator):
     conditional and unconditional logits ``l_c``, ``l_u`` of each step (s = 1: the plain
     conditional model, one forward; s > 1: two forwards per step, and a sharper class). Like
     ``top_p`` it changes what is sampled, not ``log_likelihood`` (always the conditional model).
+    Defaults (``cfg_dropout=0.1``, ``guidance_scale=1.5``) from
+    ``benchmarks/token_class_fidelity.py`` on the lightweight_ntg split at 32 packets: the dropout
+    costs no likelihood (nDPI 39.68 vs 39.71 bits per flow, CICDOH20 77.55 vs 79.39); at 1.5 the
+    share of sampled lengths a class never used in training falls from 0.34 to 0.22 on nDPI (the
+    real test flows: 0.22), TSTR rises 0.595 -> 0.613 (CICDOH20 0.935 -> 0.936) and every fidelity
+    JSD falls on both; at 2-3 CICDOH20's TSTR drops (0.908). The price is a second forward per
+    decode step (``guidance_scale=1``: one).
     ``support="class"`` (a sampling truncation too) lets a class emit only ``<EOS>`` and the
     lengths its training flows contain.
 
@@ -118,8 +125,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                  val_fraction: float = 0.1, patience: int | None = None, class_balance: float = 0.0,
                  repeat_weight: float = 1.0, length_features: bool = True, random_state: int | None = None,
                  progress: bool = True, device: str = "auto", precision: str = "fp32",
-                 gradient_accumulation_steps: int = 1, timing: bool = False, cfg_dropout: float = 0.0,
-                 guidance_scale: float = 1.0, support: str | None = None):
+                 gradient_accumulation_steps: int = 1, timing: bool = False, cfg_dropout: float = 0.1,
+                 guidance_scale: float = 1.5, support: str | None = None):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -611,6 +618,8 @@ class CausalLMFlowGenerator(FlowGenerator):
 
         params = config.get("params", {})
         gen = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        if "cfg_dropout" not in params:  # saved before guidance existed: no unconditional prompt
+            gen.cfg_dropout, gen.guidance_scale = 0.0, 1.0
         gen.tokenizer_ = FlowTokenizer.from_dict(extra["tokenizer.json"])
         if list(gen.tokenizer_.classes) != list(config["classes"]):
             raise InputFormatError(f"tokenizer.json classes {list(gen.tokenizer_.classes)} differ from "
