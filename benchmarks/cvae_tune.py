@@ -6,7 +6,8 @@ DATASET ``ndpi`` (200/class) or ``cicdoh20`` (whole), 32 packets, the ``lightwei
 (test 0.3, seed 0); only its *training* part is used: it is split again (stratified, 25 %
 validation, seed 1). The CVAE (``KWARGS``: a JSON object of CVAEGenerator parameters) is fitted on
 the inner training part; printed, one JSON line per sampling setting of ``TEMPS`` (JSON list of
-``[temperature, z_temperature]``, default ``[[1, 1]]``): the validation ELBO in bits per flow,
+``[temperature, z_temperature]`` or ``[temperature, z_temperature, support]``, default
+``[[1, 1]]``, support "class"): the validation ELBO in bits per flow,
 the four fidelity JSDs of as many samples as the validation part has (its class counts) against
 it, TSTR macro F1 (random forest, 100 trees, seed 0) of a synthetic set the size of the inner
 training part, and the wall time of fit (contended). ``python benchmarks/cvae_tune.py DATASET
@@ -68,20 +69,23 @@ def main() -> None:
     from trafficgen.generators.cvae import CVAEGenerator
 
     kwargs = json.loads(what)
+    if isinstance(kwargs.get("preset"), dict):  # an architecture to try: registered as preset "trial"
+        CVAEGenerator.presets = {**CVAEGenerator.presets, "trial": kwargs["preset"]}
+        kwargs = {**kwargs, "preset": "trial"}
     temps = json.loads(sys.argv[3]) if len(sys.argv) > 3 else [[1.0, 1.0]]
     t0 = time.perf_counter()
     gen = CVAEGenerator(**{"random_state": 0, "progress": False, **kwargs}).fit(fit_train)
     fit_s = time.perf_counter() - t0
     ll = gen.log_likelihood(val, n_samples=8)
     h = gen.history_
-    base = {"dataset": ds, "kwargs": kwargs, "fit_s_contended": round(fit_s, 1), "epochs_run": len(h["train_loss"]),
+    base = {"dataset": ds, "kwargs": json.loads(what), "fit_s_contended": round(fit_s, 1), "epochs_run": len(h["train_loss"]),
             "best_epoch": h["best_epoch"], "val_elbo_bits_per_flow": round(float(-ll.mean() / math.log(2)), 3),
             "train_kl_last": round(h["kl"][-1], 3) if "kl" in h else None}
-    for t_tok, t_z in temps:
-        s = scores(gen.sample(len(val), cls=val.labels.tolist(), random_state=1, temperature=t_tok, z_temperature=t_z),
-                   gen.sample(len(fit_train), cls=fit_train.labels.tolist(), random_state=2, temperature=t_tok,
-                              z_temperature=t_z), fit_train, val)
-        print(json.dumps({**base, "temperature": t_tok, "z_temperature": t_z, **s}), flush=True)
+    for t_tok, t_z, *support in temps:
+        kw = dict(temperature=t_tok, z_temperature=t_z, support=support[0] if support else "class")
+        s = scores(gen.sample(len(val), cls=val.labels.tolist(), random_state=1, **kw),
+                   gen.sample(len(fit_train), cls=fit_train.labels.tolist(), random_state=2, **kw), fit_train, val)
+        print(json.dumps({**base, **kw, **s}), flush=True)
 
 
 if __name__ == "__main__":

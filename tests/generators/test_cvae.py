@@ -1,11 +1,16 @@
-"""CVAEGenerator: loss falls, same seed -> same flows, save/load, class conditioning."""
+"""CVAEGenerator: loss falls, valid flows by construction, same seed -> same flows, save/load,
+class conditioning, the likelihood bound, devices."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
+import torch
 
 from trafficgen.data.flowset import FlowSet
-from trafficgen.errors import UnknownClassError
+from trafficgen.errors import ConfigError, UnknownClassError
+from trafficgen.evaluation.likelihood import likelihood_summary
 from trafficgen.generators.cvae import CVAEGenerator
 from trafficgen.registry import get_generator
 
@@ -28,24 +33,93 @@ def predicted_class(flows: FlowSet) -> np.ndarray:
     return np.where(mean > 600, "large", "small")
 
 
+def ragged_flows(n: int, seed: int = 0) -> FlowSet:
+    """Two classes with different flow lengths and a flow-level mode: an 'a' flow repeats one of
+    two exchanges, (+100, -1400) or (+120, -800), 1-3 times; a 'b' flow one of (+300, -60) or
+    (+320, -90), 4-6 times. Which exchange and how many is not given by the class: a decoder
+    gets them right together only through z."""
+    rng = np.random.default_rng(seed)
+    modes = {"a": [[100, -1400], [120, -800]], "b": [[300, -60], [320, -90]]}
+    seqs, labels = [], []
+    for i in range(n):
+        cls = "ab"[i % 2]
+        k = int(rng.integers(1, 4) if cls == "a" else rng.integers(4, 7))
+        seqs.append(modes[cls][int(rng.integers(2))] * k)
+        labels.append(cls)
+    return FlowSet.from_sequences(seqs, labels, max_packets=12)
+
+
+TINY = dict(preset="tiny", batch_size=32, learning_rate=3e-3, val_fraction=0.0, random_state=0, progress=False)
+
+
 @pytest.fixture(scope="module")
 def fitted():
-    return CVAEGenerator(preset="tiny", epochs=40, batch_size=32, learning_rate=3e-3, val_fraction=0.0,
-                         random_state=0, progress=False).fit(toy_flows(200))
+    return CVAEGenerator(epochs=60, **TINY).fit(toy_flows(200))
+
+
+@pytest.fixture(scope="module")
+def ragged():
+    return CVAEGenerator(epochs=60, **TINY).fit(ragged_flows(200))
 
 
 def test_registry_and_params():
     assert get_generator("cvae") is CVAEGenerator
-    assert {"preset", "epochs", "batch_size", "random_state", "max_packets", "progress"} <= set(
-        CVAEGenerator().get_params())
+    params = CVAEGenerator().get_params()
+    assert {"preset", "epochs", "batch_size", "random_state", "max_packets", "progress", "device",
+            "kl_warmup", "free_bits", "temperature", "z_temperature", "patience"} <= set(params)
+    assert params["device"] == "auto"
+    assert CVAEGenerator.likelihood_kind.startswith("elbo")
 
 
 def test_loss_falls_and_fitted_attributes(fitted):
-    loss = fitted.history_["train_loss"]
-    assert loss[-1] < loss[0] - 1.0
+    loss = fitted.history_["train_loss"]  # nats per flow; the class-bias start is the class marginal
+    # the toy's entropy given the class: 6 log 100 ('small') and 6 log 400 ('large'), mean 31.8 nats
+    assert loss[-1] < loss[0] - 5.0 and loss[-1] < 33.0
     assert fitted.classes_ == ["large", "small"]
     np.testing.assert_allclose(fitted.class_prior_, [0.5, 0.5])
-    assert fitted.max_packets_ == 8 and 1000 <= fitted.mapper_.scale_ <= 1399
+    assert fitted.max_packets_ == 8 and fitted.tokenizer_.classes == ["large", "small"]
+    seen = set(np.unique(toy_flows(200).lengths[toy_flows(200).valid_mask]).tolist())
+    vocab = fitted.tokenizer_.id_to_length(np.flatnonzero(fitted.model_.class_vocab.any(0).numpy()) + 2)
+    assert set(vocab.tolist()) == seen
+
+
+def test_samples_valid_by_construction(fitted, ragged):
+    train = toy_flows(200)
+    seen = set(np.unique(train.lengths[train.valid_mask]).tolist())
+    for gen, t in ((fitted, 1.0), (fitted, 3.0), (ragged, 1.0)):
+        out = gen.sample(300, random_state=4, temperature=t, z_temperature=t)
+        assert np.all(out.n_packets >= 1) and np.all(out.n_packets <= gen.max_packets_)
+        assert np.all(out.lengths[:, 0] > 0)  # the client sends first
+        assert np.all(out.lengths[~out.valid_mask] == 0)
+        if gen is fitted:
+            assert set(np.unique(out.lengths[out.valid_mask]).tolist()) <= seen
+    assert np.all(fitted.sample(50, random_state=1).n_packets == 6)
+
+
+def _consistent(out: FlowSet) -> float:
+    """Share of flows whose exchanges are all one real exchange."""
+    real = {(100, -1400), (120, -800), (300, -60), (320, -90)}
+    ok = []
+    for row, k in zip(out.lengths, out.n_packets, strict=True):
+        pairs = {(int(row[j]), int(row[j + 1])) for j in range(0, k - 1, 2)}
+        ok.append(k % 2 == 0 and len(pairs) == 1 and pairs <= real)
+    return float(np.mean(ok))
+
+
+def test_flow_length_and_mode_learned(ragged):
+    """The count head learns each class's flow lengths; the exchanges of a flow agree with each
+    other (the first-order decoder sees the previous length)."""
+    out = ragged.sample(400, cls=["a", "b"], random_state=3)
+    a, b = out.n_packets[out.labels == "a"], out.n_packets[out.labels == "b"]
+    assert np.mean(np.isin(a, [2, 4, 6])) > 0.9 and np.mean(np.isin(b, [8, 10, 12])) > 0.9
+    assert _consistent(out) > 0.9
+
+
+def test_latent_in_use_when_the_decoder_needs_it():
+    """With ``context=0`` the positions are independent given z, so only z can tie a flow's
+    exchanges together: the KL stays above the mode's log 2 = 0.69 nats (no posterior collapse)."""
+    gen = CVAEGenerator(epochs=60, context=0, **TINY).fit(ragged_flows(200))
+    assert gen.history_["kl"][-1] > 0.5
 
 
 def test_same_seed_same_flows(fitted):
@@ -55,7 +129,8 @@ def test_same_seed_same_flows(fitted):
     assert a == b
     assert not np.array_equal(a.lengths, c.lengths)
     assert len(a) == 64 and a.max_packets == 8 and set(a.labels) <= {"small", "large"}
-    assert np.all(a.lengths[a.n_packets > 0, 0] > 0)
+    greedy = fitted.sample(8, cls="small", temperature=0, z_temperature=0, random_state=1)
+    assert np.all(greedy.lengths == greedy.lengths[0])  # z = prior mean, argmax everywhere
 
 
 def test_same_seed_same_model():
@@ -67,10 +142,11 @@ def test_same_seed_same_model():
 
 def test_save_load_equal(fitted, tmp_path):
     fitted.save_pretrained(tmp_path / "cvae")
-    assert {p.name for p in (tmp_path / "cvae").iterdir()} == {"config.json", "model.safetensors", "gasf.json"}
+    assert {p.name for p in (tmp_path / "cvae").iterdir()} == {"config.json", "model.safetensors", "tokenizer.json"}
     loaded = CVAEGenerator.from_pretrained(tmp_path / "cvae")
     assert loaded.get_params() == fitted.get_params()
     assert loaded.sample(32, random_state=5) == fitted.sample(32, random_state=5)
+    np.testing.assert_array_equal(loaded.log_likelihood(toy_flows(8, seed=3)), fitted.log_likelihood(toy_flows(8, seed=3)))
 
 
 def test_class_conditioning(fitted):
@@ -78,3 +154,67 @@ def test_class_conditioning(fitted):
     assert (predicted_class(out) == out.labels).mean() >= 0.9
     with pytest.raises(UnknownClassError):
         fitted.sample(2, cls="nope")
+
+
+def test_log_likelihood_is_a_bound(ragged):
+    """ELBO <= importance-weighted bound <= log p(x | c) (estimated with many prior draws), each up
+    to Monte Carlo noise, and the ELBO's gap is small (a posterior close to the true one); a
+    likelier flow scores higher; the summary labels it a bound."""
+    flows = ragged_flows(6, seed=9)
+    elbo = ragged.log_likelihood(flows, n_samples=32)
+    iwae = ragged.log_likelihood(flows, n_samples=64, importance=True)
+    m = ragged.model_
+    tok, n_pk = ragged._tokens(flows)
+    y = torch.from_numpy(ragged._class_index(flows.labels))
+    z = torch.randn(3000, m.config.latent_dim, generator=torch.Generator().manual_seed(0))  # (K, Z)
+    exact = []
+    with torch.inference_mode():
+        for i in range(len(flows)):
+            rep = lambda a: torch.from_numpy(np.repeat(a[i:i + 1], len(z), axis=0))  # noqa: E731
+            rec = m.reconstruction_nll(z, rep(tok), rep(n_pk), y[i].repeat(len(z))).double()  # (K,)
+            exact.append(float(torch.logsumexp(-rec, 0) - math.log(len(z))))
+    exact = np.array(exact)
+    assert np.all(elbo <= exact + 0.3) and np.all(iwae <= exact + 0.3)  # Monte Carlo noise: ~0.1 nats
+    assert elbo.mean() <= iwae.mean() + 0.02 and np.all(exact - elbo < 2.0)
+    assert np.all(elbo > -40)  # these flows are typical: a few nats each
+    odd = FlowSet.from_sequences([[100, -1400, 120, -800]], ["a"], max_packets=12)  # two modes mixed
+    assert ragged.log_likelihood(odd)[0] < elbo.min() - 5
+    empty = FlowSet(lengths=np.zeros((1, 12), np.int32), n_packets=np.zeros(1, np.int32), labels=["a"])
+    assert ragged.log_likelihood(empty)[0] == -np.inf
+    with pytest.raises(UnknownClassError):
+        ragged.log_likelihood(FlowSet.from_sequences([[100]], ["zzz"]))
+    summary = likelihood_summary(ragged, flows)
+    default = ragged.log_likelihood(flows)  # 16 draws
+    assert summary["kind"].startswith("elbo") and summary["bits_per_flow"] == pytest.approx(-default.mean() / math.log(2))
+
+
+def test_devices(fitted, tmp_path):
+    data = toy_flows(40)
+    kw = dict(preset="tiny", epochs=2, batch_size=32, val_fraction=0.0, random_state=3, progress=False)
+    cpu = CVAEGenerator(device="cpu", **kw).fit(data)
+    with pytest.raises(ConfigError, match="unknown device"):
+        CVAEGenerator(device="tpu", **kw).fit(data)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            CVAEGenerator(device="cuda", **kw).fit(data)
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            CVAEGenerator(device="cuda:1", **kw).fit(data)
+        auto = CVAEGenerator(device="auto", **kw).fit(data)
+        assert auto.sample(16, random_state=1) == cpu.sample(16, random_state=1)
+    # a model saved with device="cuda" loads anywhere; it samples where it is told to
+    cpu.set_params(device="cuda").save_pretrained(tmp_path / "m")
+    loaded = CVAEGenerator.from_pretrained(tmp_path / "m").set_params(device="cpu")
+    assert loaded.sample(16, random_state=1) == cpu.set_params(device="cpu").sample(16, random_state=1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_distributionally(fitted):
+    fitted.set_params(device="cuda")  # the same weights, moved on first use
+    try:
+        out = fitted.sample(400, cls=["small", "large"], random_state=2)
+        assert (predicted_class(out) == out.labels).mean() >= 0.9
+        ll = fitted.log_likelihood(toy_flows(8, seed=3))
+    finally:
+        fitted.set_params(device="cpu")
+    np.testing.assert_allclose(ll, fitted.log_likelihood(toy_flows(8, seed=3)), rtol=1e-4, atol=1e-3)

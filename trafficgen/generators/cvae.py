@@ -1,212 +1,361 @@
-"""`CVAEGenerator`: a conditional VAE over fixed-length signed-length sequences (baseline).
+"""`CVAEGenerator`: a conditional VAE over exact signed-length sequences, with a categorical
+decoder and an explicit flow-length head (network: :mod:`trafficgen.generators.cvae_network`).
 
-A flow's first ``N = max_packets_`` signed lengths are mapped to ``v = sign(L) log1p(|L|) /
-log1p(scale)`` in ``[-1, 1]`` (0 = no packet; ``scale`` is the GASF mapper's learned
-``max |L|``). The log keeps small packets well away from the padding value. An MLP encoder
-``q(z | v, class)`` and decoder ``p(v | z, class)`` (class one-hot into both, Gaussian latent,
-Gaussian likelihood with one learned variance) are trained on the ELBO. Sampling decodes
-``z ~ N(0, I)`` to the decoder mean, then the
-:class:`~trafficgen.representations.gasf.GasfImageMapper` post-processing: snap to the payload
-lengths seen in training, end of flow at the first position below half the smallest length,
-packet 0 client -> server (+).
+Flows are the :class:`~trafficgen.representations.tokenizer.FlowTokenizer` length tokens of their
+first ``N = max_packets_`` packets. The encoder ``q(z | x, n, c)`` reads the tokens, the packet
+count and the class; the decoder is ``p(n | z, c) prod_t p(x_t | z, c, t, x_{t-1})``: a softmax
+over the packet count and, per position, a softmax over the 3,000 signed lengths that sees the
+latent, the class, the position and the previous ``context`` lengths (default 2), so training
+stays parallel over positions (``context=0``: positions independent given ``z``).
+Training maximises the ELBO with the KL weight annealed from 0 to 1 over the first ``kl_warmup``
+of the steps and "free bits" (a per-dimension KL floor of ``free_bits`` nats on the batch mean,
+Kingma et al. 2016) so that the latent stays in use; early stopping and the kept weights follow
+the plain (beta = 1, no floor) ELBO on the validation split.
 
-Built from plain torch layers: there is no CVAE in transformers/diffusers.
+Sampling: ``z ~ N(0, z_temperature^2 I)``, then the packet count and each length from their
+softmaxes at ``temperature``, the lengths restricted to those the class used in training
+(``support="class"``) or any class used (``"train"``), the first packet to client -> server (+):
+every sampled flow is valid by construction. ``log_likelihood`` returns the ELBO (a lower bound on
+``log p(x | c)`` of the unrestricted model at temperature 1; ``likelihood_kind`` says so), or the
+tighter importance-weighted bound with ``importance=True``.
+
+Why not the previous design (a Gaussian decoder over ``sign(L) log1p|L|`` whose mean was snapped
+to a length, the flow ending where the mean fell near 0), and how the defaults were chosen: see
+``benchmarks/results/cvae_2026-12-02/README_section.md``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict
 from typing import ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
+from trafficgen._random import seed_from, torch_seeded
 from trafficgen.data.flowset import FlowSet
-from trafficgen.errors import InputFormatError
+from trafficgen.errors import ConfigError, InputFormatError, UnknownClassError
 from trafficgen.generators.base import FlowGenerator
-from trafficgen.generators.serialization import (
-    GASF_MAPPER_SCHEMA,
-    TENSORS_FILE,
-    Field,
-    load_module_state,
-    validate_config,
-)
-from trafficgen.representations.gasf import GasfImageMapper
-
-#: Default cap on the modelled flow length when ``max_packets=None``.
+from trafficgen.generators.serialization import TENSORS_FILE, Field, load_module_state, validate_config
+from trafficgen.representations.tokenizer import FlowTokenizer, count_clipped
 
 CVAE_PRESETS: dict[str, dict] = {
-    "tiny": dict(hidden_dim=32, latent_dim=4, n_layers=2),
-    "small": dict(hidden_dim=256, latent_dim=16, n_layers=3),
-    "base": dict(hidden_dim=640, latent_dim=16, n_layers=3),   # ~1.8M: the budget of the other "small" presets
+    "tiny": dict(hidden_dim=32, latent_dim=4, n_layers=2, token_dim=8),
+    "small": dict(hidden_dim=256, latent_dim=16, n_layers=2, token_dim=32),
+    "base": dict(hidden_dim=512, latent_dim=32, n_layers=2, token_dim=48),
 }
 
-
-@dataclass
-class CVAEConfig:
-    input_dim: int
-    n_classes: int
-    hidden_dim: int = 256
-    latent_dim: int = 16
-    n_layers: int = 3
-
-
-def _mlp(d_in: int, hidden: int, n_layers: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(n_layers):
-        layers += [nn.Linear(d_in if i == 0 else hidden, hidden), nn.SiLU()]
-    return nn.Sequential(*layers)
-
-
-class ConditionalVAE(nn.Module):
-    """MLP conditional VAE: ``encode(v, y) -> (mu, logvar)``, ``decode(z, y) -> mean in [-1, 1]``."""
-
-    def __init__(self, config: CVAEConfig):
-        super().__init__()
-        self.config = config
-        c = config
-        self.encoder = _mlp(c.input_dim + c.n_classes, c.hidden_dim, c.n_layers)
-        self.to_stats = nn.Linear(c.hidden_dim, 2 * c.latent_dim)
-        self.decoder = _mlp(c.latent_dim + c.n_classes, c.hidden_dim, c.n_layers)
-        self.to_out = nn.Linear(c.hidden_dim, c.input_dim)
-        self.log_var_x = nn.Parameter(torch.tensor(-2.0))  # decoder's Gaussian log-variance
-
-    def _onehot(self, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.one_hot(y, self.config.n_classes).float()  # (B, C)
-
-    def encode(self, v: torch.Tensor, y: torch.Tensor):
-        h = self.encoder(torch.cat([v, self._onehot(y)], dim=-1))  # (B, H)
-        mu, logvar = self.to_stats(h).chunk(2, dim=-1)  # (B, Z) each
-        return mu, logvar.clamp(-10.0, 10.0)
-
-    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.to_out(self.decoder(torch.cat([z, self._onehot(y)], dim=-1))))  # (B, N)
-
-    def loss(self, v: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Negative ELBO per sequence (mean over the batch); ``eps`` (B, Z) standard normal."""
-        mu, logvar = self.encode(v, y)  # (B, Z)
-        z = mu + torch.exp(0.5 * logvar) * eps  # (B, Z)
-        v_hat = self.decode(z, y)  # (B, N)
-        nll = 0.5 * (((v - v_hat) ** 2) * torch.exp(-self.log_var_x) + self.log_var_x).sum(-1)  # (B,)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)  # (B,)
-        return (nll + kl).mean()
+_FIRST_LENGTH_ID = 2  # token id of the first length (tokenizer layout)
+#: Sampling supports of the lengths (see :meth:`CVAEGenerator.sample`).
+SUPPORTS = ("class", "train")
 
 
 class CVAEGenerator(FlowGenerator):
     """Conditional VAE flow generator (registry name ``"cvae"``).
 
-    Parameters: ``preset`` (``"small"`` ~0.3M parameters, ``"base"`` ~1.75M, the budget of the other generators, ``"tiny"``), ``max_packets``
-    (sequence length; ``None``: the data's width capped at 32), ``epochs``, ``batch_size``,
-    ``learning_rate``, ``val_fraction`` (early stopping; 0 = none), ``random_state``,
-    ``progress``.
+    Parameters: ``preset`` (``"tiny"``, ``"small"``, ``"base"``), ``max_packets`` (``None``: the
+    data's width capped at 32), ``epochs``, ``batch_size``, ``learning_rate``, ``weight_decay``
+    (AdamW), ``val_fraction`` (validation split for early stopping and the kept weights; 0 =
+    none), ``patience`` (epochs without a better validation ELBO; None = never stop early),
+    ``kl_warmup`` (fraction of the steps over which the KL weight rises from 0 to 1),
+    ``free_bits`` (nats per latent dimension), ``context`` (0, 1 or 2 previous lengths the
+    decoder sees), ``dropout`` / ``word_dropout`` (training-only regularisers, off by default),
+    ``temperature``, ``z_temperature`` and ``support`` (the sampling defaults), ``random_state``,
+    ``progress``, ``device`` (``"auto"`` | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"``: where it trains
+    and samples; saved weights are CPU tensors; every random draw is made on the CPU, so CPU
+    results are the same for a seed whatever was used before).
 
-    Fitted attributes: ``classes_``, ``class_prior_``, ``mapper_`` (scale, valid lengths),
-    ``max_packets_``, ``model_`` (:class:`ConditionalVAE`), ``history_``.
+    The defaults were chosen on a validation split of the nDPI and CICDOH20 training parts
+    (``benchmarks/cvae_tune.py``): held-out ELBO and the fidelity JSDs first, TSTR only as a
+    check (it moves by +-0.03 between seeds there).
+
+    Fitted attributes: ``classes_``, ``class_prior_``, ``max_packets_``, ``tokenizer_``,
+    ``model_`` (:class:`~trafficgen.generators.cvae_network.CategoricalCVAE`, whose buffer
+    ``class_vocab`` marks the lengths each class used in training), ``history_``, ``n_clipped_``.
     """
 
     name: ClassVar[str] = "cvae"
     presets: ClassVar[dict[str, dict]] = CVAE_PRESETS
+    #: What :meth:`log_likelihood` returns (read by :func:`trafficgen.evaluation.likelihood.likelihood_summary`).
+    likelihood_kind: ClassVar[str] = "elbo (lower bound)"
     _config_schema: ClassVar[dict[str, Field]] = {
         "classes_": Field.class_names(), "class_prior_": Field.class_prior("classes_"),
         "max_packets_": Field.integer(minimum=1), "model_config": Field.object(),
         "history_": Field.object(required=False),
     }
-    _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
+    _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {
+        "tokenizer.json": {"type": Field.string(equals="FlowTokenizer"), "classes": Field.class_names(),
+                           "max_length": Field.integer(minimum=1)},
+    }
 
-    def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 100,
+    def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 80,
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
-                 random_state: int | None = None, progress: bool = True):
+                 patience: int | None = 20, kl_warmup: float = 0.2, free_bits: float = 0.1, context: int = 2,
+                 dropout: float = 0.0, word_dropout: float = 0.0, weight_decay: float = 0.1,
+                 temperature: float = 0.8, z_temperature: float = 1.0, support: str = "class",
+                 random_state: int | None = None,
+                 progress: bool = True, device: str = "auto"):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.val_fraction = val_fraction
+        self.patience = patience
+        self.kl_warmup = kl_warmup
+        self.free_bits = free_bits
+        self.context = context
+        self.dropout = dropout
+        self.word_dropout = word_dropout
+        self.weight_decay = weight_decay
+        self.temperature = temperature
+        self.z_temperature = z_temperature
+        self.support = support
         self.random_state = random_state
         self.progress = progress
+        self.device = device
 
-    # ------------------------------------------------------------------ scaling
-    def _to_log(self, flows) -> np.ndarray:
-        x = self.mapper_.scale_flows(flows)  # (n, N) L / scale
-        return np.sign(x) * np.log1p(np.abs(x) * self.mapper_.scale_) / np.log1p(self.mapper_.scale_)
+    # ------------------------------------------------------------------ data
+    def _tokens(self, flows) -> tuple[np.ndarray, np.ndarray]:
+        """(length indices (n, N) int64, 0 past the end; packets (n,) int64 in 0..N)."""
+        width = self.max_packets_
+        flows = flows.truncate(width) if flows.max_packets > width else flows
+        ids, _ = self.tokenizer_.encode(flows, width, clip=True)  # (n, N+2)
+        n_pk = np.minimum(flows.n_packets, width).astype(np.int64)  # (n,)
+        body = ids[:, 1:1 + width]  # (n, N)
+        present = np.arange(width)[None, :] < n_pk[:, None]
+        return np.where(present, body - _FIRST_LENGTH_ID, 0), n_pk
 
-    def _from_log(self, v: np.ndarray) -> np.ndarray:
-        x = np.sign(v) * np.expm1(np.abs(v) * np.log1p(self.mapper_.scale_)) / self.mapper_.scale_  # (n, N)
-        x[:, 0] = np.abs(x[:, 0])  # convention: packet 0 is client -> server
-        return x
+    def _class_index(self, labels) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes_)}
+        try:
+            return np.array([index[str(c)] for c in labels], dtype=np.int64)
+        except KeyError as exc:
+            raise UnknownClassError(str(exc.args[0]), self.classes_) from None
 
     # ------------------------------------------------------------------ fit
     def fit(self, flows):
-        """Train on a labelled FlowSet; returns ``self``."""
+        """Train on a labelled FlowSet; returns ``self``. Flows with no packet carry nothing to
+        learn and are left out."""
+        import torch
+
+        from trafficgen._device import resolve_device
+        from trafficgen.generators.cvae_network import CategoricalCVAE, CVAEConfig
         from trafficgen.generators.training import seeded_init, train_loop
 
+        device = resolve_device(self.device)
         width = self._validated_width(flows)
+        if (not 0.0 <= float(self.kl_warmup) <= 1.0 or float(self.free_bits) < 0 or self.context not in (0, 1, 2)
+                or not 0.0 <= float(self.dropout) < 1.0 or not 0.0 <= float(self.word_dropout) <= 1.0):
+            raise ConfigError(f"need 0 <= kl_warmup <= 1, free_bits >= 0, context 0, 1 or 2, 0 <= dropout < 1, "
+                              f"0 <= word_dropout <= 1; got {self.kl_warmup}, {self.free_bits}, {self.context!r}, "
+                              f"{self.dropout}, {self.word_dropout}")
         flows = flows.truncate(width)
+        flows = flows[np.flatnonzero(flows.n_packets > 0)]
+        if len(flows) == 0:
+            raise InputFormatError("fit needs at least one flow with a packet")
         counts = flows.class_counts()
         classes = sorted(counts)
-        self.mapper_ = GasfImageMapper(image_size=width).fit(flows)
-        self.max_packets_ = width
-        v = torch.from_numpy(self._to_log(flows).astype(np.float32))  # (n, N)
-        index = {c: i for i, c in enumerate(classes)}
-        y = torch.tensor([index[c] for c in flows.labels], dtype=torch.long)  # (n,)
-        cfg = CVAEConfig(input_dim=width, n_classes=len(classes), **self.presets[self.preset])
-        seed = int(np.random.default_rng(self.random_state).integers(2**31 - 1))
+        self.tokenizer_ = FlowTokenizer(classes=classes)
+        self.max_packets_, self.classes_ = width, classes
+        self.n_clipped_ = count_clipped(flows, width, self.tokenizer_.max_length)
+        tokens_np, n_np = self._tokens(flows)
+        present = np.arange(width)[None, :] < n_np[:, None]
+        y_np = self._class_index(flows.labels)  # (n,)
+        freq = np.zeros((len(classes), self.tokenizer_.n_length_tokens))  # (C, 2M) length counts per class
+        np.add.at(freq, (np.broadcast_to(y_np[:, None], tokens_np.shape)[present], tokens_np[present]), 1.0)
+        cfg = CVAEConfig(max_packets=width, n_classes=len(classes), n_lengths=self.tokenizer_.n_length_tokens,
+                         context=int(self.context), **self.presets[self.preset])
+        seed = seed_from(self.random_state, bits=31)
         gen = torch.Generator().manual_seed(seed)
-        model = seeded_init(seed, lambda: ConditionalVAE(cfg))
+        model = seeded_init(seed, lambda: CategoricalCVAE(cfg, dropout=float(self.dropout),
+                                                          word_dropout=float(self.word_dropout)))
+        model.class_vocab.copy_(torch.from_numpy(freq > 0))
+        with torch.no_grad():  # start every position at its class's (smoothed) length frequencies
+            model.class_bias.copy_(torch.from_numpy(np.log(freq + 0.1) - np.log(freq + 0.1).mean(1, keepdims=True)))
+        model = model.to(device)
+        tokens = torch.from_numpy(tokens_np).to(device)  # (n, N)
+        n_pk = torch.from_numpy(n_np).to(device)  # (n,)
+        y = torch.from_numpy(y_np).to(device)  # (n,)
+        eval_eps = torch.randn((len(flows), cfg.latent_dim), generator=torch.Generator().manual_seed(seed + 1))
+        epochs, bs = int(self.epochs), int(self.batch_size)
+        n_train = len(flows) - int(round(len(flows) * float(self.val_fraction)))
+        warm = float(self.kl_warmup) * epochs * math.ceil(max(n_train, 1) / bs)
+        free = float(self.free_bits)
+        step = [0]
 
         def loss_fn(batch):
-            eps = torch.randn((len(batch), cfg.latent_dim), generator=gen)  # (B, Z)
-            return model.loss(v[batch], y[batch], eps), len(batch)
+            """Training: reconstruction + beta * KL with the free-bits floor (mean per flow).
+            Validation (eval mode): the plain negative ELBO per flow, with fixed noise."""
+            b = batch.to(device)
+            if not model.training:
+                loss, _, _ = model.negative_elbo(tokens[b], n_pk[b], y[b], eval_eps[batch].to(device))
+                return loss.mean(), len(batch)
+            eps = torch.randn((len(batch), cfg.latent_dim), generator=gen).to(device)  # (B, Z)
+            elbo, rec, kl = model.negative_elbo(tokens[b], n_pk[b], y[b], eps)  # (B,), (B,), (B, Z)
+            beta = min(1.0, (step[0] + 1) / warm) if warm > 0 else 1.0
+            step[0] += 1
+            kl_term = kl.mean(0).clamp_min(free).sum()
+            return rec.mean() + beta * kl_term, len(batch), {"rec": rec.mean().detach(),
+                                                             "kl": kl.sum(-1).mean().detach()}
 
-        self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=int(self.epochs),
-                                   batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
-                                   generator=gen, val_fraction=float(self.val_fraction),
-                                   patience=10 if self.val_fraction else None, progress=bool(self.progress),
-                                   description=f"train {self.name}")
+        with torch_seeded(seed + 2):  # dropout draws from torch's global generator
+            self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=epochs, batch_size=bs,
+                                       learning_rate=float(self.learning_rate), generator=gen,
+                                       val_fraction=float(self.val_fraction), patience=self.patience,
+                                       weight_decay=float(self.weight_decay),
+                                       progress=bool(self.progress), description=f"train {self.name}")
         self.model_ = model.eval()
-        self.classes_ = classes
         total = sum(counts.values())
         self.class_prior_ = np.array([counts[c] / total for c in classes])
         return self
 
     # ------------------------------------------------------------------ sample
-    def sample(self, n: int, *, cls=None, random_state=None):
-        """``n`` flows (a labelled FlowSet of width ``max_packets_``); same seed -> same flows."""
+    def sample(self, n: int, *, cls=None, random_state=None, temperature: float | None = None,
+               z_temperature: float | None = None, support: str | None = None, batch_size: int = 4096):
+        """``n`` flows (a labelled FlowSet of width ``max_packets_``); same seed -> same flows.
+        ``temperature`` / ``z_temperature`` / ``support`` default to the parameters of the same
+        name; temperature 0 is greedy (the most likely count and lengths, the prior mean).
+        ``support``: ``"class"`` draws each length among those its class used in training,
+        ``"train"`` among those any class used (renormalised softmax either way)."""
+        import torch
+
+        from trafficgen.generators.causal_lm import sample_from_logits
+
         self._check_fitted()
+        t_tok = float(self.temperature if temperature is None else temperature)
+        t_z = float(self.z_temperature if z_temperature is None else z_temperature)
+        support = self.support if support is None else support
+        if t_tok < 0 or t_z < 0 or int(n) < 0 or support not in SUPPORTS:
+            raise ConfigError(f"need n, temperature and z_temperature >= 0 and support one of {SUPPORTS}, got "
+                              f"{n}, {t_tok}, {t_z}, {support!r}")
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(int(n), cls, rng)
-        index = {c: i for i, c in enumerate(self.classes_)}
-        gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
-        y = torch.tensor([index[c] for c in names], dtype=torch.long)  # (n,)
-        z = torch.randn((len(names), self.model_.config.latent_dim), generator=gen)  # (n, Z)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        device = self._placed()
+        y_all = torch.from_numpy(self._class_index(names))  # (n,)
+        width, m = self.max_packets_, self.model_
+        lengths = np.zeros((len(names), width), dtype=np.int32)
+        n_packets = np.zeros(len(names), dtype=np.int32)
         with torch.inference_mode():
-            v = self.model_.decode(z, y).double().numpy()  # (n, N)
-        lengths, n_packets = self.mapper_.lengths_from_scaled(self._from_log(v), samples=True)
+            allowed = m.class_vocab if support == "class" else m.class_vocab.any(0, keepdim=True).expand_as(
+                m.class_vocab)  # (C, 2M)
+            for i in range(0, len(names), int(batch_size)):
+                y = y_all[i:i + int(batch_size)]  # (b,)
+                b = len(y)
+                z = torch.randn((b, m.config.latent_dim), generator=gen) * t_z  # (b, Z)
+                u_count = torch.rand((b, 1), generator=gen)  # (b, 1)
+                u_tok = torch.rand((b, width), generator=gen)  # (b, N)
+                count_logits, states = m.decode(z.to(device), y.to(device))  # (b, N), (b, N, D)
+                k = sample_from_logits(count_logits.float(), gen, temperature=t_tok, u=u_count.to(device)) + 1  # (b,)
+                yd, u_tok = y.to(device), u_tok.to(device)
+                idx = torch.zeros((b, width), dtype=torch.long, device=device)  # (b, N) length indices
+                back = torch.arange(1, m.config.context + 1)  # (ctx,)
+                for t in range(width):
+                    live = torch.nonzero(k > t)[:, 0]  # (b_t,) flows with a packet at t
+                    if len(live) == 0:
+                        break
+                    cols = t - back  # (ctx,)
+                    prev = torch.where(cols.to(device) >= 0, idx[live][:, cols.clamp_min(0).to(device)], -1)  # (b_t, ctx)
+                    first = torch.full((len(live),), t == 0, dtype=torch.bool, device=device)
+                    logits = m.token_logits(states[live, t], prev, yd[live], first).float()
+                    logits = logits.masked_fill(~allowed[yd[live]], -torch.inf)  # (b_t, 2M)
+                    idx[live, t] = sample_from_logits(logits, gen, temperature=t_tok, u=u_tok[live, t:t + 1])
+                present = torch.arange(width, device=device)[None, :] < k[:, None]  # (b, N)
+                signed = self.tokenizer_.id_to_length(idx.cpu().numpy() + _FIRST_LENGTH_ID)  # (b, N)
+                lengths[i:i + b] = np.where(present.cpu().numpy(), signed, 0)
+                n_packets[i:i + b] = k.cpu().numpy()
         return FlowSet(lengths=lengths, n_packets=n_packets, labels=names)
+
+    # ------------------------------------------------------------------ likelihood
+    def log_likelihood(self, flows, *, n_samples: int = 16, importance: bool = False, batch_size: int = 512,
+                       random_state: int = 0) -> np.ndarray:
+        """A lower bound on ``log p(x | c)`` per flow (n,), in nats, under the model :meth:`sample`
+        draws from at temperature 1 before the training-vocabulary restriction: the ELBO averaged
+        over ``n_samples`` posterior draws, or with ``importance=True`` the importance-weighted
+        bound ``log mean_k p(x, z_k | c) / q(z_k | x, c)`` (Burda et al. 2016; tighter, still a
+        bound). Lengths beyond the vocabulary are clipped, flows truncated to ``max_packets_``
+        (as in fit); a flow with no packet has likelihood 0 (-inf). Seeded: the same flows give
+        the same numbers."""
+        import torch
+
+        self._check_fitted()
+        tokens_np, n_np = self._tokens(flows)
+        y_np = self._class_index(flows.labels)
+        out = np.full(len(n_np), -np.inf)
+        keep = np.flatnonzero(n_np > 0)
+        gen = torch.Generator().manual_seed(int(random_state))
+        device, m, k = self._placed(), self.model_, int(n_samples)
+        if k < 1:
+            raise ConfigError(f"n_samples must be >= 1, got {n_samples}")
+        with torch.inference_mode():
+            for i in range(0, len(keep), int(batch_size)):
+                rows = keep[i:i + int(batch_size)]
+                tok = torch.from_numpy(tokens_np[rows]).to(device)  # (B, N)
+                n_pk = torch.from_numpy(n_np[rows]).to(device)  # (B,)
+                y = torch.from_numpy(y_np[rows]).to(device)  # (B,)
+                mu, logvar = m.encode(tok, n_pk, y)  # (B, Z)
+                std = torch.exp(0.5 * logvar)
+                terms = []
+                for _ in range(k):
+                    eps = torch.randn(mu.shape, generator=gen).to(device)  # (B, Z)
+                    z = mu + std * eps
+                    rec = m.reconstruction_nll(z, tok, n_pk, y).double()  # (B,)
+                    if importance:  # log p(z) - log q(z | x): the KL's single-sample estimate
+                        log_ratio = (-0.5 * z.pow(2) + 0.5 * eps.pow(2) + 0.5 * logvar).sum(-1).double()
+                        terms.append(-rec + log_ratio)
+                    else:
+                        terms.append(-rec - m.kl_per_dim(mu, logvar).sum(-1).double())
+                t = torch.stack(terms)  # (K, B)
+                bound = torch.logsumexp(t, 0) - math.log(k) if importance else t.mean(0)
+                out[rows] = bound.cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ device
+    def _placed(self):
+        """The torch device of ``device``, with the model moved there first if it is elsewhere (a
+        loaded model waits on the CPU until it is used)."""
+        from trafficgen._device import resolve_device, same_device
+        from trafficgen.generators.training import model_device
+
+        device = resolve_device(self.device)
+        if not same_device(model_device(self.model_), device):
+            self.model_ = self.model_.to(device)
+        return device
 
     # ------------------------------------------------------------------ persistence
     def _state(self):
         config = {"classes_": list(self.classes_), "class_prior_": self.class_prior_.tolist(),
                   "max_packets_": self.max_packets_, "model_config": asdict(self.model_.config),
                   "history_": self.history_}
-        return config, dict(self.model_.state_dict()), {"gasf.json": self.mapper_.to_dict()}
+        tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+        return config, tensors, {"tokenizer.json": self.tokenizer_.to_dict()}
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
+        from trafficgen.generators.cvae_network import CategoricalCVAE, CVAEConfig
+        from trafficgen.generators.training import seeded_init
+
         gen = cls._from_params(config)
         mc = config["model_config"]
         unknown = sorted(set(mc) - set(CVAEConfig.__dataclass_fields__))
         if unknown:
             raise InputFormatError(f"model_config has unknown fields {unknown}", path="config.json")
-        validate_config(mc, {k: Field.integer(minimum=1) for k in CVAEConfig.__dataclass_fields__}, "config.json")
-        if mc["input_dim"] != config["max_packets_"] or mc["n_classes"] != len(config["classes_"]):
-            raise InputFormatError(f"model_config input_dim {mc['input_dim']} / n_classes {mc['n_classes']} do "
-                                   f"not fit max_packets_ {config['max_packets_']} / {len(config['classes_'])} "
-                                   "classes", path="config.json")
-        gen.model_ = ConditionalVAE(CVAEConfig(**mc))
+        validate_config(mc, {k: Field.integer(minimum=0 if k == "context" else 1)
+                             for k in CVAEConfig.__dataclass_fields__}, "config.json")
+        tokenizer = FlowTokenizer.from_dict(extra["tokenizer.json"])
+        if list(tokenizer.classes) != list(config["classes_"]):
+            raise InputFormatError(f"tokenizer.json classes {tokenizer.classes} differ from config.json classes "
+                                   f"{list(config['classes_'])}", path="tokenizer.json")
+        if (mc["max_packets"], mc["n_classes"], mc["n_lengths"]) != (
+                config["max_packets_"], len(config["classes_"]), tokenizer.n_length_tokens):
+            raise InputFormatError(f"model_config max_packets {mc['max_packets']} / n_classes {mc['n_classes']} / "
+                                   f"n_lengths {mc['n_lengths']} do not fit max_packets_ {config['max_packets_']} / "
+                                   f"{len(config['classes_'])} classes / the tokenizer's "
+                                   f"{tokenizer.n_length_tokens} lengths", path="config.json")
+        gen.model_ = seeded_init(0, lambda: CategoricalCVAE(CVAEConfig(**mc)))
         load_module_state(gen.model_, tensors, TENSORS_FILE)
-        gen.model_.eval()
-        gen.mapper_ = GasfImageMapper.from_dict(extra["gasf.json"])
+        gen.model_.eval()  # CPU weights; moved to gen.device when first used (_placed)
+        gen.tokenizer_ = tokenizer
         gen.classes_ = list(config["classes_"])
         gen.class_prior_ = np.asarray(config["class_prior_"], dtype=float)
         gen.max_packets_ = int(config["max_packets_"])
