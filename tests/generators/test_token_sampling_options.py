@@ -42,13 +42,16 @@ def test_support_class_emits_only_the_class_training_lengths(guided, tmp_path):
 
 
 def test_guidance_scale_one_is_the_conditional_model_and_guidance_changes_samples(guided):
-    base = guided.sample(200, random_state=3)
-    assert np.array_equal(guided.sample(200, random_state=3, guidance_scale=1.0).lengths, base.lengths)
+    base = guided.sample(200, random_state=3, guidance_scale=1.0)
+    assert np.array_equal(guided.sample(200, random_state=3).lengths,
+                          guided.sample(200, random_state=3, guidance_scale=1.5).lengths)  # the default
     g2 = guided.sample(200, random_state=3, guidance_scale=2.0)
     assert not np.array_equal(g2.lengths, base.lengths)
     assert (g2.lengths[:, 0] > 0).all() and g2.labels.tolist() == base.labels.tolist()
+    plain = LlamaGenerator(preset="tiny", epochs=1, cfg_dropout=0.0, progress=False).fit(separable_flows(10))
+    assert len(plain.sample(3)) == 3  # without an unconditional prompt the default is guidance 1
     with pytest.raises(ConfigError, match="cfg_dropout"):
-        LlamaGenerator(preset="tiny", epochs=1, progress=False).fit(separable_flows(10)).sample(3, guidance_scale=2)
+        plain.sample(3, guidance_scale=2)
     with pytest.raises(ConfigError, match="cfg_dropout"):
         LlamaGenerator(preset="tiny", epochs=1, cfg_dropout=1.0, progress=False).fit(separable_flows(10))
 

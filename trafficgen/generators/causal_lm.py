@@ -38,6 +38,9 @@ TIMING_PREFIX = "timing_head."
 #: Prefix of the IAT chain's count tables in ``model.safetensors``.
 CHAIN_PREFIX = "timing_chain"
 
+#: The classifier-free guidance scale a model trained with ``cfg_dropout > 0`` samples at by default.
+DEFAULT_GUIDANCE = 1.5
+
 #: Key of the per-class length support (C, V') uint8 in ``model.safetensors``.
 SUPPORT_KEY = "class_support"
 
@@ -87,7 +90,9 @@ class CausalLMFlowGenerator(FlowGenerator):
     conditional and unconditional logits ``l_c``, ``l_u`` of each step (s = 1: the plain
     conditional model, one forward; s > 1: two forwards per step, and a sharper class). Like
     ``top_p`` it changes what is sampled, not ``log_likelihood`` (always the conditional model).
-    Defaults (``cfg_dropout=0.1``, ``guidance_scale=1.5``) from
+    Defaults: ``cfg_dropout=0.1`` and ``guidance_scale=None``, which samples at
+    :data:`DEFAULT_GUIDANCE` (1.5) a model trained with ``cfg_dropout > 0`` and at 1 one trained
+    without. Chosen with
     ``benchmarks/token_class_fidelity.py`` on the lightweight_ntg split at 32 packets: the dropout
     costs no likelihood (nDPI 39.68 vs 39.71 bits per flow, CICDOH20 77.55 vs 79.39); at 1.5 the
     share of sampled lengths a class never used in training falls from 0.34 to 0.22 on nDPI (the
@@ -126,7 +131,7 @@ class CausalLMFlowGenerator(FlowGenerator):
                  repeat_weight: float = 1.0, length_features: bool = True, random_state: int | None = None,
                  progress: bool = True, device: str = "auto", precision: str = "fp32",
                  gradient_accumulation_steps: int = 1, timing: bool = False, cfg_dropout: float = 0.1,
-                 guidance_scale: float = 1.5, support: str | None = None):
+                 guidance_scale: float | None = None, support: str | None = None):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -450,10 +455,15 @@ class CausalLMFlowGenerator(FlowGenerator):
 
     def _guidance(self, guidance_scale: float | None) -> float:
         """The guidance scale to decode with (checked against how the model was trained)."""
-        scale = float(self.guidance_scale if guidance_scale is None else guidance_scale)
+        trained_cfg = float(getattr(self, "cfg_dropout", 0.0) or 0.0) > 0
+        if guidance_scale is None:
+            guidance_scale = self.guidance_scale
+        if guidance_scale is None:
+            guidance_scale = DEFAULT_GUIDANCE if trained_cfg else 1.0
+        scale = float(guidance_scale)
         if scale < 0:
             raise ConfigError(f"guidance_scale must be >= 0, got {scale}")
-        if scale != 1.0 and not float(getattr(self, "cfg_dropout", 0.0) or 0.0) > 0:
+        if scale != 1.0 and not trained_cfg:
             raise ConfigError("guidance_scale != 1 needs a model trained with cfg_dropout > 0 (it has no "
                               "unconditional prompt)")
         return scale
@@ -619,7 +629,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         params = config.get("params", {})
         gen = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
         if "cfg_dropout" not in params:  # saved before guidance existed: no unconditional prompt
-            gen.cfg_dropout, gen.guidance_scale = 0.0, 1.0
+            gen.cfg_dropout = 0.0
         gen.tokenizer_ = FlowTokenizer.from_dict(extra["tokenizer.json"])
         if list(gen.tokenizer_.classes) != list(config["classes"]):
             raise InputFormatError(f"tokenizer.json classes {list(gen.tokenizer_.classes)} differ from "
