@@ -22,10 +22,10 @@ import warnings
 
 import numpy as np
 
-SETTINGS = [("guidance 1 (plain)", {}), ("guidance 1.5", {"guidance_scale": 1.5}),
+SETTINGS = [("guidance 1 (plain)", {"guidance_scale": 1.0}), ("guidance 1.5 (default)", {"guidance_scale": 1.5}),
             ("guidance 2", {"guidance_scale": 2.0}), ("guidance 3", {"guidance_scale": 3.0}),
-            ("support=class", {"support": "class"}), ("guidance 2 + support=class", {"guidance_scale": 2.0,
-                                                                                      "support": "class"})]
+            ("support=class", {"guidance_scale": 1.0, "support": "class"}),
+            ("guidance 2 + support=class", {"guidance_scale": 2.0, "support": "class"})]
 
 
 def unseen_in_class(flows, train) -> float:
