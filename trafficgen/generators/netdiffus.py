@@ -67,6 +67,7 @@ from trafficgen._random import check_random_state
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
+from trafficgen.generators.diffusion_sampling import SAMPLER_LABELS, SAMPLERS, guided_denoise, make_scheduler
 from trafficgen.generators.serialization import GASF_MAPPER_SCHEMA, Field
 from trafficgen.representations.gasf import (
     END_DETECTIONS,
@@ -101,11 +102,6 @@ SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_
 
 #: What the U-Net may be trained to predict (diffusers' names).
 PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
-
-#: Samplers (diffusers schedulers) by name; every one starts at ``t = 999`` (``"trailing"`` spacing)
-#: and clips its image estimate to [-1, 1].
-SAMPLERS = ("ddim", "dpmsolver++", "unipc")
-SAMPLER_LABELS = {"ddim": "DDIM", "dpmsolver++": "DPM-Solver++", "unipc": "UniPC"}
 
 #: Where decoded lengths snap to: every training length, or the sampled class's.
 SNAPS = ("train", "class")
@@ -227,23 +223,8 @@ class NetDiffusGenerator(FlowGenerator):
 
     def make_sampler(self, sampler: str | None = None):
         """A fresh diffusers scheduler of ``sampler`` (default: the generator's) over the training
-        noise schedule, ``"trailing"`` timesteps (the first step is ``t = 999``)."""
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
-
-        name = self.sampler if sampler is None else sampler
-        cfg = self._scheduler_config()
-        if name == "ddim":
-            return DDIMScheduler(**cfg, timestep_spacing="trailing")
-        if name not in SAMPLERS:
-            raise ConfigError(f"sampler must be one of {SAMPLERS}, got {name!r}")
-        # thresholding with sample_max_value 1: the data estimate is clipped to [-1, 1] (the
-        # dynamic threshold max(1, quantile) is capped at 1), the multistep solvers' form of clip_sample
-        kw = dict(num_train_timesteps=cfg["num_train_timesteps"], beta_schedule=cfg["beta_schedule"],
-                  prediction_type=cfg["prediction_type"], thresholding=True, sample_max_value=1.0,
-                  timestep_spacing="trailing", solver_order=2, lower_order_final=True)
-        if name == "dpmsolver++":
-            return DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++")
-        return UniPCMultistepScheduler(**kw, predict_x0=True)
+        noise schedule (:func:`~trafficgen.generators.diffusion_sampling.make_scheduler`)."""
+        return make_scheduler(self.sampler if sampler is None else sampler, self._scheduler_config())
 
     def _check_params(self):
         self._scheduler_config()  # validates prediction_type
@@ -423,22 +404,9 @@ class NetDiffusGenerator(FlowGenerator):
                 n_batches * steps, f"sample {self.name} ({n} flows, {n_batches} batches x {steps} "
                 f"{SAMPLER_LABELS[name]} steps)", enabled=progress, show_loss=False) as update:
             for lo in range(0, n, batch_size):
-                sched.set_timesteps(steps)  # also resets a multistep solver's history
-                x = noise[lo:lo + batch_size].to(device)  # (B, 1, P, P)
-                y = y_all[lo:lo + batch_size].to(device)  # (B,)
-                if w != 1.0:
-                    y = torch.cat([y, torch.full_like(y, null)])  # (2B,)
-                for t in sched.timesteps:
-                    if w == 1.0:
-                        pred = self.model_(x, t, class_labels=y).sample  # (B, 1, P, P)
-                    else:
-                        pred_c, pred_u = self.model_(torch.cat([x, x]), t, class_labels=y).sample.chunk(2)
-                        pred = pred_u + w * (pred_c - pred_u)  # (B, 1, P, P)
-                    if name == "ddim":  # noise estimate re-derived from the clipped image estimate
-                        x = sched.step(pred, t, x, eta=0.0, use_clipped_model_output=True).prev_sample
-                    else:
-                        x = sched.step(pred, t, x).prev_sample  # (B, 1, P, P)
-                    update(1)
+                x = guided_denoise(self.model_, sched, noise[lo:lo + batch_size].to(device),
+                                   y_all[lo:lo + batch_size].to(device), steps=steps, guidance_scale=w,
+                                   null_label=null, on_step=lambda: update(1))  # (B, 1, P, P)
                 out[lo:lo + batch_size] = x.cpu()
         return out.numpy()
 
