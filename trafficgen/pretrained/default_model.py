@@ -24,7 +24,7 @@ from pathlib import Path
 from trafficgen.errors import ConfigError
 
 #: Bumped whenever the training code changes in a way that should retrain the cached model.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: classifier-free guidance (cfg_dropout) in the token models
 
 #: The shipped weights of the default set-up.
 SHIPPED_DIR = Path(__file__).with_name("default_llama")

@@ -289,6 +289,19 @@ def test_round_trip_markov_samples_with_their_own_timing(ndpi, tmp_path):
     assert_round_trip(back, result, samples, 1e-6)
 
 
+def test_round_trip_10k_default_llama_samples(ndpi, tmp_path):
+    """10,000 flows of the shipped default LLaMA (its weights ship with the package: seconds to
+    sample), exported with empirical IATs, come back exactly."""
+    from trafficgen.pretrained.default_model import get_default_model
+
+    samples = get_default_model(progress=False).sample(10_000, random_state=7)
+    with pytest.warns(ExportWarning, match="empirical IATs"):
+        result = write_pcap(samples, tmp_path / "l.pcap", labels_path=tmp_path / "l.csv", timing_from=ndpi,
+                            ports_from=ndpi, random_state=2)
+    back = read_back(result.path, result.labels_path, samples.max_packets)
+    assert_round_trip(back, result, samples, 1e-6)
+
+
 def test_starts_from_the_flows_keep_times_and_order(ndpi, tmp_path):
     result = write_pcap(ndpi, tmp_path / "f.pcap", labels_path=tmp_path / "f.csv", starts="flows", random_state=0)
     order = np.argsort(ndpi.first_ts, kind="stable")
