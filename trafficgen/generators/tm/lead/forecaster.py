@@ -36,8 +36,10 @@ pair, so every pair's target has unit variance.
 ``sampler``: ``"dpm"`` (default; diffusers ``DPMSolverMultistepScheduler``, DPM-Solver++ of
 order 2, 5 steps by default) or ``"ddim"`` (the paper's DDIM). ``calibrate=True`` (default, with a validation
 series and ``residual=True``): after training, ``calib_origins`` validation origins are sampled
-and the per-horizon median shrinkage and spread of
-:mod:`~trafficgen.generators.tm.lead.calibration` are fitted there (``calibration_`` records them).
+and the per-horizon median shrinkage, spread and tail power of
+:mod:`~trafficgen.generators.tm.lead.calibration` are fitted there so that the 50 % and 90 %
+intervals cover 50 % and 90 % (``calib_levels``; ``calibration_`` records them;
+:meth:`calibrate_on` refits them on a saved model).
 ``max_steps`` caps the optimiser steps at ``min(max_steps, epochs x steps per epoch)`` (the
 recorded CPU budget; None: ``epochs`` alone).
 """
@@ -86,7 +88,8 @@ class LeadForecaster(TMForecaster):
                  patience: int = 2, noise_draws: int = 1, max_train_windows: int | None = None,
                  max_val_windows: int = 128, window_chunk: int = 4, target_scaling: str | float = "od_std",
                  prediction_type: str = "v_prediction", anchor: str = "linear", sampler: str = "dpm",
-                 calibrate: bool = True, calib_origins: int = 64, max_steps: int | None = 200,
+                 calibrate: bool = True, calib_origins: int = 64, calib_levels: Sequence[float] = (0.5, 0.9),
+                 max_steps: int | None = 200,
                  n_train_timesteps: int = 1000, n_inference_steps: int = 5,
                  n_samples: int = 8, random_state: int | None = 0, progress: bool = True,
                  allow_download: bool = False):
@@ -117,6 +120,7 @@ class LeadForecaster(TMForecaster):
         self.sampler = sampler
         self.calibrate = calibrate
         self.calib_origins = calib_origins
+        self.calib_levels = calib_levels
         self.max_steps = max_steps
         self.n_train_timesteps = n_train_timesteps
         self.n_inference_steps = n_inference_steps
@@ -310,7 +314,7 @@ class LeadForecaster(TMForecaster):
             progress=bool(self.progress), description="LEAD training", show_epoch=True, time_epochs=True)
         self.history_ = {**history, "n_train_windows": len(origins)}
         if self.calibrate and self.residual and vvalues is not None:
-            self._calibrate(vvalues, seed)
+            self.calibrate_on(vvalues)
         return self
 
     @torch.no_grad()
@@ -325,12 +329,18 @@ class LeadForecaster(TMForecaster):
         self.net_.train()
         return total / len(index)
 
-    def _calibrate(self, vvalues: np.ndarray, seed: int) -> None:
-        """Median shrinkage and spread per horizon on ``calib_origins`` evenly spaced validation
-        origins (:func:`~trafficgen.generators.tm.lead.calibration.fit_calibration`)."""
+    def calibrate_on(self, val) -> LeadForecaster:
+        """Fit (or refit, on a trained or loaded model) the median shrinkage, spread and tail power
+        per horizon on ``calib_origins`` evenly spaced origins of the validation series ``val``
+        (:func:`~trafficgen.generators.tm.lead.calibration.fit_calibration` at ``calib_levels``)."""
+        self._check_fitted()
+        if not self.residual:
+            raise ConfigError("calibration needs residual=True (the paper's setting samples z itself)")
+        vvalues = np.asarray(getattr(val, "values", val), dtype=np.float64)
+        seed = seed_from(self.random_state)
         origins = window_origins(len(vvalues), self.t_in, self.horizons)
         if len(origins) < 2:
-            return
+            return self
         keep = np.unique(np.linspace(0, len(origins) - 1, min(len(origins), int(self.calib_origins))).round())
         origins = origins[keep.astype(int)]
         x, anchors = self._target_samples(vvalues, origins, list(range(len(self.horizons))), int(self.n_samples),
@@ -345,8 +355,10 @@ class LeadForecaster(TMForecaster):
             pred = self._unscale(anchors[:, k] + point_t * scale[k])
             return float(np.sqrt(np.mean((pred - truth[:, k]) ** 2)))
 
-        cal = fit_calibration(x, truth_t, rmse_of)
-        self.calibration_ = {**cal, "n_origins": int(len(origins)), "n_samples": int(self.n_samples)}
+        cal = fit_calibration(x, truth_t, rmse_of, levels=tuple(self.calib_levels))
+        self.calibration_ = {**cal, "n_origins": int(len(origins)), "n_samples": int(self.n_samples),
+                             "n_inference_steps": int(self.n_inference_steps), "sampler": self.sampler}
+        return self
 
     # ------------------------------------------------------------------ predict
     def _check_query(self, values: np.ndarray, origins, horizons) -> tuple[np.ndarray, list[int]]:
@@ -395,8 +407,9 @@ class LeadForecaster(TMForecaster):
         x, anchors = self._target_samples(values, origins, hidx, int(n_samples), seed_from(random_state),
                                           "LEAD forecast", batch_size)
         if self.calibration_ is not None:
-            x = apply_calibration(x, np.asarray(self.calibration_["shrink"])[hidx],
-                                  np.asarray(self.calibration_["spread"])[hidx])
+            cal = self.calibration_
+            power = np.asarray(cal.get("power", [1.0] * len(self.horizons)))[hidx]
+            x = apply_calibration(x, np.asarray(cal["shrink"])[hidx], np.asarray(cal["spread"])[hidx], power)
         z = x * self.target_scale_t_[hidx].numpy()[None, None]  # (B, S, H, N, N) in z units
         if self.residual:
             z = z + anchors[:, None]
@@ -426,6 +439,8 @@ class LeadForecaster(TMForecaster):
         params["horizons"] = tuple(params["horizons"])
         params["ablations"] = tuple(params["ablations"])
         params["unet_channels"] = tuple(params["unet_channels"])
+        if "calib_levels" in params:
+            params["calib_levels"] = tuple(params["calib_levels"])
         # the LM named in a saved folder is loaded offline, whatever that folder's config asks for
         params["allow_download"] = False
         self = cls(**params)
