@@ -63,6 +63,7 @@ def main() -> None:
         import time
 
         from trafficgen.generators.llama import LlamaGenerator
+        from trafficgen.generators.timing_head import sample_iats
 
         t0 = time.perf_counter()
         llama = LlamaGenerator(timing="head", random_state=0, progress=False).fit(train)
@@ -71,7 +72,7 @@ def main() -> None:
         bits["llama timing head"] = float(-ll.sum() / np.log(2) / k)
         syn = floor[np.arange(len(floor))]
         ids, _ = llama.tokenizer_.encode(syn, llama.max_packets_, clip=True)
-        syn.iat = llama._sample_timing(ids, syn, np.random.default_rng(2))
+        syn.iat = sample_iats(llama, ids, syn, np.random.default_rng(2))
         rows["iat_chain llama timing head"] = metric.compute(test, syn)
         syn = llama.sample(len(test), cls=test.labels.tolist(), random_state=3)
         rows["llama, timing='head' (lengths sampled too)"] = metric.compute(test, syn)

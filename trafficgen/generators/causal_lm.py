@@ -47,9 +47,6 @@ SUPPORT_KEY = "class_support"
 #: ``timing`` values: the model of the inter-arrival times (True is the default one).
 TIMING_MODES = {True: "chain", "chain": "chain", "head": "head"}
 
-#: The timing head's training (on the frozen LM): epochs at most, early-stopping patience, peak rate.
-TIMING_EPOCHS, TIMING_PATIENCE, TIMING_LEARNING_RATE = 40, 4, 3e-3
-
 
 def torch_tensor(array):
     import torch
@@ -118,7 +115,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         "classes": Field.class_names(), "class_prior": Field.class_prior("classes"),
         "class_counts": Field.class_counts(required=False), "max_packets_": Field.integer(minimum=1),
         "history": Field.object(required=False), "model_config": Field.object(),
-        "timing": Field.object(required=False),
+        "timing": Field.object(required=False), "class_support": Field((bool,), required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {
         "tokenizer.json": {"type": Field.string(equals="FlowTokenizer"), "classes": Field.class_names(),
@@ -207,7 +204,10 @@ class CausalLMFlowGenerator(FlowGenerator):
             raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
         drop_gen = torch.Generator().manual_seed(seed + 3)  # which rows train the unconditional prompt
         mode = self._timing_mode(flows)
-        timing = self._timing_setup(flows, width, model, seed, device) if mode == "head" else None
+        if mode == "head":
+            from trafficgen.generators.timing_head import fit_head, setup_head
+
+        timing = setup_head(self, flows, width, model, seed, device) if mode == "head" else None
 
         def loss_fn(batch):
             """Mean negative log-likelihood per scored token of the distribution :meth:`sample`
@@ -248,7 +248,7 @@ class CausalLMFlowGenerator(FlowGenerator):
 
             fold_length_features(model)  # a plain HF model from here on
         if timing is not None:
-            self.history_["timing"] = self._fit_timing_head(model.eval(), timing, ids_t, n_tok, tokenizer, seed)
+            self.history_["timing"] = fit_head(self, model.eval(), timing, ids_t, n_tok, tokenizer, seed)
         self.model_ = model.eval()
         self.class_support_ = class_support(ids, tokenizer)  # (C, V') bool
         self.timing_head_ = None if timing is None else timing["head"].eval()
@@ -267,41 +267,6 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.classes_ = classes
         return self
 
-    def _fit_timing_head(self, model, timing: dict, ids_t, n_tok, tokenizer, seed: int) -> dict:
-        """Train the timing head on the trained, frozen LM's hidden states: NLL of the IAT bins,
-        up to ``TIMING_EPOCHS`` epochs with early stopping on a validation split (best weights
-        restored). The LM is untouched, so the lengths equal those of ``timing=False``."""
-        import torch
-
-        from trafficgen.generators.training import train_loop
-
-        head, device = timing["head"], ids_t.device
-        for p in model.parameters():
-            p.requires_grad_(False)
-
-        def loss_fn(batch):
-            b = batch.to(device)
-            width_b = int(n_tok[batch].max())
-            cols = width_b - 2  # packets 1 .. cols have hidden states
-            with torch.no_grad():
-                hidden = self._backbone_hidden(model, ids_t[b, :width_b - 1])  # (B, T-1, D)
-            scored = timing["scored"][b, :cols]  # (B, cols)
-            h = hidden[:, 1:1 + cols][scored].float()  # (N_t, D): packet k's state
-            row_cls = (ids_t[b, :1] - tokenizer.first_class_id).expand(-1, cols)[scored]  # (N_t,)
-            logits = head(h, row_cls, timing["prev"][b, :cols][scored], timing["change"][b, :cols][scored])
-            if not bool(scored.any()):  # a batch of one-packet flows has no IAT to score
-                return logits.sum() * 0.0, 0
-            return torch.nn.functional.cross_entropy(logits.float(), timing["bins"][b, :cols][scored]), int(scored.sum())
-
-        try:
-            return train_loop(head, loss_fn, n=len(ids_t), epochs=TIMING_EPOCHS, batch_size=int(self.batch_size),
-                              learning_rate=TIMING_LEARNING_RATE, generator=torch.Generator().manual_seed(seed + 2),
-                              val_fraction=float(self.val_fraction) or 0.1, patience=TIMING_PATIENCE,
-                              progress=bool(self.progress), description=f"train {self.name} timing")
-        finally:
-            for p in model.parameters():
-                p.requires_grad_(True)
-
     def _timing_mode(self, flows) -> str | None:
         """None (no timing), "chain" or "head"; an error for a bad value or flows without IATs."""
         if self.timing is False:
@@ -311,27 +276,6 @@ class CausalLMFlowGenerator(FlowGenerator):
         if flows.iat is None:
             raise InputFormatError("timing needs flows with inter-arrival times (read from captures)")
         return TIMING_MODES[self.timing]
-
-    def _timing_setup(self, flows, width: int, model, seed: int, device):
-        """For ``timing``: the fitted IAT bins, a seeded :class:`TimingHead` on ``device`` and its
-        per-packet targets as tensors (n, W); None without timing."""
-        import torch
-
-        from trafficgen.generators.timing_head import TimingHead, timing_targets
-        from trafficgen.generators.training import seeded_init
-        from trafficgen.representations.iat_bins import IATBins
-
-        flows = flows.truncate(width) if flows.max_packets > width else flows
-        bins = IATBins()
-        cur, prev, change, scored = timing_targets(flows.lengths, flows.n_packets, flows.iat, bins)
-        bins.fit(flows.iat[scored])
-        pad = width - cur.shape[1]  # flows narrower than the model: no packets there
-        arrays = [np.pad(a, ((0, 0), (0, pad))) for a in (cur, prev, change, scored)]
-        head = seeded_init(seed + 1, lambda: TimingHead(model.config.hidden_size, bins.n_bins,
-                                                        len(flows.classes))).to(device)
-        t = {k: torch.from_numpy(a).to(device) for k, a in zip(("bins", "prev", "change", "scored"), arrays,
-                                                               strict=True)}
-        return {**t, "head": head, "iat_bins": bins}
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, cls=None, temperature: float = 1.0, top_k: int | None = None,
@@ -374,84 +318,28 @@ class CausalLMFlowGenerator(FlowGenerator):
         ids = np.concatenate(parts)
         flows = self.tokenizer_.decode(ids, max_packets=self.max_packets_)
         if getattr(self, "timing_head_", None) is not None:  # its own stream: the lengths do not depend on it
-            flows.iat = self._sample_timing(ids, flows, np.random.default_rng(rng.integers(2**63 - 1)))
+            from trafficgen.generators.timing_head import sample_iats
+
+            flows.iat = sample_iats(self, ids, flows, np.random.default_rng(rng.integers(2**63 - 1)))
         elif getattr(self, "timing_chain_", None) is not None:
             flows.iat = self.timing_chain_.sample(flows, self.classes_, np.random.default_rng(rng.integers(2**63 - 1)))
         return flows
 
-    def _timing_hidden(self, ids: np.ndarray, device):
-        """(n, W+2) token ids -> (n, W, D) final hidden states at packets 1..W (teacher forced)."""
-        import torch
-
-        x = torch.from_numpy(ids[:, :self.max_packets_ + 1]).to(device)  # (n, W+1)
-        return self._backbone_hidden(self.model_, x)[:, 1:].float()  # (n, W, D)
-
-    def _sample_timing(self, ids: np.ndarray, flows, rng: np.random.Generator, *, chunk: int = 1024) -> np.ndarray:
-        """(n, W) IATs in seconds of decoded flows: one teacher-forced forward over their tokens,
-        then the head's bins packet by packet (one uniform per packet, drawn for all rows at once
-        so chunking does not change the result), then seconds from the bins' quantiles."""
-        import torch
-
-        from trafficgen.generators.timing_head import timing_targets
-
-        device = self._placed()
-        n, w = flows.lengths.shape
-        u = rng.random((n, w))
-        _, _, change, scored = timing_targets(flows.lengths, flows.n_packets, np.zeros((n, w)), self.iat_bins_)
-        none = self.iat_bins_.n_bins
-        bins = np.full((n, w), none, dtype=np.int64)
-        with torch.inference_mode():
-            for i in range(0, n, chunk):
-                hidden = self._timing_hidden(ids[i:i + chunk], device)  # (b, W, D)
-                ch = torch.from_numpy(change[i:i + chunk]).to(device)  # (b, W)
-                cls = torch.from_numpy(ids[i:i + chunk, 0] - self.tokenizer_.first_class_id).to(device)  # (b,)
-                prev = torch.full((hidden.shape[0],), none, dtype=torch.long, device=device)  # (b,)
-                for col in range(1, w):
-                    probs = torch.softmax(self.timing_head_(hidden[:, col], cls, prev, ch[:, col]).float(), dim=-1)
-                    cdf = probs.cumsum(-1).cpu().numpy()  # (b, n_bins)
-                    pick = (cdf < (u[i:i + chunk, col] * cdf[:, -1])[:, None]).sum(axis=1).clip(0, none - 1)
-                    bins[i:i + chunk, col] = pick
-                    prev = torch.from_numpy(np.where(scored[i:i + chunk, col], pick, none)).to(device)
-        iat = np.zeros((n, w))
-        iat[scored] = self.iat_bins_.decode(bins[scored], rng)
-        return iat
-
     def timing_log_likelihood(self, flows, *, batch_size: int = 256) -> tuple[np.ndarray, int]:
         """(natural-log likelihood of each flow's IAT bins given its lengths (n,), number of scored
-        IATs): the head's term of the joint, comparable with
-        :meth:`~trafficgen.generators.iat_chain.IATChain.log_likelihood_bins`."""
-        import torch
-
-        from trafficgen.generators.timing_head import timing_targets
-
+        IATs), comparable with :meth:`~trafficgen.generators.iat_chain.IATChain.log_likelihood_bins`."""
         self._check_fitted()
         if getattr(self, "timing_head_", None) is None and getattr(self, "timing_chain_", None) is None:
             raise ConfigError("this model was trained without timing (timing=True)")
         if flows.iat is None:
             raise InputFormatError("the flows carry no inter-arrival times")
-        if self.timing_chain_ is not None:
-            width = self.max_packets_
-            return self.timing_chain_.log_likelihood_bins(
-                flows.truncate(width) if flows.max_packets > width else flows, self.classes_)
         width = self.max_packets_
         flows = flows.truncate(width) if flows.max_packets > width else flows
-        ids, _ = self.tokenizer_.encode(flows, width, clip=True)  # (n, W+2)
-        cur, prev, change, scored = timing_targets(flows.lengths, flows.n_packets, flows.iat, self.iat_bins_)
-        cols = cur.shape[1]
-        device = self._placed()
-        out = np.zeros(len(ids))
-        with torch.inference_mode():
-            for i in range(0, len(ids), int(batch_size)):
-                sl = slice(i, i + int(batch_size))
-                hidden = self._timing_hidden(ids[sl], device)[:, :cols]  # (B, cols, D)
-                sc = torch.from_numpy(scored[sl]).to(device)
-                cls = torch.from_numpy(ids[sl, :1] - self.tokenizer_.first_class_id).to(device).expand_as(sc)[sc]
-                logits = self.timing_head_(hidden[sc], cls, torch.from_numpy(prev[sl]).to(device)[sc],
-                                           torch.from_numpy(change[sl]).to(device)[sc]).float()
-                logp = torch.log_softmax(logits, -1).gather(-1, torch.from_numpy(cur[sl]).to(device)[sc][:, None])[:, 0]
-                rows = torch.nonzero(sc)[:, 0].cpu().numpy()
-                np.add.at(out, i + rows, logp.double().cpu().numpy())
-        return out, int(scored.sum())
+        if self.timing_chain_ is not None:
+            return self.timing_chain_.log_likelihood_bins(flows, self.classes_)
+        from trafficgen.generators.timing_head import head_log_likelihood
+
+        return head_log_likelihood(self, flows, batch_size=batch_size)
 
     def _guidance(self, guidance_scale: float | None) -> float:
         """The guidance scale to decode with (checked against how the model was trained)."""
@@ -613,6 +501,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         tensors = {k: v for k, v in self.model_.state_dict().items()}
         if getattr(self, "class_support_", None) is not None:
             tensors[SUPPORT_KEY] = torch_tensor(self.class_support_.astype(np.uint8))
+            config["class_support"] = True
         if getattr(self, "timing_chain_", None) is not None:
             config["timing"] = {"model": "chain", **self.timing_chain_.config()}
             tensors.update({k: torch_tensor(v) for k, v in self.timing_chain_.state(CHAIN_PREFIX).items()})
@@ -641,6 +530,9 @@ class CausalLMFlowGenerator(FlowGenerator):
         head_tensors = {k[len(TIMING_PREFIX):]: v for k, v in tensors.items() if k.startswith(TIMING_PREFIX)}
         chain_tensors = {k: v for k, v in tensors.items() if k.startswith(CHAIN_PREFIX + ".")}
         support = tensors.get(SUPPORT_KEY)
+        if config.get("class_support") and support is None:
+            raise InputFormatError(f"missing tensor {SUPPORT_KEY!r} (config.json says the model has it)",
+                                   path=TENSORS_FILE)
         tensors = {k: v for k, v in tensors.items() if k != SUPPORT_KEY}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(TIMING_PREFIX) and k not in chain_tensors}
         load_module_state(model, tensors, TENSORS_FILE, optional=lambda key: "inv_freq" in key)

@@ -25,6 +25,7 @@ import numpy as np
 
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import InputFormatError
+from trafficgen.generators.count_table import CountTable
 from trafficgen.representations.iat_bins import IATBins
 
 __all__ = ["IATChain"]
@@ -70,8 +71,6 @@ class IATChain:
         return keys[self.CONTEXTS[self.context]:]
 
     def fit(self, flows: FlowSet, classes: list[str]) -> IATChain:
-        from trafficgen.generators.markov import CountTable
-
         if flows.iat is None:
             raise InputFormatError("timing needs flows with inter-arrival times (read from captures)")
         index = {c: i for i, c in enumerate(classes)}
@@ -144,8 +143,6 @@ class IATChain:
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict, prefix: str = "iat") -> IATChain:
-        from trafficgen.generators.markov import CountTable
-
         obj = cls(IATBins.from_dict(config, tensors[f"{prefix}.quantiles"]), context=str(config["context"]))
         obj.tables_ = [CountTable.from_state(tensors, f"{prefix}.level{j}") for j in range(3 - cls.CONTEXTS[obj.context])]
         return obj
