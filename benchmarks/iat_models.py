@@ -26,9 +26,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="append the JSON result to this file")
     args = ap.parse_args()
 
-    from trafficgen.data.flows.pcap_timing import _empirical_iats
     from trafficgen.evaluation.fidelity import IATJSD
-    from trafficgen.experiments.run_evaluation import real_floor_sample
+    from trafficgen.experiments.run_evaluation import empirical_timing_sample, real_floor_sample
     from trafficgen.generators.iat_chain import IATChain
     from trafficgen.generators.markov import MarkovGenerator
     from trafficgen.recipes.lightweight_ntg import _load
@@ -41,12 +40,7 @@ def main() -> None:
     metric = IATJSD()
     floor = real_floor_sample(train, test, random_state=0)
     rows = {"real_vs_real (floor)": metric.compute(test, floor)}
-    later = floor.valid_mask.copy()
-    later[:, :1] = False
-    change = np.zeros(later.shape, dtype=bool)
-    change[:, 1:] = floor.directions[:, 1:] != floor.directions[:, :-1]
-    emp = floor.copy() if hasattr(floor, "copy") else floor[np.arange(len(floor))]
-    emp.iat = np.where(later, _empirical_iats(train, floor.labels, later, change, np.random.default_rng(1)), 0.0)
+    emp = empirical_timing_sample(train, floor, random_state=1)
     rows["empirical per class (export fallback)"] = metric.compute(test, emp)
     bits = {}
     for context in IATChain.CONTEXTS:
