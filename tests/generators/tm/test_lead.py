@@ -324,14 +324,29 @@ def test_calibration_recovers_spread_and_shrinks_a_useless_median():
     # samples: unit spread around a median that is pure noise (no information about the truth)
     cal = fit_calibration(x, truth, lambda p, k: float(np.sqrt(np.mean((p - truth[:, k]) ** 2))))
     assert cal["shrink"] == [0.0]  # the noisy median only hurts: fall back to the anchor
-    assert cal["val_coverage"][0] == pytest.approx(0.9, abs=0.01)
-    assert cal["spread"][0] == pytest.approx(2.0 * 1.645 / 1.645, rel=0.15)  # sd 2 at unit sample sd
+    assert cal["val_coverage"]["0.9"][0] == pytest.approx(0.9, abs=0.01)
+    assert cal["val_coverage"]["0.5"][0] == pytest.approx(0.5, abs=0.02)
+    assert cal["power"][0] == pytest.approx(1.0, abs=0.25)  # Gaussian truth, Gaussian samples: same shape
+    assert cal["spread"][0] == pytest.approx(2.0, rel=0.15)  # sd 2 at unit sample sd
     np.testing.assert_allclose(apply_calibration(x, [1.0], [1.0]), x)
+    # heavy-tailed truth (Student t, 3 dof) around the same Gaussian samples: heavier tails fitted,
+    # and the calibrated samples cover 50 % and 90 % of fresh draws of it
+    heavy = rng.standard_t(3, size=(400, 1, 4, 4))
+    cal = fit_calibration(x, heavy, lambda p, k: float(np.sqrt(np.mean((p - heavy[:, k]) ** 2))))
+    assert cal["power"][0] >= 1.2
+    fresh = rng.standard_t(3, size=(400, 1, 4, 4))
+    y = apply_calibration(x, cal["shrink"], cal["spread"], cal["power"])
+    for level in (0.5, 0.9):
+        lo, hi = np.quantile(y, [(1 - level) / 2, (1 + level) / 2], axis=1)
+        assert np.mean((fresh >= lo) & (fresh <= hi)) == pytest.approx(level, abs=0.03)
+    one = fit_calibration(x, heavy, lambda p, k: 0.0, levels=(0.9,))
+    assert one["power"] == [1.0] and list(one["val_coverage"]) == ["0.9"]
 
 
 def test_fitted_calibration_saved_and_applied(fitted, series, tmp_path):
     cal = fitted.calibration_
     assert cal is not None and len(cal["shrink"]) == 2 and all(v > 0 for v in cal["spread"])
+    assert len(cal["power"]) == 2 and cal["n_inference_steps"] == fitted.n_inference_steps
     fitted.save_pretrained(tmp_path / "lead")
     loaded = LeadForecaster.from_pretrained(tmp_path / "lead")
     assert loaded.calibration_ == json.loads(json.dumps(cal))
@@ -343,6 +358,8 @@ def test_fitted_calibration_saved_and_applied(fitted, series, tmp_path):
         fitted.calibration_ = raw
     calibrated = fitted.predict_samples(series, [20], [1, 2], 3, random_state=3)
     assert not np.array_equal(plain, calibrated)
+    again = LeadForecaster.from_pretrained(tmp_path / "lead").calibrate_on(series[30:50])  # refit, no training
+    assert again.calibration_["spread"] == pytest.approx(cal["spread"]) and again.calibration_["power"] == cal["power"]
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpm"])
