@@ -253,6 +253,7 @@ class CVAEGenerator(FlowGenerator):
                 yd, u_tok = y.to(device), u_tok.to(device)
                 idx = torch.zeros((b, width), dtype=torch.long, device=device)  # (b, N) length indices
                 back = torch.arange(1, m.config.context + 1)  # (ctx,)
+                tables = m.tables()  # once per batch, not once per position
                 for t in range(width):
                     live = torch.nonzero(k > t)[:, 0]  # (b_t,) flows with a packet at t
                     if len(live) == 0:
@@ -260,7 +261,7 @@ class CVAEGenerator(FlowGenerator):
                     cols = t - back  # (ctx,)
                     prev = torch.where(cols.to(device) >= 0, idx[live][:, cols.clamp_min(0).to(device)], -1)  # (b_t, ctx)
                     first = torch.full((len(live),), t == 0, dtype=torch.bool, device=device)
-                    logits = m.token_logits(states[live, t], prev, yd[live], first).float()
+                    logits = m.token_logits(states[live, t], prev, yd[live], first, tables).float()
                     logits = logits.masked_fill(~allowed[yd[live]], -torch.inf)  # (b_t, 2M)
                     idx[live, t] = sample_from_logits(logits, gen, temperature=t_tok, u=u_tok[live, t:t + 1])
                 present = torch.arange(width, device=device)[None, :] < k[:, None]  # (b, N)

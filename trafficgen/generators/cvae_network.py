@@ -149,19 +149,25 @@ class CategoricalCVAE(nn.Module):
         states = self.to_states(h).view(len(z), self.config.max_packets, self.config.token_dim)  # (B, N, D)
         return self.to_count(h), states  # (B, N), (B, N, D)
 
+    def tables(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The (2M, D) look-back tables and the (2M, D) output table: computed once per call of
+        :meth:`token_logits` unless passed in (the sampling loop computes them once per batch)."""
+        return [table() for table in self.prev_tables], self.out_table()
+
     def token_logits(self, states: torch.Tensor, prev: torch.Tensor, y: torch.Tensor,
-                     first: torch.Tensor) -> torch.Tensor:
+                     first: torch.Tensor, tables=None) -> torch.Tensor:
         """(R, D) position states, (R, context) the lengths 1..context positions back (-1: before
         the flow's start), (R,) classes, (R,) bool position 0 -> (R, 2M) logits, the negative
-        lengths masked at position 0."""
+        lengths masked at position 0. ``tables``: :meth:`tables`, if already computed."""
+        back, out = self.tables() if tables is None else tables
         h = states
-        for j, table in enumerate(self.prev_tables):
+        for j, table in enumerate(back):
             hide = prev[:, j] < 0  # (R,)
             if self.training and self.word_dropout:  # "word dropout" (Bowman et al. 2016): lean on z
                 hide = hide | (torch.rand(hide.shape, device=hide.device) < self.word_dropout)
-            h = h + torch.where(hide[:, None], self.bos[j], table()[prev[:, j].clamp_min(0)])  # (R, D)
+            h = h + torch.where(hide[:, None], self.bos[j], table[prev[:, j].clamp_min(0)])  # (R, D)
         h = h + self.mix(h)  # (R, D)
-        logits = h @ self.out_table().t() + self.out_bias + self.class_bias[y]  # (R, 2M)
+        logits = h @ out.t() + self.out_bias + self.class_bias[y]  # (R, 2M)
         return logits.masked_fill(first[:, None] & (torch.arange(logits.shape[1], device=h.device)
                                                     < self.first_positive), -torch.inf)
 
