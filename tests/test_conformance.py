@@ -46,6 +46,9 @@ TM_CONFIGS: dict[str, dict] = {
     "lead": dict(t_in=4, horizons=(1, 2), ablations=("no_llm",), d_v=8, n_res_blocks=1, d_model=32,
                  adapter_rank=4, unet_channels=(16, 32), layers_per_block=1, epochs=1, batch_size=8,
                  max_train_windows=8, max_val_windows=8, n_inference_steps=2, n_samples=2, progress=False),
+    "persistence-prob": dict(),
+    "historical-average-prob": dict(t_in=4),
+    "linear-anchor": dict(t_in=4, horizons=(1, 2)),
 }
 TM_ESTIMATOR_CONFIGS: dict[str, dict] = {
     "ddpm-tme": dict(latent_dim=8, hidden_dim=32, n_blocks=2, batch_size=32, sampling_steps=2, epochs=1,
