@@ -27,7 +27,7 @@ TINY = {
     "fast_retransmit": dict(p=0.5),
 }
 #: The extra JSON file each model needs.
-EXTRA = {"llama": "tokenizer.json", "mamba": "tokenizer.json", "netdiffus": "gasf.json", "cvae": "gasf.json"}
+EXTRA = {"llama": "tokenizer.json", "mamba": "tokenizer.json", "netdiffus": "gasf.json", "cvae": "tokenizer.json"}
 
 
 def flows() -> FlowSet:
