@@ -242,7 +242,7 @@ def check_tensors(tensors: Mapping, ndims: Mapping[str, int], file: str | Path, 
         raise InputFormatError(f"tensors disagree on the number of rows: {lengths}", path=file)
 
 
-#: ``gasf.json`` (:meth:`GasfImageMapper.to_dict`) of the NetDiffus and CVAE generators.
+#: ``gasf.json`` (:meth:`GasfImageMapper.to_dict`) of the NetDiffus generator.
 GASF_MAPPER_SCHEMA: dict[str, Field] = {
     "type": Field.string(equals="GasfImageMapper"), "image_size": Field.integer(minimum=1),
     "scale": Field((float, type(None))), "snap": Field.string(), "scale_": Field.number(positive=True),
