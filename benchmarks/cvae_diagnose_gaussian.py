@@ -23,8 +23,8 @@ import torch
 
 
 def main(ds: str) -> None:
-    from trafficgen.evaluation.report import FidelityReport
     from trafficgen.evaluation.fidelity import fidelity_metrics
+    from trafficgen.evaluation.report import FidelityReport
     from trafficgen.generators.cvae import CVAEGenerator
     from trafficgen.recipes.lightweight_ntg import _load
 

@@ -170,7 +170,7 @@ def test_log_likelihood_is_a_bound(ragged):
     exact = []
     with torch.inference_mode():
         for i in range(len(flows)):
-            rep = lambda a: torch.from_numpy(np.repeat(a[i:i + 1], len(z), axis=0))  # noqa: E731
+            rep = lambda a, i=i: torch.from_numpy(np.repeat(a[i:i + 1], len(z), axis=0))  # noqa: E731
             rec = m.reconstruction_nll(z, rep(tok), rep(n_pk), y[i].repeat(len(z))).double()  # (K,)
             exact.append(float(torch.logsumexp(-rec, 0) - math.log(len(z))))
     exact = np.array(exact)

@@ -12,7 +12,12 @@ import pytest
 from trafficgen.datasets import load_ndpi_apps
 from trafficgen.evaluation.fidelity import PacketCountJSD
 from trafficgen.evaluation.privacy import Novelty, leave_one_out_novelty
-from trafficgen.pretrained.default_model import DEFAULT_CONFIG, SHIPPED_DIR, data_config_hash, get_default_model
+from trafficgen.pretrained.default_model import (
+    DEFAULT_CONFIG,
+    SHIPPED_DIR,
+    data_config_hash,
+    get_default_model,
+)
 
 
 @pytest.fixture(scope="module")
