@@ -5,29 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.generators.test_cvae import (  # the separable set both models are tested on
+    predicted_class,
+    toy_flows,
+)
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError
 from trafficgen.generators.netdiffus import PAPER_PARAMS, NetDiffusGenerator, padded_size
 from trafficgen.registry import get_generator
 from trafficgen.representations.gasf import GasfImageMapper
-
-
-def toy_flows(n: int, seed: int = 0) -> FlowSet:
-    """Two separable classes: 'small' lengths in [100, 200), 'large' in [1000, 1400), signs + - + - + -,
-    6 packets in width 8 (2 padding positions); the set of the CVAE tests."""
-    rng = np.random.default_rng(seed)
-    seqs, labels = [], []
-    for i in range(n):
-        lo, hi = ((100, 200), (1000, 1400))[i % 2]
-        seqs.append((rng.integers(lo, hi, 6) * np.array([1, -1, 1, -1, 1, -1])).tolist())
-        labels.append(("small", "large")[i % 2])
-    return FlowSet.from_sequences(seqs, labels, max_packets=8)
-
-
-def predicted_class(flows: FlowSet) -> np.ndarray:
-    """Rule: mean |length| of the flow above 600 -> 'large'."""
-    mean = np.abs(flows.lengths).sum(1) / np.maximum(flows.n_packets, 1)
-    return np.where(mean > 600, "large", "small")
 
 
 @pytest.fixture(scope="module")
