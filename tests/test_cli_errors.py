@@ -137,7 +137,7 @@ def test_sigint_exits_130_with_interrupted(ws):
     code = ("import os, signal, sys, time\n"
             "import trafficgen.registry as r\n"
             "def slow(path):\n"
-            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    signal.raise_signal(signal.SIGINT)  # to this (the main) thread: os.kill may pick another\n"
             "    time.sleep(30)\n"
             "r.load_generator = slow\n"
             "sys.argv = ['trafficgen', 'sample', '-n', '3', '--model', 'model', '-o', 'int.parquet']\n"
