@@ -143,7 +143,11 @@ def test_sigint_exits_130_with_interrupted(ws):
             "sys.argv = ['trafficgen', 'sample', '-n', '3', '--model', 'model', '-o', 'int.parquet']\n"
             "from trafficgen.cli.main import main\n"
             "main()\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ws, capture_output=True, text=True, timeout=60)
+    # the child must start with SIGINT at its default: a pytest-xdist worker (or anything that ran
+    # before in it) may leave SIGINT ignored, which a child inherits, and then Python installs no
+    # KeyboardInterrupt handler at all
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ws, capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.returncode == 128 + signal.SIGINT, (proc.stdout, proc.stderr)
     assert proc.stderr.strip() == "interrupted"
     assert not (ws / "int.parquet").exists()
