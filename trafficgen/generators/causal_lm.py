@@ -204,10 +204,12 @@ class CausalLMFlowGenerator(FlowGenerator):
             raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
         drop_gen = torch.Generator().manual_seed(seed + 3)  # which rows train the unconditional prompt
         mode = self._timing_mode(flows)
+        timed = flows.truncate(width) if mode is not None and flows.max_packets > width else flows
+        timing = None
         if mode == "head":
             from trafficgen.generators.timing_head import fit_head, setup_head
 
-        timing = setup_head(self, flows, width, model, seed, device) if mode == "head" else None
+            timing = setup_head(self, timed, width, model, seed, device)
 
         def loss_fn(batch):
             """Mean negative log-likelihood per scored token of the distribution :meth:`sample`
@@ -257,8 +259,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         if mode == "chain":
             from trafficgen.generators.iat_chain import IATChain
 
-            self.timing_chain_ = IATChain().fit(flows.truncate(width) if flows.max_packets > width else flows,
-                                                list(classes))
+            self.timing_chain_ = IATChain().fit(timed, list(classes))
         self.tokenizer_ = tokenizer
         self.max_packets_ = width
         self.class_counts_ = {c: int(counts[c]) for c in classes}

@@ -37,8 +37,8 @@ def _events(flows: FlowSet, class_index: dict[str, int], bins: IATBins, with_iat
     later[:, :1] = False
     rows, cols = np.nonzero(later)
     change = (flows.directions[rows, cols] != flows.directions[rows, cols - 1]).astype(np.int64)
-    cls = np.array([class_index[c] for c in flows.labels[rows]], dtype=np.int64) if len(rows) else \
-        np.zeros(0, dtype=np.int64)
+    flow_cls = np.array([class_index[c] for c in flows.labels], dtype=np.int64)  # one lookup per flow
+    cls = flow_cls[rows]
     cur = prev = None
     if with_iat:
         all_bins = bins.encode(flows.iat)  # (n, W)

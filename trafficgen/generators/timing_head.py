@@ -72,11 +72,10 @@ def timing_targets(lengths: np.ndarray, n_packets: np.ndarray, iat: np.ndarray, 
 # ---------------------------------------------------------------------- on a token model
 def setup_head(gen, flows, width: int, model, seed: int, device):
     """The fitted IAT bins, a seeded :class:`TimingHead` on ``device`` and its per-packet targets
-    as tensors (n, W), for :func:`fit_head`."""
+    as tensors (n, W), for :func:`fit_head`; ``flows`` at most ``width`` packets wide."""
     from trafficgen.generators.training import seeded_init
     from trafficgen.representations.iat_bins import IATBins
 
-    flows = flows.truncate(width) if flows.max_packets > width else flows
     bins = IATBins()
     cur, prev, change, scored = timing_targets(flows.lengths, flows.n_packets, flows.iat, bins)
     bins.fit(flows.iat[scored])
