@@ -36,6 +36,8 @@ class DenoiserConfig:
     width: int = 256
     n_blocks: int = 4
     time_dim: int = 128
+    #: size of the conditioning vector (0: unconditional, the paper's model)
+    cond_dim: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +58,10 @@ class _ResBlock(nn.Module):
 
 
 class MLPResNetDenoiser(nn.Module):
-    """eps_theta(x_t, t): (B, D) latent + (B,) integer timesteps -> (B, D) predicted noise."""
+    """eps_theta(x_t, t[, c]): (B, D) latent + (B,) integer timesteps [+ (B, cond_dim) condition]
+    -> (B, D) predicted noise (or v). With ``cond_dim > 0`` the condition goes through a two-layer
+    MLP and is added to the timestep embedding (FiLM-free, like a class embedding in diffusers'
+    UNets); with ``cond_dim = 0`` the module is exactly the unconditional one."""
 
     def __init__(self, config: DenoiserConfig):
         super().__init__()
@@ -71,9 +76,16 @@ class MLPResNetDenoiser(nn.Module):
         self.out = nn.Linear(config.width, config.latent_dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        if config.cond_dim:  # created last: an unconditional model's init stays bit-identical
+            self.cond_embed = nn.Sequential(nn.Linear(config.cond_dim, config.time_dim), nn.SiLU(),
+                                            nn.Linear(config.time_dim, config.time_dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         temb = self.time_embed(self.time_proj(t).to(x.dtype))  # (B, Td)
+        if self.config.cond_dim:
+            if cond is None:
+                raise ValueError("this denoiser is conditional: pass cond (B, cond_dim)")
+            temb = temb + self.cond_embed(cond)  # (B, Td)
         h = self.inp(x)  # (B, W)
         for block in self.blocks:
             h = block(h, temb)  # (B, W)
@@ -114,16 +126,17 @@ def predicted_x0_eps(out: torch.Tensor, x: torch.Tensor, a: torch.Tensor, predic
 
 def ddim_sample(denoiser: nn.Module, x_T: torch.Tensor, noises: torch.Tensor | None,
                 alphas_cumprod: torch.Tensor, pairs: list[tuple[int, int]], eta: float = 0.0,
-                prediction_type: str = "epsilon") -> torch.Tensor:
+                prediction_type: str = "epsilon", cond: torch.Tensor | None = None) -> torch.Tensor:
     """Differentiable DDIM: x_T (B, D), noises (B, S, D) per-step z_t (ignored when eta = 0)
-    -> x_0 (B, D). x_{t'} = sqrt(a') x0 + sqrt(1 - a' - s^2) eps + s z with
+    [, cond (B, C) for a conditional denoiser] -> x_0 (B, D). x_{t'} = sqrt(a') x0 + sqrt(1 - a' - s^2) eps + s z with
     s = eta sqrt((1 - a') / (1 - a)) sqrt(1 - a / a')."""
     x = x_T  # (B, D)
     for k, (t, t_prev) in enumerate(pairs):
         a = alphas_cumprod[t]
         a_prev = alphas_cumprod[t_prev] if t_prev >= 0 else alphas_cumprod.new_tensor(1.0)
-        tt = torch.full((x.shape[0],), t, dtype=torch.long)
-        x0, eps = predicted_x0_eps(denoiser(x, tt), x, a, prediction_type)  # (B, D) each
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        out = denoiser(x, tt) if cond is None else denoiser(x, tt, cond)
+        x0, eps = predicted_x0_eps(out, x, a, prediction_type)  # (B, D) each
         sigma = eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
         x = a_prev.sqrt() * x0 + (1 - a_prev - sigma ** 2).clamp_min(0).sqrt() * eps  # (B, D)
         if eta > 0 and noises is not None and t_prev >= 0:

@@ -18,6 +18,10 @@ For link loads ``Y`` (T, L) and a routing matrix ``A`` (n_od, L) (``Y = X_flat @
    The paper's code returns the raw decoder output; the projection is our addition so that the
    estimate satisfies ``x_hat A ~ y`` as tomogravity's does.
 
+A conditional model (``DDPMTME(condition="links")``, trained on p(x | y)) replaces step 1: every
+target gets its own ``n_starts`` samples drawn given its observed link loads (no shared pool;
+``n_init`` is not used); steps 2-3 are the same (``n_opt = 0`` keeps the plain posterior samples).
+
 Everything is batched over time points: a batch of B targets optimises tensors (B * n_starts, D) and
 (B * n_starts, S, D) at once.
 """
@@ -102,7 +106,7 @@ def descend_link_misfit(params: list[torch.Tensor], decode, y: torch.Tensor, At:
     holding each row's best iterate (the last pass only scores the final ``params``). Shared by
     DDPM-TME (``params``: the sampling noises) and the latent baselines (their latents)."""
     opt = torch.optim.Adam(params, lr=lr)
-    best_loss = torch.full((len(y),), float("inf"))
+    best_loss = torch.full((len(y),), float("inf"), device=y.device)
     for i in range(n_opt + 1):
         x = decode()  # (B, n_od)
         per = link_misfit(x, y, At, loss)  # (B,)
@@ -141,7 +145,13 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
     eta = (model.eta if model.eta > 0 else 1.0) if eta is None else float(eta)
     steps = int(steps or model.sampling_steps)
     gen = torch_generator(random_state)
-    At = torch.as_tensor(A, dtype=torch.float32)  # (n_od, L)
+    device = model._placed()
+    At = torch.as_tensor(A, dtype=torch.float32).to(device)  # (n_od, L)
+    if model.conditional:
+        raw = _estimate_conditional(model, Y, At, gen, n_starts=n_starts, n_opt=n_opt, lr=lr, steps=steps,
+                                    eta=eta, loss=loss, batch_size=batch_size, progress=progress)
+        est = refine_to_link_loads(raw, Y, A, projection=projection, project_iters=project_iters)
+        return (est, raw) if return_raw else est
     # 1. shared candidate pool
     with torch.no_grad():
         pool_T, pool_z = model.draw_noise(n_init, gen, steps=steps)  # (P, D), (P, S, D)
@@ -156,15 +166,50 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
         for s in range(0, len(Y), batch_size):
             sl = slice(s, s + batch_size)
             idx = torch.as_tensor(best[sl].reshape(-1))  # (B * k,) start b * k + j = target b, start j
-            y = torch.as_tensor(Y[sl], dtype=torch.float32).repeat_interleave(n_starts, 0)  # (B * k, L)
-            x_T = pool_T[idx].clone().requires_grad_(True)  # (B * k, D)
-            zs = pool_z[idx].clone().requires_grad_(eta > 0)  # (B * k, S, D)
+            y = torch.as_tensor(Y[sl], dtype=torch.float32).repeat_interleave(n_starts, 0).to(device)  # (B * k, L)
+            x_T = pool_T[idx.to(device)].clone().requires_grad_(True)  # (B * k, D)
+            zs = pool_z[idx.to(device)].clone().requires_grad_(eta > 0)  # (B * k, S, D)
             best_x = descend_link_misfit(
                 [x_T, zs] if eta > 0 else [x_T],
                 lambda: model.decode_torch(model.sample_latents(x_T, zs, steps=steps, eta=eta)),  # noqa: B023
-                y, At, torch.as_tensor(pool_x[idx.numpy()], dtype=torch.float32), loss=loss, n_opt=n_opt, lr=lr)
-            raw[sl] = best_x.double().numpy().reshape(-1, n_starts, n_od).mean(1)
+                y, At, torch.as_tensor(pool_x[idx.numpy()], dtype=torch.float32).to(device), loss=loss,
+                n_opt=n_opt, lr=lr)
+            raw[sl] = best_x.double().cpu().numpy().reshape(-1, n_starts, n_od).mean(1)
             update(1)
     raw = np.clip(raw, 0.0, None)
     est = refine_to_link_loads(raw, Y, A, projection=projection, project_iters=project_iters)
     return (est, raw) if return_raw else est
+
+
+def _estimate_conditional(model, Y: np.ndarray, At: torch.Tensor, gen: torch.Generator, *, n_starts: int,
+                          n_opt: int, lr: float, steps: int, eta: float, loss: str, batch_size: int,
+                          progress: bool) -> np.ndarray:
+    """Raw estimates (T, n_od) of a conditional model: ``n_starts`` samples given each target's link
+    loads, ``n_opt`` Adam steps on their sampling noises (best iterate kept), mean over starts."""
+    from trafficgen.generators.training import progress_bar
+
+    n_od = model.n_nodes_ ** 2
+    cond_all = model.condition_features(Y)  # (T, L) on the model's device
+    device = cond_all.device
+    raw = np.empty((len(Y), n_od))
+    n_batches = -(-len(Y) // batch_size)
+    with progress_bar(n_batches, f"DDPM-TME (conditional) estimating {len(Y)} TMs", enabled=bool(progress),
+                      show_loss=False, unit="batches") as update:
+        for s in range(0, len(Y), batch_size):
+            sl = slice(s, s + batch_size)
+            b = len(Y[sl])
+            cond = cond_all[sl].repeat_interleave(n_starts, 0)  # (B * k, L)
+            x_T, zs = model.draw_noise(b * n_starts, gen, steps=steps)  # (B * k, D), (B * k, S, D)
+            with torch.no_grad():
+                x0 = model.decode_torch(model.sample_latents(x_T, zs, steps=steps, eta=eta, cond=cond))
+            if n_opt:
+                y = torch.as_tensor(Y[sl], dtype=torch.float32).repeat_interleave(n_starts, 0).to(device)
+                x_T.requires_grad_(True)
+                zs.requires_grad_(eta > 0)
+                x0 = descend_link_misfit(
+                    [x_T, zs] if eta > 0 else [x_T],
+                    lambda: model.decode_torch(model.sample_latents(x_T, zs, steps=steps, eta=eta, cond=cond)),  # noqa: B023
+                    y, At, x0, loss=loss, n_opt=n_opt, lr=lr)
+            raw[sl] = x0.detach().double().cpu().numpy().reshape(b, n_starts, n_od).mean(1)
+            update(1)
+    return np.clip(raw, 0.0, None)

@@ -9,6 +9,18 @@ clipping), then E, R and the denoiser are trained jointly for ``epochs`` on
 ``recon_weight * ||R(E(x)) - x||^2 + ||eps - eps_theta(sqrt(a_t) E(x) + sqrt(1 - a_t) eps, t)||^2``
 (Adam, cosine annealing to 5 % of ``lr`` over all steps, gradients clipped at norm 1). Neither run
 validates or restores earlier weights: the last ones are kept.
+
+``condition="links"`` (our addition, not in the paper) makes the denoiser conditional on the link
+loads ``y = A x`` of each training matrix (``fit(train, routing=A)``): the condition is the
+standardised ``log1p(y / mean_y)`` per link, added to the timestep embedding. The model then learns
+``p(x | y)`` instead of ``p(x)``, and estimation samples from it given the observed loads (see
+:func:`~trafficgen.generators.tm.ddpm_tme.estimate.estimate_tm`).
+
+``device`` ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+``"mps"``: where the networks train and sample. All random draws are made on the CPU and moved,
+so CPU results do not depend on naming the device; saved weights are CPU tensors and a loaded model
+moves to its ``device`` when first used; a device the machine lacks is one
+:class:`~trafficgen.errors.ConfigError` before any work.
 """
 from __future__ import annotations
 
@@ -34,7 +46,10 @@ from trafficgen.generators.tm.ddpm_tme.denoiser import (
 from trafficgen.generators.tm.ddpm_tme.preprocess import Embedding, Recovery, flow_scaler
 from trafficgen.generators.training import train_loop
 
-__all__ = ["DDPMTME"]
+__all__ = ["DDPMTME", "CONDITIONS"]
+
+#: ``"none"``: the paper's unconditional prior p(x); ``"links"``: p(x | link loads)
+CONDITIONS = ("none", "links")
 
 
 class DDPMTME(SeriesMetadata, PretrainedMixin):
@@ -55,7 +70,8 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
                  beta_end: float = 0.02, epochs: int = 200, pretrain_epochs: int = 50,
                  batch_size: int = 64, lr: float = 1e-3, recon_weight: float = 1.0,
                  sampling_steps: int = 20, eta: float = 0.0, prediction_type: str = "v_prediction",
-                 flow_scale: float = 1.0, random_state: int = 0, progress: bool = True):
+                 flow_scale: float = 1.0, condition: str = "none", random_state: int = 0,
+                 progress: bool = True, device: str = "auto"):
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
         self.width = width
@@ -72,20 +88,22 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         self.eta = eta
         self.prediction_type = prediction_type
         self.flow_scale = flow_scale
+        self.condition = condition
         self.random_state = random_state
         self.progress = progress
+        self.device = device
 
     # ------------------------------------------------------------------ building blocks
     def _resolved_latent_dim(self, n_nodes: int) -> int:
         return int(self.latent_dim) if self.latent_dim is not None else (128 if n_nodes <= 15 else 256)
 
-    def _build(self, n_nodes: int) -> None:
+    def _build(self, n_nodes: int, cond_dim: int = 0) -> None:
         n_od = n_nodes * n_nodes
         d = self._resolved_latent_dim(n_nodes)
         self.embedding_ = Embedding(n_od, d, self.hidden_dim)
         self.recovery_ = Recovery(d, n_od)
         self.denoiser_config_ = DenoiserConfig(latent_dim=d, width=self.width, n_blocks=self.n_blocks,
-                                               time_dim=min(128, max(32, self.width // 2)))
+                                               time_dim=min(128, max(32, self.width // 2)), cond_dim=int(cond_dim))
         self.denoiser_ = MLPResNetDenoiser(self.denoiser_config_)
         self.ddpm_scheduler_, self.ddim_scheduler_ = make_schedulers(
             self.num_train_timesteps, self.beta_start, self.beta_end, self.prediction_type)
@@ -98,30 +116,94 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
             raise ConfigError(f"need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        if self.condition not in CONDITIONS:
+            raise ConfigError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.condition != "none"
+
+    # ------------------------------------------------------------------ link-load condition
+    def _fit_condition(self, y: np.ndarray) -> None:
+        """Statistics of the condition features from the training link loads (T, L)."""
+        ybar = y.mean(0)  # (L,)
+        self.cond_ybar_ = np.where(ybar > 0, ybar, 1.0)
+        u = np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_)  # (T, L)
+        self.cond_mean_, self.cond_std_ = u.mean(0), np.maximum(u.std(0), 1e-6)
+
+    def condition_features(self, link_loads) -> torch.Tensor:
+        """Link loads (T, L) in the training unit -> condition (T, L) float32 on the model's device."""
+        self._check_fitted()
+        if not self.conditional:
+            raise ConfigError("this DDPM-TME model is unconditional (condition='none')")
+        y = np.asarray(link_loads, dtype=np.float64)
+        if y.ndim != 2 or y.shape[1] != len(self.cond_ybar_):
+            raise ConfigError(f"link loads {y.shape} do not match the {len(self.cond_ybar_)} links the model was fitted on")
+        u = (np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_) - self.cond_mean_) / self.cond_std_
+        return torch.as_tensor(u, dtype=torch.float32).to(self._placed())
+
+    # ------------------------------------------------------------------ device
+    def _placed(self) -> torch.device:
+        """The torch device of ``device``, with the networks (and schedule) moved there if elsewhere."""
+        from trafficgen._device import resolve_device, same_device
+        from trafficgen.generators.training import model_device
+
+        device = resolve_device(self.device)
+        if not same_device(model_device(self.denoiser_), device):
+            for name in ("embedding_", "recovery_", "denoiser_"):
+                setattr(self, name, getattr(self, name).to(device))
+            self.alphas_cumprod_ = self.alphas_cumprod_.to(device)
+        return device
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: TMSeries, *, val: TMSeries | None = None) -> DDPMTME:
-        """Algorithm 1 on the OD vectors of ``train`` (``val`` is only scored, not used to fit)."""
+    def fit(self, train: TMSeries, *, val: TMSeries | None = None, routing=None) -> DDPMTME:
+        """Algorithm 1 on the OD vectors of ``train`` (``val`` is only scored, not used to fit).
+        ``routing`` (n_od, L): needed with ``condition="links"`` (the link loads ``train.flat @ routing``
+        are the condition), ignored otherwise."""
+        from trafficgen._device import resolve_device
+
         self._validate()
+        resolve_device(self.device)  # fail before any work
         if not isinstance(train, TMSeries):
             raise ConfigError(f"fit expects a TMSeries, got {type(train).__name__}")
         if val is not None and (not isinstance(val, TMSeries) or val.n_nodes != train.n_nodes):
             raise ConfigError(f"val must be a TMSeries over the {train.n_nodes} nodes of train, got "
                               f"{getattr(val, 'n_nodes', type(val).__name__)}")
+        y = None
+        if self.conditional:
+            if routing is None:
+                raise ConfigError("condition='links' needs fit(train, routing=A) (A: (n_od, L))")
+            A = np.asarray(routing, dtype=np.float64)
+            if A.ndim != 2 or A.shape[0] != train.n_nodes ** 2:
+                raise ConfigError(f"routing {A.shape} does not match {train.n_nodes ** 2} OD pairs")
+            y = train.flat @ A  # (T, L)
         with torch_seeded(self.random_state) as seed:  # module init; the caller's RNG is left alone
-            return self._fit(train, val, seed)
+            return self._fit(train, val, seed, y)
 
-    def _fit(self, train: TMSeries, val: TMSeries | None, seed: int) -> DDPMTME:
+    def _fit(self, train: TMSeries, val: TMSeries | None, seed: int, y: np.ndarray | None) -> DDPMTME:
+        from trafficgen._device import resolve_device
+
+        device = resolve_device(self.device)
         gen = torch.Generator().manual_seed(seed)
         self.scaler_ = flow_scaler(self.flow_scale).fit(train.flat)
-        self._build(train.n_nodes)
-        z = torch.as_tensor(self.scaler_.transform(train.flat), dtype=torch.float32)  # (T, n_od)
+        if y is not None:
+            self._fit_condition(y)
+        self._build(train.n_nodes, cond_dim=0 if y is None else y.shape[1])
+        for name in ("embedding_", "recovery_", "denoiser_"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.alphas_cumprod_ = self.alphas_cumprod_.to(device)
+        z = torch.as_tensor(self.scaler_.transform(train.flat), dtype=torch.float32).to(device)  # (T, n_od)
+        cond = None
+        if y is not None:
+            u = (np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_) - self.cond_mean_) / self.cond_std_
+            cond = torch.as_tensor(u, dtype=torch.float32).to(device)  # (T, L)
         er = torch.nn.ModuleList([self.embedding_, self.recovery_])
         self.history_ = {"pretrain_loss": [], "recon_loss": [], "diffusion_loss": [], "val_recon_loss": []}
         common = dict(n=len(z), batch_size=self.batch_size, generator=gen, val_fraction=None, patience=None,
                       restore_best=False, progress=bool(self.progress))
 
         def recon_loss(idx):
+            idx = idx.to(device)
             xb = z[idx]  # (B, n_od)
             return torch.mean((self.recovery_(self.embedding_(xb)) - xb) ** 2), len(idx)
 
@@ -133,15 +215,17 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         ac = self.alphas_cumprod_
 
         def joint_loss(idx):
+            idx = idx.to(device)
             xb = z[idx]  # (B, n_od)
             lat = self.embedding_(xb)  # (B, D)
             rec = torch.mean((self.recovery_(lat) - xb) ** 2)
-            t = torch.randint(0, self.num_train_timesteps, (len(idx),), generator=gen)  # (B,)
-            eps = torch.randn(lat.shape, generator=gen)  # (B, D)
+            t = torch.randint(0, self.num_train_timesteps, (len(idx),), generator=gen).to(device)  # (B,)
+            eps = torch.randn(lat.shape, generator=gen).to(device)  # (B, D), drawn on the CPU
             a = ac[t][:, None]  # (B, 1)
             noisy = a.sqrt() * lat + (1 - a).sqrt() * eps  # (B, D)
             target = training_target(lat, eps, a, self.prediction_type)  # (B, D)
-            dif = torch.mean((self.denoiser_(noisy, t) - target) ** 2)
+            out = self.denoiser_(noisy, t) if cond is None else self.denoiser_(noisy, t, cond[idx])
+            dif = torch.mean((out - target) ** 2)
             return self.recon_weight * rec + dif, len(idx), {"recon_loss": rec.detach(), "diffusion_loss": dif.detach()}
 
         everything = torch.nn.ModuleList([self.embedding_, self.recovery_, self.denoiser_])
@@ -171,7 +255,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
     def encode(self, x_flat: np.ndarray) -> torch.Tensor:
         """Real-unit OD vectors (B, n_od) -> latents (B, D)."""
         self._check_fitted()
-        z = torch.as_tensor(self.scaler_.transform(x_flat), dtype=torch.float32)  # (B, n_od)
+        z = torch.as_tensor(self.scaler_.transform(x_flat), dtype=torch.float32).to(self._placed())  # (B, n_od)
         with torch.no_grad():
             return self.embedding_(z)  # (B, D)
 
@@ -182,7 +266,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
     def decode(self, latent: torch.Tensor) -> np.ndarray:
         """Latents (B, D) -> non-negative real-unit OD vectors (B, n_od)."""
         with torch.no_grad():
-            return self.scaler_.inverse_transform(self.recovery_(latent).double().numpy())
+            return self.scaler_.inverse_transform(self.recovery_(latent).double().cpu().numpy())
 
     def reconstruction_error(self, x_flat: np.ndarray, *, scaled: bool = False) -> float:
         """Mean squared E/R round-trip error (scaled space) or relative L1 error (real units)."""
@@ -191,37 +275,54 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         if scaled:
             z = self.scaler_.transform(x_flat)
             with torch.no_grad():
-                return float(np.mean((self.recovery_(lat).double().numpy() - z) ** 2))
+                return float(np.mean((self.recovery_(lat).double().cpu().numpy() - z) ** 2))
         xh = self.decode(lat)
         return float(np.abs(xh - x_flat).sum() / max(np.abs(x_flat).sum(), 1e-300))
 
     # ------------------------------------------------------------------ sampling
     def sample_latents(self, x_T: torch.Tensor, noises: torch.Tensor | None = None, *,
-                       steps: int | None = None, eta: float | None = None) -> torch.Tensor:
-        """Run the DDIM sampler from x_T (B, D) (differentiable w.r.t. x_T and noises (B, S, D))."""
+                       steps: int | None = None, eta: float | None = None,
+                       cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the DDIM sampler from x_T (B, D) (differentiable w.r.t. x_T and noises (B, S, D));
+        ``cond`` (B, L): :meth:`condition_features` of the link loads, for a conditional model."""
         self._check_fitted()
+        if self.conditional and cond is None:
+            raise ConfigError("a conditional DDPM-TME model samples given link loads (cond)")
+        device = self._placed()
         pairs = ddim_timesteps(self.ddim_scheduler_, int(steps or self.sampling_steps))
-        return ddim_sample(self.denoiser_, x_T, noises, self.alphas_cumprod_, pairs,
-                           self.eta if eta is None else float(eta), self.prediction_type)
+        return ddim_sample(self.denoiser_, x_T.to(device), None if noises is None else noises.to(device),
+                           self.alphas_cumprod_, pairs, self.eta if eta is None else float(eta),
+                           self.prediction_type, cond=cond if self.conditional else None)
 
     def draw_noise(self, n: int, generator: torch.Generator, *, steps: int | None = None):
-        """Fresh (x_T (n, D), per-step noises (n, S, D)) from ``generator``."""
+        """Fresh (x_T (n, D), per-step noises (n, S, D)) from ``generator`` (a CPU generator; the
+        draws are moved to the model's device)."""
         d = self.denoiser_config_.latent_dim
         s = int(steps or self.sampling_steps)
-        return torch.randn((n, d), generator=generator), torch.randn((n, s, d), generator=generator)
+        device = self._placed()
+        return (torch.randn((n, d), generator=generator).to(device),
+                torch.randn((n, s, d), generator=generator).to(device))
 
-    def sample(self, n: int, *, random_state=None, steps: int | None = None, batch_size: int = 1024) -> TMSeries:
-        """``n`` synthetic TMs in the training series' unit, as a TMSeries (n, N, N)."""
+    def sample(self, n: int, *, random_state=None, steps: int | None = None, batch_size: int = 1024,
+               link_loads=None) -> TMSeries:
+        """``n`` synthetic TMs in the training series' unit, as a TMSeries (n, N, N). A conditional
+        model needs ``link_loads`` (n, L): sample i is drawn given row i."""
         self._check_fitted()
         if n < 1:
             raise ConfigError(f"n must be >= 1, got {n}")
+        cond = None
+        if self.conditional:
+            if link_loads is None or len(link_loads) != n:
+                raise ConfigError("a conditional DDPM-TME model needs link_loads with one row per sample")
+            cond = self.condition_features(link_loads)  # (n, L)
         seed = seed_from(random_state)
         gen = torch.Generator().manual_seed(seed)
         out = []
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 x_T, noises = self.draw_noise(min(batch_size, n - start), gen, steps=steps)
-                out.append(self.decode(self.sample_latents(x_T, noises, steps=steps)))
+                c = None if cond is None else cond[start:start + len(x_T)]
+                out.append(self.decode(self.sample_latents(x_T, noises, steps=steps, cond=c)))
         values = np.concatenate(out).reshape(n, self.n_nodes_, self.n_nodes_)
         return TMSeries(values, self.nodes_, self.interval_s_, self.unit_, None, meta={"synthetic": "ddpm-tme"})
 
@@ -235,16 +336,21 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
     # ------------------------------------------------------------------ persistence
     def _state(self):
         config = {**self._series_config(), "denoiser": self.denoiser_config_.to_dict()}
-        tensors = {**{f"embedding.{k}": v for k, v in self.embedding_.state_dict().items()},
-                   **{f"recovery.{k}": v for k, v in self.recovery_.state_dict().items()},
-                   **{f"denoiser.{k}": v for k, v in self.denoiser_.state_dict().items()},
+        tensors = {**{f"embedding.{k}": v.detach().cpu() for k, v in self.embedding_.state_dict().items()},
+                   **{f"recovery.{k}": v.detach().cpu() for k, v in self.recovery_.state_dict().items()},
+                   **{f"denoiser.{k}": v.detach().cpu() for k, v in self.denoiser_.state_dict().items()},
                    **{f"scaler_{k}": v for k, v in self.scaler_.state().items()}}
+        if self.conditional:
+            tensors.update({"cond.ybar": self.cond_ybar_, "cond.mean": self.cond_mean_, "cond.std": self.cond_std_})
         return config, tensors, {"history.json": self.history_}
 
     @classmethod
     def _load_state(cls, config, tensors, extra):
         model = cls(**config["params"])
-        model._build(int(config["n_nodes"]))
+        model._build(int(config["n_nodes"]), cond_dim=int(config.get("denoiser", {}).get("cond_dim", 0)))
+        if model.conditional:
+            model.cond_ybar_, model.cond_mean_, model.cond_std_ = (
+                np.asarray(tensors[f"cond.{k}"], dtype=np.float64) for k in ("ybar", "mean", "std"))
         for prefix, module in (("embedding.", model.embedding_), ("recovery.", model.recovery_),
                                ("denoiser.", model.denoiser_)):
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
