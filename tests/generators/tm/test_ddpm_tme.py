@@ -185,3 +185,81 @@ def test_training_shows_progress_by_default(capsys):
     DDPMTME(**TINY, epochs=1, pretrain_epochs=1).fit(toy_series(16))
     out = capsys.readouterr()
     assert "DDPM-TME" in out.out + out.err
+
+
+# ---------------------------------------------------------------------- device (issue 19)
+def _tiny_fit(**kw):
+    return DDPMTME(**TINY, epochs=3, pretrain_epochs=2, random_state=3, progress=False, **kw).fit(toy_series(64))
+
+
+def test_device_cpu_equals_auto_and_saved_weights_load(tmp_path):
+    auto, cpu = _tiny_fit(), _tiny_fit(device="cpu")
+    assert auto.get_params()["device"] == "auto"
+    Y = toy_series(8, seed=2).flat @ toy_routing()
+    kw = dict(n_init=16, n_starts=2, n_opt=2, steps=3, random_state=1)
+    est_cpu = cpu.estimate(Y, toy_routing(), **kw)
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():  # auto is the CPU here
+        np.testing.assert_array_equal(auto.estimate(Y, toy_routing(), **kw), est_cpu)
+        np.testing.assert_array_equal(auto.sample(5, random_state=0).values, cpu.sample(5, random_state=0).values)
+    cpu.save_pretrained(tmp_path / "m")
+    back = DDPMTME.from_pretrained(tmp_path / "m")
+    assert back.device == "cpu"
+    np.testing.assert_array_equal(back.estimate(Y, toy_routing(), **kw), est_cpu)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_cuda_fails_before_training():
+    model = DDPMTME(**TINY, epochs=3, pretrain_epochs=2, device="cuda", progress=False)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        model.fit(toy_series(64))
+    assert not hasattr(model, "n_nodes_")  # nothing half-fitted
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("condition", ["none", "links"])
+def test_cuda_fits_estimates_and_loads_on_cpu(condition, tmp_path):
+    A = toy_routing()
+    kw = dict(routing=A) if condition == "links" else {}
+    gpu = DDPMTME(**TINY, epochs=40, pretrain_epochs=20, lr=3e-3, random_state=7, condition=condition,
+                  device="cuda", progress=False).fit(toy_series(128), **kw)
+    assert next(gpu.denoiser_.parameters()).is_cuda
+    test = toy_series(16, seed=3).flat
+    est = gpu.estimate(test @ A, A, n_init=64, n_starts=4, n_opt=3, steps=3)
+    assert np.isfinite(est).all() and np.median(tre(test, est)) < np.median(tre(test, pinv_estimate(test @ A, A)))
+    gpu.save_pretrained(tmp_path / "g")
+    back = DDPMTME.from_pretrained(tmp_path / "g")
+    back.device = "cpu"
+    est_cpu = back.estimate(test @ A, A, n_init=64, n_starts=4, n_opt=0, steps=3)
+    est_gpu = gpu.estimate(test @ A, A, n_init=64, n_starts=4, n_opt=0, steps=3)
+    np.testing.assert_allclose(est_cpu, est_gpu, rtol=1e-3, atol=1e-3 * float(test.mean()))
+
+
+# ---------------------------------------------------------------------- link-load-conditional prior
+@pytest.fixture(scope="module")
+def fitted_cond():
+    return DDPMTME(**TINY, epochs=60, pretrain_epochs=30, lr=3e-3, random_state=7, condition="links",
+                   progress=False).fit(toy_series(128), routing=toy_routing())
+
+
+def test_conditional_estimation_fits_links_and_beats_pinv(fitted_cond):
+    A = toy_routing()
+    test = toy_series(32, seed=3).flat
+    est, raw = fitted_cond.estimate(test @ A, A, n_starts=4, n_opt=0, steps=4, return_raw=True)
+    assert est.shape == raw.shape == test.shape and (est >= 0).all()
+    assert np.max(link_residual(est, test @ A, A)) < 1e-6
+    assert np.median(tre(test, est)) < 0.5 * np.median(tre(test, pinv_estimate(test @ A, A)))
+
+
+def test_conditional_needs_routing_and_link_loads(fitted_cond, tmp_path):
+    with pytest.raises(ConfigError, match="routing"):
+        DDPMTME(**TINY, epochs=1, pretrain_epochs=1, condition="links", progress=False).fit(toy_series(32))
+    with pytest.raises(ConfigError, match="condition must be"):
+        DDPMTME(condition="time").fit(toy_series(32))
+    with pytest.raises(ConfigError, match="link_loads"):
+        fitted_cond.sample(3)
+    Y = toy_series(3, seed=5).flat @ toy_routing()
+    assert fitted_cond.sample(3, link_loads=Y, random_state=0).values.shape == (3, 4, 4)
+    fitted_cond.save_pretrained(tmp_path / "c")
+    back = DDPMTME.from_pretrained(tmp_path / "c")
+    kw = dict(n_starts=2, n_opt=1, steps=3, random_state=4)
+    np.testing.assert_array_equal(back.estimate(Y, toy_routing(), **kw), fitted_cond.estimate(Y, toy_routing(), **kw))
