@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +65,103 @@ def test_two_process_cpu_training_writes_one_model_that_samples(tmp_path):
                          progress=False, device="cpu").fit(flows)
     np.testing.assert_allclose(one.history_["train_loss"], history["train_loss"], rtol=2e-3)
     np.testing.assert_allclose(one.history_["val_loss"], history["val_loss"], rtol=2e-3)
+
+
+# ---------------------------------------------------------------- traffic-matrix models (`tm train`)
+def _tm_series():
+    from trafficgen.data.tmseries import TMSeries
+
+    rng = np.random.default_rng(0)
+    t = np.arange(150)[:, None, None]
+    values = 1e4 * (1.5 + np.sin(2 * np.pi * t / 24 + rng.uniform(0, 6, size=(3, 3)))) + rng.uniform(0, 100, (150, 3, 3))
+    return TMSeries(values, ["a", "b", "c"], 3600.0, "bytes")
+
+
+def test_two_process_cpu_tm_training_writes_one_model_that_forecasts(tmp_path):
+    from trafficgen.data.tm import write_tm_npy
+    from trafficgen.data.windows import chronological_split
+    from trafficgen.generators.tm import load_tm_model
+    from trafficgen.generators.tm.rnn import LSTMForecaster
+
+    series = _tm_series()
+    (tmp_path / "data").mkdir()
+    write_tm_npy(series, tmp_path / "data" / "tm.npy")  # + its tm.npy.json sidecar
+    out = tmp_path / "model"
+    train, val, _ = chronological_split(series, (0.7, 0.15, 0.15))
+    n_windows = len(train) - 4 - 2 + 1
+    assert n_windows == 100  # 4 batches of (at most) 32 windows per epoch: 2 per process
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(SCRIPT), "tm", "train", "--model", "lstm", "--data", str(tmp_path / "data" / "tm.npy"),
+                        "--t-in", "4", "--horizons", "1,2", "--epochs", "6", "--device", "cpu",
+                        "--num-processes", "2", "-o", str(out)],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model"]  # one folder, no leftovers
+    assert {"config.json", "model.safetensors", "train_summary.json"} <= {p.name for p in out.iterdir()}
+    assert r.stdout.count(f"wrote {out}") == 1  # only the main process reports
+    history = json.loads((out / "train_summary.json").read_text())["history"]
+    assert history["processes"] == 2 and history["steps"] == 6 * 2
+    assert history["train_loss"][-1] < 0.8 * history["train_loss"][0]
+    assert history["val_loss"][-1] < history["val_loss"][0]
+
+    model = load_tm_model(out)
+    fc = model.predict(series.values, [110, 120], [1, 2])
+    assert fc.shape == (2, 2, 3, 3) and np.isfinite(fc).all() and (fc >= 0).all()
+
+    # one process, two batches per optimiser step: the same batches and mean gradients
+    with warnings.catch_warnings():  # 12 steps: "validation loss still falling", as in the 2 processes
+        warnings.simplefilter("ignore", UserWarning)
+        one = LSTMForecaster(t_in=4, horizons=(1, 2), epochs=6, gradient_accumulation_steps=2, random_state=0,
+                             progress=False, device="cpu").fit(train, val=val)
+    np.testing.assert_allclose(one.history_["train_loss"], history["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(one.history_["val_loss"], history["val_loss"], rtol=1e-4)
+    np.testing.assert_allclose(one.predict(series.values, [110, 120], [1, 2]), fc, rtol=1e-4)
+
+
+#: One process of a 2-process train_loop whose loss draws noise from the training generator (as
+#: VAE-TME, CVAE, NetDiffus and LEAD do): 38 rows in batches of 5, the last batch of 3 rows.
+_STREAMS = """
+import json, os, sys
+import torch
+from trafficgen.generators.training import train_loop
+
+torch.manual_seed(0)
+model = torch.nn.Linear(1, 1)
+gen = torch.Generator().manual_seed(7)
+seen, noise = [], []
+
+def loss_fn(idx):
+    seen.append(idx.tolist())
+    eps = torch.randn(len(idx), generator=gen)  # (B,)
+    noise.append(eps.tolist())
+    return ((model(idx.float()[:, None] / 38).squeeze(1) - eps) ** 2).mean(), len(idx)
+
+train_loop(model, loss_fn, n=38, epochs=3, batch_size=5, generator=gen, val_fraction=None, patience=None,
+           optimizer=lambda steps: (torch.optim.SGD(model.parameters(), lr=0.01), None), progress=False)
+with open(sys.argv[1] + "." + os.environ["RANK"] + ".json", "w") as fh:
+    json.dump({"seen": seen, "noise": noise, "weight": model.weight.item()}, fh)
+"""
+
+
+def test_loss_noise_streams_differ_per_process_and_epochs_stay_partitions(tmp_path):
+    """Every epoch's batches are one partition of the rows over the processes even when the loss
+    draws a different amount of noise on each (uneven last batch), the processes' noises differ,
+    and the weights stay equal."""
+    script = tmp_path / "streams.py"
+    script.write_text(_STREAMS)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                        "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), str(script),
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    runs = [json.loads((tmp_path / f"out.{rank}.json").read_text()) for rank in (0, 1)]
+    assert runs[0]["weight"] == runs[1]["weight"]
+    for epoch in range(3):  # 8 batches an epoch, 4 per process
+        rows = [row for run in runs for batch in run["seen"][4 * epoch:4 * epoch + 4] for row in batch]
+        assert sorted(rows) == list(range(38)), f"epoch {epoch}: rows seen {sorted(rows)}"
+    for a, b in zip(runs[0]["noise"], runs[1]["noise"], strict=True):
+        assert a[:3] != b[:3]

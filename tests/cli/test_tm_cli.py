@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from trafficgen.cli.main import app
@@ -154,3 +155,57 @@ def test_forecast_steps_samples_max_origins(tm_file, tmp_path):
     r = _invoke("tm", "forecast", "--model", "persistence", "--data", str(tm_file), "-o", str(tmp_path / "p"),
                 "--steps", "2")
     assert isinstance(r.exception, ConfigError) and not (tmp_path / "p").exists()
+
+
+def test_train_gradient_accumulation_and_num_processes_options(tm_file, tmp_path):
+    """Issue 19: --gradient-accumulation-steps reaches the models that train with the shared loop
+    (one optimiser step per K batches); it and --num-processes are refused, before any work, for
+    models that do not train there."""
+    runs = {}
+    for k in (1, 2):
+        out = tmp_path / f"lstm{k}"
+        args = ["--gradient-accumulation-steps", str(k)] if k > 1 else []
+        r = _invoke("tm", "train", "--model", "lstm", "--data", str(tm_file), "-o", str(out), "--t-in", "4",
+                    "--horizons", "1,2", "--epochs", "2", "--device", "cpu", *args)
+        assert r.exit_code == 0, r.output
+        runs[k] = json.loads((out / "train_summary.json").read_text())["history"]
+        assert json.loads((out / "config.json").read_text())["params"]["gradient_accumulation_steps"] == k
+    # 112 training matrices: 107 windows, 4 batches of 32 an epoch
+    assert runs[1]["steps"] == 2 * 4 and runs[2]["steps"] == 2 * 2 and "processes" not in runs[2]
+    assert runs[1]["train_loss"][0] != runs[2]["train_loss"][0]
+    for bad, match in ((["--gradient-accumulation-steps", "2"], "takes no 'gradient-accumulation-steps'"),
+                       (["--num-processes", "2"], "does not train data-parallel")):
+        r = _invoke("tm", "train", "--model", "persistence", "--data", str(tm_file), "-o", str(tmp_path / "p"), *bad)
+        assert isinstance(r.exception, ConfigError) and match in str(r.exception), r.output
+        assert not (tmp_path / "p").exists()
+    for bad in (["--num-processes", "0"], ["--gradient-accumulation-steps", "0"]):
+        r = _invoke("tm", "train", "--model", "lstm", "--data", str(tm_file), "-o", str(tmp_path / "q"), *bad)
+        assert isinstance(r.exception, ConfigError) and ">= 1" in str(r.exception), r.output
+        assert not (tmp_path / "q").exists()
+
+
+def test_data_parallel_command_line_is_the_given_options():
+    """The launched processes re-run `tm train` with exactly the options given (no --num-processes)."""
+    from trafficgen.cli.data_parallel import command_path, given_arguments
+
+    seen = {}
+    app_ = typer.Typer()
+    tm_ = typer.Typer()
+    app_.add_typer(tm_, name="tm")
+
+    @tm_.command("train")
+    def train(ctx: typer.Context, model: str = typer.Option(..., "--model", "-m"),
+              ablation: list[str] | None = typer.Option(None, "--ablation"),
+              timing: bool = typer.Option(False, "--timing/--no-timing"),
+              epochs: int | None = typer.Option(None, "--epochs"),
+              num_processes: int = typer.Option(1, "--num-processes")) -> None:
+        seen["argv"] = command_path(ctx) + given_arguments(ctx)
+
+    @tm_.command("other")
+    def other() -> None:  # a second command, so that `tm train` is a sub-command
+        pass
+
+    r = CliRunner().invoke(app_, ["tm", "train", "-m", "lstm", "--ablation", "a", "--ablation", "b", "--no-timing",
+                                  "--num-processes", "2"])
+    assert r.exit_code == 0, r.output
+    assert seen["argv"] == ["tm", "train", "--model", "lstm", "--ablation", "a", "--ablation", "b", "--no-timing"]

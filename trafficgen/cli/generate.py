@@ -31,8 +31,16 @@ def check_flows_output(out: Path | None) -> None:
 
 def _given(ctx: typer.Context, name: str) -> bool:
     """Whether the user gave option ``name`` (not its default)."""
-    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer's own copy of click)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+    from trafficgen.cli.data_parallel import option_given
+
+    return option_given(ctx, name)
+
+
+def launch_data_parallel(ctx: typer.Context, num_processes: int, device: str) -> None:
+    """``--num-processes N``: :func:`trafficgen.cli.data_parallel.launch_data_parallel`."""
+    from trafficgen.cli.data_parallel import launch_data_parallel as launch
+
+    launch(ctx, num_processes, device)
 
 
 def generator_kwargs(cls, **options) -> tuple[dict, list[str]]:
@@ -259,54 +267,3 @@ def place_on_device(model, device: str) -> None:
     """Set a loaded torch model's ``device`` (models without one run where they run)."""
     if "device" in type(model)._param_names():
         model.set_params(device=device)
-
-
-def launch_data_parallel(ctx: typer.Context, num_processes: int, device: str) -> None:
-    """Re-run this command in ``num_processes`` processes through accelerate's launcher
-    (``accelerate launch --multi_gpu --num_processes N -m trafficgen ...``, i.e. torch's elastic
-    launcher; each process joins the group in :func:`~trafficgen.generators.training.train_loop`,
-    gloo on the CPU). The options given are passed on unchanged; the launched processes see
-    ``WORLD_SIZE > 1`` and train instead of launching again."""
-    import os
-    import socket
-
-    from accelerate.commands.launch import launch_command, launch_command_parser
-
-    from trafficgen._device import resolve_device
-    from trafficgen.errors import TrafficgenError
-
-    argv = [ctx.info_name or "train"]
-    for param in ctx.command.params:
-        if param.name is None or not _given(ctx, param.name) or param.name == "num_processes":
-            continue
-        value = ctx.params[param.name]
-        flag = max(param.opts, key=len)
-        if getattr(param, "is_flag", False):
-            flag = max(param.opts if value else param.secondary_opts, key=len)
-            argv.append(flag)
-        else:
-            argv += [flag, str(value)]
-    with socket.socket() as sock:  # a free port: other jobs on this machine may hold accelerate's 29500
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cpu = resolve_device(device, option="--device").type != "cuda"
-    args = launch_command_parser().parse_args(
-        ["--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-         "--module", "trafficgen", *argv])
-    env = {"GLOO_SOCKET_IFNAME": "lo"} if cpu else {}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        launch_command(args)
-    except Exception as exc:  # noqa: BLE001  torch's ChildFailedError, CalledProcessError: one line
-        if isinstance(exc, TrafficgenError):
-            raise
-        raise TrafficgenError(f"data-parallel training in {num_processes} processes failed "
-                              f"({type(exc).__name__}); see the processes' messages above") from exc
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

@@ -55,10 +55,11 @@ def load_series(data: str):
 
 def build_model(name: str, *, epochs: int | None = None, seed: int | None = None, t_in: int | None = None,
                 horizons: list[int] | None = None, llm: str | None = None, ablations: list[str] | None = None,
-                allow_download: bool = False, device: str | None = None):
+                allow_download: bool = False, device: str | None = None,
+                gradient_accumulation_steps: int | None = None):
     """Instantiate ``name`` with the options its ``__init__`` accepts (``llm`` / ``ablations`` /
-    ``allow_download`` only where the model takes them; asking for them elsewhere is an error;
-    ``device`` where the model takes one)."""
+    ``allow_download`` / ``gradient_accumulation_steps`` only where the model takes them; asking
+    for them elsewhere is an error; ``device`` where the model takes one)."""
     from trafficgen.errors import ConfigError
     from trafficgen.generators.tm import get_tm_model
 
@@ -67,8 +68,9 @@ def build_model(name: str, *, epochs: int | None = None, seed: int | None = None
     wanted = {"epochs": epochs, "random_state": seed, "t_in": t_in,
               "horizons": tuple(horizons) if horizons else None, "llm": llm,
               "ablations": tuple(ablations) if ablations else None, "allow_download": allow_download or None,
-              "progress": True, "device": device}  # a command shows its progress (models that report any)
-    for key in ("llm", "ablations", "allow_download"):
+              "progress": True, "device": device,  # a command shows its progress (models that report any)
+              "gradient_accumulation_steps": gradient_accumulation_steps}
+    for key in ("llm", "ablations", "allow_download", "gradient_accumulation_steps"):
         if wanted[key] is not None and key not in accepted:
             raise ConfigError(f"model {name!r} takes no {key.replace('_', '-')!r} option")
     return cls(**{k: v for k, v in wanted.items() if v is not None and k in accepted})
@@ -194,6 +196,7 @@ def _evaluate(model: str, data: str, out: Path, *, horizons: str | None, t_in: i
 def register(app: typer.Typer, tm_app: typer.Typer) -> None:
     @tm_app.command("train")
     def train(
+        ctx: typer.Context,
         model: str = typer.Option(..., "--model", "-m", help="Model name (persistence, seasonal, "
                                   "historical-average, lstm, gru, vit-lstm, stgcn, lead, ...)."),
         data: str = typer.Option(..., "--data", "-d", help=_DATA_HELP),
@@ -209,20 +212,45 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                             "Hugging Face hub (default: local folders and the cache only)."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
                                    "cuda:N or mps."),
+        grad_accum: int | None = typer.Option(None, "--gradient-accumulation-steps", help="Batches per "
+                                              "optimiser step (the models that train with the shared loop: "
+                                              "lstm, gru, vit-lstm, stgcn, lead)."),
+        num_processes: int = typer.Option(1, "--num-processes", help="Data-parallel training in N processes "
+                                          "(accelerate's launcher; gloo on the CPU, one GPU each with CUDA; "
+                                          "lstm, gru, vit-lstm, stgcn, lead)."),
     ) -> None:
-        """Fit a forecaster on the chronological train split (val split for early stopping) and save it."""
+        """Fit a forecaster on the chronological train split (val split for early stopping) and save it.
+
+        Data-parallel: ``--num-processes N``, or ``accelerate launch --multi_gpu --num_processes N
+        -m trafficgen tm train ...``; only the main process writes the model and train_summary.json."""
         import json
 
         from trafficgen._io import atomic_path
         from trafficgen.data.windows import chronological_split
+        from trafficgen.errors import ConfigError
+        from trafficgen.generators.training import is_main_process, launched_world_size
 
         check_device(device)
-        series = load_series(data)
+        if num_processes < 1:
+            raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
+        if grad_accum is not None and grad_accum < 1:
+            raise ConfigError(f"--gradient-accumulation-steps must be >= 1, got {grad_accum}")
         forecaster = build_model(model, epochs=epochs, seed=seed, t_in=t_in,
                                  horizons=_parse_ints(horizons, "--horizons"), llm=llm, ablations=ablation,
-                                 allow_download=allow_download, device=device)
+                                 allow_download=allow_download, device=device, gradient_accumulation_steps=grad_accum)
+        if num_processes > 1 and "gradient_accumulation_steps" not in forecaster._param_names():
+            raise ConfigError(f"model {model!r} does not train data-parallel; --num-processes is for the models "
+                              "that train with the shared loop (lstm, gru, vit-lstm, stgcn, lead)")
+        series = load_series(data)  # a bad --data fails here, before any process is started
+        if num_processes > 1 and launched_world_size() == 1:
+            from trafficgen.cli.data_parallel import launch_data_parallel
+
+            launch_data_parallel(ctx, num_processes, device)
+            return
         train_part, val_part, _ = chronological_split(series, _SPLIT)
         forecaster.fit(train_part, val=val_part)
+        if not is_main_process():
+            return  # data-parallel: the other processes hold the same weights; only the main one writes
         forecaster.save_pretrained(out)
         summary = {"model": model, "data": data, "n_train": len(train_part), "n_val": len(val_part),
                    "history": getattr(forecaster, "history_", None)}

@@ -157,7 +157,11 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
       ``trafficgen train --num-processes N``, torchrun: ``WORLD_SIZE > 1``), accelerate's
       :class:`~accelerate.PartialState` joins the process group (gloo on the CPU, NCCL on GPUs).
       Every process draws the same seeded batches and takes every N-th of them (the last ones
-      wrap around so all take the same number of steps); after each accumulation group the
+      wrap around so all take the same number of steps); the loss functions' own draws from
+      ``generator`` (a VAE's or a diffusion model's noise) come from a stream of each process's own
+      (the main process's is the one-process stream) and at the end of every epoch every process
+      takes the main process's generator state, so the next epoch's batches are again one
+      partition; after each accumulation group the
       gradients are averaged over the processes (one flat all-reduce) and every process steps
       the same optimiser, so the weights stay equal. The epoch losses and the validation loss
       (each process scores a shard of the validation rows) are reduced too; only the main
@@ -236,6 +240,8 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
             if world > 1 and batches:  # this process's shard: every world-th batch, wrapped around
                 batches = [batches[(i * world + rank) % len(batches)]
                            for i in range(math.ceil(len(batches) / world))]
+            if state is not None and rank > 0:  # the loss's noise: a stream of this process's own
+                generator.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=generator)) + rank)
             groups = [batches[i:i + accum] for i in range(0, len(batches), accum)]
             fields = {"epoch": f"{epoch + 1}/{epochs}"} if show_epoch else {}
             for position, group in enumerate(groups):
@@ -293,6 +299,8 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
                     history["val_loss"].append(v_total / max(v_weight, 1))
                 monitor = history["val_loss"][-1]
             stop = stopper.step(monitor, epoch, model) if restore_best or has_val else False
+            if state is not None:  # the main process's generator: the same batches next epoch
+                sync_generator(generator, state)
             if time_epochs:
                 history["epoch_time_s"].append(time.perf_counter() - start)
             if stop:
@@ -373,6 +381,14 @@ def all_reduce_gradients(model: torch.nn.Module, state) -> None:
         offset += p.numel()
 
 
+def sync_generator(generator: torch.Generator, state) -> None:
+    """Give every process of ``state`` the main process's ``generator`` state (a broadcast)."""
+    device = state.device if state.device.type == "cuda" else torch.device("cpu")
+    tensor = generator.get_state().to(device)
+    torch.distributed.broadcast(tensor, src=0)
+    generator.set_state(tensor.cpu())
+
+
 def _reduce_sums(state, total: float, weight: float, parts: dict) -> tuple[float, float, dict]:
     """Sum ``total``, ``weight`` and each part over the processes (float64 on the state's device)."""
     from accelerate.utils import reduce
@@ -417,4 +433,4 @@ def count_parameters(model: torch.nn.Module) -> int:
 __all__: Sequence[str] = ["make_optimizer", "split_validation", "EarlyStopping", "progress_bar",
                           "iterate_batches", "train_loop", "evaluate_loss", "loss_sums", "seeded_init",
                           "count_parameters", "model_device", "is_main_process", "launched_world_size",
-                          "distributed_state", "all_reduce_gradients"]
+                          "distributed_state", "all_reduce_gradients", "sync_generator"]

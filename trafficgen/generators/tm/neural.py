@@ -13,6 +13,10 @@ validation windows' MSE when a validation series is given (best weights restored
 the weights of the epoch with the lowest training loss). ``device`` ``"auto"`` (CUDA, else MPS,
 else CPU) | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"`` is where the network trains and predicts;
 saved weights are CPU tensors, a loaded model moves to its ``device`` when first used.
+``gradient_accumulation_steps`` k: one optimiser step per k batches. In a process group started by
+a launcher (``trafficgen tm train --num-processes N``, ``accelerate launch``: ``WORLD_SIZE > 1``)
+the fit is data-parallel through ``train_loop`` (each process trains on its shard of every epoch's
+batches, gradients averaged, the weights stay equal; every process scores the whole validation set).
 """
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ class NeuralTMForecaster(TMForecaster):
     needs more than ``n_nodes``, ``_network_inputs`` (extra fitted state saved as tensors)."""
 
     def _common_init(self, *, t_in, horizons, epochs, batch_size, lr, weight_decay, patience,
-                     random_state, progress, device="auto"):
+                     random_state, progress, device="auto", gradient_accumulation_steps=1):
         self.t_in = t_in
         self.horizons = horizons
         self.epochs = epochs
@@ -66,6 +70,7 @@ class NeuralTMForecaster(TMForecaster):
         self.random_state = random_state
         self.progress = progress
         self.device = device
+        self.gradient_accumulation_steps = gradient_accumulation_steps
 
     @property
     def min_history(self) -> int:
@@ -126,7 +131,8 @@ class NeuralTMForecaster(TMForecaster):
         self.history_ = train_loop(
             net, loss_fn, n=len(x), epochs=int(self.epochs), batch_size=int(self.batch_size),
             generator=torch.Generator().manual_seed(seed), val_fraction=None, validate=validate,
-            patience=self.patience, optimizer=adamw, progress=bool(self.progress), description=f"{self.name} fit")
+            patience=self.patience, optimizer=adamw, progress=bool(self.progress), description=f"{self.name} fit",
+            gradient_accumulation_steps=int(self.gradient_accumulation_steps))
         self.history_["fit_time_s"] = time.perf_counter() - start
         return self
 

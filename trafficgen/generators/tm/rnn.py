@@ -53,12 +53,13 @@ class _RNNForecaster(NeuralTMForecaster):
                  n_layers: int = 1, epochs: int = 30, batch_size: int = 32, lr: float = 1e-3,
                  weight_decay: float = 1e-4, patience: int | None = 5, random_state: int | None = 0,
                  progress: bool = True,
-                 device: str = "auto"):
+                 device: str = "auto", gradient_accumulation_steps: int = 1):
         self.hidden = hidden
         self.n_layers = n_layers
         self._common_init(t_in=t_in, horizons=horizons, epochs=epochs, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, patience=patience, random_state=random_state,
-                          progress=progress, device=device)
+                          progress=progress, device=device,
+                          gradient_accumulation_steps=gradient_accumulation_steps)
 
     def _build_network(self, n_nodes: int) -> nn.Module:
         return RNNNet(RNNConfig(n_nodes=n_nodes, n_horizons=len(self.horizons), hidden=int(self.hidden),

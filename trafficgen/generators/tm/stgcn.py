@@ -158,7 +158,7 @@ class STGCNForecaster(NeuralTMForecaster):
                  kt: int = 3, cheb_k: int = 3, adjacency="auto", k_neighbors: int = 3, epochs: int = 30,
                  batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 1e-4,
                  patience: int | None = 5, random_state: int | None = 0, progress: bool = True,
-                 device: str = "auto"):
+                 device: str = "auto", gradient_accumulation_steps: int = 1):
         self.hidden = hidden
         self.kt = kt
         self.cheb_k = cheb_k
@@ -166,7 +166,8 @@ class STGCNForecaster(NeuralTMForecaster):
         self.k_neighbors = k_neighbors
         self._common_init(t_in=t_in, horizons=horizons, epochs=epochs, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, patience=patience, random_state=random_state,
-                          progress=progress, device=device)
+                          progress=progress, device=device,
+                          gradient_accumulation_steps=gradient_accumulation_steps)
 
     def _prepare(self, train) -> None:
         links = train.meta.get("links")

@@ -75,7 +75,7 @@ class ViTLSTMForecaster(NeuralTMForecaster):
                  vit_hidden: int = 32, vit_layers: int = 2, vit_heads: int = 2, hidden: int = 64,
                  epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 1e-4,
                  patience: int | None = 5, random_state: int | None = 0, progress: bool = True,
-                 device: str = "auto"):
+                 device: str = "auto", gradient_accumulation_steps: int = 1):
         self.patch_size = patch_size
         self.vit_hidden = vit_hidden
         self.vit_layers = vit_layers
@@ -83,7 +83,8 @@ class ViTLSTMForecaster(NeuralTMForecaster):
         self.hidden = hidden
         self._common_init(t_in=t_in, horizons=horizons, epochs=epochs, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, patience=patience, random_state=random_state,
-                          progress=progress, device=device)
+                          progress=progress, device=device,
+                          gradient_accumulation_steps=gradient_accumulation_steps)
 
     def _build_network(self, n_nodes: int) -> nn.Module:
         if int(self.vit_hidden) % int(self.vit_heads):

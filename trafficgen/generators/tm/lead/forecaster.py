@@ -43,7 +43,14 @@ intervals cover 50 %: on the recipe's Abilene model that doubled CRPS, 2.0x prob
 persistence's against 1.04-1.13x, benchmarks/results/lead_2026-12-02/recalibrated_two_level.json;
 ``calibration_`` records them; :meth:`calibrate_on` refits them on a saved model).
 ``max_steps`` caps the optimiser steps at ``min(max_steps, epochs x steps per epoch)`` (the
-recorded CPU budget; None: ``epochs`` alone).
+recorded CPU budget; None: ``epochs`` alone). ``gradient_accumulation_steps`` k: one optimiser step
+per k batches (steps per epoch, the warmup and the cap count optimiser steps).
+
+Data-parallel: in a process group started by a launcher (``trafficgen tm train --num-processes N``,
+``accelerate launch``: ``WORLD_SIZE > 1``) training goes through ``train_loop``'s data-parallel
+path (each process takes every N-th batch of the epoch, gradients averaged, each process's own
+diffusion noise); an epoch then has N times fewer optimiser steps. Only the main process fits the
+calibration (the one that writes the model; the others' copies stay uncalibrated).
 """
 from __future__ import annotations
 
@@ -94,7 +101,7 @@ class LeadForecaster(TMForecaster):
                  max_steps: int | None = 200,
                  n_train_timesteps: int = 1000, n_inference_steps: int = 5,
                  n_samples: int = 8, random_state: int | None = 0, progress: bool = True,
-                 allow_download: bool = False):
+                 allow_download: bool = False, gradient_accumulation_steps: int = 1):
         self.t_in = t_in
         self.horizons = horizons
         self.llm = llm
@@ -130,6 +137,7 @@ class LeadForecaster(TMForecaster):
         self.random_state = random_state
         self.progress = progress
         self.allow_download = allow_download
+        self.gradient_accumulation_steps = gradient_accumulation_steps
 
     @property
     def min_history(self) -> int:  # noqa: D401 - instance value of TMForecaster.min_history
@@ -294,7 +302,11 @@ class LeadForecaster(TMForecaster):
             if len(vo):
                 val_data = (self._frames(vz), *self._windows(vvalues, vz, vo))
                 validate = lambda: self._val_loss(val_data, seed)  # noqa: E731
-        steps_per_epoch = math.ceil(len(origins) / self.batch_size)
+        from trafficgen.generators.training import is_main_process, launched_world_size
+
+        accum = int(self.gradient_accumulation_steps)  # optimiser steps of an epoch (train_loop's count)
+        steps_per_epoch = math.ceil(math.ceil(math.ceil(len(origins) / self.batch_size) / launched_world_size())
+                                    / max(accum, 1))
         max_steps = None if self.max_steps is None else min(int(self.max_steps), int(self.epochs) * steps_per_epoch)
 
         def adamw_cosine(total_steps):
@@ -313,9 +325,10 @@ class LeadForecaster(TMForecaster):
             generator=gen, val_fraction=None, validate=validate, patience=self.patience, min_delta=1e-6,
             restore_best=validate is not None, optimizer=adamw_cosine, max_steps=max_steps,
             epoch_batches=lambda rows: [rows[b] for b in self._batches(len(rows), gen)],
-            progress=bool(self.progress), description="LEAD training", show_epoch=True, time_epochs=True)
+            progress=bool(self.progress), description="LEAD training", show_epoch=True, time_epochs=True,
+            gradient_accumulation_steps=accum)
         self.history_ = {**history, "n_train_windows": len(origins)}
-        if self.calibrate and self.residual and vvalues is not None:
+        if self.calibrate and self.residual and vvalues is not None and is_main_process():
             self.calibrate_on(vvalues)
         return self
 
