@@ -144,6 +144,59 @@ def test_window_errors_and_truncation_like_whole_reads(monkeypatch, tmp_path):
         assert e.value.offset == pos
 
 
+def test_window_buffers_are_recycled_only_when_no_view_is_left(monkeypatch, stress_files):
+    from trafficgen.data.flows import capture_source
+    from trafficgen.data.flows.pcap_format import RecordStream
+
+    path = stress_files["pcap"]
+    recycled = []
+    real = capture_source._recycle
+
+    def spy(buf, size):
+        out = real(buf, size)
+        recycled.append(out is not None)
+        return out
+
+    monkeypatch.setattr(capture_source, "_recycle", spy)
+    # every window kept (its numpy views alive): each keeps its bytes; only the buffers of windows
+    # that yielded no records (a record longer than the window: nothing holds them) are reused
+    kept = [(rec, rec.data.tobytes()) for rec in RecordStream(str(path), chunk_bytes=300)]
+    windows = len(recycled) + 2
+    assert len(kept) > 50 and sum(recycled) <= windows - len(kept)
+    assert all(rec.data.tobytes() == snap for rec, snap in kept)
+    # a loop that drops each window before the next (like the reader): all but the first two reused
+    recycled.clear()
+    n = 0
+    for rec in RecordStream(str(path), chunk_bytes=300):
+        n += len(rec.offset)
+    assert n == sum(len(rec.offset) for rec, _ in kept) and len(recycled) > 50
+    assert sum(recycled) >= 0.9 * len(recycled), (sum(recycled), len(recycled))  # some sizes differ too much
+    # same packets either way
+    whole = read_records_of(path)
+    streamed = b"".join(rec.data[o:o + c].tobytes() for rec, _ in kept
+                        for o, c in zip(rec.offset, rec.caplen, strict=True))
+    assert streamed == whole
+
+
+def read_records_of(path) -> bytes:
+    from trafficgen.data.flows.pcap_format import read_records
+
+    rec = read_records(str(path))
+    return b"".join(rec.data[o:o + c].tobytes() for o, c in zip(rec.offset, rec.caplen, strict=True))
+
+
+def test_recycle_refuses_a_buffer_with_views():
+    from trafficgen.data.flows.capture_source import _recycle
+
+    buf = bytearray(b"abcdefgh")
+    view = np.frombuffer(buf, dtype=np.uint8)[2:4]
+    assert _recycle(buf, 8) is None and buf == bytearray(b"abcdefgh") and view.tobytes() == b"cd"
+    del view
+    assert _recycle(buf, 6) is buf and buf == bytearray(b"abcdef")
+    assert _recycle(buf, 9) is buf and len(buf) == 9
+    assert _recycle(buf, 100) is None and _recycle(buf, 2) is None  # far from its size: a new buffer
+
+
 def pos_last(data: bytes) -> int:
     """Offset of the last record of a pcap."""
     pos = last = 24
@@ -195,6 +248,46 @@ def test_jobs_2_equals_jobs_1_on_the_shipped_captures(tmp_path):
     one.to_parquet(tmp_path / "1.parquet")
     two.to_parquet(tmp_path / "2.parquet")
     assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "2.parquet").read_bytes()
+
+
+def test_worker_start_method(monkeypatch):
+    import threading
+
+    from trafficgen.data.flows import batch
+
+    alone = threading.active_count() == 1
+    assert batch.start_method() == ("fork" if sys.platform.startswith("linux") and alone else "spawn")
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert batch.start_method() == "spawn"  # a Python thread could hold a lock at the fork
+    finally:
+        stop.set()
+        t.join()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_jobs_2_equals_jobs_1_with_either_start_method(monkeypatch, tmp_path, method):
+    from trafficgen.data.flows import batch
+
+    if method == "fork" and not sys.platform.startswith("linux"):
+        pytest.skip("fork is used on Linux only")
+    d = tmp_path / "caps"
+    d.mkdir()
+    for i in range(5):
+        write_pcap(d / f"{i}.pcap", stress_packets(300 + 100 * i, seed=10 + i))
+    one = _quiet(read_pcaps, d, progress=False, max_packets=8, split_on_fin=True)
+    used = []
+    monkeypatch.setattr(batch, "start_method", lambda: used.append(method) or method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at all from starting the workers
+        three = read_pcaps(d, progress=False, max_packets=8, split_on_fin=True, jobs=3, on_error="skip")
+    assert used == [method]
+    assert one == three and one.meta == three.meta and len(one) > 100
+    one.to_parquet(tmp_path / "1.parquet")
+    three.to_parquet(tmp_path / "3.parquet")
+    assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "3.parquet").read_bytes()
 
 
 def test_jobs_failures_in_file_order(tmp_path):

@@ -2,11 +2,14 @@
 
 :func:`run_captures` calls ``task(path)`` for every capture and returns the results *in file order*
 whatever order the workers finish in, so ``read_pcaps(..., jobs=N)`` gives the same FlowSet, bit
-for bit, for every N. This process reads captures too, beside ``N - 1`` workers started with the
-``spawn`` method on every platform (the same behaviour on Linux, macOS and Windows, and safe in a
-parent that runs threads, e.g. torch's): the task must be a picklable top-level function (or a
-``functools.partial`` of one), and a script that calls ``read_pcaps(jobs=N)`` at import time needs
-the usual ``if __name__ == "__main__":`` guard.
+for bit, for every N. This process reads captures too, beside ``N - 1`` worker processes started
+by :func:`start_method`: on Linux, while no other Python thread runs, by ``fork`` (a worker is
+ready in milliseconds and imports nothing); otherwise by ``spawn`` (a fresh interpreter that
+imports numpy and the reader first, ~0.15-0.25 s of CPU): with Python threads running (``fork``
+could copy a lock another thread holds), on macOS (system libraries are not fork-safe) and on
+Windows. The task must be a picklable top-level function (or a ``functools.partial`` of one), and
+a script that calls ``read_pcaps(jobs=N)`` at import time needs the usual
+``if __name__ == "__main__":`` guard (spawned workers import the script).
 Captures are handed out largest first so that one big capture does not finish last alone.
 
 Progress (:class:`IngestProgress`) counts megabytes of captures read, through
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -53,6 +58,22 @@ def file_size(path) -> int:
         return 0
 
 
+def start_method() -> str:
+    """How worker processes start: ``"fork"`` on Linux while no other Python thread runs, else
+    ``"spawn"``.
+
+    Without another Python thread no Python-level lock (logging, I/O buffers, imports) can be held
+    by a thread that the child would not have. Native threads are allowed: numpy's OpenBLAS starts
+    an idle pool at import (shut down and restarted around ``fork`` by its own ``pthread_atfork``
+    handlers), and a worker only runs the reader (file reads, numpy element-wise work), never
+    OpenMP or BLAS. Python 3.12+ warns about *any* thread at ``fork``; :class:`_Parallel`
+    silences exactly that warning for this fork.
+    """
+    import threading
+
+    return "fork" if sys.platform.startswith("linux") and threading.active_count() == 1 else "spawn"
+
+
 def run_captures(task: Callable, files: Sequence[Path], *, jobs: int = 1, progress: IngestProgress | None = None,
                  stop_on_failure: bool = False) -> list:
     """``[task(path) for path in files]``, in ``jobs`` processes when ``jobs > 1`` (this one and
@@ -81,7 +102,7 @@ def run_captures(task: Callable, files: Sequence[Path], *, jobs: int = 1, progre
 
 
 class _Parallel:
-    """``jobs`` processes: this one reads captures too, ``jobs - 1`` spawned workers read the others.
+    """``jobs`` processes: this one reads captures too, ``jobs - 1`` workers read the others.
 
     Captures are taken largest first from one list, by this process whenever it is free and for
     each worker when it is done (checked after every window this process reads, about every 10 ms),
@@ -104,16 +125,21 @@ class _Parallel:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        self.ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        self.method = start_method()
+        self.ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context(self.method))
         try:
-            while True:
+            with warnings.catch_warnings():  # the first submit starts the workers (all at once with fork)
+                warnings.filterwarnings("ignore", r"This process .* is multi-threaded, use of fork\(\)",
+                                        DeprecationWarning)
                 self._pump()
+            while True:
                 i = self._take()
                 if i is None:
                     break
                 res = self.task(self.files[i], on_window=self._on_window)
                 self.partial = 0
                 self._finished(i, res)
+                self._pump()
             while self.pending:
                 wait(self.pending, return_when=FIRST_COMPLETED)
                 self._pump()
@@ -146,10 +172,10 @@ class _Parallel:
             try:
                 res = fut.result()
             except BrokenProcessPool as exc:
-                raise TrafficgenError(
-                    f"a worker process stopped while reading {self.files[i]}: out of memory (use fewer jobs), "
-                    f"killed, or a script that calls read_pcaps(jobs=...) outside an "
-                    f"'if __name__ == \"__main__\":' block (spawned workers import the script)") from exc
+                why = ("out of memory (use fewer jobs) or killed" if self.method == "fork" else
+                       "out of memory (use fewer jobs), killed, or a script that calls read_pcaps(jobs=...) "
+                       "outside an 'if __name__ == \"__main__\":' block (spawned workers import the script)")
+                raise TrafficgenError(f"a worker process stopped while reading {self.files[i]}: {why}") from exc
             self._finished(i, res)
         while len(self.pending) < self.workers:
             i = self._take()
