@@ -1,7 +1,8 @@
 """Ingestion: speed against a plain dpkt loop and nfstream, --jobs 1 vs 2, peak memory per million packets.
 
     python benchmarks/ingest.py [--packets 1000000] [--real DIR] [--skip-nfstream] [--repeat 2]
-                                [--jobs-packets 2000000] [--jobs-files 8] [--memory-packets 2000000]
+                                [--jobs-packets 2000000] [--jobs-files 8] [--jobs-large 32x8000000]
+                                [--memory-packets 2000000]
                                 [--only readers,jobs,memory]
 
 readers: (a) the real Ethernet pcap captures of DIR (default ../shared/data/ndpi/pcap) concatenated
@@ -9,9 +10,12 @@ readers: (a) the real Ethernet pcap captures of DIR (default ../shared/data/ndpi
     Prints packets/s of each reader and the ratios to the dpkt loop. Every reader keeps the first 10
     packet sizes per biflow, so they do comparable work.
 jobs: read_pcaps over a folder of --jobs-files synthetic captures (--jobs-packets in all) with
-    jobs=1 and jobs=2 (this process + one spawned worker, its start included): packets/s, the
-    ratio, and the CPU seconds of each process, beside the machine's load. On a shared machine the
-    measured ratio says little; the busier process's CPU time estimates the wall time on idle cores.
+    jobs=1, jobs=2 (this process + one worker, its start included; forked on Linux) and jobs=2
+    with a spawned worker (what a parent running threads gets): packets/s (best wall of --repeat),
+    the ratio, the CPU seconds of each process and the CPU overhead over jobs=1, beside the
+    machine's load. On a shared machine the measured ratio says little; the busier process's CPU
+    time estimates the wall time on idle cores. --jobs-large FILESxPACKETS adds a larger folder.
+    Where the CPU time goes, part by part: benchmarks/ingest_profile.py.
 compare (--only compare --compare-root OLD): every capture of DIR, the shipped nDPI captures and
     ../shared/data/bad through the reader in OLD/trafficgen (an earlier commit) and through this one
     with several window sizes; prints the number of differing results (columns, dtypes, meta,
@@ -154,31 +158,51 @@ def _cpu(who) -> float:
     return r.ru_utime + r.ru_stime
 
 
-def bench_jobs(folder: Path, n_packets: int, repeat: int) -> None:
+def bench_jobs(folder: Path, n_packets: int, repeat: int, label: str = "(c)") -> None:
+    """read_pcaps(folder) with jobs=1, jobs=2 and jobs=2 with spawned workers (what a parent that
+    runs threads gets): wall (best of ``repeat``) and CPU seconds per process (the run with the
+    least busy busiest process), the CPU overhead over jobs=1, and the 2-idle-core estimate."""
+    from trafficgen.data.flows import batch
     from trafficgen.data.flows.pcap import read_pcaps
 
     size = sum(f.stat().st_size for f in folder.iterdir())
     n_files = len(list(folder.iterdir()))
-    print(f"\n(c) read_pcaps over {n_files} captures, {n_packets:,} packets, {size / 1e6:.0f} MB (best of {repeat})")
+    print(f"\n{label} read_pcaps over {n_files} captures, {n_packets:,} packets, {size / 1e6:.0f} MB (best of {repeat})")
     print(f"  before: {machine_state()}")
-    rates, results, cpus = {}, {}, {}
-    for jobs in (1, 2):
-        best = (float("inf"), 0.0, 0.0)
-        for _ in range(repeat):
-            t0, s0, c0 = time.perf_counter(), _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                flows = read_pcaps(folder, progress=False, max_packets=N_FIRST, jobs=jobs)
-            dt = time.perf_counter() - t0
-            best = min(best, (dt, _cpu(resource.RUSAGE_SELF) - s0, _cpu(resource.RUSAGE_CHILDREN) - c0))
-        results[jobs], cpus[jobs] = flows, best[1:]
-        rates[jobs] = n_packets / best[0]
-        print(f"  --jobs {jobs}  {best[0]:7.2f} s  {rates[jobs]:>12,.0f} packets/s  {len(flows):>8,} flows  "
-              f"(CPU: this process {best[1]:.2f} s, workers {best[2]:.2f} s)")
-    print(f"  --jobs 2 / --jobs 1 = {rates[2] / rates[1]:.2f}x measured  (same FlowSet: {results[1] == results[2]})")
-    # with two idle cores the wall time is the busier process's CPU time (this one and the worker)
-    idle = sum(cpus[1]) / max(cpus[2])
-    print(f"  on 2 idle cores (wall = the busier process's CPU time): about {idle:.2f}x")
+    natural = batch.start_method()
+    rows = [("1", 1, None), ("2", 2, natural)] + ([("2 spawn", 2, "spawn")] if natural != "spawn" else [])
+    walls, cpus, results = {}, {}, {}
+    orig = batch.start_method
+    for name, jobs, method in rows:
+        runs = []
+        if method is not None:
+            batch.start_method = lambda m=method: m
+        try:
+            for _ in range(repeat):
+                t0, s0, c0 = time.perf_counter(), _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    flows = read_pcaps(folder, progress=False, max_packets=N_FIRST, jobs=jobs)
+                runs.append((time.perf_counter() - t0, _cpu(resource.RUSAGE_SELF) - s0,
+                             _cpu(resource.RUSAGE_CHILDREN) - c0))
+        finally:
+            batch.start_method = orig
+        walls[name] = min(r[0] for r in runs)
+        cpus[name] = min(runs, key=lambda r: max(r[1:]))[1:]
+        results[name] = flows
+        how = "" if method is None else f", worker started by {method}"
+        print(f"  --jobs {name:8s} {walls[name]:6.2f} s  {n_packets / walls[name]:>12,.0f} packets/s  {len(flows):>8,} flows"
+              f"  (CPU: this process {cpus[name][0]:.2f} s, worker {cpus[name][1]:.2f} s{how})")
+    base = sum(cpus["1"])
+    for name, _, _method in rows[1:]:
+        same = results[name] == results["1"] and results[name].meta == results["1"].meta
+        over = sum(cpus[name]) - base
+        idle = base / max(cpus[name])  # with two idle cores the wall time is the busier process's CPU time
+        state = "quiet" if machine_state().endswith("quiet") else "contended"
+        print(f"  --jobs {name} / --jobs 1 = {walls['1'] / walls[name]:.2f}x measured ({state} machine); "
+              f"on 2 idle cores about {idle:.2f}x (goal 1.7x {'met' if idle >= 1.7 else 'MISSED'})\n"
+              f"      = {base:.2f} s CPU of --jobs 1 / {max(cpus[name]):.2f} s of the busier process; "
+              f"CPU overhead over --jobs 1: {over:+.2f} s; same FlowSet and meta: {same}")
     print(f"  after:  {machine_state()}")
 
 
@@ -280,6 +304,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=2, help="best of N runs per reader")
     ap.add_argument("--jobs-packets", type=int, default=2_000_000, help="packets in the folder for (c)")
     ap.add_argument("--jobs-files", type=int, default=8, help="captures in the folder for (c)")
+    ap.add_argument("--jobs-large", default="", metavar="FILESxPACKETS", help="also (c') on a larger folder, "
+                    "e.g. 32x8000000 (32 captures, 8M packets in all, ~6 GB in the temporary folder)")
     ap.add_argument("--memory-packets", type=int, default=2_000_000, help="packets of the capture for (d)")
     ap.add_argument("--only", default="readers,jobs,memory", help="comma-separated parts to run "
                     "(readers, jobs, memory, compare)")
@@ -300,6 +326,14 @@ def main(argv=None) -> None:
             bench_jobs(folder, per * args.jobs_files, args.repeat)
             for f in folder.iterdir():
                 f.unlink()
+            if args.jobs_large:
+                files, packets = (int(x) for x in args.jobs_large.split("x"))
+                for k in range(files):
+                    synthetic(str(folder / f"c{k:02d}.pcap"), packets // files, seed=100 + k)
+                bench_jobs(folder, packets // files * files, args.repeat,
+                           label="(c') LARGER CONFIGURATION (not the default workload):")
+                for f in folder.iterdir():
+                    f.unlink()
         if "memory" in parts:
             big = os.path.join(tmp, "big.pcap")
             synthetic(big, args.memory_packets, seed=7)
