@@ -60,8 +60,9 @@ class _ResBlock(nn.Module):
 class MLPResNetDenoiser(nn.Module):
     """eps_theta(x_t, t[, c]): (B, D) latent + (B,) integer timesteps [+ (B, cond_dim) condition]
     -> (B, D) predicted noise (or v). With ``cond_dim > 0`` the condition goes through a two-layer
-    MLP and is added to the timestep embedding (FiLM-free, like a class embedding in diffusers'
-    UNets); with ``cond_dim = 0`` the module is exactly the unconditional one."""
+    MLP added to the timestep embedding (like a class embedding in diffusers' UNets) and through a
+    linear layer added to the input projection; with ``cond_dim = 0`` the module is exactly the
+    unconditional one."""
 
     def __init__(self, config: DenoiserConfig):
         super().__init__()
@@ -79,6 +80,7 @@ class MLPResNetDenoiser(nn.Module):
         if config.cond_dim:  # created last: an unconditional model's init stays bit-identical
             self.cond_embed = nn.Sequential(nn.Linear(config.cond_dim, config.time_dim), nn.SiLU(),
                                             nn.Linear(config.time_dim, config.time_dim))
+            self.cond_in = nn.Linear(config.cond_dim, config.width)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         temb = self.time_embed(self.time_proj(t).to(x.dtype))  # (B, Td)
@@ -86,7 +88,9 @@ class MLPResNetDenoiser(nn.Module):
             if cond is None:
                 raise ValueError("this denoiser is conditional: pass cond (B, cond_dim)")
             temb = temb + self.cond_embed(cond)  # (B, Td)
-        h = self.inp(x)  # (B, W)
+            h = self.inp(x) + self.cond_in(cond)  # (B, W)
+        else:
+            h = self.inp(x)  # (B, W)
         for block in self.blocks:
             h = block(h, temb)  # (B, W)
         return self.out(torch.nn.functional.silu(self.out_norm(h)))  # (B, D)

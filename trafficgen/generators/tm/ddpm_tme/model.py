@@ -10,11 +10,12 @@ clipping), then E, R and the denoiser are trained jointly for ``epochs`` on
 (Adam, cosine annealing to 5 % of ``lr`` over all steps, gradients clipped at norm 1). Neither run
 validates or restores earlier weights: the last ones are kept.
 
-``condition="links"`` (our addition, not in the paper) makes the denoiser conditional on the link
-loads ``y = A x`` of each training matrix (``fit(train, routing=A)``): the condition is the
-standardised ``log1p(y / mean_y)`` per link, added to the timestep embedding. The model then learns
-``p(x | y)`` instead of ``p(x)``, and estimation samples from it given the observed loads (see
-:func:`~trafficgen.generators.tm.ddpm_tme.estimate.estimate_tm`).
+``condition`` (our addition, not in the paper) makes the denoiser conditional on the link loads
+``y = A x`` of each training matrix (``fit(train, routing=A)``; the routing is stored with the
+model): ``"links"`` feeds the standardised ``log1p(y / mean_y)`` per link, ``"projected_mean"`` the
+training mean KL-projected onto ``y`` (the ``mean_prior`` baseline's estimate) in the model's
+scaled OD space. The model then learns ``p(x | y)`` instead of ``p(x)``, and estimation samples
+from it given the observed loads (see :func:`~trafficgen.generators.tm.ddpm_tme.estimate.estimate_tm`).
 
 ``device`` ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
 ``"mps"``: where the networks train and sample. All random draws are made on the CPU and moved,
@@ -48,8 +49,9 @@ from trafficgen.generators.training import train_loop
 
 __all__ = ["DDPMTME", "CONDITIONS"]
 
-#: ``"none"``: the paper's unconditional prior p(x); ``"links"``: p(x | link loads)
-CONDITIONS = ("none", "links")
+#: ``"none"``: the paper's unconditional prior p(x); ``"links"`` / ``"projected_mean"``: p(x | link
+#: loads), given as normalised loads or as the projected training mean
+CONDITIONS = ("none", "links", "projected_mean")
 
 
 class DDPMTME(SeriesMetadata, PretrainedMixin):
@@ -124,23 +126,35 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         return self.condition != "none"
 
     # ------------------------------------------------------------------ link-load condition
-    def _fit_condition(self, y: np.ndarray) -> None:
-        """Statistics of the condition features from the training link loads (T, L)."""
+    def _fit_condition(self, y: np.ndarray, A: np.ndarray, x_flat: np.ndarray) -> None:
+        """Condition statistics from the training link loads y (T, L), routing A and matrices."""
+        self.cond_routing_, self.cond_prior_ = A, x_flat.mean(0)  # (n_od, L), (n_od,)
         ybar = y.mean(0)  # (L,)
         self.cond_ybar_ = np.where(ybar > 0, ybar, 1.0)
         u = np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_)  # (T, L)
         self.cond_mean_, self.cond_std_ = u.mean(0), np.maximum(u.std(0), 1e-6)
 
+    def _cond_dim(self) -> int:
+        return self.cond_routing_.shape[1] if self.condition == "links" else self.cond_routing_.shape[0]
+
+    def _features(self, y: np.ndarray) -> np.ndarray:
+        if self.condition == "links":
+            return (np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_) - self.cond_mean_) / self.cond_std_  # (T, L)
+        from trafficgen.estimation.classic import kl_projection
+
+        base = kl_projection(np.tile(self.cond_prior_, (len(y), 1)), y, self.cond_routing_)  # (T, n_od)
+        return self.scaler_.transform(base)  # (T, n_od)
+
     def condition_features(self, link_loads) -> torch.Tensor:
-        """Link loads (T, L) in the training unit -> condition (T, L) float32 on the model's device."""
+        """Link loads (T, L) in the training unit -> condition float32 on the model's device."""
         self._check_fitted()
         if not self.conditional:
             raise ConfigError("this DDPM-TME model is unconditional (condition='none')")
         y = np.asarray(link_loads, dtype=np.float64)
-        if y.ndim != 2 or y.shape[1] != len(self.cond_ybar_):
-            raise ConfigError(f"link loads {y.shape} do not match the {len(self.cond_ybar_)} links the model was fitted on")
-        u = (np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_) - self.cond_mean_) / self.cond_std_
-        return torch.as_tensor(u, dtype=torch.float32).to(self._placed())
+        if y.ndim != 2 or y.shape[1] != self.cond_routing_.shape[1]:
+            raise ConfigError(f"link loads {y.shape} do not match the {self.cond_routing_.shape[1]} links "
+                              "the model was fitted on")
+        return torch.as_tensor(self._features(y), dtype=torch.float32).to(self._placed())
 
     # ------------------------------------------------------------------ device
     def _placed(self) -> torch.device:
@@ -158,7 +172,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
     # ------------------------------------------------------------------ training
     def fit(self, train: TMSeries, *, val: TMSeries | None = None, routing=None) -> DDPMTME:
         """Algorithm 1 on the OD vectors of ``train`` (``val`` is only scored, not used to fit).
-        ``routing`` (n_od, L): needed with ``condition="links"`` (the link loads ``train.flat @ routing``
+        ``routing`` (n_od, L): needed by a conditional model (the link loads ``train.flat @ routing``
         are the condition), ignored otherwise."""
         from trafficgen._device import resolve_device
 
@@ -172,31 +186,30 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         y = None
         if self.conditional:
             if routing is None:
-                raise ConfigError("condition='links' needs fit(train, routing=A) (A: (n_od, L))")
+                raise ConfigError(f"condition={self.condition!r} needs fit(train, routing=A) (A: (n_od, L))")
             A = np.asarray(routing, dtype=np.float64)
             if A.ndim != 2 or A.shape[0] != train.n_nodes ** 2:
                 raise ConfigError(f"routing {A.shape} does not match {train.n_nodes ** 2} OD pairs")
-            y = train.flat @ A  # (T, L)
+            y = (train.flat @ A, A)  # (T, L), (n_od, L)
         with torch_seeded(self.random_state) as seed:  # module init; the caller's RNG is left alone
             return self._fit(train, val, seed, y)
 
-    def _fit(self, train: TMSeries, val: TMSeries | None, seed: int, y: np.ndarray | None) -> DDPMTME:
+    def _fit(self, train: TMSeries, val: TMSeries | None, seed: int, y) -> DDPMTME:
         from trafficgen._device import resolve_device
 
         device = resolve_device(self.device)
         gen = torch.Generator().manual_seed(seed)
         self.scaler_ = flow_scaler(self.flow_scale).fit(train.flat)
         if y is not None:
-            self._fit_condition(y)
-        self._build(train.n_nodes, cond_dim=0 if y is None else y.shape[1])
+            self._fit_condition(y[0], y[1], train.flat)
+        self._build(train.n_nodes, cond_dim=0 if y is None else self._cond_dim())
         for name in ("embedding_", "recovery_", "denoiser_"):
             setattr(self, name, getattr(self, name).to(device))
         self.alphas_cumprod_ = self.alphas_cumprod_.to(device)
         z = torch.as_tensor(self.scaler_.transform(train.flat), dtype=torch.float32).to(device)  # (T, n_od)
         cond = None
         if y is not None:
-            u = (np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_) - self.cond_mean_) / self.cond_std_
-            cond = torch.as_tensor(u, dtype=torch.float32).to(device)  # (T, L)
+            cond = torch.as_tensor(self._features(y[0]), dtype=torch.float32).to(device)  # (T, C)
         er = torch.nn.ModuleList([self.embedding_, self.recovery_])
         self.history_ = {"pretrain_loss": [], "recon_loss": [], "diffusion_loss": [], "val_recon_loss": []}
         common = dict(n=len(z), batch_size=self.batch_size, generator=gen, val_fraction=None, patience=None,
@@ -341,7 +354,8 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
                    **{f"denoiser.{k}": v.detach().cpu() for k, v in self.denoiser_.state_dict().items()},
                    **{f"scaler_{k}": v for k, v in self.scaler_.state().items()}}
         if self.conditional:
-            tensors.update({"cond.ybar": self.cond_ybar_, "cond.mean": self.cond_mean_, "cond.std": self.cond_std_})
+            tensors.update({"cond.ybar": self.cond_ybar_, "cond.mean": self.cond_mean_, "cond.std": self.cond_std_,
+                            "cond.routing": self.cond_routing_, "cond.prior": self.cond_prior_})
         return config, tensors, {"history.json": self.history_}
 
     @classmethod
@@ -349,8 +363,8 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         model = cls(**config["params"])
         model._build(int(config["n_nodes"]), cond_dim=int(config.get("denoiser", {}).get("cond_dim", 0)))
         if model.conditional:
-            model.cond_ybar_, model.cond_mean_, model.cond_std_ = (
-                np.asarray(tensors[f"cond.{k}"], dtype=np.float64) for k in ("ybar", "mean", "std"))
+            (model.cond_ybar_, model.cond_mean_, model.cond_std_, model.cond_routing_, model.cond_prior_) = (
+                np.asarray(tensors[f"cond.{k}"], dtype=np.float64) for k in ("ybar", "mean", "std", "routing", "prior"))
         for prefix, module in (("embedding.", model.embedding_), ("recovery.", model.recovery_),
                                ("denoiser.", model.denoiser_)):
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
