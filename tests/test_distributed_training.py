@@ -165,3 +165,51 @@ def test_loss_noise_streams_differ_per_process_and_epochs_stay_partitions(tmp_pa
         assert sorted(rows) == list(range(38)), f"epoch {epoch}: rows seen {sorted(rows)}"
     for a, b in zip(runs[0]["noise"], runs[1]["noise"], strict=True):
         assert a[:3] != b[:3]
+
+
+_LEAD = """
+import json, os, sys
+import numpy as np
+import torch
+from trafficgen.data.tmseries import TMSeries
+from trafficgen.generators.tm.lead import LeadForecaster
+
+rng = np.random.default_rng(0)
+t = np.arange(160)[:, None, None]
+values = 1e4 * (1.5 + np.sin(2 * np.pi * t / 24 + rng.uniform(0, 6, size=(3, 3)))) + rng.uniform(0, 100, (160, 3, 3))
+series = TMSeries(values, ["a", "b", "c"], 3600.0, "bytes")
+lead = LeadForecaster(t_in=6, horizons=(1, 2), d_v=4, n_res_blocks=1, d_model=16, adapter_rank=2, unet_channels=(8, 16),
+                      layers_per_block=1, batch_size=8, epochs=3, max_train_windows=32, max_val_windows=16,
+                      calib_origins=4, n_samples=2, n_inference_steps=2, ablations=("no_llm",), progress=False)
+lead.fit(series[:112], val=series[112:136])
+checksum = float(sum(p.detach().double().sum() for p in lead.net_.parameters() if p.requires_grad))
+with open(sys.argv[1] + "." + os.environ.get("RANK", "0") + ".json", "w") as fh:
+    json.dump({"history": lead.history_, "checksum": checksum, "calibrated": lead.calibration_ is not None}, fh)
+"""
+
+
+def test_two_process_lead_training_goes_through_the_data_parallel_loop(tmp_path):
+    """LEAD (its own batch order and diffusion noise) in 2 processes: one optimiser step per 2
+    batches of the epoch (steps per epoch and the max_steps cap counted that way), equal weights
+    on both, calibration fitted on the main process only."""
+    script = tmp_path / "lead.py"
+    script.write_text(_LEAD)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                        "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), str(script),
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    runs = [json.loads((tmp_path / f"out.{rank}.json").read_text()) for rank in (0, 1)]
+    assert runs[0]["checksum"] == runs[1]["checksum"]
+    for run in runs:
+        run["history"].pop("epoch_time_s")  # wall clock, each process its own
+    assert runs[0]["history"] == runs[1]["history"]
+    history = runs[0]["history"]
+    # 32 windows in batches of 8: 4 batches an epoch, 2 per process
+    assert history["processes"] == 2 and history["n_train_windows"] == 32
+    assert history["steps"] == 3 * 2 and len(history["train_loss"]) == 3
+    assert [run["calibrated"] for run in runs] == [True, False]
