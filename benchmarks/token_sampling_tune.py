@@ -1,12 +1,12 @@
 """Choose the token models' sampling defaults on validation data, never on the test part.
 
     python benchmarks/token_sampling_tune.py DATASET [--cap 200] [--packets 32] [--val 0.3] [--out F.jsonl]
-                                             [--grid guidance=1,1.5,2 support=none,class temperature=1,0.9,0.8]
+                                             [--grid guidance=1,1.5,2 support=none,class temperature=1,0.9,0.8 top_p=none,0.9]
 
 The lightweight_ntg recipe's training part (stratified 70/30, seed 0) is split again (stratified,
 ``--val`` of it, seed 1) into a fitting part and a validation part; the test part is not read.
 LLaMA at its defaults and Markov order 2 are fitted on the fitting part. For every sampling
-setting of the grid (guidance scale x per-class length support x temperature), samples with the
+setting of the grid (guidance scale x per-class length support x temperature x top-p), samples with the
 fitting part's class counts train a RandomForest that is scored on the validation part (TSTR,
 2 seeds), and samples with the validation part's class counts are scored against it (the four
 fidelity JSDs, leakage against the fitting part; ``trts``: macro F1 of a RandomForest trained on
@@ -29,10 +29,11 @@ JSDS = ("packet_count_jsd", "length_jsd", "bigram_jsd", "markov_jsd")
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
-    grid = {"guidance": [1.0, 1.5, 2.0], "support": [None, "class"], "temperature": [1.0, 0.9, 0.8]}
+    grid = {"guidance": [1.0, 1.5, 2.0], "support": [None, "class"], "temperature": [1.0, 0.9, 0.8], "top_p": [None]}
     for item in items:
         key, values = item.split("=")
-        conv = (lambda v: None if v == "none" else v) if key == "support" else float
+        conv = (lambda v: None if v == "none" else v) if key == "support" else (
+            lambda v: None if v == "none" else float(v))
         grid[key] = [conv(v) for v in values.split(",")]
     return grid
 
@@ -98,9 +99,9 @@ def main() -> None:
     rows = [{"row": "markov order 2", **score(markov, {}, fit, val, 1000)}]
     print(json.dumps(rows[-1]), flush=True)
     grid = parse_grid(args.grid)
-    for g, s, t in itertools.product(grid["guidance"], grid["support"], grid["temperature"]):
-        kw = {"guidance_scale": g, "support": s, "temperature": t}
-        rows.append({"row": f"llama g={g} support={s} T={t}", **kw, **score(llama, kw, fit, val, 1000)})
+    for g, s, t, p in itertools.product(grid["guidance"], grid["support"], grid["temperature"], grid["top_p"]):
+        kw = {"guidance_scale": g, "support": s, "temperature": t, "top_p": p}
+        rows.append({"row": f"llama g={g} support={s} T={t} top_p={p}", **kw, **score(llama, kw, fit, val, 1000)})
         print(json.dumps(rows[-1]), flush=True)
     cols = ["tstr", "trts", "mean_jsd", *JSDS, "leakage"]
     print("| setting | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols))
