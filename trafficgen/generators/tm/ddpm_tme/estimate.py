@@ -18,6 +18,14 @@ For link loads ``Y`` (T, L) and a routing matrix ``A`` (n_od, L) (``Y = X_flat @
    The paper's code returns the raw decoder output; the projection is our addition so that the
    estimate satisfies ``x_hat A ~ y`` as tomogravity's does.
 
+``start="projected_mean"`` (our addition) replaces steps 1-2 by a conditioning on the observed
+loads during sampling, SDEdit-style (Meng et al. 2022): the training mean KL-projected onto ``y``
+(the ``mean_prior`` baseline) is encoded, noised to the diffusion step ``t_start`` and denoised
+with ``steps`` DDIM steps, ``n_starts`` times per target; the mean of the decoded samples is
+projected again, and this is repeated ``refine_rounds`` times. The learned prior then only moves
+the projected estimate towards the matrices it has learned, by an amount ``t_start`` sets
+(0: the E/R round trip only; ``num_train_timesteps``: an unconditional sample).
+
 A conditional model (``DDPMTME(condition="links")``, trained on p(x | y)) replaces step 1: every
 target gets its own ``n_starts`` samples drawn given its observed link loads (no shared pool;
 ``n_init`` is not used); steps 2-3 are the same (``n_opt = 0`` keeps the plain posterior samples).
@@ -37,6 +45,7 @@ from trafficgen.estimation.classic import kl_projection, weighted_projection
 __all__ = ["estimate_tm", "link_misfit", "refine_to_link_loads", "best_of_pool", "PROJECTIONS"]
 
 PROJECTIONS = ("kl", "wls", "none")
+STARTS = ("pool", "projected_mean")
 
 
 def _as_inputs(Y, A, n_od: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +134,8 @@ def descend_link_misfit(params: list[torch.Tensor], decode, y: torch.Tensor, At:
 def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int = 16, n_opt: int = 5,
                 lr: float = 0.01, steps: int | None = 5, eta: float | None = None, loss: str = "l1",
                 batch_size: int = 256, projection: str = "kl", project_iters: int = 3, random_state: int = 0,
-                progress: bool = False, return_raw: bool = False):
+                progress: bool = False, return_raw: bool = False, start: str = "pool", t_start: int = 100,
+                refine_rounds: int = 1):
     """Algorithm 2 with a fitted :class:`~trafficgen.generators.tm.ddpm_tme.model.DDPMTME`.
 
     Returns the estimates (T, n_od) in the model's unit; with ``return_raw`` also the diffusion
@@ -133,6 +143,8 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
     uses 0) > 0 makes the per-step noises z_t part of what is optimised. ``n_starts`` best pool
     candidates (at most ``n_init``) are optimised per target and averaged (1 = the paper's single
     start). The defaults are the recipe's (tuned on Abilene/GEANT, see the benchmark note).
+    ``start``: ``"pool"`` (Algorithm 2) or ``"projected_mean"`` (refine the projected training mean
+    from diffusion step ``t_start``, ``refine_rounds`` times; see the module docstring).
     """
     model._check_fitted()
     n_od = model.n_nodes_ ** 2
@@ -147,6 +159,12 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
     gen = torch_generator(random_state)
     device = model._placed()
     At = torch.as_tensor(A, dtype=torch.float32).to(device)  # (n_od, L)
+    if start not in STARTS:
+        raise ConfigError(f"start must be one of {STARTS}, got {start!r}")
+    if start == "projected_mean":
+        return _estimate_refine(model, Y, A, gen, n_starts=n_starts, t_start=t_start, rounds=refine_rounds,
+                                steps=steps, batch_size=batch_size, projection=projection,
+                                project_iters=project_iters, return_raw=return_raw)
     if model.conditional:
         raw = _estimate_conditional(model, Y, At, gen, n_starts=n_starts, n_opt=n_opt, lr=lr, steps=steps,
                                     eta=eta, loss=loss, batch_size=batch_size, progress=progress)
@@ -213,3 +231,39 @@ def _estimate_conditional(model, Y: np.ndarray, At: torch.Tensor, gen: torch.Gen
             raw[sl] = x0.detach().double().cpu().numpy().reshape(b, n_starts, n_od).mean(1)
             update(1)
     return np.clip(raw, 0.0, None)
+
+
+def _estimate_refine(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generator, *, n_starts: int, t_start: int,
+                     rounds: int, steps: int, batch_size: int, projection: str, project_iters: int, return_raw: bool):
+    """``start="projected_mean"``: SDEdit from the projected training mean (see the module docstring)."""
+    from trafficgen.generators.tm.ddpm_tme.denoiser import ddim_sample
+
+    if getattr(model, "train_mean_", None) is None:
+        raise ConfigError("start='projected_mean' needs the training mean, which this saved model lacks (refit it)")
+    T_train = int(model.num_train_timesteps)
+    if not 0 <= int(t_start) < T_train or int(rounds) < 1:
+        raise ConfigError(f"need 0 <= t_start < {T_train} and refine_rounds >= 1, got {t_start}, {rounds}")
+    n_od = model.n_nodes_ ** 2
+    device = model._placed()
+    cond_all = model.condition_features(Y) if model.conditional else None  # (T, C)
+    ts = np.unique(np.linspace(int(t_start), 0, int(steps) + 1).round().astype(int))[::-1]  # t_start .. 0
+    pairs = [(int(ts[i]), int(ts[i + 1]) if i + 1 < len(ts) - 1 else -1) for i in range(len(ts) - 1)] or [(0, -1)]
+    ac = model.alphas_cumprod_
+    x = refine_to_link_loads(np.tile(model.train_mean_, (len(Y), 1)), Y, A, projection=projection,
+                             project_iters=project_iters)  # (T, n_od)
+    raw = x
+    for _ in range(int(rounds)):
+        raw = np.empty((len(Y), n_od))
+        for s in range(0, len(Y), batch_size):
+            sl = slice(s, s + batch_size)
+            b = len(Y[sl])
+            lat = model.encode(x[sl]).repeat_interleave(n_starts, 0)  # (B * k, D)
+            eps = torch.randn(lat.shape, generator=gen).to(device)  # (B * k, D), drawn on the CPU
+            a = ac[int(t_start)]
+            cond = None if cond_all is None else cond_all[sl].repeat_interleave(n_starts, 0)
+            with torch.no_grad():
+                x0 = ddim_sample(model.denoiser_, a.sqrt() * lat + (1 - a).sqrt() * eps, None, ac, pairs, 0.0,
+                                 model.prediction_type, cond=cond)  # (B * k, D)
+            raw[sl] = model.decode(x0).reshape(b, n_starts, n_od).mean(1)
+        x = refine_to_link_loads(raw, Y, A, projection=projection, project_iters=project_iters)
+    return (x, raw) if return_raw else x

@@ -200,6 +200,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         device = resolve_device(self.device)
         gen = torch.Generator().manual_seed(seed)
         self.scaler_ = flow_scaler(self.flow_scale).fit(train.flat)
+        self.train_mean_ = train.flat.mean(0)  # (n_od,): the start of estimate(start="projected_mean")
         if y is not None:
             self._fit_condition(y[0], y[1], train.flat)
         self._build(train.n_nodes, cond_dim=0 if y is None else self._cond_dim())
@@ -353,6 +354,8 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
                    **{f"recovery.{k}": v.detach().cpu() for k, v in self.recovery_.state_dict().items()},
                    **{f"denoiser.{k}": v.detach().cpu() for k, v in self.denoiser_.state_dict().items()},
                    **{f"scaler_{k}": v for k, v in self.scaler_.state().items()}}
+        if getattr(self, "train_mean_", None) is not None:
+            tensors["train_mean"] = np.asarray(self.train_mean_, dtype=np.float64)
         if self.conditional:
             tensors.update({"cond.ybar": self.cond_ybar_, "cond.mean": self.cond_mean_, "cond.std": self.cond_std_,
                             "cond.routing": self.cond_routing_, "cond.prior": self.cond_prior_})
@@ -371,6 +374,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         model.scaler_ = flow_scaler(model.flow_scale).load_state(
             {k[len("scaler_"):]: v for k, v in tensors.items() if k.startswith("scaler_")})
         model._load_series(config)
+        model.train_mean_ = np.asarray(tensors["train_mean"], dtype=np.float64) if "train_mean" in tensors else None
         model.history_ = extra.get("history.json", {})
         model._set_eval()
         return model
