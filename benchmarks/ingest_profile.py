@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 _ENV = "TRAFFICGEN_INGEST_PROFILE_DIR"
 _ENV_CPROFILE = "TRAFFICGEN_INGEST_PROFILE_CPROFILE"
+_ENV_WINDOW = "TRAFFICGEN_INGEST_PROFILE_WINDOW"
 
 
 def _ru():
@@ -49,6 +50,10 @@ def profiled_task(path, *, opts, ndpi, on_window=None):
     from trafficgen.data.flows import pcap
 
     _install()  # a spawned worker imports this module afresh
+    if os.environ.get(_ENV_WINDOW):
+        from trafficgen.data.flows import pcap_format
+
+        pcap_format.CHUNK_BYTES = int(os.environ[_ENV_WINDOW])
     first = not getattr(profiled_task, "_seen", False)
     profiled_task._seen = True
     t0, c0 = time.time(), _ru()
@@ -171,6 +176,7 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs-files", type=int, default=8)
     ap.add_argument("--folder", type=Path, help="captures to read (default: the synthetic folder of ingest.py)")
     ap.add_argument("--cprofile", help="folder for cProfile stats (main_jobsN.prof, task_PID_FILE.prof)")
+    ap.add_argument("--window", type=int, help="window size in bytes (pcap_format.CHUNK_BYTES; default 8 MiB)")
     args = ap.parse_args(argv)
     from benchmarks.ingest import machine_state, synthetic
 
@@ -178,6 +184,9 @@ def main(argv=None) -> None:
     if args.cprofile:
         os.makedirs(args.cprofile, exist_ok=True)
         os.environ[_ENV_CPROFILE] = os.path.abspath(args.cprofile)
+    if args.window:
+        os.environ[_ENV_WINDOW] = str(args.window)
+        print(f"window: {args.window:,} bytes")
     print(machine_state())
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder
