@@ -11,6 +11,14 @@ Every method is scored on the same test link loads: pinv, gravity, tomogravity, 
 projected like DDPM-TME ("mean_prior", the naive baseline), VAE-TME, WGAN-GP-TME and DDPM-TME
 (also its raw diffusion fit before the link projection, "ddpm_tme_raw", and the estimation variants
 of ``ddpm_variants``, e.g. the paper's single start). RMSE is reported in Mbit/s.
+
+With ``ddpm_cond`` (overrides of ``ddpm``, e.g. ``{condition: projected_mean}``) a second DDPM-TME
+is trained on p(x | link loads) and scored as "ddpm_tme_cond" (estimation: ``estimation`` updated
+with ``cond_estimation``). Beside it, the cheap equivalents of that conditioning, all with the same
+projection: "tod_mean_prior" (the training mean of the same time of day, ``rivals.tod_hours`` bins)
+and "ridge_prior" (ridge regression from ``log1p(y / mean y)`` to ``log1p(x / mean x)`` per flow,
+its penalty picked from ``rivals.ridge_alphas`` on the last ``rivals.val_fraction`` of the training
+period, then refitted on all of it).
 """
 from __future__ import annotations
 
@@ -26,12 +34,21 @@ from trafficgen.recipes.runner import device_params
 #: Numbers the paper reports (TRE mean of DDPM-TME); everything else is "n/a".
 
 #: The recipe's top-level keys (the runner rejects any other: a typo is an error, never dropped).
-CONFIG_KEYS = ("name", "runner", "seed", "threads", "datasets", "abilene", "geant", "ddpm", "ddpm_variants", "vae", "wgan", "estimation", "synthesis", "progress", "quick", "quick_mode", "device")
+CONFIG_KEYS = ("name", "runner", "seed", "threads", "datasets", "abilene", "geant", "ddpm", "ddpm_variants", "vae", "wgan",
+               "estimation", "synthesis", "progress", "quick", "quick_mode", "device", "ddpm_cond", "cond_estimation", "rivals")
 
 PAPER_TRE_MEAN = {("abilene", "ddpm_tme"): 0.196, ("geant", "ddpm_tme"): 0.359}
 
 
 def _load(name: str, cfg: dict):
+    """(train TMSeries, test OD vectors (T, n_od), routing (n_od, L))."""
+    train, X, A, _, _ = _load_timed(name, cfg)
+    return train, X, A
+
+
+def _load_timed(name: str, cfg: dict):
+    """:func:`_load` plus the training and test matrices' positions in the whole series (time of day =
+    position mod intervals per day; both series start at a day boundary of their own clock)."""
     from trafficgen.datasets import load_abilene, load_abilene_routing, load_geant, load_geant_topology
 
     if name == "abilene":
@@ -48,12 +65,57 @@ def _load(name: str, cfg: dict):
     else:
         raise ConfigError(f"unknown dataset {name!r}; expected abilene or geant")
     train, test = series[:n_train], series[n_train:]
+    train_pos = np.arange(n_train)
     if cfg.get("max_train"):
         train = train[-int(cfg["max_train"]):]
+        train_pos = train_pos[-int(cfg["max_train"]):]
     idx = np.arange(0, len(test), int(cfg.get("test_stride", 1)))
     if cfg.get("max_test"):
         idx = idx[: int(cfg["max_test"])]
-    return train, test.flat[idx], A
+    return train, test.flat[idx], A, train_pos, n_train + idx
+
+
+def tod_mean_prior(train_flat, train_pos, test_pos, per_day: int, hours: float = 1.0) -> np.ndarray:
+    """The training mean of each test matrix's time-of-day bin (``hours`` wide): (T, n_od). A bin
+    without training matrices falls back to the overall training mean."""
+    n_bins = max(1, int(round(24 / float(hours))))
+    b_tr = (np.asarray(train_pos) % per_day) * n_bins // per_day
+    b_te = (np.asarray(test_pos) % per_day) * n_bins // per_day
+    overall = train_flat.mean(0)
+    means = np.stack([train_flat[b_tr == k].mean(0) if np.any(b_tr == k) else overall for k in range(n_bins)])
+    return means[b_te]
+
+
+def ridge_prior(train_flat, A, Y, *, alphas=(1.0, 10.0, 100.0), val_fraction: float = 0.25,
+                projection: str = "kl", project_iters: int = 3, random_state: int = 0) -> tuple[np.ndarray, float]:
+    """Ridge regression from ``log1p(y / mean y)`` (T, L) to ``log1p(x / mean x)`` per flow, the
+    penalty chosen by the projected TRE mean on the chronologically last ``val_fraction`` of the
+    training matrices, refitted on all of them. Returns (prior (T, n_od) for the link loads ``Y``,
+    the chosen penalty); the caller projects the prior."""
+    from sklearn.linear_model import Ridge
+
+    from trafficgen.evaluation.tm.estimation_metrics import tre
+    from trafficgen.generators.tm.ddpm_tme.estimate import refine_to_link_loads
+
+    def fit_predict(x_fit, y_new, alpha):
+        y_fit = x_fit @ A
+        ybar = np.maximum(y_fit.mean(0), 1e-300)
+        s = np.maximum(x_fit.mean(0), 1e-300)
+        model = Ridge(alpha=alpha, random_state=random_state).fit(np.log1p(y_fit / ybar), np.log1p(x_fit / s))
+        return np.expm1(np.clip(model.predict(np.log1p(np.clip(y_new, 0.0, None) / ybar)), 0.0, None)) * s
+
+    n_fit = int(round((1 - float(val_fraction)) * len(train_flat)))
+    alphas = [float(a) for a in alphas]
+    best = alphas[0]
+    if len(alphas) > 1 and 1 < n_fit < len(train_flat):
+        x_val = train_flat[n_fit:]
+        scores = []
+        for a in alphas:
+            est = refine_to_link_loads(fit_predict(train_flat[:n_fit], x_val @ A, a), x_val @ A, A,
+                                       projection=projection, project_iters=project_iters)
+            scores.append(float(np.nanmean(tre(x_val, est))))
+        best = alphas[int(np.argmin(scores))]
+    return fit_predict(train_flat, Y, best), best
 
 
 def _mbit_factor(series) -> float:
@@ -94,7 +156,7 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
     from trafficgen.generators.tm.ddpm_tme.model import DDPMTME
     from trafficgen.generators.tm.latent_fit import VAETME, WGANGPTME
 
-    train, X, A = _load(name, config.get(name, {}))
+    train, X, A, train_pos, test_pos = _load_timed(name, config.get(name, {}))
     mbit = _mbit_factor(train)
     Y = X @ A  # (T, L)
     est_cfg = dict(config.get("estimation", {}))
@@ -116,6 +178,19 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
     mean_prior = np.tile(train.flat.mean(0), (len(X), 1))  # (T, n_od)
     add("mean_prior", refine_to_link_loads(mean_prior, Y, A, projection=projection,
                                            project_iters=est_cfg.get("project_iters", 3)), time.perf_counter() - t0)
+    rivals = dict(config.get("rivals", {}))
+    if rivals:  # the cheap equivalents of conditioning on time of day / on the link loads
+        per_day = int(round(86400 / train.interval_s))
+        t0 = time.perf_counter()
+        prior = tod_mean_prior(train.flat, train_pos, test_pos, per_day, rivals.get("tod_hours", 1.0))
+        add("tod_mean_prior", refine_to_link_loads(prior, Y, A, projection=projection,
+                                                   project_iters=est_cfg.get("project_iters", 3)), time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        prior, info["ridge_alpha"] = ridge_prior(train.flat, A, Y, alphas=rivals.get("ridge_alphas", (1.0, 10.0, 100.0)),
+                                                 val_fraction=rivals.get("val_fraction", 0.25), projection=projection,
+                                                 project_iters=est_cfg.get("project_iters", 3), random_state=seed)
+        add("ridge_prior", refine_to_link_loads(prior, Y, A, projection=projection,
+                                                project_iters=est_cfg.get("project_iters", 3)), time.perf_counter() - t0)
     fitted = {}
     latent_cfg = {k: v for k, v in est_cfg.items() if k in _LATENT_KEYS}
     for method, cls, key in (("vae_tme", VAETME, "vae"), ("wgan_gp_tme", WGANGPTME, "wgan")):
@@ -141,6 +216,19 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
         dt = time.perf_counter() - t0  # whole call: pool, noise optimisation, projection
         add(method, est, dt)
         add(f"{method}_raw", raw, dt)
+    if config.get("ddpm_cond"):  # the link-load-conditional prior p(x | y)
+        cond_cfg = {**ddpm_cfg, **config["ddpm_cond"], **config.get(name, {}).get("ddpm_cond", {})}
+        t0 = time.perf_counter()
+        cond = DDPMTME(**cond_cfg, random_state=seed, progress=True, **device_params(DDPMTME, config)).fit(train, routing=A)
+        info["ddpm_tme_cond_fit_s"] = time.perf_counter() - t0
+        info["ddpm_tme_cond_final_losses"] = {k: v[-1] for k, v in cond.history_.items() if v}
+        cond.save_pretrained(out_dir / f"ddpm_tme_cond_{name}")
+        t0 = time.perf_counter()
+        est, raw = cond.estimate(Y, A, random_state=seed, progress=True, return_raw=True,
+                                 **{**est_cfg, **config.get("cond_estimation", {})})
+        dt = time.perf_counter() - t0
+        add("ddpm_tme_cond", est, dt)
+        add("ddpm_tme_cond_raw", raw, dt)
     # synthesis quality. Against the training matrices (the distribution the generators learned)
     # and against the test period; the real-vs-real rows are the floor each number has to be read
     # against (halves of the training set interleaved in time; the test period vs training).
@@ -165,7 +253,8 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
     if syn_cfg.get("tsne", True):
         tme_plots.plot_overlap(real, synth["ddpm_tme"], out_dir / f"{name}_tsne.png", method="tsne",
                                title=f"{name}: t-SNE, training TMs vs DDPM-TME samples", max_points=int(syn_cfg.get("tsne_points", 600)))
-    shown = {k: estimates[k] for k in ("tomogravity", "mean_prior", "vae_tme", "wgan_gp_tme", "ddpm_tme")}
+    shown = {k: estimates[k] for k in ("tomogravity", "mean_prior", "vae_tme", "wgan_gp_tme", "ddpm_tme", "ddpm_tme_cond")
+             if k in estimates}
     tme_plots.plot_tre_over_time(X, shown, out_dir / f"{name}_tre_time.png", title=f"{name}: TRE over time")
     tme_plots.plot_sre_per_flow(X, shown, out_dir / f"{name}_sre_flow.png", title=f"{name}: SRE per flow")
     tme_plots.plot_error_cdf(X, shown, out_dir / f"{name}_error_cdf.png", title=f"{name}: absolute-error CDF",
