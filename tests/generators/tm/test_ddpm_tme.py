@@ -263,3 +263,39 @@ def test_conditional_needs_routing_and_link_loads(fitted_cond, tmp_path):
     back = DDPMTME.from_pretrained(tmp_path / "c")
     kw = dict(n_starts=2, n_opt=1, steps=3, random_state=4)
     np.testing.assert_array_equal(back.estimate(Y, toy_routing(), **kw), fitted_cond.estimate(Y, toy_routing(), **kw))
+
+
+# ---------------------------------------------------------------------- refinement start and the recipe's rivals
+def test_refine_from_projected_mean(fitted, tmp_path):
+    A = toy_routing()
+    test = toy_series(24, seed=3).flat
+    Y = test @ A
+    kw = dict(n_starts=4, steps=3, start="projected_mean", random_state=2)
+    est, raw = fitted.estimate(Y, A, t_start=50, return_raw=True, **kw)
+    assert (est >= 0).all() and np.max(link_residual(est, Y, A)) < 1e-6
+    mean_prior = refine_to_link_loads(np.tile(fitted.train_mean_, (len(Y), 1)), Y, A, projection="kl")
+    assert np.median(tre(test, est)) < np.median(tre(test, pinv_estimate(Y, A)))
+    assert not np.allclose(est, mean_prior)  # the prior moved it
+    fitted.save_pretrained(tmp_path / "r")
+    np.testing.assert_array_equal(DDPMTME.from_pretrained(tmp_path / "r").estimate(Y, A, t_start=50, **kw), est)
+    with pytest.raises(ConfigError, match="t_start"):
+        fitted.estimate(Y, A, t_start=10_000, **kw)
+    with pytest.raises(ConfigError, match="start must be"):
+        fitted.estimate(Y, A, start="tomogravity")
+
+
+def test_recipe_rivals_tod_mean_and_ridge():
+    from trafficgen.recipes.ddpm_tme import ridge_prior, tod_mean_prior
+
+    x = np.arange(12, dtype=float)[:, None] * np.ones((1, 3))  # (12, 3), 4 intervals per "day"
+    pos = np.arange(12)
+    out = tod_mean_prior(x, pos, np.array([12, 13, 15]), per_day=4, hours=6)  # 4 bins of one interval
+    np.testing.assert_allclose(out[:, 0], [4.0, 5.0, 7.0])  # means of rows {0,4,8}, {1,5,9}, {3,7,11}
+    s = toy_series(96)
+    A = toy_routing()
+    test = toy_series(16, seed=4).flat
+    prior, alpha = ridge_prior(s.flat, A, test @ A, alphas=(0.1, 1000.0))
+    assert alpha in (0.1, 1000.0) and prior.shape == test.shape and (prior >= 0).all()
+    est = refine_to_link_loads(prior, test @ A, A, projection="kl")
+    mean_est = refine_to_link_loads(np.tile(s.flat.mean(0), (len(test), 1)), test @ A, A, projection="kl")
+    assert np.mean(tre(test, est)) < np.mean(tre(test, mean_est))  # the rank-2 toy is predictable from y
