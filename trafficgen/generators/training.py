@@ -361,23 +361,24 @@ def distributed_state(device: torch.device):
 
 
 def all_reduce_gradients(model: torch.nn.Module, state) -> None:
-    """Average the gradients over the processes of ``state`` in one flat all-reduce. A parameter
-    without a gradient on every process keeps none (so AdamW skips it as in one process)."""
+    """Average the gradients over the processes of ``state`` in one flat all-reduce (the gradients,
+    a missing one as zeros, and one has-a-gradient flag per parameter, summed; then divided by the
+    number of processes). A parameter without a gradient on every process keeps none (so AdamW
+    skips it as in one process)."""
     from accelerate.utils import reduce
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
-    has = reduce(has, reduction="sum")  # (P,)
-    live = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
-    if not live:
-        return
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in live])  # (G,)
-    flat = reduce(flat, reduction="mean")
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flags = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype, device=grads[0].device)
+    flat = reduce(torch.cat([g.reshape(-1) for g in grads] + [flags]), reduction="sum")  # (G + P,)
+    has = flat[-len(params):].tolist()
+    flat = flat[:-len(params)] / state.num_processes
     offset = 0
-    for p in live:
-        p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+    for p, h in zip(params, has, strict=True):
+        if h > 0:
+            p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
         offset += p.numel()
 
 
