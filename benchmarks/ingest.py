@@ -169,40 +169,46 @@ def bench_jobs(folder: Path, n_packets: int, repeat: int, label: str = "(c)") ->
     n_files = len(list(folder.iterdir()))
     print(f"\n{label} read_pcaps over {n_files} captures, {n_packets:,} packets, {size / 1e6:.0f} MB (best of {repeat})")
     print(f"  before: {machine_state()}")
-    natural = batch.start_method()
+    natural = batch.start_method() if hasattr(batch, "start_method") else "spawn"  # (older checkouts: spawn)
     rows = [("1", 1, None), ("2", 2, natural)] + ([("2 spawn", 2, "spawn")] if natural != "spawn" else [])
-    walls, cpus, results = {}, {}, {}
-    orig = batch.start_method
-    for name, jobs, method in rows:
-        runs = []
-        if method is not None:
-            batch.start_method = lambda m=method: m
-        try:
-            for _ in range(repeat):
+    runs: dict = {name: [] for name, _, _ in rows}
+    results = {}
+    orig = getattr(batch, "start_method", None)
+    for _ in range(repeat):  # the rows interleaved: each repeat sees about the same contention
+        for name, jobs, method in rows:
+            if method is not None and orig is not None:
+                batch.start_method = lambda m=method: m
+            try:
                 t0, s0, c0 = time.perf_counter(), _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    flows = read_pcaps(folder, progress=False, max_packets=N_FIRST, jobs=jobs)
-                runs.append((time.perf_counter() - t0, _cpu(resource.RUSAGE_SELF) - s0,
-                             _cpu(resource.RUSAGE_CHILDREN) - c0))
-        finally:
-            batch.start_method = orig
-        walls[name] = min(r[0] for r in runs)
-        cpus[name] = min(runs, key=lambda r: max(r[1:]))[1:]
-        results[name] = flows
+                    results[name] = read_pcaps(folder, progress=False, max_packets=N_FIRST, jobs=jobs)
+                runs[name].append((time.perf_counter() - t0, _cpu(resource.RUSAGE_SELF) - s0,
+                                   _cpu(resource.RUSAGE_CHILDREN) - c0))
+            finally:
+                if orig is not None:
+                    batch.start_method = orig
+    walls = {name: min(r[0] for r in rs) for name, rs in runs.items()}
+    cpus = {name: min(rs, key=lambda r: max(r[1:]))[1:] for name, rs in runs.items()}
+    for name, _, method in rows:
         how = "" if method is None else f", worker started by {method}"
-        print(f"  --jobs {name:8s} {walls[name]:6.2f} s  {n_packets / walls[name]:>12,.0f} packets/s  {len(flows):>8,} flows"
-              f"  (CPU: this process {cpus[name][0]:.2f} s, worker {cpus[name][1]:.2f} s{how})")
+        print(f"  --jobs {name:8s} {walls[name]:6.2f} s  {n_packets / walls[name]:>12,.0f} packets/s  "
+              f"{len(results[name]):>8,} flows  (CPU: this process {cpus[name][0]:.2f} s, worker {cpus[name][1]:.2f} s{how})")
     base = sum(cpus["1"])
+    state = "quiet" if machine_state().endswith("quiet") else "contended"
     for name, _, _method in rows[1:]:
         same = results[name] == results["1"] and results[name].meta == results["1"].meta
         over = sum(cpus[name]) - base
         idle = base / max(cpus[name])  # with two idle cores the wall time is the busier process's CPU time
-        state = "quiet" if machine_state().endswith("quiet") else "contended"
+        # paired by repeat (run k of --jobs 1 next to run k of this row: the same contention)
+        paired = sorted(sum(a[1:]) / max(b[1:]) for a, b in zip(runs["1"], runs[name], strict=True))
+        overs = sorted(sum(b[1:]) - sum(a[1:]) for a, b in zip(runs["1"], runs[name], strict=True))
         print(f"  --jobs {name} / --jobs 1 = {walls['1'] / walls[name]:.2f}x measured ({state} machine); "
               f"on 2 idle cores about {idle:.2f}x (goal 1.7x {'met' if idle >= 1.7 else 'MISSED'})\n"
               f"      = {base:.2f} s CPU of --jobs 1 / {max(cpus[name]):.2f} s of the busier process; "
-              f"CPU overhead over --jobs 1: {over:+.2f} s; same FlowSet and meta: {same}")
+              f"CPU overhead over --jobs 1: {over:+.2f} s; same FlowSet and meta: {same}\n"
+              f"      paired by repeat: {', '.join(f'{x:.2f}x' for x in paired)} on 2 idle cores "
+              f"(median {paired[len(paired) // 2]:.2f}x), CPU overhead {', '.join(f'{x:+.2f}' for x in overs)} s")
     print(f"  after:  {machine_state()}")
 
 
