@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 _ENV = "TRAFFICGEN_INGEST_PROFILE_DIR"
 _ENV_CPROFILE = "TRAFFICGEN_INGEST_PROFILE_CPROFILE"
 _ENV_WINDOW = "TRAFFICGEN_INGEST_PROFILE_WINDOW"
+_ENV_MAIN = "TRAFFICGEN_INGEST_PROFILE_MAIN"
 
 
 def _ru():
@@ -68,13 +69,15 @@ def profiled_task(path, *, opts, ndpi, on_window=None):
         prof.disable()
         prof.dump_stats(os.path.join(os.environ[_ENV_CPROFILE], f"task_{os.getpid()}_{Path(path).name}.prof"))
     t1, c1 = time.time(), _ru()
-    p0 = time.process_time()
-    blob = pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL)
-    p1 = time.process_time()
-    pickle.loads(blob)
-    p2 = time.process_time()
+    p0 = p1 = p2 = time.process_time()
+    blob = b""
+    if str(os.getpid()) != os.environ.get(_ENV_MAIN):  # a worker: what sending the result costs (measured
+        blob = pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL)  # again here; subtracted from its total)
+        p1 = time.process_time()
+        pickle.loads(blob)
+        p2 = time.process_time()
     info = dict(pid=os.getpid(), file=Path(path).name, t0=t0, t1=t1, cpu=c1[0] - c0[0], user=c1[1] - c0[1],
-                sys=c1[2] - c0[2], minflt=c1[3] - c0[3], before=c0[0] if first else None,
+                sys=c1[2] - c0[2], minflt=c1[3] - c0[3], before=c0[0] if first else None, at0=c0[0], at1=c1[0],
                 dumps=p1 - p0, loads=p2 - p1, mb=len(blob) / 1e6)
     with open(os.path.join(os.environ[_ENV], f"{os.getpid()}.jsonl"), "a") as fh:
         fh.write(json.dumps(info) + "\n")
@@ -155,10 +158,13 @@ def report(run: dict) -> None:
         read = sum(r["cpu"] for r in recs)
         dumps = sum(r["dumps"] for r in recs)
         mb = sum(r["mb"] for r in recs)
-        total = per_worker_total
+        recs = sorted(recs, key=lambda r: r["at0"])
+        total = per_worker_total - sum(r["dumps"] + r["loads"] for r in recs)  # less this script's own pickling
+        gaps = sum(b["at0"] - a["at1"] - a["dumps"] - a["loads"] for a, b in zip(recs, recs[1:], strict=False))
+        tail = total - (recs[-1]["at1"] - sum(r["dumps"] + r["loads"] for r in recs[:-1]))
         print(f"    worker {pid:>7} {total:5.2f} s CPU = start (interpreter + imports) {start:.2f} + read {len(recs)} "
-              f"captures {read:.2f} + rest {total - start - read:.2f} (of which pickling {mb:.1f} MB of results "
-              f"~{dumps:.3f})")
+              f"captures {read:.2f} + rest {total - start - read:.2f} (pickling {mb:.1f} MB of results ~{dumps:.3f}, "
+              f"between captures {gaps:.3f}, after the last {tail:.3f})")
     print("    captures (wall s from the start of read_pcaps, CPU s):")
     allrecs = sorted(run["main_recs"] + [r for w in run["workers"].values() for r in w], key=lambda r: r["t0"])
     me = os.getpid()
@@ -181,6 +187,7 @@ def main(argv=None) -> None:
     from benchmarks.ingest import machine_state, synthetic
 
     _install()
+    os.environ[_ENV_MAIN] = str(os.getpid())
     if args.cprofile:
         os.makedirs(args.cprofile, exist_ok=True)
         os.environ[_ENV_CPROFILE] = os.path.abspath(args.cprofile)
