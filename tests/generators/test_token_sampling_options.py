@@ -23,8 +23,9 @@ def _class_lengths(flows, c):
 
 def test_support_class_emits_only_the_class_training_lengths(guided, tmp_path):
     train = separable_flows(60)
-    free = guided.sample(400, random_state=1)
+    free = guided.sample(400, random_state=1, support=None)
     kept = guided.sample(400, random_state=1, support="class")
+    assert np.array_equal(guided.sample(400, random_state=1).lengths, kept.lengths)  # the default
     for c in ("A", "B"):
         seen = _class_lengths(train, c)
         assert _class_lengths(kept, c) <= seen
@@ -43,10 +44,10 @@ def test_support_class_emits_only_the_class_training_lengths(guided, tmp_path):
 
 def test_guidance_scale_one_is_the_conditional_model_and_guidance_changes_samples(guided):
     base = guided.sample(200, random_state=3, guidance_scale=1.0)
-    assert np.array_equal(guided.sample(200, random_state=3).lengths,
-                          guided.sample(200, random_state=3, guidance_scale=1.5).lengths)  # the default
+    assert np.array_equal(guided.sample(200, random_state=3).lengths, base.lengths)  # the default: guidance 1
     g2 = guided.sample(200, random_state=3, guidance_scale=2.0)
     assert not np.array_equal(g2.lengths, base.lengths)
+    assert not np.array_equal(guided.sample(200, random_state=3, guidance_scale=1.5).lengths, base.lengths)
     assert (g2.lengths[:, 0] > 0).all() and g2.labels.tolist() == base.labels.tolist()
     plain = LlamaGenerator(preset="tiny", epochs=1, cfg_dropout=0.0, progress=False).fit(separable_flows(10))
     assert len(plain.sample(3)) == 3  # without an unconditional prompt the default is guidance 1
@@ -73,3 +74,25 @@ def test_cfg_dropout_trains_the_unconditional_prompt(guided):
     small = slice(tok.first_positive_output + 99, tok.first_positive_output + 200)  # lengths 100..200 (class A)
     assert p[0, small].sum() > 0.5 and p[1, small].sum() < 0.5
     assert min(p[0, small].sum(), p[1, small].sum()) < p[2, small].sum() < max(p[0, small].sum(), p[1, small].sum())
+
+
+def test_models_saved_before_the_class_support_sample_without_it(guided, tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from trafficgen.errors import InputFormatError
+
+    guided.save_pretrained(tmp_path / "old")
+    cfg_path, weights = tmp_path / "old" / "config.json", tmp_path / "old" / "model.safetensors"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["params"]["support"], cfg["class_support"]
+    cfg_path.write_text(json.dumps(cfg))
+    save_file({k: v for k, v in load_file(weights).items() if k != "class_support"}, weights)
+    old = load_generator(tmp_path / "old")
+    assert old.support is None and old.class_support_ is None
+    assert np.array_equal(old.sample(50, random_state=4).lengths, guided.sample(50, random_state=4, support=None).lengths)
+    cfg["params"]["support"] = "class"  # says it has a support it does not carry
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(InputFormatError, match="class_support"):
+        load_generator(tmp_path / "old")
