@@ -64,8 +64,16 @@ def _fit_lead(params: dict, train, val, model_dir: Path, reuse: bool):
     if reuse and (model_dir / "config.json").exists():
         saved = json.loads((model_dir / "config.json").read_text())["params"]
         model = cls(**params)
-        if json.loads(json.dumps(model.get_params())) == saved:
-            return cls.from_pretrained(model_dir), 0.0, True
+        wanted = json.loads(json.dumps(model.get_params()))
+        # the device a model trained on does not make it another model (saved weights load on any
+        # device; folders saved before LEAD took a device name none): reuse it, on this run's device
+        saved.pop("device", None)
+        device = wanted.pop("device", None)
+        if wanted == saved:
+            loaded = cls.from_pretrained(model_dir)
+            if device is not None:
+                loaded.set_params(device=device)
+            return loaded, 0.0, True
     model = cls(**params)
     t0 = time.perf_counter()
     model.fit(train, val=val)

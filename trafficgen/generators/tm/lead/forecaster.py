@@ -46,6 +46,15 @@ persistence's against 1.04-1.13x, benchmarks/results/lead_2026-12-02/recalibrate
 recorded CPU budget; None: ``epochs`` alone). ``gradient_accumulation_steps`` k: one optimiser step
 per k batches (steps per epoch, the warmup and the cap count optimiser steps).
 
+``device`` ``"auto"`` (CUDA, else MPS, else the CPU) | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"`` is where
+the whole network (vision encoder, aggregator, the frozen LM with its adapters, conditioning and
+U-Net) trains, is calibrated and samples. The scaling, frames, anchors and target scale are
+computed on the CPU and moved there once; every random draw (training noise and timesteps, the
+sampler's initial noise) comes from a CPU ``torch.Generator`` and is moved there, so CPU results
+are those of a model without the parameter (same seed, same numbers). A device this machine lacks
+is one :class:`~trafficgen.errors.ConfigError` before any work; saved weights are CPU tensors and a
+loaded model moves to its ``device`` when first used. No mixed precision (as the other TM models).
+
 Data-parallel: in a process group started by a launcher (``trafficgen tm train --num-processes N``,
 ``accelerate launch``: ``WORLD_SIZE > 1``) training goes through ``train_loop``'s data-parallel
 path (each process takes every N-th batch of the epoch, gradients averaged, each process's own
@@ -101,7 +110,7 @@ class LeadForecaster(TMForecaster):
                  max_steps: int | None = 200,
                  n_train_timesteps: int = 1000, n_inference_steps: int = 5,
                  n_samples: int = 8, random_state: int | None = 0, progress: bool = True,
-                 allow_download: bool = False, gradient_accumulation_steps: int = 1):
+                 allow_download: bool = False, gradient_accumulation_steps: int = 1, device: str = "auto"):
         self.t_in = t_in
         self.horizons = horizons
         self.llm = llm
@@ -138,6 +147,7 @@ class LeadForecaster(TMForecaster):
         self.progress = progress
         self.allow_download = allow_download
         self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.device = device
 
     @property
     def min_history(self) -> int:  # noqa: D401 - instance value of TMForecaster.min_history
@@ -211,26 +221,33 @@ class LeadForecaster(TMForecaster):
         self.target_scale_t_ = (t[:, None, None] if t.ndim == 1 else t).contiguous()  # (H, 1|N, 1|N)
         self.target_scale_ = self.target_scale_t_.flatten(1).tolist()
 
+    def _target_scale_on(self, device: torch.device) -> torch.Tensor:
+        """``target_scale_t_`` (kept on the CPU: saved, and read by numpy) on ``device``."""
+        scale = self.target_scale_t_
+        return scale if scale.device == device else scale.to(device)
+
     def _to_target(self, resid: torch.Tensor) -> torch.Tensor:
         """(B, H, N, N) residual (or value) in z units -> diffusion target."""
-        return resid / self.target_scale_t_[None]
+        return resid / self._target_scale_on(resid.device)[None]
 
     def _from_target(self, x: torch.Tensor, hidx: list[int]) -> torch.Tensor:
         """(..., H, N, N) diffusion samples for horizons ``hidx`` -> z units."""
-        return x * self.target_scale_t_[hidx]
+        return x * self._target_scale_on(x.device)[hidx]
 
     def _loss(self, frames, index, anchor, target, gen: torch.Generator) -> torch.Tensor:
         """Mean noise-prediction MSE over the batch, all horizons and ``noise_draws`` draws.
         ``frames`` (T_all, C, N, N) of the series, ``index`` (B, T_in) window frames."""
         b, h = target.shape[:2]
+        device = target.device
         c_global, c_seq = self.net_.encode_indexed(frames, index)  # (B, cond), (B, T, cross): once per window
         rep = h * self.noise_draws
         base = anchor if self.residual else torch.zeros_like(target)  # (B, H, N, N)
         x0 = self._to_target(target - base)  # (B, H, N, N)
         x0 = x0.repeat_interleave(self.noise_draws, dim=0).reshape(b * rep, 1, *target.shape[2:])  # (B', 1, N, N)
-        hidx = torch.arange(h).repeat(b * self.noise_draws)  # (B',)
-        noise = torch.randn(x0.shape, generator=gen)  # (B', 1, N, N)
-        t = torch.randint(0, self.n_train_timesteps, (x0.shape[0],), generator=gen)  # (B',)
+        hidx = torch.arange(h).repeat(b * self.noise_draws).to(device)  # (B',)
+        # the draws come from the CPU generator and are moved: the same numbers on every device
+        noise = torch.randn(x0.shape, generator=gen).to(device)  # (B', 1, N, N)
+        t = torch.randint(0, self.n_train_timesteps, (x0.shape[0],), generator=gen).to(device)  # (B',)
         x_t = self.scheduler_.add_noise(x0, noise, t)  # (B', 1, N, N)
         anc = (anchor.repeat_interleave(self.noise_draws, dim=0).reshape(x0.shape)
                if self.residual else None)  # (B', 1, N, N), same (b, draw, h) order as x0
@@ -275,8 +292,11 @@ class LeadForecaster(TMForecaster):
             raise ConfigError(f"sampler must be 'ddim' or 'dpm', got {self.sampler!r}")
 
     def fit(self, train, *, val=None):
+        from trafficgen._device import resolve_device
+
         values = np.asarray(getattr(train, "values", train), dtype=np.float64)
         self._check_options(values)
+        device = resolve_device(self.device)  # fail before any work (the LM is not loaded yet)
         seed = seed_from(self.random_state)
         gen = torch.Generator().manual_seed(seed)
         self.n_nodes_ = values.shape[1]
@@ -286,13 +306,15 @@ class LeadForecaster(TMForecaster):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net_ = LeadNet(self._config(self.n_nodes_), allow_download=bool(self.allow_download))
+        self.net_.to(device)  # built (seeded) on the CPU, then moved
         self.scheduler_ = self._scheduler()
         zt = self._scale(values)  # (T, N, N)
         origins = self._origins(len(values), self.max_train_windows, gen)
         frames = self._frames(zt)  # (T, C, N, N), computed once
         index, anchors, targets = self._windows(values, zt, origins)
         base = anchors if self.residual else torch.zeros_like(targets)
-        self._fit_target_scale(targets - base)
+        self._fit_target_scale(targets - base)  # on the CPU; then the training tensors go to the device
+        frames, anchors, targets = frames.to(device), anchors.to(device), targets.to(device)
         validate = None
         vvalues = None
         if val is not None:
@@ -300,7 +322,8 @@ class LeadForecaster(TMForecaster):
             vz = self._scale(vvalues)
             vo = self._origins(len(vz), self.max_val_windows, torch.Generator().manual_seed(seed + 1))
             if len(vo):
-                val_data = (self._frames(vz), *self._windows(vvalues, vz, vo))
+                vindex, vanchors, vtargets = self._windows(vvalues, vz, vo)
+                val_data = (self._frames(vz).to(device), vindex, vanchors.to(device), vtargets.to(device))
                 validate = lambda: self._val_loss(val_data, seed)  # noqa: E731
         from trafficgen.generators.training import is_main_process, launched_world_size
 
@@ -394,12 +417,14 @@ class LeadForecaster(TMForecaster):
     def _target_samples(self, values, origins, hidx, s, seed, what, batch_size: int = 16):
         """Raw diffusion samples in target units (B, S, H, N, N) and the anchors (B, H, N, N) in z
         units of horizons ``hidx``, for ``origins`` of ``values`` (real units)."""
+        device = self._placed()
         self.net_.eval()
         gen = torch.Generator().manual_seed(int(seed))
         zt = self._scale(values)  # (T, N, N)
         frames = self._frames(zt)  # (T, C, N, N)
         index, anchors, _ = self._windows(values, zt, origins)
         anchors = anchors[:, hidx]  # (B, H, N, N)
+        frames, anchors_dev = frames.to(device), anchors.to(device)
         out = np.empty((len(origins), s, len(hidx), self.n_nodes_, self.n_nodes_))
         n_batches = math.ceil(len(origins) / batch_size)
         with progress_bar(n_batches, f"{what} ({len(origins)} origins, {s} samples, {self.n_inference_steps} "
@@ -408,10 +433,21 @@ class LeadForecaster(TMForecaster):
             for i in range(0, len(origins), batch_size):
                 sl = slice(i, i + batch_size)
                 sched = make_scheduler(self.scheduler_.config, self.sampler, self.n_inference_steps)
-                out[sl] = sample_batch(self.net_, sched, frames, index[sl], anchors[sl] if self.residual else None,
-                                       hidx, s, gen)
+                out[sl] = sample_batch(self.net_, sched, frames, index[sl],
+                                       anchors_dev[sl] if self.residual else None, hidx, s, gen)
                 update(1)
         return out, anchors.numpy().astype(np.float64)
+
+    def _placed(self) -> torch.device:
+        """The torch device of ``device``, with the network moved there first if it is elsewhere
+        (a loaded model, or ``device`` changed after fitting)."""
+        from trafficgen._device import resolve_device, same_device
+        from trafficgen.generators.training import model_device
+
+        device = resolve_device(self.device)
+        if not same_device(model_device(self.net_), device):
+            self.net_.to(device)
+        return device
 
     def predict_samples(self, values, origins, horizons, n_samples: int, *, random_state=None,
                         batch_size: int = 16) -> np.ndarray:
@@ -445,7 +481,8 @@ class LeadForecaster(TMForecaster):
                   "zmin": self.scaler_.min_, "zmax": self.scaler_.max_, "anchor_model": self.anchor_model_.state(),
                   "calibration": self.calibration_, "n_train_timesteps": self.n_train_timesteps,
                   "history": self.history_}
-        tensors = {**self.net_.trainable_state_dict(), "lead.target_scale": self.target_scale_t_}
+        tensors = {**{k: v.detach().cpu() for k, v in self.net_.trainable_state_dict().items()},
+                   "lead.target_scale": self.target_scale_t_.cpu()}
         return config, tensors, {}
 
     @classmethod

@@ -85,6 +85,7 @@ class LeadNet(nn.Module):
         share the features of their common frames: exact, and several times cheaper for batches of
         consecutive windows."""
         uniq, inverse = torch.unique(index, return_inverse=True)  # (U,), (B, T)
+        uniq, inverse = uniq.to(frames.device), inverse.to(frames.device)  # the index may live on the CPU
         feats = self.vision(frames[uniq][None])[0]  # (U, D)
         return self.condition(feats[inverse])  # feats[inverse]: (B, T, D)
 
