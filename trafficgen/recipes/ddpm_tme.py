@@ -225,7 +225,8 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
         cond.save_pretrained(out_dir / f"ddpm_tme_cond_{name}")
         t0 = time.perf_counter()
         est, raw = cond.estimate(Y, A, random_state=seed, progress=True, return_raw=True,
-                                 **{**est_cfg, **config.get("cond_estimation", {})})
+                                 **{**est_cfg, **config.get("cond_estimation", {}),
+                                    **config.get(name, {}).get("cond_estimation", {})})
         dt = time.perf_counter() - t0
         add("ddpm_tme_cond", est, dt)
         add("ddpm_tme_cond_raw", raw, dt)
