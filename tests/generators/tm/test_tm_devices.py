@@ -301,3 +301,14 @@ def test_lead_cuda_trains_calibrates_and_samples(backbone, lead_series, lead_qwe
     assert not next(back.net_.parameters()).is_cuda
     for got, want in zip(back_gpu, cpu, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * float(np.abs(want).mean()))
+
+
+def test_lead_takes_the_cli_device(lead_series, tmp_path):
+    """``tm train/forecast --device`` reach LEAD (the CLI passes it to models that take one)."""
+    from trafficgen.cli.tm import _resolve, build_model
+
+    assert build_model("lead", epochs=1, device="cpu").device == "cpu"
+    assert build_model("lead", epochs=1).device == "auto"
+    _lead("no_llm", device="cpu", epochs=1, calibrate=False).fit(lead_series[:40]).save_pretrained(tmp_path / "m")
+    loaded, fitted = _resolve(str(tmp_path / "m"), device="auto")
+    assert fitted and loaded.device == "auto"
