@@ -13,7 +13,12 @@ process so every number sits beside tomogravity's on the same test matrices:
    and the final step none (the paper's raw output) / WLS (tomogravity's) / KL projection;
 3. reference priors with the same projections: the training mean (naive baseline), the test
    period's own mean (an oracle no estimator has) and the E/R round trip of the true matrices
-   (the best a perfect latent search could reach through this decoder).
+   (the best a perfect latent search could reach through this decoder);
+4. ``cond``: throughput (1 and 2 threads) and TRE of the link-load-conditional model the recipe
+   saved (``MODELS/ddpm_tme_cond_{dataset}``) with the recipe's ``cond_estimation``, beside the
+   projected training mean.
+
+``--parts cond`` runs part 4 only (default: all four).
 
 Writes ``OUT/ddpm_tme_bench.md`` and ``OUT/ddpm_tme_bench.json``; Abilene's ablation uses every
 ``--stride``-th test matrix to keep the run to a few minutes on 2 CPU cores.
@@ -44,6 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", default="abilene,geant")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--stride", type=int, default=4, help="Abilene test stride for the ablation")
+    parser.add_argument("--parts", default="throughput,ablation,reference,cond")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     recipe = load_recipe("ddpm_tme")
@@ -54,8 +60,29 @@ def main(argv=None) -> int:
     for ds in args.datasets.split(","):
         train, X, A = _load(ds, recipe.get(ds, {}))
         Y = X @ A
+        parts = set(args.parts.split(","))
         model = DDPMTME.from_pretrained(args.models / f"ddpm_tme_{ds}")
-        res = results[ds] = {"n_test": len(X), "throughput": [], "ablation": [], "reference": []}
+        res = results[ds] = {"n_test": len(X), "throughput": [], "ablation": [], "reference": [], "cond": []}
+        if "cond" in parts and (args.models / f"ddpm_tme_cond_{ds}").exists():
+            cond = DDPMTME.from_pretrained(args.models / f"ddpm_tme_cond_{ds}")
+            cond_cfg = {**est_cfg, **recipe.get("cond_estimation", {}), **recipe.get(ds, {}).get("cond_estimation", {})}
+            mp = mean_tre(X, refine_to_link_loads(np.tile(train.flat.mean(0), (len(X), 1)), Y, A, projection="kl"))
+            for threads in [int(t) for t in args.threads.split(",")]:
+                torch.set_num_threads(threads)
+                t0, c0 = time.perf_counter(), time.process_time()
+                est = cond.estimate(Y, A, random_state=seed, **cond_cfg)
+                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+                res["cond"].append({"threads": threads, "tms_per_s": len(X) / dt, "tms_per_cpu_s": len(X) / cpu,
+                                    "tre_mean": mean_tre(X, est), "mean_prior_tre_mean": mp})
+                print(ds, "cond", res["cond"][-1], flush=True)
+            lines += [f"## {ds}: link-load-conditional DDPM-TME ({len(X)} test matrices, {cond_cfg})", "",
+                      "| torch threads | TMs/s (wall, contended) | TMs per CPU second | TRE mean | mean_prior TRE mean |",
+                      "|---:|---:|---:|---:|---:|"]
+            lines += [f"| {r['threads']} | {r['tms_per_s']:.1f} | {r['tms_per_cpu_s']:.1f} | {r['tre_mean']:.4f} | "
+                      f"{r['mean_prior_tre_mean']:.4f} |" for r in res["cond"]]
+            lines.append("")
+        if not parts & {"throughput", "ablation", "reference"}:
+            continue
         # 1. throughput on the whole test set
         for threads in [int(t) for t in args.threads.split(",")]:
             torch.set_num_threads(threads)
