@@ -1,7 +1,7 @@
 """Where the CPU time of ``read_pcaps(jobs=N)`` goes: per process and per part, in CPU seconds.
 
     python benchmarks/ingest_profile.py [--jobs 1,2] [--repeat 3] [--jobs-packets 2000000] [--jobs-files 8]
-                                        [--folder DIR] [--cprofile OUT_DIR]
+                                        [--folder DIR] [--cprofile OUT_DIR] [--pair] [--window BYTES]
 
 The folder is the one of ``benchmarks/ingest.py --only jobs`` (the same 8 synthetic captures, 2M
 packets, unless --folder is given). ``read_pcaps`` runs as is, with its per-capture task wrapped
@@ -17,6 +17,9 @@ into a side file). Printed per ``jobs``, best of --repeat by the busier process'
 CPU seconds are ``getrusage`` user+sys (a worker's own counters, read in the worker). On a shared
 machine CPU seconds are the better signal; wall times are labelled with the machine's load.
 ``--cprofile DIR`` also writes cProfile stats of the main process and of every worker task.
+``--pair`` also times two independent ``jobs=1`` reads at once against one alone: the slowdown
+of two readers that comes from the machine (shared caches, memory bandwidth, other load), not
+from the pool.
 """
 from __future__ import annotations
 
@@ -174,6 +177,36 @@ def report(run: dict) -> None:
               f"CPU {r['cpu']:.3f} (user {r['user']:.3f} sys {r['sys']:.3f}, {r['minflt']} minor faults)")
 
 
+PAIR_READ = """
+import resource, sys, warnings
+sys.path.insert(0, sys.argv[2])
+warnings.simplefilter("ignore")
+from trafficgen.data.flows.pcap import read_pcaps
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+read_pcaps(sys.argv[1], progress=False, max_packets=10, jobs=1)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+"""
+
+
+def pair(folder: Path, repeat: int) -> None:
+    """The machine's own cost of two readers at once: two independent ``jobs=1`` reads of the folder
+    in two fresh processes at the same time vs one alone (no pool, no merge): the CPU time per
+    capture that --jobs 2 cannot avoid on this machine (shared caches, memory bandwidth, load)."""
+    import subprocess
+
+    def run(n):
+        ps = [subprocess.Popen([sys.executable, "-c", PAIR_READ, str(folder), str(REPO)], stdout=subprocess.PIPE,
+                               text=True) for _ in range(n)]
+        return [float(p.communicate()[0]) for p in ps]
+
+    print("two independent --jobs 1 readers at once vs one alone (CPU seconds per process):")
+    for _ in range(repeat):
+        a, b = run(1), run(2)
+        print(f"  alone {a[0]:.2f} s; two at once {b[0]:.2f} s and {b[1]:.2f} s -> x{sum(b) / 2 / a[0]:.2f} "
+              f"(load {os.getloadavg()[0]:.1f})")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", default="1,2")
@@ -182,6 +215,8 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs-files", type=int, default=8)
     ap.add_argument("--folder", type=Path, help="captures to read (default: the synthetic folder of ingest.py)")
     ap.add_argument("--cprofile", help="folder for cProfile stats (main_jobsN.prof, task_PID_FILE.prof)")
+    ap.add_argument("--pair", action="store_true", help="also: two independent jobs=1 reads at once vs one "
+                    "alone (the machine's own slowdown of two readers)")
     ap.add_argument("--window", type=int, help="window size in bytes (pcap_format.CHUNK_BYTES; default 8 MiB)")
     args = ap.parse_args(argv)
     from benchmarks.ingest import machine_state, synthetic
@@ -211,6 +246,8 @@ def main(argv=None) -> None:
             best = min(runs, key=lambda r: max([r["main_cpu"], *([r["child_cpu"] / len(r["workers"])]
                                                                  if r["workers"] else [])]))
             report(best)
+        if args.pair:
+            pair(folder, args.repeat)
     print(machine_state())
 
 
