@@ -143,12 +143,11 @@ with open(sys.argv[1] + "." + os.environ["RANK"] + ".json", "w") as fh:
 """
 
 
-def test_loss_noise_streams_differ_per_process_and_epochs_stay_partitions(tmp_path):
-    """Every epoch's batches are one partition of the rows over the processes even when the loss
-    draws a different amount of noise on each (uneven last batch), the processes' noises differ,
-    and the weights stay equal."""
-    script = tmp_path / "streams.py"
-    script.write_text(_STREAMS)
+def _launch_two(tmp_path: Path, name: str, source: str, *, timeout: int) -> list[dict]:
+    """Run ``source`` in 2 CPU processes through ``accelerate launch`` (gloo on loopback); each
+    process writes ``out.RANK.json``; returns both, rank 0 first."""
+    script = tmp_path / name
+    script.write_text(source)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -156,9 +155,16 @@ def test_loss_noise_streams_differ_per_process_and_epochs_stay_partitions(tmp_pa
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                         "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), str(script),
-                        str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env=env)
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=timeout, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    runs = [json.loads((tmp_path / f"out.{rank}.json").read_text()) for rank in (0, 1)]
+    return [json.loads((tmp_path / f"out.{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def test_loss_noise_streams_differ_per_process_and_epochs_stay_partitions(tmp_path):
+    """Every epoch's batches are one partition of the rows over the processes even when the loss
+    draws a different amount of noise on each (uneven last batch), the processes' noises differ,
+    and the weights stay equal."""
+    runs = _launch_two(tmp_path, "streams.py", _STREAMS, timeout=120)
     assert runs[0]["weight"] == runs[1]["weight"]
     for epoch in range(3):  # 8 batches an epoch, 4 per process
         rows = [row for run in runs for batch in run["seen"][4 * epoch:4 * epoch + 4] for row in batch]
@@ -192,18 +198,7 @@ def test_two_process_lead_training_goes_through_the_data_parallel_loop(tmp_path)
     """LEAD (its own batch order and diffusion noise) in 2 processes: one optimiser step per 2
     batches of the epoch (steps per epoch and the max_steps cap counted that way), equal weights
     on both, calibration fitted on the main process only."""
-    script = tmp_path / "lead.py"
-    script.write_text(_LEAD)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                        "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), str(script),
-                        str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    runs = [json.loads((tmp_path / f"out.{rank}.json").read_text()) for rank in (0, 1)]
+    runs = _launch_two(tmp_path, "lead.py", _LEAD, timeout=300)
     assert runs[0]["checksum"] == runs[1]["checksum"]
     for run in runs:
         run["history"].pop("epoch_time_s")  # wall clock, each process its own

@@ -18,17 +18,21 @@ TINY = dict(t_in=6, horizons=(1, 2), d_v=8, n_res_blocks=1, d_model=32, adapter_
             n_samples=3, progress=False)
 
 
-@pytest.fixture(scope="module")
-def tiny_qwen(tmp_path_factory) -> str:
+def save_tiny_qwen(path) -> str:
+    """A tiny random Qwen2 (seed 0) saved at ``path``: the frozen-LM path without a download."""
     from transformers import Qwen2Config, Qwen2Model
 
-    path = tmp_path_factory.mktemp("qwen2")
     with torch.random.fork_rng():
         torch.manual_seed(0)
         cfg = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                           num_key_value_heads=2, vocab_size=64, max_position_embeddings=64)
         Qwen2Model(cfg).save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory) -> str:
+    return save_tiny_qwen(tmp_path_factory.mktemp("qwen2"))
 
 
 @pytest.fixture(scope="module")

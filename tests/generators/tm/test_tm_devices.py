@@ -166,15 +166,9 @@ def lead_series() -> np.ndarray:
 @pytest.fixture(scope="module")
 def lead_qwen(tmp_path_factory) -> str:
     """A tiny random Qwen2 saved locally (the frozen LM path without a download)."""
-    from transformers import Qwen2Config, Qwen2Model
+    from tests.generators.tm.test_lead import save_tiny_qwen
 
-    path = tmp_path_factory.mktemp("lead_qwen2")
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        cfg = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                          num_key_value_heads=2, vocab_size=64, max_position_embeddings=64)
-        Qwen2Model(cfg).save_pretrained(path)
-    return str(path)
+    return save_tiny_qwen(tmp_path_factory.mktemp("lead_qwen2"))
 
 
 def _lead(backbone, qwen_path=None, **kw):
