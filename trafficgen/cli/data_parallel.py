@@ -86,4 +86,24 @@ def launch_data_parallel(ctx: typer.Context, num_processes: int, device: str) ->
                 os.environ[k] = v
 
 
-__all__ = ["option_given", "command_path", "given_arguments", "launch_data_parallel"]
+def check_num_processes(num_processes: int) -> None:
+    """``--num-processes`` must be >= 1 (one line before any work)."""
+    from trafficgen.errors import ConfigError
+
+    if num_processes < 1:
+        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
+
+
+def launched_here(ctx: typer.Context, num_processes: int, device: str) -> bool:
+    """For ``--num-processes N > 1`` in a process that no launcher started: run the command in N
+    processes (:func:`launch_data_parallel`) and return True (the caller is done); else False."""
+    from trafficgen.generators.training import launched_world_size
+
+    if num_processes > 1 and launched_world_size() == 1:
+        launch_data_parallel(ctx, num_processes, device)
+        return True
+    return False
+
+
+__all__ = ["option_given", "command_path", "given_arguments", "launch_data_parallel", "check_num_processes",
+           "launched_here"]

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from trafficgen.cli.data_parallel import check_num_processes, launched_here, option_given
+
 
 def match_class(name: str, known) -> str:
     """The library's class-name rule (:func:`trafficgen.generators.base.match_class`): ``name``
@@ -27,20 +29,6 @@ def check_flows_output(out: Path | None) -> None:
     if out.suffix.lower() not in FLOW_SUFFIXES:
         raise ConfigError(f"output must end in .parquet, .jsonl or .csv, got {out.name!r}")
     check_output_path(out, "file")
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether the user gave option ``name`` (not its default)."""
-    from trafficgen.cli.data_parallel import option_given
-
-    return option_given(ctx, name)
-
-
-def launch_data_parallel(ctx: typer.Context, num_processes: int, device: str) -> None:
-    """``--num-processes N``: :func:`trafficgen.cli.data_parallel.launch_data_parallel`."""
-    from trafficgen.cli.data_parallel import launch_data_parallel as launch
-
-    launch(ctx, num_processes, device)
 
 
 def generator_kwargs(cls, **options) -> tuple[dict, list[str]]:
@@ -147,16 +135,13 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         from trafficgen._device import resolve_device, resolve_precision
         from trafficgen._io import check_output_path
         from trafficgen.data.flowset import FlowSet
-        from trafficgen.errors import ConfigError
-        from trafficgen.generators.training import is_main_process, launched_world_size
+        from trafficgen.generators.training import is_main_process
         from trafficgen.registry import get_generator
 
         check_output_path(out, "dir")  # before minutes of training
         resolve_precision(precision or "fp32", resolve_device(device, option="--device"), option="--precision")
-        if num_processes < 1:
-            raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
-        if num_processes > 1 and launched_world_size() == 1:
-            launch_data_parallel(ctx, num_processes, device)
+        check_num_processes(num_processes)
+        if launched_here(ctx, num_processes, device):
             return
         cls = get_generator(model)
         kwargs, ignored = generator_kwargs(cls, epochs=epochs, batch_size=batch_size, preset=preset,
@@ -166,7 +151,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                            timing=timing)
         option = {"random_state": "seed", "max_packets": "packets", "gradient_accumulation_steps": "grad_accum"}
         for name in ignored:  # only what the user asked for: --seed has a default every model gets
-            if name not in ("progress", "device") and _given(ctx, option.get(name, name)) and is_main_process():
+            if name not in ("progress", "device") and option_given(ctx, option.get(name, name)) and is_main_process():
                 typer.echo(f"warning: {cls.__name__} has no parameter {name!r}; ignored", err=True)
         if data is None:
             from trafficgen.datasets import load_ndpi_apps

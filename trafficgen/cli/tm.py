@@ -226,13 +226,13 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         import json
 
         from trafficgen._io import atomic_path
+        from trafficgen.cli.data_parallel import check_num_processes, launched_here
         from trafficgen.data.windows import chronological_split
         from trafficgen.errors import ConfigError
-        from trafficgen.generators.training import is_main_process, launched_world_size
+        from trafficgen.generators.training import is_main_process
 
         check_device(device)
-        if num_processes < 1:
-            raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
+        check_num_processes(num_processes)
         if grad_accum is not None and grad_accum < 1:
             raise ConfigError(f"--gradient-accumulation-steps must be >= 1, got {grad_accum}")
         forecaster = build_model(model, epochs=epochs, seed=seed, t_in=t_in,
@@ -242,10 +242,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
             raise ConfigError(f"model {model!r} does not train data-parallel; --num-processes is for the models "
                               "that train with the shared loop (lstm, gru, vit-lstm, stgcn, lead)")
         series = load_series(data)  # a bad --data fails here, before any process is started
-        if num_processes > 1 and launched_world_size() == 1:
-            from trafficgen.cli.data_parallel import launch_data_parallel
-
-            launch_data_parallel(ctx, num_processes, device)
+        if launched_here(ctx, num_processes, device):
             return
         train_part, val_part, _ = chronological_split(series, _SPLIT)
         forecaster.fit(train_part, val=val_part)
