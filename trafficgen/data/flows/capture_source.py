@@ -2,11 +2,7 @@
 
 :class:`Source` gives :class:`~trafficgen.data.flows.pcap_format.RecordStream` windows of about
 ``chunk`` bytes that start where the previous one's complete records ended; from a file, each
-window is read straight into a buffer, so the file never sits in memory whole. The buffer of the
-window before the previous one is reused when nothing holds a view of it any more (a bytearray
-with exported buffers, e.g. a numpy array of an earlier window still in use, cannot be resized,
-and is then left alone): a steady stream of windows neither allocates nor page-faults nor zeroes
-megabytes per window, and no array of an earlier window ever sees its bytes change. Only regular
+window is read straight into a new buffer, so the file never sits in memory whole. Only regular
 files are opened (a device such as ``/dev/zero``, a FIFO or a socket raises
 :class:`~trafficgen.errors.PcapError` at once instead of reading forever or blocking).
 """
@@ -38,7 +34,6 @@ class Source:
         self.path = path
         self.chunk = chunk_bytes
         self.fh = None
-        self._recent: list[bytearray] = []  # the buffers of the last two windows read from the file
         if data is not None:
             self.mem = data
             self.size = len(data)
@@ -49,16 +44,11 @@ class Source:
         if self.fh is not None:
             self.fh.close()
             self.fh = None
-        self._recent = []
 
     def _read(self, n: int, head: bytes = b"") -> tuple[bytearray, int]:
-        """(``head`` + up to ``n`` bytes read into one buffer, bytes read): the kernel copies
-        straight into the buffer, a recycled one (see the module docstring) or a new one."""
-        size = len(head) + n
-        buf = _recycle(self._recent[0], size) if len(self._recent) == 2 else None
-        if buf is None:
-            buf = bytearray(size)
-        self._recent = [*self._recent[-1:], buf]
+        """(``head`` + up to ``n`` bytes read into one new buffer, bytes read): the kernel copies
+        straight into the buffer."""
+        buf = bytearray(len(head) + n)
         buf[: len(head)] = head
         got, view = 0, memoryview(buf)
         try:
@@ -104,24 +94,6 @@ class Source:
         file and one byte (a short read then says "end of file" without another call)."""
         rest = max(self.size - offset, 0) + 1
         return rest if n is None else min(n, rest)
-
-
-def _recycle(buf: bytearray, size: int) -> bytearray | None:
-    """``buf`` resized to ``size`` bytes when no view of it exists (its old bytes are overwritten by
-    the caller), else None. A bytearray with exported buffers refuses any resize (BufferError)."""
-    have = len(buf)
-    if size < have // 2 or size > 2 * have:  # far from the old size: a fresh buffer fits better
-        return None
-    try:
-        buf.append(0)  # probes for exports: raises BufferError while a view of buf is alive
-    except BufferError:
-        return None
-    del buf[-1]
-    if size <= have:
-        del buf[size:]
-    else:
-        buf.extend(bytes(size - have))
-    return buf
 
 
 def open_regular(path):
