@@ -126,9 +126,9 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         return self.condition != "none"
 
     # ------------------------------------------------------------------ link-load condition
-    def _fit_condition(self, y: np.ndarray, A: np.ndarray, x_flat: np.ndarray) -> None:
-        """Condition statistics from the training link loads y (T, L), routing A and matrices."""
-        self.cond_routing_, self.cond_prior_ = A, x_flat.mean(0)  # (n_od, L), (n_od,)
+    def _fit_condition(self, y: np.ndarray, A: np.ndarray) -> None:
+        """Condition statistics from the training link loads y (T, L) and the routing A (n_od, L)."""
+        self.cond_routing_ = A
         ybar = y.mean(0)  # (L,)
         self.cond_ybar_ = np.where(ybar > 0, ybar, 1.0)
         u = np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_)  # (T, L)
@@ -142,7 +142,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
             return (np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_) - self.cond_mean_) / self.cond_std_  # (T, L)
         from trafficgen.estimation.classic import kl_projection
 
-        base = kl_projection(np.tile(self.cond_prior_, (len(y), 1)), y, self.cond_routing_)  # (T, n_od)
+        base = kl_projection(np.tile(self.train_mean_, (len(y), 1)), y, self.cond_routing_)  # (T, n_od)
         return self.scaler_.transform(base)  # (T, n_od)
 
     def condition_features(self, link_loads) -> torch.Tensor:
@@ -202,7 +202,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         self.scaler_ = flow_scaler(self.flow_scale).fit(train.flat)
         self.train_mean_ = train.flat.mean(0)  # (n_od,): the start of estimate(start="projected_mean")
         if y is not None:
-            self._fit_condition(y[0], y[1], train.flat)
+            self._fit_condition(y[0], y[1])
         self._build(train.n_nodes, cond_dim=0 if y is None else self._cond_dim())
         for name in ("embedding_", "recovery_", "denoiser_"):
             setattr(self, name, getattr(self, name).to(device))
@@ -358,7 +358,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
             tensors["train_mean"] = np.asarray(self.train_mean_, dtype=np.float64)
         if self.conditional:
             tensors.update({"cond.ybar": self.cond_ybar_, "cond.mean": self.cond_mean_, "cond.std": self.cond_std_,
-                            "cond.routing": self.cond_routing_, "cond.prior": self.cond_prior_})
+                            "cond.routing": self.cond_routing_})
         return config, tensors, {"history.json": self.history_}
 
     @classmethod
@@ -366,8 +366,8 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         model = cls(**config["params"])
         model._build(int(config["n_nodes"]), cond_dim=int(config.get("denoiser", {}).get("cond_dim", 0)))
         if model.conditional:
-            (model.cond_ybar_, model.cond_mean_, model.cond_std_, model.cond_routing_, model.cond_prior_) = (
-                np.asarray(tensors[f"cond.{k}"], dtype=np.float64) for k in ("ybar", "mean", "std", "routing", "prior"))
+            model.cond_ybar_, model.cond_mean_, model.cond_std_, model.cond_routing_ = (
+                np.asarray(tensors[f"cond.{k}"], dtype=np.float64) for k in ("ybar", "mean", "std", "routing"))
         for prefix, module in (("embedding.", model.embedding_), ("recovery.", model.recovery_),
                                ("denoiser.", model.denoiser_)):
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
