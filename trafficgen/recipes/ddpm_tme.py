@@ -173,24 +173,24 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
                        ("tomogravity", classic.tomogravity_estimate)):
         t0 = time.perf_counter()
         add(method, fn(Y, A), time.perf_counter() - t0)
+    def project(prior):  # every training-free prior gets the projection DDPM-TME's estimates get
+        return refine_to_link_loads(prior, Y, A, projection=projection, project_iters=est_cfg.get("project_iters", 3))
+
     # naive baseline: a constant prior (training mean) with DDPM-TME's projection
     t0 = time.perf_counter()
     mean_prior = np.tile(train.flat.mean(0), (len(X), 1))  # (T, n_od)
-    add("mean_prior", refine_to_link_loads(mean_prior, Y, A, projection=projection,
-                                           project_iters=est_cfg.get("project_iters", 3)), time.perf_counter() - t0)
+    add("mean_prior", project(mean_prior), time.perf_counter() - t0)
     rivals = dict(config.get("rivals", {}))
     if rivals:  # the cheap equivalents of conditioning on time of day / on the link loads
         per_day = int(round(86400 / train.interval_s))
         t0 = time.perf_counter()
         prior = tod_mean_prior(train.flat, train_pos, test_pos, per_day, rivals.get("tod_hours", 1.0))
-        add("tod_mean_prior", refine_to_link_loads(prior, Y, A, projection=projection,
-                                                   project_iters=est_cfg.get("project_iters", 3)), time.perf_counter() - t0)
+        add("tod_mean_prior", project(prior), time.perf_counter() - t0)
         t0 = time.perf_counter()
         prior, info["ridge_alpha"] = ridge_prior(train.flat, A, Y, alphas=rivals.get("ridge_alphas", (1.0, 10.0, 100.0)),
                                                  val_fraction=rivals.get("val_fraction", 0.25), projection=projection,
                                                  project_iters=est_cfg.get("project_iters", 3), random_state=seed)
-        add("ridge_prior", refine_to_link_loads(prior, Y, A, projection=projection,
-                                                project_iters=est_cfg.get("project_iters", 3)), time.perf_counter() - t0)
+        add("ridge_prior", project(prior), time.perf_counter() - t0)
     fitted = {}
     latent_cfg = {k: v for k, v in est_cfg.items() if k in _LATENT_KEYS}
     for method, cls, key in (("vae_tme", VAETME, "vae"), ("wgan_gp_tme", WGANGPTME, "wgan")):
