@@ -462,15 +462,9 @@ class CausalLMFlowGenerator(FlowGenerator):
     def _placed(self):
         """The torch device of ``device``, with the model moved there first if it is elsewhere
         (a loaded model waits on the CPU until it is used; ``set_params(device=...)`` moves it)."""
-        from trafficgen._device import resolve_device, same_device
-        from trafficgen.generators.training import model_device
+        from trafficgen.generators.training import place_modules
 
-        device = resolve_device(self.device)
-        if not same_device(model_device(self.model_), device):
-            self.model_ = self.model_.to(device)
-        if getattr(self, "timing_head_", None) is not None and not same_device(model_device(self.timing_head_), device):
-            self.timing_head_ = self.timing_head_.to(device)
-        return device
+        return place_modules(self.device, self.model_, getattr(self, "timing_head_", None))
 
     def _output_projection(self, dtype):
         """``hidden (B, D) -> logits (B, V'+pad)`` over the ``<EOS>`` + length rows of the LM head,

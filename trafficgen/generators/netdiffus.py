@@ -244,13 +244,9 @@ class NetDiffusGenerator(FlowGenerator):
     def _placed(self):
         """The torch device of ``device``, with the model moved there first if it is elsewhere
         (a loaded model waits on the CPU until it is used)."""
-        from trafficgen._device import resolve_device, same_device
-        from trafficgen.generators.training import model_device
+        from trafficgen.generators.training import place_modules
 
-        device = resolve_device(self.device)
-        if not same_device(model_device(self.model_), device):
-            self.model_ = self.model_.to(device)
-        return device
+        return place_modules(self.device, self.model_)
 
     # ------------------------------------------------------------------ images
     def encode_lengths(self, x: np.ndarray) -> np.ndarray:

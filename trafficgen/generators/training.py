@@ -332,6 +332,19 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def place_modules(device_spec, *modules) -> torch.device:
+    """The torch device of ``device_spec`` (see :func:`trafficgen._device.resolve_device`), with
+    every module given (None skipped) moved there, in place, when it is elsewhere: how a model's
+    ``_placed`` keeps a loaded (CPU) network until it is first used, or follows a changed ``device``."""
+    from trafficgen._device import resolve_device, same_device
+
+    device = resolve_device(device_spec)
+    for module in modules:
+        if module is not None and not same_device(model_device(module), device):
+            module.to(device)  # nn.Module.to moves the parameters in place
+    return device
+
+
 def launched_world_size() -> int:
     """The number of processes a launcher started this one among (1 when not launched)."""
     import os
@@ -433,5 +446,5 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 __all__: Sequence[str] = ["make_optimizer", "split_validation", "EarlyStopping", "progress_bar",
                           "iterate_batches", "train_loop", "evaluate_loss", "loss_sums", "seeded_init",
-                          "count_parameters", "model_device", "is_main_process", "launched_world_size",
+                          "count_parameters", "model_device", "place_modules", "is_main_process", "launched_world_size",
                           "distributed_state", "all_reduce_gradients", "sync_generator"]

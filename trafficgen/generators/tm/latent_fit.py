@@ -133,13 +133,9 @@ class _LatentTME(PretrainedMixin):
 
     def _placed(self) -> torch.device:
         """The torch device of ``device``, with the decoder moved there first if it is elsewhere."""
-        from trafficgen._device import resolve_device, same_device
-        from trafficgen.generators.training import model_device
+        from trafficgen.generators.training import place_modules
 
-        device = resolve_device(self.device)
-        if not same_device(model_device(self.decoder_), device):
-            self.decoder_ = self.decoder_.to(device)
-        return device
+        return place_modules(self.device, self.decoder_)
 
     def _decode_real(self, z: torch.Tensor) -> torch.Tensor:
         return self.scaler_.torch_inverse(self.decoder_(z))  # (B, n_od)

@@ -160,13 +160,9 @@ class NeuralTMForecaster(TMForecaster):
 
     def _placed(self):
         """The torch device of ``device``, with the network moved there first if it is elsewhere."""
-        from trafficgen._device import resolve_device, same_device
-        from trafficgen.generators.training import model_device
+        from trafficgen.generators.training import place_modules
 
-        device = resolve_device(self.device)
-        if not same_device(model_device(self.network_), device):
-            self.network_ = self.network_.to(device)
-        return device
+        return place_modules(self.device, self.network_)
 
     # ------------------------------------------------------------------ persistence
     def _state(self):

@@ -159,13 +159,11 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
     # ------------------------------------------------------------------ device
     def _placed(self) -> torch.device:
         """The torch device of ``device``, with the networks (and schedule) moved there if elsewhere."""
-        from trafficgen._device import resolve_device, same_device
-        from trafficgen.generators.training import model_device
+        from trafficgen._device import same_device
+        from trafficgen.generators.training import place_modules
 
-        device = resolve_device(self.device)
-        if not same_device(model_device(self.denoiser_), device):
-            for name in ("embedding_", "recovery_", "denoiser_"):
-                setattr(self, name, getattr(self, name).to(device))
+        device = place_modules(self.device, self.embedding_, self.recovery_, self.denoiser_)
+        if not same_device(self.alphas_cumprod_.device, device):
             self.alphas_cumprod_ = self.alphas_cumprod_.to(device)
         return device
 

@@ -441,13 +441,9 @@ class LeadForecaster(TMForecaster):
     def _placed(self) -> torch.device:
         """The torch device of ``device``, with the network moved there first if it is elsewhere
         (a loaded model, or ``device`` changed after fitting)."""
-        from trafficgen._device import resolve_device, same_device
-        from trafficgen.generators.training import model_device
+        from trafficgen.generators.training import place_modules
 
-        device = resolve_device(self.device)
-        if not same_device(model_device(self.net_), device):
-            self.net_.to(device)
-        return device
+        return place_modules(self.device, self.net_)
 
     def predict_samples(self, values, origins, horizons, n_samples: int, *, random_state=None,
                         batch_size: int = 16) -> np.ndarray:
