@@ -38,7 +38,7 @@ TIMING_PREFIX = "timing_head."
 #: Prefix of the IAT chain's count tables in ``model.safetensors``.
 CHAIN_PREFIX = "timing_chain"
 
-#: The classifier-free guidance scale a model trained with ``cfg_dropout > 0`` samples at by default.
+#: The classifier-free guidance scale ``sample`` uses when neither it nor the model sets one (1: none).
 DEFAULT_GUIDANCE = 1.0
 
 #: Key of the per-class length support (C, V') uint8 in ``model.safetensors``.
@@ -99,6 +99,7 @@ class CausalLMFlowGenerator(FlowGenerator):
     -0.010 and the JSDs by less than 0.01 (within the RandomForest seeds' noise) at twice the
     decode cost, so it is an option (``guidance_scale=1.5``), not the default. Models saved
     without a class support sample with ``support=None``.
+
     Timing: ``timing=True`` (or ``"chain"``) also learns the flows' inter-arrival times, given
     the sampled lengths, with the :class:`~trafficgen.generators.iat_chain.IATChain` that
     ``markov`` uses; ``timing="head"`` with a second head on the LM's hidden states
@@ -348,7 +349,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         if guidance_scale is None:
             guidance_scale = self.guidance_scale
         if guidance_scale is None:
-            guidance_scale = DEFAULT_GUIDANCE if trained_cfg else 1.0
+            guidance_scale = DEFAULT_GUIDANCE
         scale = float(guidance_scale)
         if scale < 0:
             raise ConfigError(f"guidance_scale must be >= 0, got {scale}")
