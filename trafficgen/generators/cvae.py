@@ -93,7 +93,8 @@ class CVAEGenerator(FlowGenerator):
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 80,
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
                  patience: int | None = 20, kl_warmup: float = 0.2, free_bits: float = 0.1, context: int = 2,
-                 dropout: float = 0.0, word_dropout: float = 0.0, weight_decay: float = 0.1,
+                 dropout: float = 0.0, word_dropout: float = 0.0, label_smoothing: float = 0.0,
+                 weight_decay: float = 0.1,
                  temperature: float = 0.8, z_temperature: float = 1.0, support: str = "class",
                  random_state: int | None = None,
                  progress: bool = True, device: str = "auto"):
@@ -109,6 +110,7 @@ class CVAEGenerator(FlowGenerator):
         self.context = context
         self.dropout = dropout
         self.word_dropout = word_dropout
+        self.label_smoothing = label_smoothing
         self.weight_decay = weight_decay
         self.temperature = temperature
         self.z_temperature = z_temperature
@@ -142,16 +144,18 @@ class CVAEGenerator(FlowGenerator):
         import torch
 
         from trafficgen._device import resolve_device
-        from trafficgen.generators.cvae_network import CategoricalCVAE, CVAEConfig
+        from trafficgen.generators.cvae_network import MAX_CONTEXT, CategoricalCVAE, CVAEConfig
         from trafficgen.generators.training import seeded_init, train_loop
 
         device = resolve_device(self.device)
         width = self._validated_width(flows)
-        if (not 0.0 <= float(self.kl_warmup) <= 1.0 or float(self.free_bits) < 0 or self.context not in (0, 1, 2)
-                or not 0.0 <= float(self.dropout) < 1.0 or not 0.0 <= float(self.word_dropout) <= 1.0):
-            raise ConfigError(f"need 0 <= kl_warmup <= 1, free_bits >= 0, context 0, 1 or 2, 0 <= dropout < 1, "
-                              f"0 <= word_dropout <= 1; got {self.kl_warmup}, {self.free_bits}, {self.context!r}, "
-                              f"{self.dropout}, {self.word_dropout}")
+        if (not 0.0 <= float(self.kl_warmup) <= 1.0 or float(self.free_bits) < 0
+                or self.context not in range(MAX_CONTEXT + 1)
+                or not 0.0 <= float(self.dropout) < 1.0 or not 0.0 <= float(self.word_dropout) <= 1.0
+                or not 0.0 <= float(self.label_smoothing) < 1.0):
+            raise ConfigError(f"need 0 <= kl_warmup <= 1, free_bits >= 0, context in 0..{MAX_CONTEXT}, 0 <= dropout < 1, "
+                              f"0 <= word_dropout <= 1, 0 <= label_smoothing < 1; got {self.kl_warmup}, {self.free_bits}, "
+                              f"{self.context!r}, {self.dropout}, {self.word_dropout}, {self.label_smoothing}")
         flows = flows.truncate(width)
         flows = flows[np.flatnonzero(flows.n_packets > 0)]
         if len(flows) == 0:
@@ -171,7 +175,8 @@ class CVAEGenerator(FlowGenerator):
         seed = seed_from(self.random_state, bits=31)
         gen = torch.Generator().manual_seed(seed)
         model = seeded_init(seed, lambda: CategoricalCVAE(cfg, dropout=float(self.dropout),
-                                                          word_dropout=float(self.word_dropout)))
+                                                          word_dropout=float(self.word_dropout),
+                                                          label_smoothing=float(self.label_smoothing)))
         model.class_vocab.copy_(torch.from_numpy(freq > 0))
         with torch.no_grad():  # start every position at its class's (smoothed) length frequencies
             model.class_bias.copy_(torch.from_numpy(np.log(freq + 0.1) - np.log(freq + 0.1).mean(1, keepdims=True)))

@@ -30,7 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CVAEConfig", "CategoricalCVAE", "length_index_features"]
+__all__ = ["CVAEConfig", "CategoricalCVAE", "length_index_features", "MAX_CONTEXT"]
+
+#: The most previous lengths the decoder can see (``CVAEConfig.context``).
+MAX_CONTEXT = 4
 
 
 @dataclass
@@ -103,12 +106,14 @@ class CategoricalCVAE(nn.Module):
     vector, Bowman et al. 2016) regularise training only.
     """
 
-    def __init__(self, config: CVAEConfig, *, dropout: float = 0.0, word_dropout: float = 0.0):
+    def __init__(self, config: CVAEConfig, *, dropout: float = 0.0, word_dropout: float = 0.0,
+                 label_smoothing: float = 0.0):
         super().__init__()
         self.config = c = config
         self.word_dropout = float(word_dropout)  # training only: not part of the saved model
-        if c.context not in (0, 1, 2):
-            raise ValueError(f"context must be 0, 1 or 2, got {c.context}")
+        self.label_smoothing = float(label_smoothing)  # training only, over the allowed lengths
+        if not 0 <= c.context <= MAX_CONTEXT:
+            raise ValueError(f"context must be in 0..{MAX_CONTEXT}, got {c.context}")
         phi = torch.from_numpy(length_index_features(c.n_lengths // 2))  # (2M, K)
         self.in_table = LengthTable(phi, c.token_dim)
         self.out_table = LengthTable(phi, c.token_dim)
@@ -190,6 +195,11 @@ class CategoricalCVAE(nn.Module):
         logits = self.token_logits(states[present], self.previous(tokens)[present], y[rows],
                                    first[present]).float()  # (P, 2M)
         per_token = nn.functional.cross_entropy(logits, tokens[present], reduction="none")  # (P,)
+        if self.training and self.label_smoothing:  # mix in the mean NLL over the allowed lengths
+            logp = torch.log_softmax(logits, -1)  # (P, 2M)
+            ok = torch.isfinite(logp)
+            uniform = -logp.masked_fill(~ok, 0.0).sum(-1) / ok.sum(-1)  # (P,)
+            per_token = (1.0 - self.label_smoothing) * per_token + self.label_smoothing * uniform
         return nll.index_add(0, rows, per_token)  # (B,)
 
     @staticmethod
