@@ -44,6 +44,13 @@ DEFAULT_GUIDANCE = 1.0
 #: Key of the per-class length support (C, V') uint8 in ``model.safetensors``.
 SUPPORT_KEY = "class_support"
 
+#: Key of the per-class output bias (C, V') float32 in ``model.safetensors``.
+CLASS_BIAS_KEY = "class_bias"
+
+#: Pseudo-count (in tokens) of the global next-token distribution in each class's smoothed one,
+#: which starts the per-class output bias (see :func:`class_bias_init`).
+CLASS_BIAS_PRIOR = 20.0
+
 #: ``timing`` values: the model of the inter-arrival times (True is the default one).
 TIMING_MODES = {True: "chain", "chain": "chain", "head": "head"}
 
@@ -117,6 +124,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         "class_counts": Field.class_counts(required=False), "max_packets_": Field.integer(minimum=1),
         "history": Field.object(required=False), "model_config": Field.object(),
         "timing": Field.object(required=False), "class_support": Field((bool,), required=False),
+        "class_bias": Field((bool,), required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {
         "tokenizer.json": {"type": Field.string(equals="FlowTokenizer"), "classes": Field.class_names(),
@@ -129,7 +137,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                  repeat_weight: float = 1.0, length_features: bool = True, random_state: int | None = None,
                  progress: bool = True, device: str = "auto", precision: str = "fp32",
                  gradient_accumulation_steps: int = 1, timing: bool = False, cfg_dropout: float = 0.1,
-                 guidance_scale: float | None = None, support: str | None = "class"):
+                 guidance_scale: float | None = None, support: str | None = "class", class_bias: bool = False,
+                 class_bias_l2: float = 1.0):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -150,6 +159,8 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.cfg_dropout = cfg_dropout
         self.guidance_scale = guidance_scale
         self.support = support
+        self.class_bias = class_bias
+        self.class_bias_l2 = class_bias_l2
 
     # ------------------------------------------------------------------ architecture hooks
     def _build_model(self, vocab_size: int, max_positions: int):
@@ -200,6 +211,13 @@ class CausalLMFlowGenerator(FlowGenerator):
 
             attach_length_features(model, tokenizer)
         outputs, first_positive = tokenizer.output_ids, tokenizer.first_positive_output
+        first_class = tokenizer.first_class_id
+        bias_l2 = float(self.class_bias_l2)
+        if bias_l2 < 0:
+            raise ConfigError(f"class_bias_l2 must be >= 0, got {self.class_bias_l2}")
+        if self.class_bias:  # a parameter of the model while it trains (optimised, restored with the best weights)
+            model.class_bias = torch.nn.Parameter(torch.from_numpy(class_bias_init(ids, tokenizer)).to(device))
+        n_scored = max(int(mask[:, 1:].sum()), 1)  # tokens the loss scores over the data: scales the L2 pull
         cfg_dropout = float(self.cfg_dropout)
         if not 0.0 <= cfg_dropout < 1.0:
             raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
@@ -217,6 +235,8 @@ class CausalLMFlowGenerator(FlowGenerator):
             draws from (see :meth:`log_likelihood`)."""
             width_b = int(n_tok[batch].max())
             x = ids_t[batch.to(device), :width_b]  # (B, T)
+            cls_idx = x[:, 0] - first_class  # (B,)
+            uncond = None
             if cfg_dropout > 0 and model.training:  # validation scores the conditional model
                 uncond = (torch.rand(x.shape[0], generator=drop_gen) < cfg_dropout).to(device)  # (B,)
                 x = torch.cat([torch.where(uncond, EOS_ID, x[:, 0])[:, None], x[:, 1:]], dim=1)
@@ -227,10 +247,17 @@ class CausalLMFlowGenerator(FlowGenerator):
                 sel[:, width] &= tgt[:, width] != EOS_ID  # the forced end after max_packets packets
             weight = model.lm_head.weight[outputs]  # (V', D)
             logits = (hidden[sel] @ weight.t()).float()  # (N, V')
+            if self.class_bias:  # each row's class bias; none for the unconditional prompt's rows
+                rows = model.class_bias[cls_idx].float()  # (B, V')
+                if uncond is not None:
+                    rows = torch.where(uncond[:, None], 0.0, rows)
+                logits = logits + rows[sel.nonzero()[:, 0]]  # (N, V')
             first = torch.zeros_like(sel)
             first[:, 0] = True
             logits[first[sel], :first_positive] = -torch.inf  # step 0: positive lengths only
             loss = torch.nn.functional.cross_entropy(logits, tgt[sel] - EOS_ID)
+            if self.class_bias and bias_l2 > 0 and model.training:  # MAP: a Gaussian prior pulling it to 0
+                loss = loss + bias_l2 * model.class_bias.float().pow(2).sum() / n_scored
             return loss, int(sel.sum())
 
         weights = training_row_weights(ids, class_balance=float(self.class_balance),
@@ -246,6 +273,10 @@ class CausalLMFlowGenerator(FlowGenerator):
                                    progress=bool(self.progress), description=f"train {self.name}",
                                    sample_weights=weights, precision=self.precision,
                                    gradient_accumulation_steps=int(self.gradient_accumulation_steps))
+        self.class_bias_ = None
+        if self.class_bias:
+            self.class_bias_ = model.class_bias.detach().float().cpu().numpy().copy()  # (C, V')
+            del model.class_bias  # the model is a plain HF model again
         if self.length_features:
             from trafficgen.generators.length_features import fold_length_features
 
@@ -304,7 +335,7 @@ class CausalLMFlowGenerator(FlowGenerator):
             raise ConfigError("need temperature >= 0, top_k >= 1, 0 < top_p <= 1")
         decode_dtype(dtype)  # fail before any work on a bad name
         scale = self._guidance(guidance_scale)
-        support_mask = self._support_mask(self.support if support == "model" else support)
+        offset = self._class_offset(self.support if support == "model" else support, scale)
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(n, cls, rng)
         gen = torch.Generator(device=self._placed()).manual_seed(int(rng.integers(2**63 - 1)))
@@ -314,7 +345,7 @@ class CausalLMFlowGenerator(FlowGenerator):
             for i in range(0, n, int(batch_size)):
                 ids = self.generate_ids(class_ids[i:i + int(batch_size)], generator=gen, temperature=temperature,
                                         top_k=top_k, top_p=top_p, dtype=dtype, guidance_scale=scale,
-                                        support_mask=support_mask)  # (b, W+2)
+                                        support_mask=offset)  # (b, W+2)
                 parts.append(ids.cpu().numpy())
                 update(len(ids))
         ids = np.concatenate(parts)
@@ -370,13 +401,29 @@ class CausalLMFlowGenerator(FlowGenerator):
             raise ConfigError("support='class' needs a model saved with its class support (retrain it)")
         return torch.where(torch.from_numpy(self.class_support_), 0.0, -torch.inf).to(self._placed())
 
+    def _class_offset(self, support: str | None, guidance_scale: float = 1.0):
+        """None, or the (C, V') per-class additive tensor of the decode loop: the class support mask
+        (0 / -inf, see :meth:`_support_mask`) plus the class output bias (if the model has one)
+        times ``guidance_scale``. Guidance samples from ``l_u + s (l_c - l_u)`` where only the
+        conditional logits ``l_c`` carry the class bias ``b_c``; that is the guided logits of the
+        bias-free branches plus ``s b_c``, so one tensor added after the guidance step is exact."""
+        import torch
+
+        mask = self._support_mask(support)
+        bias = getattr(self, "class_bias_", None)
+        if bias is None:
+            return mask
+        bias = float(guidance_scale) * torch.from_numpy(bias).to(self._placed())  # (C, V')
+        return bias if mask is None else bias + mask
+
     def generate_ids(self, class_ids, *, generator, temperature: float = 1.0, top_k: int | None = None,
                      top_p: float | None = None, max_packets: int | None = None, dtype: str = "float32",
                      guidance_scale: float = 1.0, support_mask=None):
         """Decode loop: (B,) class-token ids -> (B, W+2) ids ``<CLASS> PL... <EOS> <PAD>...``.
         ``guidance_scale != 1`` runs every chunk twice over (conditional rows, then the same rows
-        with the unconditional prompt) and samples from the guided logits. ``support_mask`` (C, V')
-        is added to each row's logits by its class."""
+        with the unconditional prompt) and samples from the guided logits. ``support_mask`` (C, V'),
+        the per-class additive tensor (:meth:`_class_offset`: the support mask and the class bias), is
+        added to each row's logits by its class (after the guidance step)."""
         import torch
 
         compute_dtype = decode_dtype(dtype)
@@ -417,7 +464,7 @@ class CausalLMFlowGenerator(FlowGenerator):
                         logits = project(hidden)  # (b_c, V'+pad)
                     # masks set in place on a few columns (a GEMM bias, addmm, first writes a
                     # (b_c, V') broadcast of it)
-                    if support_mask is not None:  # each row's class support
+                    if support_mask is not None:  # each row's class support and class bias
                         logits[:, :n_out] += support_mask[class_ids[c].to(device) - self.tokenizer_.first_class_id]
                     logits[:, n_out:] = -torch.inf  # padded outputs
                     if t == 0:  # a flow has >= 1 packet and its first is client -> server (+)
@@ -435,7 +482,8 @@ class CausalLMFlowGenerator(FlowGenerator):
     def log_likelihood(self, flows, *, batch_size: int = 256):
         """Natural-log likelihood of each flow given its class, log p(x | c) (n,), in nats, under
         the distribution :meth:`sample` draws from (temperature 1): the softmax over ``<EOS>`` and
-        the length tokens, at step 0 over the positive lengths only; the end after ``max_packets_``
+        the length tokens (plus the class output bias if the model has one), at step 0 over the
+        positive lengths only; the end after ``max_packets_``
         packets is forced and adds no term. Lengths beyond the vocabulary are clipped (as in fit)."""
         import torch
 
@@ -446,11 +494,15 @@ class CausalLMFlowGenerator(FlowGenerator):
         outputs, first_positive = self.tokenizer_.output_ids, self.tokenizer_.first_positive_output
         out = np.zeros(len(ids))
         device = self._placed()
+        bias = getattr(self, "class_bias_", None)
+        bias = None if bias is None else torch.from_numpy(bias).to(device)  # (C, V')
         with torch.inference_mode():
             for i in range(0, len(ids), int(batch_size)):
                 x = torch.from_numpy(ids[i:i + int(batch_size)]).to(device)  # (B, W+2)
                 hidden = self._backbone_hidden(self.model_, x[:, :-1])  # (B, W+1, D)
                 logits = self.model_.lm_head(hidden).float()[..., outputs]  # (B, W+1, V')
+                if bias is not None:  # each row's class output bias, at every position
+                    logits += bias[x[:, 0] - self.tokenizer_.first_class_id][:, None]
                 logits[:, 0, :first_positive] = -torch.inf
                 logp = torch.log_softmax(logits, dim=-1)  # (B, W+1, V')
                 tgt = x[:, 1:]  # (B, W+1)
@@ -498,6 +550,9 @@ class CausalLMFlowGenerator(FlowGenerator):
         if getattr(self, "class_support_", None) is not None:
             tensors[SUPPORT_KEY] = torch_tensor(self.class_support_.astype(np.uint8))
             config["class_support"] = True
+        if getattr(self, "class_bias_", None) is not None:
+            tensors[CLASS_BIAS_KEY] = torch_tensor(self.class_bias_.astype(np.float32))
+            config["class_bias"] = True
         if getattr(self, "timing_chain_", None) is not None:
             config["timing"] = {"model": "chain", **self.timing_chain_.config()}
             tensors.update({k: torch_tensor(v) for k, v in self.timing_chain_.state(CHAIN_PREFIX).items()})
@@ -517,6 +572,8 @@ class CausalLMFlowGenerator(FlowGenerator):
             gen.cfg_dropout = 0.0
         if "support" not in params:  # saved before the class support existed
             gen.support = None
+        if "class_bias" not in params:  # saved before the class output bias existed
+            gen.class_bias = False
         gen.tokenizer_ = FlowTokenizer.from_dict(extra["tokenizer.json"])
         if list(gen.tokenizer_.classes) != list(config["classes"]):
             raise InputFormatError(f"tokenizer.json classes {list(gen.tokenizer_.classes)} differ from "
@@ -531,12 +588,22 @@ class CausalLMFlowGenerator(FlowGenerator):
         if config.get("class_support") and support is None:
             raise InputFormatError(f"missing tensor {SUPPORT_KEY!r} (config.json says the model has it)",
                                    path=TENSORS_FILE)
-        tensors = {k: v for k, v in tensors.items() if k != SUPPORT_KEY}
+        bias = tensors.get(CLASS_BIAS_KEY)
+        if bool(config.get("class_bias")) != (bias is not None):
+            raise InputFormatError(f"config.json class_bias is {bool(config.get('class_bias'))} but tensor "
+                                   f"{CLASS_BIAS_KEY!r} is {'present' if bias is not None else 'missing'}",
+                                   path=TENSORS_FILE)
+        n_out = gen.tokenizer_.first_class_id - EOS_ID
+        if bias is not None and tuple(bias.shape) != (len(config["classes"]), n_out):
+            raise InputFormatError(f"tensor {CLASS_BIAS_KEY!r} has shape {tuple(bias.shape)}, expected "
+                                   f"{(len(config['classes']), n_out)}", path=TENSORS_FILE)
+        tensors = {k: v for k, v in tensors.items() if k not in (SUPPORT_KEY, CLASS_BIAS_KEY)}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(TIMING_PREFIX) and k not in chain_tensors}
         load_module_state(model, tensors, TENSORS_FILE, optional=lambda key: "inv_freq" in key)
         gen.model_ = model.eval()  # CPU weights; moved to gen.device when first used (_placed)
         gen.timing_head_ = gen.iat_bins_ = gen.timing_chain_ = None
         gen.class_support_ = None if support is None else np.asarray(support).astype(bool)
+        gen.class_bias_ = None if bias is None else np.asarray(bias, dtype=np.float32)
         if gen.support == "class" and gen.class_support_ is None:
             raise InputFormatError(f"params.support is 'class' but there is no {SUPPORT_KEY!r} tensor",
                                    path=TENSORS_FILE)
@@ -594,6 +661,24 @@ def class_support(ids: np.ndarray, tokenizer: FlowTokenizer) -> np.ndarray:
     rows, cols = np.nonzero(body > EOS_ID)
     out[ids[rows, 0] - tokenizer.first_class_id, body[rows, cols] - EOS_ID] = True
     return out
+
+
+def class_bias_init(ids: np.ndarray, tokenizer: FlowTokenizer, prior: float = CLASS_BIAS_PRIOR) -> np.ndarray:
+    """(C, V') float32 start of the per-class output bias: ``log p_c(v) - log p(v)`` over the
+    outputs (``<EOS>`` + lengths, output-row order), where ``p`` is the next-token frequency of all
+    training flows ``ids`` (n, W+2) (add-0.01 smoothed) and ``p_c`` class c's, smoothed towards
+    ``p`` with ``prior`` pseudo-tokens: ``p_c = (n_cv + prior p(v)) / (n_c + prior)``. A model whose
+    logits are ``log p`` plus this bias predicts ``p_c``: the bias starts as a class unigram prior
+    on top of what the shared network learns."""
+    n_out = tokenizer.first_class_id - EOS_ID
+    counts = np.zeros((len(tokenizer.classes), n_out))
+    body = ids[:, 1:-1]  # the scored targets (the <EOS> after max_packets packets is forced)
+    rows, cols = np.nonzero(body >= EOS_ID)
+    np.add.at(counts, (ids[rows, 0] - tokenizer.first_class_id, body[rows, cols] - EOS_ID), 1.0)
+    total = counts.sum(0)  # (V',)
+    p = (total + 0.01) / (total.sum() + 0.01 * n_out)  # (V',)
+    p_c = (counts + prior * p) / (counts.sum(1, keepdims=True) + prior)  # (C, V')
+    return (np.log(p_c) - np.log(p)).astype(np.float32)
 
 
 def training_row_weights(ids: np.ndarray, *, class_balance: float = 0.0,
