@@ -118,6 +118,41 @@ def test_two_process_cpu_tm_training_writes_one_model_that_forecasts(tmp_path):
     np.testing.assert_allclose(one.predict(series.values, [110, 120], [1, 2]), fc, rtol=1e-4)
 
 
+def test_two_process_cpu_ddpm_tme_training_writes_one_model_that_samples(tmp_path):
+    """`tm train --model ddpm-tme --num-processes 2`: both phases (E/R pre-training, joint
+    diffusion training) step data-parallel; the noise-free pre-training is one process's with
+    2-batch gradient accumulation, loss for loss."""
+    from trafficgen.data.tm import write_tm_npy
+    from trafficgen.data.windows import chronological_split
+    from trafficgen.generators.tm import load_tm_model
+    from trafficgen.generators.tm.ddpm_tme import DDPMTME
+
+    series = _tm_series()
+    (tmp_path / "data").mkdir()
+    write_tm_npy(series, tmp_path / "data" / "tm.npy")
+    out = tmp_path / "model"
+    train, val, _ = chronological_split(series, (0.7, 0.15, 0.15))
+    assert len(train) == 105  # 2 batches of (at most) 64 an epoch: 1 per process
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(SCRIPT), "tm", "train", "--model", "ddpm-tme", "--data", str(tmp_path / "data" / "tm.npy"),
+                        "--epochs", "3", "--device", "cpu", "--num-processes", "2", "-o", str(out)],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model"]
+    assert r.stdout.count(f"wrote {out}") == 1
+    history = json.loads((out / "train_summary.json").read_text())["history"]
+    assert history["processes"] == 2 and history["pretrain_steps"] == 50 and history["steps"] == 3
+    assert history["pretrain_loss"][-1] < 0.5 * history["pretrain_loss"][0]
+
+    model = load_tm_model(out)
+    syn = model.sample(4, random_state=0)
+    assert syn.values.shape == (4, 3, 3) and np.isfinite(syn.values).all() and (syn.values >= 0).all()
+
+    one = DDPMTME(epochs=3, gradient_accumulation_steps=2, progress=False, device="cpu").fit(train, val=val)
+    assert one.history_["pretrain_steps"] == 50 and one.history_["steps"] == 3 and "processes" not in one.history_
+    np.testing.assert_allclose(one.history_["pretrain_loss"], history["pretrain_loss"], rtol=1e-4)
+
+
 #: One process of a 2-process train_loop whose loss draws noise from the training generator (as
 #: VAE-TME, CVAE, NetDiffus and LEAD do): 38 rows in batches of 5, the last batch of 3 rows.
 _STREAMS = """

@@ -214,10 +214,10 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                    "cuda:N or mps."),
         grad_accum: int | None = typer.Option(None, "--gradient-accumulation-steps", help="Batches per "
                                               "optimiser step (the models that train with the shared loop: "
-                                              "lstm, gru, vit-lstm, stgcn, lead)."),
+                                              "lstm, gru, vit-lstm, stgcn, lead, ddpm-tme)."),
         num_processes: int = typer.Option(1, "--num-processes", help="Data-parallel training in N processes "
                                           "(accelerate's launcher; gloo on the CPU, one GPU each with CUDA; "
-                                          "lstm, gru, vit-lstm, stgcn, lead)."),
+                                          "lstm, gru, vit-lstm, stgcn, lead, ddpm-tme)."),
     ) -> None:
         """Fit a forecaster on the chronological train split (val split for early stopping) and save it.
 
@@ -240,7 +240,7 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
                                  allow_download=allow_download, device=device, gradient_accumulation_steps=grad_accum)
         if num_processes > 1 and "gradient_accumulation_steps" not in forecaster._param_names():
             raise ConfigError(f"model {model!r} does not train data-parallel; --num-processes is for the models "
-                              "that train with the shared loop (lstm, gru, vit-lstm, stgcn, lead)")
+                              "that train with the shared loop (lstm, gru, vit-lstm, stgcn, lead, ddpm-tme)")
         series = load_series(data)  # a bad --data fails here, before any process is started
         if launched_here(ctx, num_processes, device):
             return

@@ -61,6 +61,9 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
     ``prediction_type`` is ``"v_prediction"`` by default: with ``"epsilon"`` a denoiser trained on a
     CPU budget samples exploding latents (see :mod:`~trafficgen.generators.tm.ddpm_tme.denoiser`).
     ``flow_scale`` sets the per-flow log scale of :func:`~trafficgen.generators.tm.ddpm_tme.preprocess.flow_scaler`.
+    ``gradient_accumulation_steps`` k: one optimiser step per k batches, in both training phases;
+    launched in N processes (``tm train --num-processes N``) each phase trains data-parallel
+    through :func:`~trafficgen.generators.training.train_loop`.
     """
 
     name: ClassVar[str] = "ddpm-tme"
@@ -73,7 +76,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
                  batch_size: int = 64, lr: float = 1e-3, recon_weight: float = 1.0,
                  sampling_steps: int = 20, eta: float = 0.0, prediction_type: str = "v_prediction",
                  flow_scale: float = 1.0, condition: str = "none", random_state: int = 0,
-                 progress: bool = True, device: str = "auto"):
+                 progress: bool = True, device: str = "auto", gradient_accumulation_steps: int = 1):
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
         self.width = width
@@ -94,6 +97,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         self.random_state = random_state
         self.progress = progress
         self.device = device
+        self.gradient_accumulation_steps = gradient_accumulation_steps
 
     # ------------------------------------------------------------------ building blocks
     def _resolved_latent_dim(self, n_nodes: int) -> int:
@@ -210,9 +214,11 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         if y is not None:
             cond = torch.as_tensor(self._features(y[0]), dtype=torch.float32).to(device)  # (T, C)
         er = torch.nn.ModuleList([self.embedding_, self.recovery_])
-        self.history_ = {"pretrain_loss": [], "recon_loss": [], "diffusion_loss": [], "val_recon_loss": []}
+        self.history_ = {"pretrain_loss": [], "recon_loss": [], "diffusion_loss": [], "val_recon_loss": [],
+                         "pretrain_steps": 0, "steps": 0}  # optimiser steps of each phase
         common = dict(n=len(z), batch_size=self.batch_size, generator=gen, val_fraction=None, patience=None,
-                      restore_best=False, progress=bool(self.progress))
+                      restore_best=False, progress=bool(self.progress),
+                      gradient_accumulation_steps=self.gradient_accumulation_steps)
 
         def recon_loss(idx):
             idx = idx.to(device)
@@ -224,6 +230,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
                              optimizer=lambda steps: (torch.optim.Adam(er.parameters(), lr=self.lr), None),
                              description="DDPM-TME pre-train E/R", **common)
             self.history_["pretrain_loss"] = pre["train_loss"]
+            self.history_["pretrain_steps"] = pre["steps"]
         ac = self.alphas_cumprod_
 
         def joint_loss(idx):
@@ -251,6 +258,9 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
                                description="DDPM-TME training", **common)
             self.history_["recon_loss"] = joint["recon_loss"]
             self.history_["diffusion_loss"] = joint["diffusion_loss"]
+            self.history_["steps"] = joint["steps"]
+            if "processes" in joint:
+                self.history_["processes"] = joint["processes"]
         # fitted from here on: mark it before anything (the validation score) calls encode/decode
         self._record_series(train)
         self._set_eval()
