@@ -189,22 +189,56 @@ print(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
 """
 
 
+#: Reference jobs for --pair with no reader in them: a pure-Python loop (registers and L1 only)
+#: and a numpy pass over 256 MB (memory bandwidth); each prints its CPU seconds.
+PAIR_SPIN = """
+import resource
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+x = 0
+for i in range(30_000_000):
+    x ^= i
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+"""
+PAIR_STREAM = """
+import resource
+import numpy as np
+a = np.ones(32 * 2 ** 20)  # 256 MB of float64
+a.sum()
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+for _ in range(20):
+    a.sum()
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+"""
+
+
 def pair(folder: Path, repeat: int) -> None:
     """The machine's own cost of two readers at once: two independent ``jobs=1`` reads of the folder
     in two fresh processes at the same time vs one alone (no pool, no merge): the CPU time per
-    capture that --jobs 2 cannot avoid on this machine (shared caches, memory bandwidth, load)."""
+    capture that --jobs 2 cannot avoid on this machine (shared caches, memory bandwidth, load).
+    The same for two reference jobs with no reader in them (a pure-Python loop; a numpy pass over
+    256 MB), which tell a machine that slows any two jobs from a reader bound by memory."""
     import subprocess
 
-    def run(n):
-        ps = [subprocess.Popen([sys.executable, "-c", PAIR_READ, str(folder), str(REPO)], stdout=subprocess.PIPE,
-                               text=True) for _ in range(n)]
+    def run(n, source, *args):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        ps = [subprocess.Popen([sys.executable, "-c", source, *args], stdout=subprocess.PIPE, text=True, env=env)
+              for _ in range(n)]
         return [float(p.communicate()[0]) for p in ps]
 
-    print("two independent --jobs 1 readers at once vs one alone (CPU seconds per process):")
-    for _ in range(repeat):
-        a, b = run(1), run(2)
-        print(f"  alone {a[0]:.2f} s; two at once {b[0]:.2f} s and {b[1]:.2f} s -> x{sum(b) / 2 / a[0]:.2f} "
-              f"(load {os.getloadavg()[0]:.1f})")
+    jobs = (("two independent --jobs 1 readers", PAIR_READ, (str(folder), str(REPO))),
+            ("two pure-Python loops (no memory traffic)", PAIR_SPIN, ()),
+            ("two numpy passes over 256 MB (memory bandwidth)", PAIR_STREAM, ()))
+    for title, source, args in jobs:
+        print(f"{title} at once vs one alone (CPU seconds per process):")
+        ratios = []
+        for _ in range(repeat):
+            a, b = run(1, source, *args), run(2, source, *args)
+            ratios.append(sum(b) / 2 / a[0])
+            print(f"  alone {a[0]:.2f} s; two at once {b[0]:.2f} s and {b[1]:.2f} s -> x{ratios[-1]:.2f} "
+                  f"(load {os.getloadavg()[0]:.1f})")
+        print(f"  median x{sorted(ratios)[len(ratios) // 2]:.2f}")
 
 
 def main(argv=None) -> None:
