@@ -218,3 +218,64 @@ def test_cuda_matches_cpu_distributionally(fitted):
     finally:
         fitted.set_params(device="cpu")
     np.testing.assert_allclose(ll, fitted.log_likelihood(toy_flows(8, seed=3)), rtol=1e-4, atol=1e-3)
+
+
+def test_count_mix_is_part_of_the_model(tmp_path):
+    """``count_mix=a``: p(n | z, c) = (1 - a) head + a p_train(n | c), in sampling and in the
+    likelihood; an untrained head (1 epoch) then still draws mostly the class's training counts.
+    The mixture survives save/load; a model saved without the mix buffers loads without a mix."""
+    data = ragged_flows(200)  # class 'a': 2, 4 or 6 packets
+    kw = {**TINY, "epochs": 1}
+    plain = CVAEGenerator(**kw).fit(data)
+    mixed = CVAEGenerator(count_mix=0.9, **kw).fit(data)
+    m = mixed.model_
+    z = torch.zeros(1, m.config.latent_dim)
+    y = torch.tensor([mixed.classes_.index("a")])
+    with torch.inference_mode():
+        logits, _ = m.decode(z, y)
+        got = m.count_log_probs(logits, y).exp()[0].numpy()
+    emp = np.bincount(data.n_packets[data.labels == "a"] - 1, minlength=12) / np.sum(data.labels == "a")
+    assert set(np.flatnonzero(emp)) == {1, 3, 5}
+    np.testing.assert_allclose(got, 0.1 * torch.softmax(logits, -1)[0].numpy() + 0.9 * emp, rtol=1e-5, atol=1e-7)
+    share = lambda g: np.isin(g.sample(400, cls="a", random_state=1).n_packets, [2, 4, 6]).mean()  # noqa: E731
+    assert share(mixed) > 0.85 and share(plain) < 0.6
+    mixed.save_pretrained(tmp_path / "mix")
+    loaded = CVAEGenerator.from_pretrained(tmp_path / "mix")
+    assert loaded.sample(32, random_state=2) == mixed.sample(32, random_state=2)
+    np.testing.assert_allclose(loaded.log_likelihood(data[:8]), mixed.log_likelihood(data[:8]))
+    plain.save_pretrained(tmp_path / "plain")
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(tmp_path / "plain" / "model.safetensors")
+    save_file({k: v for k, v in tensors.items() if not k.startswith("count_")}, tmp_path / "plain" / "model.safetensors")
+    assert CVAEGenerator.from_pretrained(tmp_path / "plain").sample(32, random_state=2) == plain.sample(32, random_state=2)
+    with pytest.raises(ConfigError):
+        CVAEGenerator(count_mix=1.0, **kw).fit(data)
+
+
+def test_longer_context_and_label_smoothing():
+    """``context`` up to 4: position t sees the lengths t-1 .. t-4 (-1 before the start); 5 is
+    refused. ``label_smoothing`` changes the training loss only (the eval-mode NLL is the plain one)."""
+    gen = CVAEGenerator(epochs=5, context=4, label_smoothing=0.1, **TINY).fit(toy_flows(100))
+    m = gen.model_
+    prev = m.previous(torch.arange(10, 16)[None, :])[0]  # (6, 4)
+    assert prev.tolist() == [[-1, -1, -1, -1], [10, -1, -1, -1], [11, 10, -1, -1], [12, 11, 10, -1],
+                             [13, 12, 11, 10], [14, 13, 12, 11]]
+    assert gen.history_["train_loss"][-1] < gen.history_["train_loss"][0]
+    out = gen.sample(50, random_state=0)
+    assert np.all(out.lengths[:, 0] > 0) and np.all(out.n_packets >= 1)
+    tok, n_pk = gen._tokens(toy_flows(16, seed=2))
+    tok, n_pk = torch.from_numpy(tok), torch.from_numpy(n_pk)
+    y = torch.from_numpy(gen._class_index(toy_flows(16, seed=2).labels))
+    z = torch.zeros(16, m.config.latent_dim)
+    with torch.no_grad():
+        eval_nll = m.reconstruction_nll(z, tok, n_pk, y)
+        m.train()
+        train_nll = m.reconstruction_nll(z, tok, n_pk, y)
+        m.label_smoothing = 0.0
+        plain_nll = m.reconstruction_nll(z, tok, n_pk, y)
+        m.eval()
+    torch.testing.assert_close(plain_nll, eval_nll)
+    assert torch.all(train_nll > eval_nll)  # the mean NLL over the allowed lengths is larger than the target's
+    with pytest.raises(ConfigError, match="context"):
+        CVAEGenerator(context=5, **TINY).fit(toy_flows(20))

@@ -60,8 +60,11 @@ class CVAEGenerator(FlowGenerator):
     (AdamW), ``val_fraction`` (validation split for early stopping and the kept weights; 0 =
     none), ``patience`` (epochs without a better validation ELBO; None = never stop early),
     ``kl_warmup`` (fraction of the steps over which the KL weight rises from 0 to 1),
-    ``free_bits`` (nats per latent dimension), ``context`` (0, 1 or 2 previous lengths the
-    decoder sees), ``dropout`` / ``word_dropout`` (training-only regularisers, off by default),
+    ``free_bits`` (nats per latent dimension), ``context`` (0 to 4 previous lengths the
+    decoder sees), ``count_mix`` (weight ``a`` of the class's training packet-count distribution
+    in ``p(n | z, c) = (1 - a) head + a p_train(n | c)``: part of the model, so the likelihood and
+    training use it too), ``dropout`` / ``word_dropout`` / ``label_smoothing`` (training-only
+    regularisers, off by default; the smoothing spreads over the allowed lengths),
     ``temperature``, ``z_temperature`` and ``support`` (the sampling defaults), ``random_state``,
     ``progress``, ``device`` (``"auto"`` | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"``: where it trains
     and samples; saved weights are CPU tensors; every random draw is made on the CPU, so CPU
@@ -93,7 +96,8 @@ class CVAEGenerator(FlowGenerator):
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 80,
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
                  patience: int | None = 20, kl_warmup: float = 0.2, free_bits: float = 0.1, context: int = 2,
-                 dropout: float = 0.0, word_dropout: float = 0.0, label_smoothing: float = 0.0,
+                 count_mix: float = 0.0, dropout: float = 0.0, word_dropout: float = 0.0,
+                 label_smoothing: float = 0.0,
                  weight_decay: float = 0.1,
                  temperature: float = 0.8, z_temperature: float = 1.0, support: str = "class",
                  random_state: int | None = None,
@@ -111,6 +115,7 @@ class CVAEGenerator(FlowGenerator):
         self.dropout = dropout
         self.word_dropout = word_dropout
         self.label_smoothing = label_smoothing
+        self.count_mix = count_mix
         self.weight_decay = weight_decay
         self.temperature = temperature
         self.z_temperature = z_temperature
@@ -152,10 +157,11 @@ class CVAEGenerator(FlowGenerator):
         if (not 0.0 <= float(self.kl_warmup) <= 1.0 or float(self.free_bits) < 0
                 or self.context not in range(MAX_CONTEXT + 1)
                 or not 0.0 <= float(self.dropout) < 1.0 or not 0.0 <= float(self.word_dropout) <= 1.0
-                or not 0.0 <= float(self.label_smoothing) < 1.0):
+                or not 0.0 <= float(self.label_smoothing) < 1.0 or not 0.0 <= float(self.count_mix) < 1.0):
             raise ConfigError(f"need 0 <= kl_warmup <= 1, free_bits >= 0, context in 0..{MAX_CONTEXT}, 0 <= dropout < 1, "
-                              f"0 <= word_dropout <= 1, 0 <= label_smoothing < 1; got {self.kl_warmup}, {self.free_bits}, "
-                              f"{self.context!r}, {self.dropout}, {self.word_dropout}, {self.label_smoothing}")
+                              f"0 <= word_dropout <= 1, 0 <= label_smoothing < 1, "
+                              f"0 <= count_mix < 1; got {self.kl_warmup}, {self.free_bits}, {self.context!r}, "
+                              f"{self.dropout}, {self.word_dropout}, {self.label_smoothing}, {self.count_mix}")
         flows = flows.truncate(width)
         flows = flows[np.flatnonzero(flows.n_packets > 0)]
         if len(flows) == 0:
@@ -178,6 +184,14 @@ class CVAEGenerator(FlowGenerator):
                                                           word_dropout=float(self.word_dropout),
                                                           label_smoothing=float(self.label_smoothing)))
         model.class_vocab.copy_(torch.from_numpy(freq > 0))
+        mix = float(self.count_mix)
+        if mix > 0:  # the count head mixed with the class's training packet-count distribution
+            n_freq = np.zeros((len(classes), width))  # (C, N)
+            np.add.at(n_freq, (y_np, n_np - 1), 1.0)
+            with np.errstate(divide="ignore"):
+                prior = np.log(mix * n_freq / n_freq.sum(1, keepdims=True))
+            model.count_keep.fill_(math.log1p(-mix))
+            model.count_prior.copy_(torch.from_numpy(prior))
         with torch.no_grad():  # start every position at its class's (smoothed) length frequencies
             model.class_bias.copy_(torch.from_numpy(np.log(freq + 0.1) - np.log(freq + 0.1).mean(1, keepdims=True)))
         model = model.to(device)
@@ -254,7 +268,7 @@ class CVAEGenerator(FlowGenerator):
                 u_count = torch.rand((b, 1), generator=gen)  # (b, 1)
                 u_tok = torch.rand((b, width), generator=gen)  # (b, N)
                 count_logits, states = m.decode(z.to(device), y.to(device))  # (b, N), (b, N, D)
-                k = sample_from_logits(count_logits.float(), gen, temperature=t_tok, u=u_count.to(device)) + 1  # (b,)
+                k = sample_from_logits(m.count_log_probs(count_logits, y.to(device)), gen, temperature=t_tok, u=u_count.to(device)) + 1  # (b,)
                 yd, u_tok = y.to(device), u_tok.to(device)
                 idx = torch.zeros((b, width), dtype=torch.long, device=device)  # (b, N) length indices
                 back = torch.arange(1, m.config.context + 1)  # (ctx,)
@@ -358,7 +372,8 @@ class CVAEGenerator(FlowGenerator):
                                    f"{len(config['classes_'])} classes / the tokenizer's "
                                    f"{tokenizer.n_length_tokens} lengths", path="config.json")
         gen.model_ = seeded_init(0, lambda: CategoricalCVAE(CVAEConfig(**mc)))
-        load_module_state(gen.model_, tensors, TENSORS_FILE)
+        load_module_state(gen.model_, tensors, TENSORS_FILE,  # saved before count_mix: no mix
+                          optional=lambda key: key in ("count_keep", "count_prior"))
         gen.model_.eval()  # CPU weights; moved to gen.device when first used (_placed)
         gen.tokenizer_ = tokenizer
         gen.classes_ = list(config["classes_"])

@@ -129,6 +129,10 @@ class CategoricalCVAE(nn.Module):
         self.decoder = _mlp(c.latent_dim + c.n_classes, c.hidden_dim, c.n_layers, dropout)
         self.to_count = nn.Linear(c.hidden_dim, c.max_packets)  # logits of n = 1..N
         self.to_states = nn.Linear(c.hidden_dim, c.max_packets * c.token_dim)
+        # p(n | z, c) = (1 - a) softmax(count head) + a p_train(n | c) (``count_mix`` a of the generator):
+        # count_keep = log(1 - a), count_prior (C, N) = log(a p_train(n | c)); a = 0 (-inf) unless set in fit
+        self.register_buffer("count_keep", torch.zeros(()))
+        self.register_buffer("count_prior", torch.full((c.n_classes, c.max_packets), -torch.inf))
         # the lengths each class used in training (the supports :meth:`CVAEGenerator.sample` draws from)
         self.register_buffer("class_vocab", torch.ones(c.n_classes, c.n_lengths, dtype=torch.bool))  # (C, 2M)
 
@@ -153,6 +157,12 @@ class CategoricalCVAE(nn.Module):
         h = self.decoder(torch.cat([z, self._onehot(y)], dim=-1))  # (B, H)
         states = self.to_states(h).view(len(z), self.config.max_packets, self.config.token_dim)  # (B, N, D)
         return self.to_count(h), states  # (B, N), (B, N, D)
+
+    def count_log_probs(self, count_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B, N) count-head logits, (B,) classes -> (B, N) ``log p(n | z, c)`` of n = 1..N, the
+        head mixed with the class's training count distribution (``count_prior``)."""
+        head = torch.log_softmax(count_logits.float(), -1) + self.count_keep
+        return torch.logaddexp(head, self.count_prior[y].float())
 
     def tables(self) -> tuple[list[torch.Tensor], torch.Tensor]:
         """The (2M, D) look-back tables and the (2M, D) output table: computed once per call of
@@ -187,7 +197,7 @@ class CategoricalCVAE(nn.Module):
     def reconstruction_nll(self, z: torch.Tensor, tokens: torch.Tensor, n: torch.Tensor, y: torch.Tensor):
         """``-log p(x, n | z, c)`` per flow (B,), nats; only the present positions are scored."""
         count_logits, states = self.decode(z, y)  # (B, N), (B, N, D)
-        nll = nn.functional.cross_entropy(count_logits.float(), n - 1, reduction="none")  # (B,)
+        nll = -self.count_log_probs(count_logits, y).gather(1, (n - 1)[:, None])[:, 0]  # (B,)
         present = torch.arange(self.config.max_packets, device=z.device)[None, :] < n[:, None]  # (B, N)
         first = torch.zeros_like(present)
         first[:, 0] = True
