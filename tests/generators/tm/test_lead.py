@@ -375,3 +375,170 @@ def test_samplers_seeded(fitted, series, sampler):
     finally:
         fitted.sampler = "dpm"
     assert np.array_equal(a, b) and np.all(np.isfinite(a)) and np.all(a >= 0)
+
+
+# ------------------------------------------------------------------ per-OD anchor and quantile maps
+def _two_regime_series(t: int = 400, seed: int = 0) -> np.ndarray:
+    """4x4 series: half of the pairs persistent random walks, half noise around a fixed level
+    (mean-reverting): a pooled blend suits neither, a per-pair blend both."""
+    rng = np.random.default_rng(seed)
+    walk = 50 + np.cumsum(rng.normal(0, 1.0, size=(t, 4, 4)), axis=0)
+    flat = 50 + rng.normal(0, 3.0, size=(t, 4, 4))
+    mask = (np.arange(16).reshape(4, 4) % 2 == 0)
+    return np.where(mask, walk, flat).clip(1.0)
+
+
+def test_per_od_anchor_matches_explicit_ridge_and_pooled_limits():
+    from trafficgen.generators.tm.lead.anchor import LinearAnchor, history_features
+
+    values = _two_regime_series()
+    a = LinearAnchor(t_in=8, horizons=[1, 3]).fit(values)
+    assert a.coef_od_ is None  # ridge None: the pooled blend, as before
+    pooled = a.predict(values, np.array([50, 60]), [1, 3])
+    k, h, (i, j) = 1, 3, (0, 1)
+    origins = np.arange(7, len(values) - h)
+    x = history_features(values, origins, 8)[:, i, j]  # (B, 3)
+    y = values[origins + h, i, j]
+    a.set_ridge(0.0)
+    np.testing.assert_allclose(a.coef_od_[k, i, j], np.linalg.lstsq(x, y, rcond=None)[0], rtol=1e-6)
+    a.set_ridge(0.5)  # ridge towards the pooled blend = least squares on rows augmented by the prior
+    alpha = 0.5 * np.trace(x.T @ x) / 3
+    xa = np.vstack([x, np.sqrt(alpha) * np.eye(3)])
+    ya = np.concatenate([y, np.sqrt(alpha) * a.coef_[k]])
+    np.testing.assert_allclose(a.coef_od_[k, i, j], np.linalg.lstsq(xa, ya, rcond=None)[0], rtol=1e-6)
+    a.set_ridge(float("inf"))
+    np.testing.assert_allclose(a.predict(values, np.array([50, 60]), [1, 3]), pooled)
+    # saved state round trip keeps the per-pair coefficients
+    a.set_ridge([0.0, 0.1])
+    b = LinearAnchor.from_state(json.loads(json.dumps(a.state())))
+    np.testing.assert_array_equal(b.predict(values, np.array([50, 60]), [1, 3]),
+                                  a.predict(values, np.array([50, 60]), [1, 3]))
+
+
+def test_select_ridge_prefers_per_od_blend_when_pairs_differ():
+    from trafficgen.generators.tm.lead.anchor import RIDGE_GRID, LinearAnchor
+
+    values = _two_regime_series(600)
+    a = LinearAnchor(t_in=8, horizons=[1, 5]).fit(values[:400])
+    sel = a.select_ridge(values[400:])
+    assert sel["grid"] == list(RIDGE_GRID) and len(sel["val_rmse"]) == 2
+    for k, h in enumerate([1, 5]):
+        rmses = sel["val_rmse"][k]
+        assert sel["ridge"][k] == RIDGE_GRID[int(np.argmin(rmses))]
+        assert np.isfinite(sel["ridge"][k]) and min(rmses) < 0.97 * rmses[-1]  # per-OD beats pooled by > 3 %
+        origins = np.arange(7, 200 - h)
+        pred = a.predict(values[400:], origins, [h])[:, 0]
+        assert np.sqrt(np.mean((pred - values[400:][origins + h]) ** 2)) == pytest.approx(min(rmses))
+    # one regime everywhere: nothing to gain per pair beyond noise, the pooled end does about as well
+    same = np.broadcast_to(_two_regime_series(600)[:, :1, :1], (600, 4, 4)).copy()
+    s = LinearAnchor(t_in=8, horizons=[1]).fit(same[:400]).select_ridge(same[400:])
+    assert min(s["val_rmse"][0]) == pytest.approx(s["val_rmse"][0][-1], rel=1e-6)
+
+
+def test_quantile_map_rank_keeps_ranks_and_takes_the_residual_quantiles():
+    from trafficgen.generators.tm.lead.calibration import QMAP_LEVELS, apply_quantile_map, quantile_table
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 8, 2, 3, 3))
+    resid = rng.laplace(size=(2000, 2, 3, 3)) * np.arange(1, 10).reshape(1, 1, 3, 3)  # per-pair scales 1..9
+    q = quantile_table(resid)
+    assert q.shape == (len(QMAP_LEVELS), 2, 3, 3)
+    y = apply_quantile_map(x, 0.0, 1.5, "qmap_rank", q)
+    assert np.array_equal(np.argsort(y, axis=1), np.argsort(x, axis=1))  # ranks kept
+    lv = (np.arange(8) + 0.5) / 8
+    expect = 1.5 * (np.quantile(resid, lv, axis=0) - np.quantile(resid, 0.5, axis=0))  # (8, 2, 3, 3)
+    got = np.sort(y, axis=1)
+    for b in range(5):  # every forecast of a pair gets the same K quantiles (up to the 101-level table)
+        np.testing.assert_allclose(got[b], expect, atol=0.02 * np.abs(expect).max())
+    shifted = apply_quantile_map(x, 1.0, 1.5, "qmap_rank", q)  # shrink 1 keeps the samples' median
+    np.testing.assert_allclose(shifted - y, np.broadcast_to(np.median(x, axis=1, keepdims=True), x.shape))
+    # "factor" horizons are the plain spread factor
+    np.testing.assert_allclose(apply_quantile_map(x, 0.0, 2.0, ["factor", "factor"], q),
+                               2.0 * (x - np.median(x, axis=1, keepdims=True)))
+
+
+def test_quantile_map_cdf_follows_the_samples_own_spread():
+    from trafficgen.generators.tm.lead.calibration import apply_quantile_map, quantile_table
+
+    rng = np.random.default_rng(2)
+    width = np.where(np.arange(200) % 2 == 0, 0.5, 2.0)[:, None, None, None, None]  # narrow / wide origins
+    x = rng.normal(size=(200, 16, 1, 2, 2)) * width
+    q_dev = quantile_table(x - np.median(x, axis=1, keepdims=True), axis=(0, 1))
+    q_resid = 3.0 * q_dev  # the residuals are 3x the diffusion's deviations, same shape
+    y = apply_quantile_map(x, 0.0, 1.0, "qmap_cdf", q_resid, q_dev)
+    assert np.array_equal(np.argsort(y, axis=1), np.argsort(x, axis=1))
+    sd = y.std(axis=1).mean(axis=(1, 2, 3))
+    assert sd[1::2].mean() / sd[::2].mean() == pytest.approx(4.0, rel=0.1)  # the 4:1 width ratio survives
+    assert (y.std() / x.std()) == pytest.approx(3.0, rel=0.05)
+    rank = apply_quantile_map(x, 0.0, 1.0, "qmap_rank", q_resid)
+    r_sd = rank.std(axis=1).mean(axis=(1, 2, 3))
+    assert r_sd[1::2].mean() / r_sd[::2].mean() == pytest.approx(1.0, abs=1e-9)  # rank: one width for all
+
+
+def test_fit_quantile_map_beats_one_factor_when_pairs_differ_in_shape():
+    from trafficgen.evaluation.tm.probabilistic_metrics import crps_ensemble
+    from trafficgen.generators.tm.lead.calibration import (
+        apply_calibration,
+        apply_quantile_map,
+        fit_calibration,
+        fit_quantile_map,
+        quantile_table,
+    )
+
+    rng = np.random.default_rng(3)
+    scale = np.array([0.2, 1.0, 5.0, 0.5]).reshape(1, 1, 2, 2)  # per-pair residual scales
+    resid_train = rng.laplace(size=(4000, 1, 2, 2)) * scale
+    truth = rng.laplace(size=(300, 1, 2, 2)) * scale
+    x = rng.normal(size=(300, 8, 1, 2, 2))  # uninformative, same spread for every pair
+    q = quantile_table(resid_train)
+    cal = fit_calibration(x, truth, lambda p, k: float(np.sqrt(np.mean((p - truth[:, k]) ** 2))), levels=(0.9,))
+    qm = fit_quantile_map(x, truth, cal["shrink"], q)
+    for mode in ("qmap_rank", "qmap_cdf"):
+        assert qm[mode]["val_coverage"][0] == pytest.approx(0.9, abs=0.01)
+        # the training quantiles fit already, but the 90 % interval of K = 8 samples (linear quantiles
+        # between the 1.35th and 7.65th order statistics) spans only levels ~0.11-0.89: widened ~1.3x
+        assert 1.1 < qm[mode]["spread"][0] < (1.5 if mode == "qmap_rank" else 2.2)  # cdf: deviations from
+        # the median of 8 are compressed near it, so the pooled-cdf map needs a little more
+    fresh = rng.laplace(size=(300, 1, 2, 2)) * scale
+    crps_f = crps_ensemble(fresh, apply_calibration(x, cal["shrink"], cal["spread"]))
+    crps_q = crps_ensemble(fresh, apply_quantile_map(x, cal["shrink"], qm["qmap_rank"]["spread"], "qmap_rank", q))
+    assert crps_q < 0.8 * crps_f
+
+
+def test_lead_calibration_picks_spread_mode_on_validation_crps(fitted, series, tmp_path):
+    cal = fitted.calibration_
+    assert set(cal["val_crps"]) == {"factor", "qmap_rank", "qmap_cdf"}
+    for k, mode in enumerate(cal["mode"]):
+        assert cal["val_crps"][mode][k] == min(v[k] for v in cal["val_crps"].values())
+        assert cal["spread"][k] == cal["spread_by_mode"][mode][k]
+    assert cal["width_cv"]["qmap_rank"] == pytest.approx([0.0, 0.0], abs=1e-9)
+    assert fitted.qmap_resid_.shape == (101, 2, 8, 8) and fitted.qmap_dev_.shape == (101, 2, 8, 8)
+    assert fitted.anchor_selection_ is not None and len(fitted.anchor_model_.ridge) == 2
+    fitted.save_pretrained(tmp_path / "lead")
+    loaded = LeadForecaster.from_pretrained(tmp_path / "lead")
+    np.testing.assert_array_equal(loaded.qmap_resid_, fitted.qmap_resid_)
+    np.testing.assert_array_equal(loaded.predict_samples(series, [20, 33], [1, 2], 3, random_state=4),
+                                  fitted.predict_samples(series, [20, 33], [1, 2], 3, random_state=4))
+    # forcing the rank map: the calibrated samples keep the raw samples' ranks
+    raw_cal = fitted.calibration_
+    try:
+        fitted.spread_mode = "qmap_rank"
+        fitted.calibrate_on(series[30:50])
+        assert fitted.calibration_["mode"] == ["qmap_rank", "qmap_rank"]
+        y = fitted.predict_samples(series, [20, 33], [1, 2], 3, random_state=4)
+        fitted.calibration_ = None
+        raw = fitted.predict_samples(series, [20, 33], [1, 2], 3, random_state=4)
+        assert np.array_equal(np.argsort(y, axis=1), np.argsort(raw, axis=1))
+    finally:
+        fitted.spread_mode, fitted.calibration_ = "auto", raw_cal
+
+
+def test_previous_behaviour_reachable(tiny_qwen, series):
+    m = LeadForecaster(llm=tiny_qwen, epochs=1, max_train_windows=8, anchor_ridge=None, spread_mode="factor", **TINY)
+    m.fit(series[:40], val=series[30:50])
+    assert m.anchor_model_.coef_od_ is None and m.anchor_selection_ is None
+    assert m.calibration_["mode"] == ["factor", "factor"] and list(m.calibration_["val_crps"]) == ["factor"]
+    with pytest.raises(ConfigError):
+        LeadForecaster(spread_mode="nope", **TINY).fit(series[:40])
+    with pytest.raises(ConfigError):
+        LeadForecaster(anchor_ridge=-1.0, **TINY).fit(series[:40])

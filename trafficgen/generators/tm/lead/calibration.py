@@ -21,6 +21,26 @@ numbers are fitted on validation samples, nothing on the test part:
   slightly).
 
 Calibrated samples: ``t' = shrink * median + c * m * sign(d) * (|d| / m) ** p``.
+
+Quantile maps (``mode`` ``"qmap_rank"`` / ``"qmap_cdf"``, :func:`apply_quantile_map`): the shape
+of the spread comes from the anchor's own residual distribution instead, per horizon and OD pair:
+``q_resid`` (L, H, N, N), its quantiles at :data:`QMAP_LEVELS` measured on held-out residuals
+(LEAD: the training-set residuals of the anchor in target units, i.e. LEAD's per-pair-scaled
+log1p(x / s) space). Each sample gets a level u in (0, 1) and becomes
+``t' = shrink * median + c * (Q(u) - Q(0.5))``, so the point forecast is the same as with the
+spread factor and the ranks of the K samples of every entry are kept (the diffusion still decides
+which sample is high where: the dependence between OD pairs and horizons):
+
+* ``"qmap_rank"``: u = (rank + 0.5) / K. Every forecast of a pair gets the same K quantiles: the
+  diffusion contributes none of the marginal spread, only the joint ordering.
+* ``"qmap_cdf"``: u = F(d), F the pooled empirical distribution of the diffusion's deviations d
+  from their forecast's median for that pair and horizon over the calibration origins
+  (``q_dev`` (L, H, N, N)): a forecast whose samples spread wider than usual gets wider quantiles,
+  so the diffusion keeps its say on how the spread varies between origins.
+
+``c`` per horizon is set by bisection so that the 90 % intervals cover 90 % of the validation
+truths (as the spread factor); :func:`fit_quantile_map` returns it for both modes and the
+caller picks between the factor and the maps by validation CRPS.
 """
 from __future__ import annotations
 
@@ -28,10 +48,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["POWER_GRID", "SHRINK_GRID", "apply_calibration", "fit_calibration"]
+__all__ = ["POWER_GRID", "QMAP_LEVELS", "QMAP_MODES", "SHRINK_GRID", "apply_calibration", "apply_quantile_map",
+           "fit_calibration", "fit_quantile_map", "quantile_table", "width_variation"]
 
 SHRINK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 POWER_GRID = tuple(np.round(np.arange(0.5, 3.01, 0.1), 2))
+#: Levels of the stored quantile tables of the quantile maps (0 and 1: the observed extremes).
+QMAP_LEVELS = np.linspace(0.0, 1.0, 101)
+QMAP_MODES = ("qmap_rank", "qmap_cdf")
 
 
 def _deviate(dev: np.ndarray, scale: np.ndarray, spread: float, power: float) -> np.ndarray:
@@ -140,3 +164,113 @@ def fit_calibration(x: np.ndarray, truth: np.ndarray, rmse_of: Callable[[np.ndar
         for v in levels:
             out["val_coverage"][str(v)].append(cov(c, p, v))
     return out
+
+
+# ---------------------------------------------------------------------------------- quantile maps
+def quantile_table(x: np.ndarray, axis=0) -> np.ndarray:
+    """Quantiles at :data:`QMAP_LEVELS` over ``axis`` (an int or a tuple): (L, ...rest)."""
+    return np.quantile(np.asarray(x, dtype=np.float64), QMAP_LEVELS, axis=axis)
+
+
+def _q_at(q: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Linear interpolation of tables ``q`` (L, E) at levels ``u`` (M, E) on the uniform grid."""
+    n = q.shape[0] - 1
+    pos = np.clip(u, 0.0, 1.0) * n
+    j = np.minimum(np.floor(pos).astype(np.int64), n - 1)
+    w = pos - j
+    lo = np.take_along_axis(q, j, axis=0)
+    hi = np.take_along_axis(q, j + 1, axis=0)
+    return (1 - w) * lo + w * hi
+
+
+def _cdf_at(q: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Levels of values ``d`` (M, E) under the piecewise-linear distributions with quantile tables
+    ``q`` (L, E) (the inverse of :func:`_q_at`; flat stretches of a table take their middle level)."""
+    out = np.empty_like(d)
+    for e in range(q.shape[1]):
+        lo = np.interp(d[:, e], q[:, e], QMAP_LEVELS, left=0.0, right=1.0)
+        hi = -np.interp(-d[:, e], -q[::-1, e], -QMAP_LEVELS[::-1], left=-1.0, right=0.0)
+        out[:, e] = 0.5 * (lo + hi)
+    return out
+
+
+def _levels_of(xs: np.ndarray, med: np.ndarray, mode: str, q_dev: np.ndarray | None) -> np.ndarray:
+    """Levels u (B, S, N, N) of one horizon's samples ``xs`` (B, S, N, N) (``med`` (B, N, N))."""
+    b, s = xs.shape[:2]
+    if mode == "qmap_rank":
+        ranks = np.argsort(np.argsort(xs, axis=1, kind="stable"), axis=1, kind="stable")
+        return (ranks + 0.5) / s
+    if mode == "qmap_cdf":
+        if q_dev is None:
+            raise ValueError("qmap_cdf needs the deviation quantiles q_dev")
+        d = (xs - med[:, None]).reshape(b * s, -1)  # (B*S, N*N)
+        return _cdf_at(q_dev.reshape(q_dev.shape[0], -1), d).reshape(xs.shape)
+    raise ValueError(f"unknown quantile-map mode {mode!r}")
+
+
+def _qmap_dev(xs, med, q_resid_k, mode, q_dev_k) -> np.ndarray:
+    """``Q(u) - Q(0.5)`` (B, S, N, N) for one horizon (tables (L, N, N))."""
+    u = _levels_of(xs, med, mode, q_dev_k)
+    b, s = xs.shape[:2]
+    q = q_resid_k.reshape(q_resid_k.shape[0], -1)  # (L, N*N)
+    mapped = _q_at(q, u.reshape(b * s, -1)).reshape(xs.shape)
+    centre = _q_at(q, np.full((1, q.shape[1]), 0.5)).reshape(xs.shape[2:])
+    return mapped - centre
+
+
+def apply_quantile_map(x: np.ndarray, shrink, spread, mode, q_resid: np.ndarray,
+                       q_dev: np.ndarray | None = None) -> np.ndarray:
+    """``x`` (B, S, H, N, N) samples in target units -> ``shrink * median + spread * (Q(u) - Q(0.5))``
+    per horizon; ``mode`` one of :data:`QMAP_MODES` or ``"factor"`` (that horizon gets
+    :func:`apply_calibration` at power 1), scalars or one per horizon; ``q_resid`` / ``q_dev``
+    (L, H, N, N) for the same horizons as ``x``."""
+    h = x.shape[2]
+    modes = [mode] * h if isinstance(mode, str) else list(mode)
+    shrink, spread = _per_horizon(shrink, h), _per_horizon(spread, h)
+    out = np.empty_like(x)
+    med = np.median(x, axis=1)  # (B, H, N, N)
+    for k in range(h):
+        if modes[k] == "factor":
+            out[:, :, k] = apply_calibration(x[:, :, k:k + 1], shrink[k], spread[k])[:, :, 0]
+            continue
+        dev = _qmap_dev(x[:, :, k], med[:, k], q_resid[:, k], modes[k], None if q_dev is None else q_dev[:, k])
+        out[:, :, k] = shrink[k] * med[:, None, k] + float(spread[k]) * dev
+    return out
+
+
+def fit_quantile_map(x: np.ndarray, truth: np.ndarray, shrink, q_resid: np.ndarray, *, level: float = 0.9,
+                     modes: Sequence[str] = QMAP_MODES, iters: int = 30) -> dict:
+    """For every mode, the per-horizon spread ``c`` whose central ``level`` intervals cover ``level``
+    of the validation truths. ``x`` (B, S, H, N, N), ``truth`` (B, H, N, N) in target units,
+    ``shrink`` (H,) (from :func:`fit_calibration`), ``q_resid`` (L, H, N, N). Returns
+    ``{"q_dev": (L, H, N, N), mode: {"spread": [H], "val_coverage": [H]}}``."""
+    shrink = _per_horizon(shrink, x.shape[2])
+    med = np.median(x, axis=1)  # (B, H, N, N)
+    q_dev = quantile_table(x - med[:, None], axis=(0, 1))  # (L, H, N, N)
+    out: dict = {"q_dev": q_dev}
+    for mode in modes:
+        res = {"spread": [], "val_coverage": []}
+        for k in range(x.shape[2]):
+            dev = _qmap_dev(x[:, :, k], med[:, k], q_resid[:, k], mode, q_dev[:, k])  # (B, S, N, N)
+            lo, hi = np.quantile(dev, [(1 - level) / 2, (1 + level) / 2], axis=1)  # (B, N, N)
+            centre = shrink[k] * med[:, k]
+            t = truth[:, k]
+
+            def cov(c, lo=lo, hi=hi, centre=centre, t=t):
+                return float(np.mean((t >= centre + c * lo) & (t <= centre + c * hi)))
+
+            c = _spread_for(cov, level, iters)
+            res["spread"].append(c)
+            res["val_coverage"].append(cov(c))
+        out[mode] = res
+    return out
+
+
+def width_variation(x: np.ndarray) -> list[float]:
+    """Per horizon, how much the samples' spread varies between forecasts of the same entry: the
+    coefficient of variation over the origins of each entry's sample std, averaged over the entries
+    (``x`` (B, S, H, N, N)). 0 when every forecast of a pair has the same spread (``qmap_rank``)."""
+    sd = x.std(axis=1)  # (B, H, N, N)
+    mean = sd.mean(axis=0)
+    cv = np.where(mean > 0, sd.std(axis=0) / np.where(mean > 0, mean, 1.0), 0.0)  # (H, N, N)
+    return [float(v) for v in cv.reshape(cv.shape[0], -1).mean(axis=1)]

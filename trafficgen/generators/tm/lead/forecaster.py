@@ -31,7 +31,12 @@ matrix), ``anchor="linear"`` (default) a = z of the cheap point forecast of
 :class:`~trafficgen.generators.tm.lead.anchor.LinearAnchor` (a residual on top of it).
 ``residual=False`` is the paper's setting (the U-Net sees only noise + conditioning).
 ``target_scaling="od_std"`` (default) divides the residual by its training std per horizon and OD
-pair, so every pair's target has unit variance.
+pair, so every pair's target has unit variance. ``anchor_ridge`` (``anchor="linear"`` only):
+``None`` the pooled blend (3 coefficients per horizon; the 2026-12-02 recipe), a number the
+per-OD blend (3 coefficients per horizon and pair) ridge-shrunk towards the pooled one at that
+strength, ``"auto"`` (default) the strength chosen per horizon on the validation series
+(:meth:`~trafficgen.generators.tm.lead.anchor.LinearAnchor.select_ridge`; pooled without one);
+``anchor_selection_`` records the validation RMSE of every strength.
 
 ``sampler``: ``"dpm"`` (default; diffusers ``DPMSolverMultistepScheduler``, DPM-Solver++ of
 order 2, 5 steps by default) or ``"ddim"`` (the paper's DDIM). ``calibrate=True`` (default, with a validation
@@ -42,6 +47,14 @@ cover 90 % (``calib_levels=(0.9,)``; ``(0.5, 0.9)`` also fits a tail power so th
 intervals cover 50 %: on the recipe's Abilene model that doubled CRPS, 2.0x probabilistic
 persistence's against 1.04-1.13x, benchmarks/results/lead_2026-12-02/recalibrated_two_level.json;
 ``calibration_`` records them; :meth:`calibrate_on` refits them on a saved model).
+``spread_mode`` picks the shape of the calibrated spread: ``"factor"`` (the spread factor / tail
+power above), ``"qmap_rank"`` or ``"qmap_cdf"`` (a per-OD quantile map of the samples onto the
+anchor's training-residual distribution that keeps the samples' ranks,
+:func:`~trafficgen.generators.tm.lead.calibration.apply_quantile_map`), or ``"auto"`` (default):
+per horizon the one of the three with the lowest CRPS (real units) on the calibration origins.
+``calibration_["val_crps"]`` records every candidate's, ``calibration_["width_cv"]`` how much the
+spread of each varies between origins (0 for ``qmap_rank``: none of its marginal spread is the
+diffusion's).
 ``max_steps`` caps the optimiser steps at ``min(max_steps, epochs x steps per epoch)`` (the
 recorded CPU budget; None: ``epochs`` alone). ``gradient_accumulation_steps`` k: one optimiser step
 per k batches (steps per epoch, the warmup and the cap count optimiser steps).
@@ -74,9 +87,17 @@ from trafficgen._random import seed_from
 from trafficgen.data.windows import target_index, window_index, window_origins
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.tm.base import TMForecaster
-from trafficgen.generators.tm.lead.anchor import LinearAnchor
+from trafficgen.generators.tm.lead.anchor import LinearAnchor, fit_anchor
 from trafficgen.generators.tm.lead.backbone import DEFAULT_LLM
-from trafficgen.generators.tm.lead.calibration import apply_calibration, fit_calibration
+from trafficgen.generators.tm.lead.calibration import (
+    QMAP_MODES,
+    apply_calibration,
+    apply_quantile_map,
+    fit_calibration,
+    fit_quantile_map,
+    quantile_table,
+    width_variation,
+)
 from trafficgen.generators.tm.lead.model import LeadConfig, LeadNet
 from trafficgen.generators.tm.lead.sampling import make_scheduler, sample_batch
 from trafficgen.generators.tm.lead.target_scale import fit_target_scale
@@ -107,6 +128,7 @@ class LeadForecaster(TMForecaster):
                  max_val_windows: int = 128, window_chunk: int = 4, target_scaling: str | float = "od_std",
                  prediction_type: str = "v_prediction", anchor: str = "linear", sampler: str = "dpm",
                  calibrate: bool = True, calib_origins: int = 64, calib_levels: Sequence[float] = (0.9,),
+                 anchor_ridge: float | str | None = "auto", spread_mode: str = "auto",
                  max_steps: int | None = 200,
                  n_train_timesteps: int = 1000, n_inference_steps: int = 5,
                  n_samples: int = 8, random_state: int | None = 0, progress: bool = True,
@@ -139,6 +161,8 @@ class LeadForecaster(TMForecaster):
         self.calibrate = calibrate
         self.calib_origins = calib_origins
         self.calib_levels = calib_levels
+        self.anchor_ridge = anchor_ridge
+        self.spread_mode = spread_mode
         self.max_steps = max_steps
         self.n_train_timesteps = n_train_timesteps
         self.n_inference_steps = n_inference_steps
@@ -290,6 +314,12 @@ class LeadForecaster(TMForecaster):
             raise ConfigError(f"anchor must be 'last' or 'linear', got {self.anchor!r}")
         if self.sampler not in ("ddim", "dpm"):
             raise ConfigError(f"sampler must be 'ddim' or 'dpm', got {self.sampler!r}")
+        if self.spread_mode not in ("auto", "factor", *QMAP_MODES):
+            raise ConfigError(f"spread_mode must be 'auto', 'factor', 'qmap_rank' or 'qmap_cdf', got {self.spread_mode!r}")
+        ridge = self.anchor_ridge
+        if not (ridge is None or ridge == "auto" or (isinstance(ridge, (int, float)) and not isinstance(ridge, bool)
+                                                     and float(ridge) >= 0)):
+            raise ConfigError(f"anchor_ridge must be None, a number >= 0 or 'auto', got {ridge!r}")
 
     def fit(self, train, *, val=None):
         from trafficgen._device import resolve_device
@@ -301,8 +331,12 @@ class LeadForecaster(TMForecaster):
         gen = torch.Generator().manual_seed(seed)
         self.n_nodes_ = values.shape[1]
         self.scaler_ = self._new_scaler().fit(values)
-        self.anchor_model_ = LinearAnchor(t_in=int(self.t_in), horizons=self.horizons).fit(values)
+        vvalues = None if val is None else np.asarray(getattr(val, "values", val), dtype=np.float64)
+        ridge = self.anchor_ridge if self.residual and self.anchor == "linear" else None
+        self.anchor_model_ = fit_anchor(values, vvalues, t_in=int(self.t_in), horizons=self.horizons, ridge=ridge)
+        self.anchor_selection_ = getattr(self.anchor_model_, "selection_", None)
         self.calibration_ = None
+        self.qmap_resid_ = self.qmap_dev_ = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net_ = LeadNet(self._config(self.n_nodes_), allow_download=bool(self.allow_download))
@@ -314,11 +348,11 @@ class LeadForecaster(TMForecaster):
         index, anchors, targets = self._windows(values, zt, origins)
         base = anchors if self.residual else torch.zeros_like(targets)
         self._fit_target_scale(targets - base)  # on the CPU; then the training tensors go to the device
+        if self.residual:  # per-OD quantiles of the training residuals in target units (quantile maps)
+            self.qmap_resid_ = quantile_table(self._to_target(targets - base).numpy(), axis=0)  # (L, H, N, N)
         frames, anchors, targets = frames.to(device), anchors.to(device), targets.to(device)
         validate = None
-        vvalues = None
-        if val is not None:
-            vvalues = np.asarray(getattr(val, "values", val), dtype=np.float64)
+        if vvalues is not None:
             vz = self._scale(vvalues)
             vo = self._origins(len(vz), self.max_val_windows, torch.Generator().manual_seed(seed + 1))
             if len(vo):
@@ -393,8 +427,36 @@ class LeadForecaster(TMForecaster):
             pred = self._unscale(anchors[:, k] + point_t * scale[k])
             return float(np.sqrt(np.mean((pred - truth[:, k]) ** 2)))
 
+        def crps_of(xt, k):  # (B, S, N, N) target units -> mean CRPS in the series' units
+            from trafficgen.evaluation.tm.probabilistic_metrics import crps_ensemble
+
+            return crps_ensemble(truth[:, k], self._unscale(anchors[:, None, k] + xt * scale[k]))
+
         cal = fit_calibration(x, truth_t, rmse_of, levels=tuple(self.calib_levels))
-        self.calibration_ = {**cal, "n_origins": int(len(origins)), "n_samples": int(self.n_samples),
+        h = len(self.horizons)
+        factor = apply_calibration(x, cal["shrink"], cal["spread"], cal["power"])
+        cands = {"factor": factor}
+        spread = {"factor": list(cal["spread"])}
+        val_cov = {"factor": list(cal["val_coverage"][str(max(self.calib_levels))])}
+        q_dev = None
+        if self.spread_mode != "factor" and self.qmap_resid_ is not None:
+            modes = QMAP_MODES if self.spread_mode == "auto" else (self.spread_mode,)
+            qm = fit_quantile_map(x, truth_t, cal["shrink"], self.qmap_resid_, modes=modes)
+            q_dev = qm["q_dev"]
+            for mode in modes:
+                cands[mode] = apply_quantile_map(x, cal["shrink"], qm[mode]["spread"], mode, self.qmap_resid_, q_dev)
+                spread[mode], val_cov[mode] = qm[mode]["spread"], qm[mode]["val_coverage"]
+        elif self.spread_mode != "factor":
+            raise ConfigError(f"spread_mode={self.spread_mode!r} needs the training-residual quantiles of fit() "
+                              "(a model saved before they existed: use spread_mode='factor')")
+        crps = {m: [crps_of(v[:, :, k], k) for k in range(h)] for m, v in cands.items()}
+        allowed = list(cands) if self.spread_mode == "auto" else [self.spread_mode]
+        chosen = [min(allowed, key=lambda m, k=k: crps[m][k]) for k in range(h)]
+        self.qmap_dev_ = q_dev
+        self.calibration_ = {**cal, "mode": chosen, "spread": [spread[m][k] for k, m in enumerate(chosen)],
+                             "spread_by_mode": spread, "val_coverage_90_by_mode": val_cov, "val_crps": crps,
+                             "width_cv": {"raw": width_variation(x), **{m: width_variation(v) for m, v in cands.items()}},
+                             "n_origins": int(len(origins)), "n_samples": int(self.n_samples),
                              "n_inference_steps": int(self.n_inference_steps), "sampler": self.sampler}
         return self
 
@@ -456,7 +518,15 @@ class LeadForecaster(TMForecaster):
         if self.calibration_ is not None:
             cal = self.calibration_
             power = np.asarray(cal.get("power", [1.0] * len(self.horizons)))[hidx]
-            x = apply_calibration(x, np.asarray(cal["shrink"])[hidx], np.asarray(cal["spread"])[hidx], power)
+            modes = [cal.get("mode", ["factor"] * len(self.horizons))[k] for k in hidx]
+            shrink, spread = np.asarray(cal["shrink"])[hidx], np.asarray(cal["spread"])[hidx]
+            if all(m == "factor" for m in modes):
+                x = apply_calibration(x, shrink, spread, power)
+            else:
+                if np.any(power[[k for k, m in enumerate(modes) if m == "factor"]] != 1.0):
+                    raise ConfigError("a tail power with quantile-mapped horizons is not supported")
+                x = apply_quantile_map(x, shrink, spread, modes, self.qmap_resid_[:, hidx],
+                                       None if self.qmap_dev_ is None else self.qmap_dev_[:, hidx])
         z = x * self.target_scale_t_[hidx].numpy()[None, None]  # (B, S, H, N, N) in z units
         if self.residual:
             z = z + anchors[:, None]
@@ -476,9 +546,13 @@ class LeadForecaster(TMForecaster):
         config = {"lead_config": asdict(self.net_.config), "n_nodes": self.n_nodes_, "scale": self.scaler_.scale_,
                   "zmin": self.scaler_.min_, "zmax": self.scaler_.max_, "anchor_model": self.anchor_model_.state(),
                   "calibration": self.calibration_, "n_train_timesteps": self.n_train_timesteps,
-                  "history": self.history_}
+                  "anchor_selection": getattr(self, "anchor_selection_", None), "history": self.history_}
         tensors = {**{k: v.detach().cpu() for k, v in self.net_.trainable_state_dict().items()},
                    "lead.target_scale": self.target_scale_t_.cpu()}
+        for key, arr in (("lead.qmap_resid", getattr(self, "qmap_resid_", None)),
+                         ("lead.qmap_dev", getattr(self, "qmap_dev_", None))):
+            if arr is not None:
+                tensors[key] = torch.as_tensor(np.asarray(arr), dtype=torch.float64)
         return config, tensors, {}
 
     @classmethod
@@ -497,7 +571,11 @@ class LeadForecaster(TMForecaster):
                                                       "max": config["zmax"]})
         tensors = dict(tensors)
         self._set_target_scale(tensors.pop("lead.target_scale"))
+        qr, qd = tensors.pop("lead.qmap_resid", None), tensors.pop("lead.qmap_dev", None)
+        self.qmap_resid_ = None if qr is None else qr.numpy().astype(np.float64)
+        self.qmap_dev_ = None if qd is None else qd.numpy().astype(np.float64)
         self.anchor_model_ = LinearAnchor.from_state(config["anchor_model"])
+        self.anchor_selection_ = config.get("anchor_selection")
         self.calibration_ = config.get("calibration")
         self.history_ = config.get("history", {})
         with torch.random.fork_rng(devices=[]):
