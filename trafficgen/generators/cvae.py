@@ -63,7 +63,9 @@ class CVAEGenerator(FlowGenerator):
     ``free_bits`` (nats per latent dimension), ``context`` (0 to 4 previous lengths the
     decoder sees), ``count_mix`` (weight ``a`` of the class's training packet-count distribution
     in ``p(n | z, c) = (1 - a) head + a p_train(n | c)``: part of the model, so the likelihood and
-    training use it too), ``dropout`` / ``word_dropout`` / ``label_smoothing`` (training-only
+    training use it too), ``anchor_class_bias`` (the class's smoothed log length frequencies
+    are a fixed offset and the learned per-class bias starts at 0, so the weight decay pulls it
+    towards the frequencies instead of towards 0), ``dropout`` / ``word_dropout`` / ``label_smoothing`` (training-only
     regularisers, off by default; the smoothing spreads over the allowed lengths),
     ``temperature``, ``z_temperature`` and ``support`` (the sampling defaults), ``random_state``,
     ``progress``, ``device`` (``"auto"`` | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"``: where it trains
@@ -97,7 +99,7 @@ class CVAEGenerator(FlowGenerator):
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
                  patience: int | None = 20, kl_warmup: float = 0.2, free_bits: float = 0.1, context: int = 2,
                  count_mix: float = 0.0, dropout: float = 0.0, word_dropout: float = 0.0,
-                 label_smoothing: float = 0.0,
+                 label_smoothing: float = 0.0, anchor_class_bias: bool = False,
                  weight_decay: float = 0.1,
                  temperature: float = 0.8, z_temperature: float = 1.0, support: str = "class",
                  random_state: int | None = None,
@@ -116,6 +118,7 @@ class CVAEGenerator(FlowGenerator):
         self.word_dropout = word_dropout
         self.label_smoothing = label_smoothing
         self.count_mix = count_mix
+        self.anchor_class_bias = anchor_class_bias
         self.weight_decay = weight_decay
         self.temperature = temperature
         self.z_temperature = z_temperature
@@ -193,7 +196,8 @@ class CVAEGenerator(FlowGenerator):
             model.count_keep.fill_(math.log1p(-mix))
             model.count_prior.copy_(torch.from_numpy(prior))
         with torch.no_grad():  # start every position at its class's (smoothed) length frequencies
-            model.class_bias.copy_(torch.from_numpy(np.log(freq + 0.1) - np.log(freq + 0.1).mean(1, keepdims=True)))
+            logfreq = torch.from_numpy(np.log(freq + 0.1) - np.log(freq + 0.1).mean(1, keepdims=True))
+            (model.class_offset if self.anchor_class_bias else model.class_bias).copy_(logfreq)
         model = model.to(device)
         tokens = torch.from_numpy(tokens_np).to(device)  # (n, N)
         n_pk = torch.from_numpy(n_np).to(device)  # (n,)
@@ -372,8 +376,8 @@ class CVAEGenerator(FlowGenerator):
                                    f"{len(config['classes_'])} classes / the tokenizer's "
                                    f"{tokenizer.n_length_tokens} lengths", path="config.json")
         gen.model_ = seeded_init(0, lambda: CategoricalCVAE(CVAEConfig(**mc)))
-        load_module_state(gen.model_, tensors, TENSORS_FILE,  # saved before count_mix: no mix
-                          optional=lambda key: key in ("count_keep", "count_prior"))
+        load_module_state(gen.model_, tensors, TENSORS_FILE,  # saved before these buffers: none of them
+                          optional=lambda key: key in ("count_keep", "count_prior", "class_offset"))
         gen.model_.eval()  # CPU weights; moved to gen.device when first used (_placed)
         gen.tokenizer_ = tokenizer
         gen.classes_ = list(config["classes_"])

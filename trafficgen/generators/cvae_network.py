@@ -119,6 +119,9 @@ class CategoricalCVAE(nn.Module):
         self.out_table = LengthTable(phi, c.token_dim)
         self.out_bias = nn.Parameter(torch.zeros(c.n_lengths))  # (2M,)
         self.class_bias = nn.Parameter(torch.zeros(c.n_classes, c.n_lengths))  # (C, 2M): each class's lengths
+        # a fixed per-class offset under class_bias (its smoothed log length frequencies with
+        # ``anchor_class_bias``: the weight decay then pulls class_bias towards them, not towards 0)
+        self.register_buffer("class_offset", torch.zeros(c.n_classes, c.n_lengths))  # (C, 2M)
         # one table per look-back j = 1..context and its "before the start" vector
         self.prev_tables = nn.ModuleList([LengthTable(phi, c.token_dim) for _ in range(c.context)])
         self.bos = nn.Parameter(torch.zeros(c.context, c.token_dim))  # (context, D)
@@ -182,7 +185,7 @@ class CategoricalCVAE(nn.Module):
                 hide = hide | (torch.rand(hide.shape, device=hide.device) < self.word_dropout)
             h = h + torch.where(hide[:, None], self.bos[j], table[prev[:, j].clamp_min(0)])  # (R, D)
         h = h + self.mix(h)  # (R, D)
-        logits = h @ out.t() + self.out_bias + self.class_bias[y]  # (R, 2M)
+        logits = h @ out.t() + self.out_bias + self.class_bias[y] + self.class_offset[y]  # (R, 2M)
         return logits.masked_fill(first[:, None] & (torch.arange(logits.shape[1], device=h.device)
                                                     < self.first_positive), -torch.inf)
 
