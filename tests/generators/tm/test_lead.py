@@ -455,6 +455,11 @@ def test_quantile_map_rank_keeps_ranks_and_takes_the_residual_quantiles():
     # "factor" horizons are the plain spread factor
     np.testing.assert_allclose(apply_quantile_map(x, 0.0, 2.0, ["factor", "factor"], q),
                                2.0 * (x - np.median(x, axis=1, keepdims=True)))
+    from trafficgen.generators.tm.lead.calibration import apply_calibration
+
+    mixed = apply_quantile_map(x, 0.0, 2.0, ["factor", "qmap_rank"], q, power=[1.5, 1.0])
+    np.testing.assert_allclose(mixed[:, :, 0], apply_calibration(x[:, :, :1], 0.0, 2.0, 1.5)[:, :, 0])
+    np.testing.assert_allclose(mixed[:, :, 1], apply_quantile_map(x, 0.0, 2.0, "qmap_rank", q)[:, :, 1])
 
 
 def test_quantile_map_cdf_follows_the_samples_own_spread():

@@ -219,19 +219,19 @@ def _qmap_dev(xs, med, q_resid_k, mode, q_dev_k) -> np.ndarray:
 
 
 def apply_quantile_map(x: np.ndarray, shrink, spread, mode, q_resid: np.ndarray,
-                       q_dev: np.ndarray | None = None) -> np.ndarray:
+                       q_dev: np.ndarray | None = None, power=1.0) -> np.ndarray:
     """``x`` (B, S, H, N, N) samples in target units -> ``shrink * median + spread * (Q(u) - Q(0.5))``
     per horizon; ``mode`` one of :data:`QMAP_MODES` or ``"factor"`` (that horizon gets
-    :func:`apply_calibration` at power 1), scalars or one per horizon; ``q_resid`` / ``q_dev``
+    :func:`apply_calibration` at ``power``), scalars or one per horizon; ``q_resid`` / ``q_dev``
     (L, H, N, N) for the same horizons as ``x``."""
     h = x.shape[2]
     modes = [mode] * h if isinstance(mode, str) else list(mode)
-    shrink, spread = _per_horizon(shrink, h), _per_horizon(spread, h)
+    shrink, spread, power = _per_horizon(shrink, h), _per_horizon(spread, h), _per_horizon(power, h)
     out = np.empty_like(x)
     med = np.median(x, axis=1)  # (B, H, N, N)
     for k in range(h):
         if modes[k] == "factor":
-            out[:, :, k] = apply_calibration(x[:, :, k:k + 1], shrink[k], spread[k])[:, :, 0]
+            out[:, :, k] = apply_calibration(x[:, :, k:k + 1], shrink[k], spread[k], power[k])[:, :, 0]
             continue
         dev = _qmap_dev(x[:, :, k], med[:, k], q_resid[:, k], modes[k], None if q_dev is None else q_dev[:, k])
         out[:, :, k] = shrink[k] * med[:, None, k] + float(spread[k]) * dev

@@ -523,10 +523,8 @@ class LeadForecaster(TMForecaster):
             if all(m == "factor" for m in modes):
                 x = apply_calibration(x, shrink, spread, power)
             else:
-                if np.any(power[[k for k, m in enumerate(modes) if m == "factor"]] != 1.0):
-                    raise ConfigError("a tail power with quantile-mapped horizons is not supported")
                 x = apply_quantile_map(x, shrink, spread, modes, self.qmap_resid_[:, hidx],
-                                       None if self.qmap_dev_ is None else self.qmap_dev_[:, hidx])
+                                       None if self.qmap_dev_ is None else self.qmap_dev_[:, hidx], power)
         z = x * self.target_scale_t_[hidx].numpy()[None, None]  # (B, S, H, N, N) in z units
         if self.residual:
             z = z + anchors[:, None]
