@@ -222,3 +222,54 @@ def test_mamba_uses_the_same_class_bias():
     assert total == pytest.approx(sum(parts), abs=1e-3)
     out = gen.sample(20, random_state=1)
     assert (out.lengths[:, 0] > 0).all()
+
+
+@pytest.mark.parametrize("cls", [LlamaGenerator, MambaGenerator])
+def test_class_input_embedding_in_training_likelihood_and_decode(cls, monkeypatch, tmp_path):
+    """``class_input=True``: a learned (C, D) vector added to the input embedding of every
+    position after the prompt; the decode loop (both branches of guidance) and
+    ``log_likelihood`` use it like the HF forward with those embeddings."""
+    gen = cls(preset="tiny", epochs=3, batch_size=16, learning_rate=1e-2, cfg_dropout=0.2, class_input=True,
+              random_state=0, progress=False).fit(separable_flows(40))
+    assert gen.class_input_.shape == (2, gen.model_.config.hidden_size) and np.abs(gen.class_input_).max() > 0
+    tok = gen.tokenizer_
+
+    def ref(prefixes, conditional=True):
+        x = torch.as_tensor(prefixes)
+        vec = torch.from_numpy(gen.class_input_)[x[:, 0] - tok.first_class_id] if conditional else None
+        if not conditional:
+            x = torch.cat([torch.full_like(x[:, :1], EOS_ID), x[:, 1:]], 1)
+        with torch.inference_mode():
+            hidden = gen._class_hidden(gen.model_, x, vec)[:, -1]
+            logits = gen.model_.lm_head(hidden)[:, tok.output_ids].float()
+        return logits.clone()
+
+    seen = []
+    real = causal_lm.sample_from_logits
+    monkeypatch.setattr(causal_lm, "sample_from_logits", lambda lg, *a, **k: (seen.append(lg.clone()), real(lg, *a, **k))[1])
+    n_out = tok.first_class_id - EOS_ID
+    support = torch.where(torch.from_numpy(gen.class_support_), 0.0, -torch.inf)
+    for scale in (1.0, 2.0):
+        seen.clear()
+        out = gen.sample(4, cls=["A", "B", "A", "B"], random_state=2, guidance_scale=scale)
+        ids, _ = tok.encode(out, gen.max_packets_)
+        t = 1
+        cond = ref(ids[:, :t + 1])
+        expect = cond if scale == 1.0 else ref(ids[:, :t + 1], False) + scale * (cond - ref(ids[:, :t + 1], False))
+        expect = expect + support[ids[:, 0] - tok.first_class_id]
+        finite = torch.isfinite(expect)
+        torch.testing.assert_close(seen[t][:, :n_out][finite], expect[finite], rtol=1e-4, atol=1e-4)
+    flows = separable_flows(6, seed=4)
+    ids, _ = tok.encode(flows, gen.max_packets_)
+    row = ids[0]
+    expect = 0.0
+    for t in range(min(int((row[1:] != PAD_ID).sum()), gen.max_packets_)):
+        lg = ref(row[None, :t + 1])[0]
+        if t == 0:
+            lg[:tok.first_positive_output] = -torch.inf
+        expect += float(torch.log_softmax(lg, -1)[row[t + 1] - EOS_ID])
+    assert gen.log_likelihood(flows)[0] == pytest.approx(expect, abs=1e-3)
+    gen.save_pretrained(tmp_path / "ci")
+    back = load_generator(tmp_path / "ci")
+    assert np.array_equal(back.class_input_, gen.class_input_)
+    assert np.array_equal(back.sample(30, random_state=1).lengths, gen.sample(30, random_state=1).lengths)

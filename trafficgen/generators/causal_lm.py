@@ -47,9 +47,12 @@ SUPPORT_KEY = "class_support"
 #: Key of the per-class output bias (C, V') float32 in ``model.safetensors``.
 CLASS_BIAS_KEY = "class_bias"
 
+#: Key of the per-class input embedding (C, D) float32 in ``model.safetensors`` (``class_input=True``).
+CLASS_INPUT_KEY = "class_input_embedding"
+
 #: Pseudo-count (in tokens) of the global next-token distribution in each class's smoothed one,
 #: which starts the per-class output bias (see :func:`class_bias_init`).
-CLASS_BIAS_PRIOR = 20.0
+CLASS_BIAS_PRIOR = 200.0
 
 #: ``timing`` values: the model of the inter-arrival times (True is the default one).
 TIMING_MODES = {True: "chain", "chain": "chain", "head": "head"}
@@ -124,7 +127,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         "class_counts": Field.class_counts(required=False), "max_packets_": Field.integer(minimum=1),
         "history": Field.object(required=False), "model_config": Field.object(),
         "timing": Field.object(required=False), "class_support": Field((bool,), required=False),
-        "class_bias": Field((bool,), required=False),
+        "class_bias": Field((bool,), required=False), "class_input": Field((bool,), required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {
         "tokenizer.json": {"type": Field.string(equals="FlowTokenizer"), "classes": Field.class_names(),
@@ -138,7 +141,7 @@ class CausalLMFlowGenerator(FlowGenerator):
                  progress: bool = True, device: str = "auto", precision: str = "fp32",
                  gradient_accumulation_steps: int = 1, timing: bool = False, cfg_dropout: float = 0.1,
                  guidance_scale: float | None = None, support: str | None = "class", class_bias: bool = False,
-                 class_bias_l2: float = 1.0):
+                 class_bias_l2: float = 1.0, class_bias_prior: float = CLASS_BIAS_PRIOR, class_input: bool = False):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -161,6 +164,8 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.support = support
         self.class_bias = class_bias
         self.class_bias_l2 = class_bias_l2
+        self.class_bias_prior = class_bias_prior
+        self.class_input = class_input
 
     # ------------------------------------------------------------------ architecture hooks
     def _build_model(self, vocab_size: int, max_positions: int):
@@ -172,9 +177,21 @@ class CausalLMFlowGenerator(FlowGenerator):
         """Rebuild the (untrained) transformers model from its saved config dict."""
         raise NotImplementedError
 
-    def _backbone_hidden(self, model, input_ids):
-        """(B, T) ids -> (B, T, D) final hidden states (after the final norm)."""
+    def _backbone_hidden(self, model, input_ids, inputs_embeds=None):
+        """(B, T) ids -> (B, T, D) final hidden states (after the final norm); ``inputs_embeds``
+        (B, T, D), if given, replaces the embedding lookup of ``input_ids``."""
         raise NotImplementedError
+
+    def _class_hidden(self, model, input_ids, class_vec):
+        """:meth:`_backbone_hidden` with ``class_vec`` (B, D) (or None: none) added to the input
+        embedding of every position after the prompt (the class input, ``class_input=True``)."""
+        if class_vec is None:
+            return self._backbone_hidden(model, input_ids)
+        import torch
+
+        emb = model.get_input_embeddings()(input_ids)  # (B, T, D)
+        emb = torch.cat([emb[:, :1], emb[:, 1:] + class_vec[:, None].to(emb.dtype)], dim=1)
+        return self._backbone_hidden(model, input_ids, inputs_embeds=emb)
 
     def _make_decoder(self, batch_size: int, max_steps: int, dtype=None):
         """An object with ``step(tokens (B,), t) -> (B, D)`` final hidden state of position ``t``,
@@ -216,7 +233,12 @@ class CausalLMFlowGenerator(FlowGenerator):
         if bias_l2 < 0:
             raise ConfigError(f"class_bias_l2 must be >= 0, got {self.class_bias_l2}")
         if self.class_bias:  # a parameter of the model while it trains (optimised, restored with the best weights)
-            model.class_bias = torch.nn.Parameter(torch.from_numpy(class_bias_init(ids, tokenizer)).to(device))
+            model.class_bias = torch.nn.Parameter(torch.from_numpy(
+                class_bias_init(ids, tokenizer, prior=float(self.class_bias_prior))).to(device))
+        if self.class_input:  # (C, D), started at 0 (the model starts as without it)
+            if self._timing_mode(flows) == "head":
+                raise ConfigError("class_input is not supported with timing='head'")
+            model.class_input = torch.nn.Parameter(torch.zeros(len(classes), model.config.hidden_size, device=device))
         n_scored = max(int(mask[:, 1:].sum()), 1)  # tokens the loss scores over the data: scales the L2 pull
         cfg_dropout = float(self.cfg_dropout)
         if not 0.0 <= cfg_dropout < 1.0:
@@ -241,7 +263,12 @@ class CausalLMFlowGenerator(FlowGenerator):
                 uncond = (torch.rand(x.shape[0], generator=drop_gen) < cfg_dropout).to(device)  # (B,)
                 x = torch.cat([torch.where(uncond, EOS_ID, x[:, 0])[:, None], x[:, 1:]], dim=1)
             inp, tgt = x[:, :-1], x[:, 1:]  # (B, T-1)
-            hidden = self._backbone_hidden(model, inp)  # (B, T-1, D)
+            class_vec = None
+            if self.class_input:  # none for the unconditional prompt's rows
+                class_vec = model.class_input[cls_idx]  # (B, D)
+                if uncond is not None:
+                    class_vec = torch.where(uncond[:, None], 0.0, class_vec)
+            hidden = self._class_hidden(model, inp, class_vec)  # (B, T-1, D)
             sel = tgt != PAD_ID  # (B, T-1)
             if width_b == width + 2:
                 sel[:, width] &= tgt[:, width] != EOS_ID  # the forced end after max_packets packets
@@ -277,6 +304,10 @@ class CausalLMFlowGenerator(FlowGenerator):
         if self.class_bias:
             self.class_bias_ = model.class_bias.detach().float().cpu().numpy().copy()  # (C, V')
             del model.class_bias  # the model is a plain HF model again
+        self.class_input_ = None
+        if self.class_input:
+            self.class_input_ = model.class_input.detach().float().cpu().numpy().copy()  # (C, D)
+            del model.class_input
         if self.length_features:
             from trafficgen.generators.length_features import fold_length_features
 
@@ -448,19 +479,26 @@ class CausalLMFlowGenerator(FlowGenerator):
             guided = float(guidance_scale) != 1.0
             rows_per = 2 if guided else 1
             decoders = [self._make_decoder(rows_per * (c.stop - c.start), width, dtype=compute_dtype) for c in chunks]
+            class_in = getattr(self, "class_input_", None)
+            extras = [None] * len(chunks)  # per chunk (rows_per b_c, D): each row's class input
+            if class_in is not None:
+                table = torch.from_numpy(class_in).to(device)  # (C, D) fp32; the decoders cast it
+                rows = table[tok - self.tokenizer_.first_class_id]  # (B, D)
+                extras = [torch.cat([rows[c], torch.zeros_like(rows[c])]) if guided else rows[c] for c in chunks]
             for t in range(width):
                 u = None if temperature == 0 else torch.rand((b, 1), generator=generator, device=device)  # (B, 1)
                 nxt = torch.full_like(tok, EOS_ID)  # (B,)
-                for c, decoder in zip(chunks, decoders, strict=True):
+                for c, decoder, extra in zip(chunks, decoders, extras, strict=True):
+                    extra = extra if t > 0 else None  # the prompt itself gets no class input
                     if t > 0 and not bool(alive[c].any()):
                         continue  # every flow of this chunk has ended
                     if guided:  # (2 b_c,): the rows, then the same rows unconditioned
                         other = torch.full_like(tok[c], EOS_ID) if t == 0 else tok[c]
-                        both = project(decoder.step(torch.cat([tok[c], other]), t))  # (2 b_c, V'+pad)
+                        both = project(decoder.step(torch.cat([tok[c], other]), t, extra))  # (2 b_c, V'+pad)
                         cond, uncond = both.chunk(2)
                         logits = uncond + float(guidance_scale) * (cond - uncond)  # (b_c, V'+pad)
                     else:
-                        hidden = decoder.step(tok[c], t)  # (b_c, D)
+                        hidden = decoder.step(tok[c], t, extra)  # (b_c, D)
                         logits = project(hidden)  # (b_c, V'+pad)
                     # masks set in place on a few columns (a GEMM bias, addmm, first writes a
                     # (b_c, V') broadcast of it)
@@ -496,10 +534,13 @@ class CausalLMFlowGenerator(FlowGenerator):
         device = self._placed()
         bias = getattr(self, "class_bias_", None)
         bias = None if bias is None else torch.from_numpy(bias).to(device)  # (C, V')
+        class_in = getattr(self, "class_input_", None)
+        class_in = None if class_in is None else torch.from_numpy(class_in).to(device)  # (C, D)
         with torch.inference_mode():
             for i in range(0, len(ids), int(batch_size)):
                 x = torch.from_numpy(ids[i:i + int(batch_size)]).to(device)  # (B, W+2)
-                hidden = self._backbone_hidden(self.model_, x[:, :-1])  # (B, W+1, D)
+                class_vec = None if class_in is None else class_in[x[:, 0] - self.tokenizer_.first_class_id]
+                hidden = self._class_hidden(self.model_, x[:, :-1], class_vec)  # (B, W+1, D)
                 logits = self.model_.lm_head(hidden).float()[..., outputs]  # (B, W+1, V')
                 if bias is not None:  # each row's class output bias, at every position
                     logits += bias[x[:, 0] - self.tokenizer_.first_class_id][:, None]
@@ -553,6 +594,9 @@ class CausalLMFlowGenerator(FlowGenerator):
         if getattr(self, "class_bias_", None) is not None:
             tensors[CLASS_BIAS_KEY] = torch_tensor(self.class_bias_.astype(np.float32))
             config["class_bias"] = True
+        if getattr(self, "class_input_", None) is not None:
+            tensors[CLASS_INPUT_KEY] = torch_tensor(self.class_input_.astype(np.float32))
+            config["class_input"] = True
         if getattr(self, "timing_chain_", None) is not None:
             config["timing"] = {"model": "chain", **self.timing_chain_.config()}
             tensors.update({k: torch_tensor(v) for k, v in self.timing_chain_.state(CHAIN_PREFIX).items()})
@@ -574,6 +618,8 @@ class CausalLMFlowGenerator(FlowGenerator):
             gen.support = None
         if "class_bias" not in params:  # saved before the class output bias existed
             gen.class_bias = False
+        if "class_input" not in params:
+            gen.class_input = False
         gen.tokenizer_ = FlowTokenizer.from_dict(extra["tokenizer.json"])
         if list(gen.tokenizer_.classes) != list(config["classes"]):
             raise InputFormatError(f"tokenizer.json classes {list(gen.tokenizer_.classes)} differ from "
@@ -597,13 +643,19 @@ class CausalLMFlowGenerator(FlowGenerator):
         if bias is not None and tuple(bias.shape) != (len(config["classes"]), n_out):
             raise InputFormatError(f"tensor {CLASS_BIAS_KEY!r} has shape {tuple(bias.shape)}, expected "
                                    f"{(len(config['classes']), n_out)}", path=TENSORS_FILE)
-        tensors = {k: v for k, v in tensors.items() if k not in (SUPPORT_KEY, CLASS_BIAS_KEY)}
+        class_in = tensors.get(CLASS_INPUT_KEY)
+        if bool(config.get("class_input")) != (class_in is not None):
+            raise InputFormatError(f"config.json class_input is {bool(config.get('class_input'))} but tensor "
+                                   f"{CLASS_INPUT_KEY!r} is {'present' if class_in is not None else 'missing'}",
+                                   path=TENSORS_FILE)
+        tensors = {k: v for k, v in tensors.items() if k not in (SUPPORT_KEY, CLASS_BIAS_KEY, CLASS_INPUT_KEY)}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(TIMING_PREFIX) and k not in chain_tensors}
         load_module_state(model, tensors, TENSORS_FILE, optional=lambda key: "inv_freq" in key)
         gen.model_ = model.eval()  # CPU weights; moved to gen.device when first used (_placed)
         gen.timing_head_ = gen.iat_bins_ = gen.timing_chain_ = None
         gen.class_support_ = None if support is None else np.asarray(support).astype(bool)
         gen.class_bias_ = None if bias is None else np.asarray(bias, dtype=np.float32)
+        gen.class_input_ = None if class_in is None else np.asarray(class_in, dtype=np.float32)
         if gen.support == "class" and gen.class_support_ is None:
             raise InputFormatError(f"params.support is 'class' but there is no {SUPPORT_KEY!r} tensor",
                                    path=TENSORS_FILE)

@@ -36,7 +36,9 @@ class LlamaGenerator(CausalLMFlowGenerator):
 
         return LlamaForCausalLM(LlamaConfig.from_dict(config))
 
-    def _backbone_hidden(self, model, input_ids):
+    def _backbone_hidden(self, model, input_ids, inputs_embeds=None):
+        if inputs_embeds is not None:
+            return model.model(inputs_embeds=inputs_embeds, use_cache=False).last_hidden_state  # (B, T, D)
         return model.model(input_ids=input_ids, use_cache=False).last_hidden_state  # (B, T, D)
 
     def _make_decoder(self, batch_size: int, max_steps: int, dtype=None):
@@ -121,13 +123,16 @@ class LlamaStepDecoder:
         gate, up = p["gu"](self._rms(x, p["ln2"])).chunk(2, dim=-1)  # (B, I) each
         return x + p["down"](F.silu(gate) * up)  # (B, D)
 
-    def step(self, tokens, t: int):
+    def step(self, tokens, t: int, extra=None):
+        """``extra`` (B, D), optional: added to the input embeddings (at ``t > 0``; the class input)."""
         import torch.nn.functional as F
 
         if t == 0:
             return self._first_step(tokens)
         b, h, hd = tokens.shape[0], self.n_heads, self.head_dim
         x = self.embed[tokens]  # (B, D)
+        if extra is not None:
+            x = x + extra.to(x.dtype)
         for i, p in enumerate(self.layers):
             qkv = p["qkv"](self._rms(x, p["ln1"])).view(b, 3, h, hd)  # (B, 3, H, hd)
             qk = self._rope(qkv[:, :2], t)  # (B, 2, H, hd)

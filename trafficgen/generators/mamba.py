@@ -36,7 +36,9 @@ class MambaGenerator(CausalLMFlowGenerator):
 
         return Mamba2ForCausalLM(Mamba2Config.from_dict(config))
 
-    def _backbone_hidden(self, model, input_ids):
+    def _backbone_hidden(self, model, input_ids, inputs_embeds=None):
+        if inputs_embeds is not None:
+            return model.backbone(inputs_embeds=inputs_embeds, use_cache=False).last_hidden_state  # (B, T, D)
         return model.backbone(input_ids=input_ids, use_cache=False).last_hidden_state  # (B, T, D)
 
     def _make_decoder(self, batch_size: int, max_steps: int, dtype=None):
@@ -110,12 +112,15 @@ class Mamba2StepDecoder:
 
         return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
-    def step(self, tokens, t: int):
+    def step(self, tokens, t: int, extra=None):
+        """``extra`` (B, D), optional: added to the input embeddings (the class input)."""
         import torch
         import torch.nn.functional as F
 
         b, n_in, H, P, G, N, K = tokens.shape[0], self.n_inner, self.H, self.P, self.G, self.N, self.K
         x = self.embed[tokens]  # (B, D)
+        if extra is not None:
+            x = x + extra.to(x.dtype)
         for i, p in enumerate(self.layers):
             proj = p["in_proj"](self._rms(x, p["ln"], p["ln_eps"]).to(self.dtype))  # (B, n_in+C+H)
             proj = proj.float()
