@@ -3,14 +3,15 @@ decoder and an explicit flow-length head (network: :mod:`trafficgen.generators.c
 
 Flows are the :class:`~trafficgen.representations.tokenizer.FlowTokenizer` length tokens of their
 first ``N = max_packets_`` packets. The encoder ``q(z | x, n, c)`` reads the tokens, the packet
-count and the class; the decoder is ``p(n | z, c) prod_t p(x_t | z, c, t, x_{t-1})``: a softmax
+count and the class; the decoder is ``p(n | z, c) prod_t p(x_t | z, c, t, x_{t-1}, ..)``: a softmax
 over the packet count and, per position, a softmax over the 3,000 signed lengths that sees the
-latent, the class, the position and the previous ``context`` lengths (default 2), so training
+latent, the class, the position and the previous ``context`` lengths (default 3), so training
 stays parallel over positions (``context=0``: positions independent given ``z``).
 Training maximises the ELBO with the KL weight annealed from 0 to 1 over the first ``kl_warmup``
 of the steps and "free bits" (a per-dimension KL floor of ``free_bits`` nats on the batch mean,
-Kingma et al. 2016) so that the latent stays in use; early stopping and the kept weights follow
-the plain (beta = 1, no floor) ELBO on the validation split.
+Kingma et al. 2016) so that the latent stays in use, and label smoothing 0.1 on the length
+softmaxes; early stopping and the kept weights follow the plain (beta = 1, no floor, no
+smoothing) ELBO on the validation split.
 
 Sampling: ``z ~ N(0, z_temperature^2 I)``, then the packet count and each length from their
 softmaxes at ``temperature``, the lengths restricted to those the class used in training
@@ -21,7 +22,8 @@ tighter importance-weighted bound with ``importance=True``.
 
 Why not the previous design (a Gaussian decoder over ``sign(L) log1p|L|`` whose mean was snapped
 to a length, the flow ending where the mean fell near 0), and how the defaults were chosen: see
-``benchmarks/results/cvae_2026-12-02/README_section.md``.
+``benchmarks/results/cvae_2026-12-02/README_section.md`` (the design) and
+``benchmarks/results/cvae_2026-12-02b/README_section.md`` (context 3, label smoothing 0.1).
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ from trafficgen.generators.base import FlowGenerator
 from trafficgen.generators.serialization import TENSORS_FILE, Field, load_module_state, validate_config
 from trafficgen.representations.tokenizer import FlowTokenizer, count_clipped
 
-#: Parameters at 32 packets, 32 classes, context 2: tiny 0.13M, small 0.85M (the default),
-#: base 1.81M (the ~1.8M budget of the other generators' comparison presets; not tuned: on the
+#: Parameters at 32 packets, 32 classes, context 3: tiny 0.14M, small 0.86M (the default),
+#: base 1.82M (the ~1.8M budget of the other generators' comparison presets; not tuned: on the
 #: validation splits the small model already overfits after ~15 epochs on nDPI).
 CVAE_PRESETS: dict[str, dict] = {
     "tiny": dict(hidden_dim=32, latent_dim=4, n_layers=2, token_dim=8),
@@ -65,8 +67,10 @@ class CVAEGenerator(FlowGenerator):
     in ``p(n | z, c) = (1 - a) head + a p_train(n | c)``: part of the model, so the likelihood and
     training use it too), ``anchor_class_bias`` (the class's smoothed log length frequencies
     are a fixed offset and the learned per-class bias starts at 0, so the weight decay pulls it
-    towards the frequencies instead of towards 0), ``dropout`` / ``word_dropout`` / ``label_smoothing`` (training-only
-    regularisers, off by default; the smoothing spreads over the allowed lengths),
+    towards the frequencies instead of towards 0; off by default), ``label_smoothing`` (training
+    only: that share of each length's loss is the mean NLL over the lengths allowed at its
+    position; default 0.1), ``dropout`` / ``word_dropout`` (training-only regularisers, off by
+    default),
     ``temperature``, ``z_temperature`` and ``support`` (the sampling defaults), ``random_state``,
     ``progress``, ``device`` (``"auto"`` | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"``: where it trains
     and samples; saved weights are CPU tensors; every random draw is made on the CPU, so CPU
@@ -97,9 +101,9 @@ class CVAEGenerator(FlowGenerator):
 
     def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 80,
                  batch_size: int = 64, learning_rate: float = 2e-3, val_fraction: float = 0.1,
-                 patience: int | None = 20, kl_warmup: float = 0.2, free_bits: float = 0.1, context: int = 2,
+                 patience: int | None = 20, kl_warmup: float = 0.2, free_bits: float = 0.1, context: int = 3,
                  count_mix: float = 0.0, dropout: float = 0.0, word_dropout: float = 0.0,
-                 label_smoothing: float = 0.0, anchor_class_bias: bool = False,
+                 label_smoothing: float = 0.1, anchor_class_bias: bool = False,
                  weight_decay: float = 0.1,
                  temperature: float = 0.8, z_temperature: float = 1.0, support: str = "class",
                  random_state: int | None = None,

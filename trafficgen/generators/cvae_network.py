@@ -4,15 +4,17 @@ is categorical over exact signed payload lengths, with an explicit flow-length h
 A flow of ``n`` packets (1 <= n <= N) is the tokens ``x_0 .. x_{n-1}``, each one of the ``2M``
 signed lengths of :class:`~trafficgen.representations.tokenizer.FlowTokenizer` (index ``k`` is the
 length ``k - M`` for ``k < M`` and ``k - M + 1`` otherwise: the tokenizer's ids minus 2). Given the
-latent ``z`` and the class ``c`` the decoder is non-autoregressive::
+latent ``z`` and the class ``c`` the decoder is::
 
-    p(x, n | z, c) = p(n | z, c) * prod_{t < n} p(x_t | z, c, t)
+    p(x, n | z, c) = p(n | z, c) * prod_{t < n} p(x_t | z, c, t, x_{t-1}, .., x_{t-k})
 
-with ``p(n | z, c)`` a softmax over 1..N (the length head) and ``p(x_t | z, c, t)`` a softmax over
-the lengths, at ``t = 0`` over the positive ones only (the client sends first). The positions are
-independent given ``z``: every dependency between them (a request size and its response size, the
-flow length and what fills it) goes through ``z``, so the decoder cannot ignore the latent (the
-usual posterior collapse of a VAE with an autoregressive decoder).
+with ``p(n | z, c)`` a softmax over 1..N (the length head) and ``p(x_t | ..)`` a softmax over the
+lengths, at ``t = 0`` over the positive ones only (the client sends first), that sees the
+``k = context`` previous lengths (0..4; the generator's default 3). The decoder is a fixed-order
+chain, not a recurrent one: training stays parallel over positions, and every dependency further
+back than ``k`` (a request size and a later response size, the flow length and what fills it)
+goes through ``z``, which keeps the latent in use. With ``context=0`` the positions are
+independent given ``z``.
 
 Lengths share strength with their neighbours: their embeddings and output rows are
 ``phi(v) @ F``, the fixed direction / log / linear soft-bin features ``phi`` of
