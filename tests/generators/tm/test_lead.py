@@ -547,3 +547,23 @@ def test_previous_behaviour_reachable(tiny_qwen, series):
         LeadForecaster(spread_mode="nope", **TINY).fit(series[:40])
     with pytest.raises(ConfigError):
         LeadForecaster(anchor_ridge=-1.0, **TINY).fit(series[:40])
+
+
+def test_pairs_without_training_spread_take_the_pooled_shape():
+    from trafficgen.generators.tm.lead.calibration import (
+        apply_quantile_map,
+        quantile_table,
+        residual_quantiles,
+    )
+
+    rng = np.random.default_rng(4)
+    resid = rng.laplace(size=(1000, 1, 3, 3))
+    resid[:, 0, 0, 0] = 0.0  # a pair that never moved in training
+    q = residual_quantiles(resid)
+    np.testing.assert_allclose(q[:, 0, 1, 2], quantile_table(resid[:, 0, 1, 2]))  # others: their own
+    np.testing.assert_allclose(q[:, 0, 0, 0], quantile_table(resid[:, 0].reshape(-1)))  # pooled
+    x = rng.normal(size=(50, 8, 1, 3, 3))
+    y = apply_quantile_map(x, 0.5, 1.0, "qmap_rank", q)
+    assert y[:, :, 0, 0, 0].std(axis=1).min() > 0.5  # can be widened to cover whatever comes later
+    flat = apply_quantile_map(x, 0.5, 1.0, "qmap_rank", quantile_table(resid))
+    assert np.all(flat[:, :, 0, 0, 0].std(axis=1) == 0)  # without the fallback: zero width forever

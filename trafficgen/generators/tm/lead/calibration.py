@@ -26,7 +26,8 @@ Quantile maps (``mode`` ``"qmap_rank"`` / ``"qmap_cdf"``, :func:`apply_quantile_
 of the spread comes from the anchor's own residual distribution instead, per horizon and OD pair:
 ``q_resid`` (L, H, N, N), its quantiles at :data:`QMAP_LEVELS` measured on held-out residuals
 (LEAD: the training-set residuals of the anchor in target units, i.e. LEAD's per-pair-scaled
-log1p(x / s) space). Each sample gets a level u in (0, 1) and becomes
+log1p(x / s) space; :func:`residual_quantiles`: pairs without training spread take the pooled
+shape). Each sample gets a level u in (0, 1) and becomes
 ``t' = shrink * median + c * (Q(u) - Q(0.5))``, so the point forecast is the same as with the
 spread factor and the ranks of the K samples of every entry are kept (the diffusion still decides
 which sample is high where: the dependence between OD pairs and horizons):
@@ -49,7 +50,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 __all__ = ["POWER_GRID", "QMAP_LEVELS", "QMAP_MODES", "SHRINK_GRID", "apply_calibration", "apply_quantile_map",
-           "fit_calibration", "fit_quantile_map", "quantile_table", "width_variation"]
+           "fit_calibration", "fit_quantile_map", "quantile_table", "residual_quantiles", "width_variation"]
 
 SHRINK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 POWER_GRID = tuple(np.round(np.arange(0.5, 3.01, 0.1), 2))
@@ -170,6 +171,29 @@ def fit_calibration(x: np.ndarray, truth: np.ndarray, rmse_of: Callable[[np.ndar
 def quantile_table(x: np.ndarray, axis=0) -> np.ndarray:
     """Quantiles at :data:`QMAP_LEVELS` over ``axis`` (an int or a tuple): (L, ...rest)."""
     return np.quantile(np.asarray(x, dtype=np.float64), QMAP_LEVELS, axis=axis)
+
+
+#: A pair whose training residuals span (5-95 %) less than this fraction of the horizon's median
+#: pair's span takes the pooled shape of the horizon (see :func:`residual_quantiles`).
+DEGENERATE_WIDTH = 0.05
+
+
+def residual_quantiles(resid: np.ndarray) -> np.ndarray:
+    """Per-pair quantile tables (L, H, N, N) of held-out residuals ``resid`` (B, H, N, N) in target
+    units. Pairs with (almost) no spread there (a pair that is 0 all through the training part:
+    GEANT has 12-15 % of them) would get a zero-width map, which no spread factor can widen, while
+    the pair may carry traffic later: those take the quantiles of all pairs' residuals of the
+    horizon pooled (the target units are per-pair scaled, so the pooled shape is commensurate)."""
+    resid = np.asarray(resid, dtype=np.float64)
+    q = quantile_table(resid, axis=0)  # (L, H, N, N)
+    lo, hi = int(round(0.05 * (len(QMAP_LEVELS) - 1))), int(round(0.95 * (len(QMAP_LEVELS) - 1)))
+    for k in range(resid.shape[1]):
+        width = q[hi, k] - q[lo, k]  # (N, N)
+        bad = width <= DEGENERATE_WIDTH * np.median(width)
+        if np.any(bad):
+            pooled = quantile_table(resid[:, k].reshape(-1), axis=0)  # (L,)
+            q[:, k][:, bad] = pooled[:, None]
+    return q
 
 
 def _q_at(q: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -95,7 +95,7 @@ from trafficgen.generators.tm.lead.calibration import (
     apply_quantile_map,
     fit_calibration,
     fit_quantile_map,
-    quantile_table,
+    residual_quantiles,
     width_variation,
 )
 from trafficgen.generators.tm.lead.model import LeadConfig, LeadNet
@@ -349,7 +349,7 @@ class LeadForecaster(TMForecaster):
         base = anchors if self.residual else torch.zeros_like(targets)
         self._fit_target_scale(targets - base)  # on the CPU; then the training tensors go to the device
         if self.residual:  # per-OD quantiles of the training residuals in target units (quantile maps)
-            self.qmap_resid_ = quantile_table(self._to_target(targets - base).numpy(), axis=0)  # (L, H, N, N)
+            self.qmap_resid_ = residual_quantiles(self._to_target(targets - base).numpy())  # (L, H, N, N)
         frames, anchors, targets = frames.to(device), anchors.to(device), targets.to(device)
         validate = None
         if vvalues is not None:
