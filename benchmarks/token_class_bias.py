@@ -82,11 +82,11 @@ def main() -> None:
     elif args.model == "llama":
         from trafficgen.generators.llama import LlamaGenerator
 
-        gen = LlamaGenerator(random_state=0, progress=False, **kw)
+        gen = LlamaGenerator(**{"random_state": 0, "progress": False, **kw})
     else:
         from trafficgen.generators.mamba import MambaGenerator
 
-        gen = MambaGenerator(random_state=0, progress=False, **kw)
+        gen = MambaGenerator(**{"random_state": 0, "progress": False, **kw})
     t0 = time.perf_counter()
     gen.fit(fit)
     row = {"dataset": args.dataset, "cap": args.cap, "packets": args.packets, "n_fit": len(fit), "n_val": len(val),
