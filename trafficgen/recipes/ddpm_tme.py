@@ -207,7 +207,8 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
     t0 = time.perf_counter()
     ddpm = DDPMTME(**ddpm_cfg, random_state=seed, progress=True, **device_params(DDPMTME, config)).fit(train)
     info["ddpm_tme_fit_s"] = time.perf_counter() - t0
-    info["ddpm_tme_final_losses"] = {k: v[-1] for k, v in ddpm.history_.items() if v}
+    info["ddpm_tme_final_losses"] = {k: v[-1] for k, v in ddpm.history_.items() if isinstance(v, list) and v}
+    info["ddpm_tme_steps"] = {k: ddpm.history_[k] for k in ("pretrain_steps", "steps")}
     ddpm.save_pretrained(out_dir / f"ddpm_tme_{name}")
     variants = {"ddpm_tme": {}, **config.get("ddpm_variants", {})}
     for method, over in variants.items():
@@ -221,7 +222,7 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
         t0 = time.perf_counter()
         cond = DDPMTME(**cond_cfg, random_state=seed, progress=True, **device_params(DDPMTME, config)).fit(train, routing=A)
         info["ddpm_tme_cond_fit_s"] = time.perf_counter() - t0
-        info["ddpm_tme_cond_final_losses"] = {k: v[-1] for k, v in cond.history_.items() if v}
+        info["ddpm_tme_cond_final_losses"] = {k: v[-1] for k, v in cond.history_.items() if isinstance(v, list) and v}
         cond.save_pretrained(out_dir / f"ddpm_tme_cond_{name}")
         t0 = time.perf_counter()
         est, raw = cond.estimate(Y, A, random_state=seed, progress=True, return_raw=True,
