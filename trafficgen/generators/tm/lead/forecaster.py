@@ -429,9 +429,12 @@ class LeadForecaster(TMForecaster):
             return float(np.sqrt(np.mean((pred - truth[:, k]) ** 2)))
 
         def crps_of(xt, k):  # (B, S, N, N) target units -> mean CRPS in the series' units
-            from trafficgen.evaluation.tm.probabilistic_metrics import crps_ensemble
-
-            return crps_ensemble(truth[:, k], self._unscale(anchors[:, None, k] + xt * scale[k]))
+            import scoringrules as sr  # the estimator of evaluation.tm.probabilistic_metrics.crps_ensemble
+            # (the evaluation layer sits above the models, so it is called here directly)
+            samples = np.asarray(self._unscale(anchors[:, None, k] + xt * scale[k]), dtype=np.float64)
+            crps = sr.crps_ensemble(np.asarray(truth[:, k], dtype=np.float64), samples, m_axis=1, estimator="qd",
+                                    backend="numpy")
+            return float(np.mean(crps))
 
         cal = fit_calibration(x, truth_t, rmse_of, levels=tuple(self.calib_levels))
         h = len(self.horizons)
