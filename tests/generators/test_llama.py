@@ -199,3 +199,22 @@ def test_samples_do_not_depend_on_decode_chunking(fitted, monkeypatch, temperatu
     whole = fitted.sample(300, random_state=9, temperature=temperature)  # one chunk (DECODE_CHUNK 1024)
     monkeypatch.setattr(causal_lm, "DECODE_CHUNK", 7)  # 43 chunks; many end before the last step
     assert fitted.sample(300, random_state=9, temperature=temperature) == whole
+
+
+def test_one_query_attention_is_sdpa_for_one_query():
+    """The decoder's written-out attention equals SDPA for a single query (fp32; bf16 within
+    bf16 rounding), for 1 to 11 cached positions."""
+    import torch
+    import torch.nn.functional as F
+
+    from trafficgen.generators.llama import one_query_attention
+
+    g = torch.Generator().manual_seed(0)
+    for t in (1, 4, 11):
+        q, k, v = (torch.randn(shape, generator=g) for shape in ((6, 4, 32), (6, 4, t, 32), (6, 4, t, 32)))
+        ref = F.scaled_dot_product_attention(q[:, :, None], k, v)[:, :, 0]  # (6, 4, 32)
+        torch.testing.assert_close(one_query_attention(q, k, v), ref, rtol=1e-5, atol=1e-6)
+        low = one_query_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+        assert low.dtype == torch.bfloat16
+        torch.testing.assert_close(low.float(), ref, rtol=0.05, atol=0.03)
+    assert torch.allclose(one_query_attention(q[:, :, :], k[:, :, :1], v[:, :, :1]), v[:, :, 0])  # one position: v

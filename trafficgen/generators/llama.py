@@ -55,6 +55,20 @@ def build_llama(preset: str, vocab_size: int, max_positions: int):
     return LlamaForCausalLM(cfg)
 
 
+def one_query_attention(q, k, v):
+    """Softmax attention of one query position over ``T`` cached ones: q (B, H, hd), k / v
+    (B, H, T, hd) -> (B, H, hd), scaled by ``hd ** -0.5`` (what ``scaled_dot_product_attention``
+    computes for a single query). Written out as broadcast products and sums: for a handful of
+    positions it is about 2x faster than SDPA's CPU kernel (1024 rows, 4 heads of 32, T = 2-11:
+    0.29-0.62 ms against 0.68-1.28 ms, 2 threads). Scores, softmax and the weighted sum
+    accumulate in fp32 whatever the cache's dtype."""
+    import torch
+
+    scores = (q[:, :, None] * k).sum(-1, dtype=torch.float32) * q.shape[-1] ** -0.5  # (B, H, T)
+    weights = torch.softmax(scores, dim=-1)  # (B, H, T), fp32
+    return (weights[..., None] * v).sum(2, dtype=torch.float32).to(v.dtype)  # (B, H, hd)
+
+
 class LlamaStepDecoder:
     """One-token-at-a-time forward of a ``LlamaForCausalLM`` with a static KV cache.
 
@@ -125,7 +139,6 @@ class LlamaStepDecoder:
 
     def step(self, tokens, t: int, extra=None):
         """``extra`` (B, D), optional: added to the input embeddings (at ``t > 0``; the class input)."""
-        import torch.nn.functional as F
 
         if t == 0:
             return self._first_step(tokens)
@@ -139,8 +152,7 @@ class LlamaStepDecoder:
             q = qk[:, 0]  # (B, H, hd)
             self.k_cache[i, :, :, t] = qk[:, 1]
             self.v_cache[i, :, :, t] = qkv[:, 2]
-            att = F.scaled_dot_product_attention(
-                q[:, :, None], self.k_cache[i, :, :, :t + 1], self.v_cache[i, :, :, :t + 1])  # (B, H, 1, hd)
+            att = one_query_attention(q, self.k_cache[i, :, :, :t + 1], self.v_cache[i, :, :, :t + 1])  # (B, H, hd)
             x = x + p["o"](att.reshape(b, h * hd))  # (B, D)
             x = self._mlp(x, p)
         return self._rms(x, self.norm)  # (B, D)
