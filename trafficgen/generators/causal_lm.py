@@ -37,6 +37,8 @@ DECODE_CHUNK = 1024
 TIMING_PREFIX = "timing_head."
 #: Prefix of the IAT chain's count tables in ``model.safetensors``.
 CHAIN_PREFIX = "timing_chain"
+#: Prefix of the interpolated Markov chain's tables in model.safetensors (``chain_mix=True``).
+CHAIN_MIX_PREFIX = "chain_mix"
 
 #: The classifier-free guidance scale ``sample`` uses when neither it nor the model sets one (1: none).
 DEFAULT_GUIDANCE = 1.0
@@ -149,6 +151,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         "history": Field.object(required=False), "model_config": Field.object(),
         "timing": Field.object(required=False), "class_support": Field((bool,), required=False),
         "class_bias": Field((bool,), required=False), "class_input": Field((bool,), required=False),
+        "chain_mix": Field.object(required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {
         "tokenizer.json": {"type": Field.string(equals="FlowTokenizer"), "classes": Field.class_names(),
@@ -162,7 +165,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                  progress: bool = True, device: str = "auto", precision: str = "fp32",
                  gradient_accumulation_steps: int = 1, timing: bool = False, cfg_dropout: float = 0.1,
                  guidance_scale: float | None = None, support: str | None = "class", class_bias: bool = False,
-                 class_bias_l2: float = 10.0, class_bias_prior: float = CLASS_BIAS_PRIOR, class_input: bool = False):
+                 class_bias_l2: float = 10.0, class_bias_prior: float = CLASS_BIAS_PRIOR, class_input: bool = False,
+                 chain_mix: bool = False):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -187,6 +191,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         self.class_bias_l2 = class_bias_l2
         self.class_bias_prior = class_bias_prior
         self.class_input = class_input
+        self.chain_mix = chain_mix
 
     # ------------------------------------------------------------------ architecture hooks
     def _build_model(self, vocab_size: int, max_positions: int):
@@ -228,7 +233,7 @@ class CausalLMFlowGenerator(FlowGenerator):
         import torch
 
         from trafficgen._device import resolve_device, resolve_precision
-        from trafficgen.generators.training import seeded_init, train_loop
+        from trafficgen.generators.training import seeded_init, split_validation, train_loop
 
         device = resolve_device(self.device)
         resolve_precision(self.precision, device)  # fail before any work
@@ -315,6 +320,8 @@ class CausalLMFlowGenerator(FlowGenerator):
         budget = {"epochs": int(self.epochs)} if self.epochs is not None else {
             "epochs": 1, "max_steps": int(self.max_steps) if self.max_steps is not None else training_budget(
                 len(flows) * (1.0 - float(self.val_fraction)), int(self.batch_size))}
+        split_gen = torch.Generator().set_state(gen.get_state())  # train_loop's validation split, drawn first
+        fit_rows, val_rows = split_validation(len(flows), float(self.val_fraction), split_gen)
         self.history_ = train_loop(model, loss_fn, n=len(flows), **budget,
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
@@ -350,6 +357,13 @@ class CausalLMFlowGenerator(FlowGenerator):
         total = sum(counts.values())
         self.class_prior_ = np.array([counts[c] / total for c in classes])
         self.classes_ = classes
+        self.chain_mix_ = None
+        if self.chain_mix:
+            from trafficgen.generators.chain_mix import fit_chain_mix
+
+            self.chain_mix_, self.history_["chain_mix"] = fit_chain_mix(
+                flows, fit_rows.numpy(), val_rows.numpy(), width=width, tokenizer=tokenizer,
+                lm_event_log_probs=self._event_log_probs)
         return self
 
     def _timing_mode(self, flows) -> str | None:
@@ -506,6 +520,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                 table = torch.from_numpy(class_in).to(device)  # (C, D) fp32; the decoders cast it
                 rows = table[tok - self.tokenizer_.first_class_id]  # (B, D)
                 extras = [torch.cat([rows[c], torch.zeros_like(rows[c])]) if guided else rows[c] for c in chunks]
+            mix = getattr(self, "chain_mix_", None)
+            chain_state = None if mix is None else mix.start((tok - self.tokenizer_.first_class_id).cpu().numpy())
             for t in range(width):
                 u = None if temperature == 0 else torch.rand((b, 1), generator=generator, device=device)  # (B, 1)
                 nxt = torch.full_like(tok, EOS_ID)  # (B,)
@@ -530,6 +546,10 @@ class CausalLMFlowGenerator(FlowGenerator):
                         logits[:, :first_positive] = -torch.inf  # <EOS> and every negative length
                     nxt[c] = sample_from_logits(logits, generator, temperature, top_k, top_p,
                                                 u=None if u is None else u[c]) + EOS_ID
+                if chain_state is not None:  # each flow takes the chain's draw with its bucket's weight
+                    u_mix = torch.rand((chain_state.n_uniforms(), b), generator=generator, device=device,
+                                       dtype=torch.float64)  # (k, B)
+                    nxt = torch.from_numpy(chain_state.mix_step(t, nxt.cpu().numpy(), u_mix.cpu().numpy())).to(device)
                 tok = nxt
                 out[:, t + 1] = torch.where(alive, tok, PAD_ID)
                 alive &= tok != EOS_ID
@@ -542,21 +562,35 @@ class CausalLMFlowGenerator(FlowGenerator):
         """Natural-log likelihood of each flow given its class, log p(x | c) (n,), in nats, under
         the distribution :meth:`sample` draws from (temperature 1): the softmax over ``<EOS>`` and
         the length tokens (plus the class output bias if the model has one), at step 0 over the
-        positive lengths only; the end after ``max_packets_``
+        positive lengths only, interpolated with the Markov chain at every step when the model has
+        one (``chain_mix``); the end after ``max_packets_``
         packets is forced and adds no term. Lengths beyond the vocabulary are clipped (as in fit)."""
-        import torch
-
         self._check_fitted()
         width = self.max_packets_
         flows = flows.truncate(width) if flows.max_packets > width else flows
-        ids, mask = self.tokenizer_.encode(flows, width, clip=True)  # (n, W+2)
-        outputs, first_positive = self.tokenizer_.output_ids, self.tokenizer_.first_positive_output
+        ids, _ = self.tokenizer_.encode(flows, width, clip=True)  # (n, W+2)
+        terms, rows = self._event_log_probs(ids, batch_size=batch_size, with_rows=True)
+        mix = getattr(self, "chain_mix_", None)
+        if mix is not None:
+            rows, terms = mix.mixed_log_probs(ids, terms)
         out = np.zeros(len(ids))
+        np.add.at(out, rows, terms)
+        return out
+
+    def _event_log_probs(self, ids, *, batch_size: int = 256, with_rows: bool = False):
+        """The LM's log-probabilities (E,) of every scored event of encoded flows ``ids`` (n, W+2),
+        row-major (rows, then positions; the forced end after ``max_packets_`` left out), and with
+        ``with_rows`` each event's row (E,)."""
+        import torch
+
+        width = self.max_packets_
+        outputs, first_positive = self.tokenizer_.output_ids, self.tokenizer_.first_positive_output
         device = self._placed()
         bias = getattr(self, "class_bias_", None)
         bias = None if bias is None else torch.from_numpy(bias).to(device)  # (C, V')
         class_in = getattr(self, "class_input_", None)
         class_in = None if class_in is None else torch.from_numpy(class_in).to(device)  # (C, D)
+        terms, rows = [], []
         with torch.inference_mode():
             for i in range(0, len(ids), int(batch_size)):
                 x = torch.from_numpy(ids[i:i + int(batch_size)]).to(device)  # (B, W+2)
@@ -571,8 +605,12 @@ class CausalLMFlowGenerator(FlowGenerator):
                 valid = tgt != PAD_ID
                 valid[:, width] = False  # the forced end after max_packets packets
                 term = logp.gather(-1, (tgt - EOS_ID).clamp_min(0)[..., None])[..., 0]  # (B, W+1)
-                out[i:i + len(x)] = torch.where(valid, term, 0.0).sum(dim=1).double().cpu().numpy()
-        return out
+                terms.append(term[valid].double().cpu().numpy())  # row-major
+                rows.append(valid.nonzero()[:, 0].cpu().numpy() + i)
+        terms = np.concatenate(terms) if terms else np.zeros(0)
+        if with_rows:
+            return terms, (np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64))
+        return terms
 
     def _placed(self):
         """The torch device of ``device``, with the model moved there first if it is elsewhere
@@ -618,6 +656,9 @@ class CausalLMFlowGenerator(FlowGenerator):
         if getattr(self, "class_input_", None) is not None:
             tensors[CLASS_INPUT_KEY] = torch_tensor(self.class_input_.astype(np.float32))
             config["class_input"] = True
+        if getattr(self, "chain_mix_", None) is not None:
+            config["chain_mix"], mix_tensors = self.chain_mix_.state(CHAIN_MIX_PREFIX)
+            tensors.update({k: torch_tensor(v) for k, v in mix_tensors.items()})
         if getattr(self, "timing_chain_", None) is not None:
             config["timing"] = {"model": "chain", **self.timing_chain_.config()}
             tensors.update({k: torch_tensor(v) for k, v in self.timing_chain_.state(CHAIN_PREFIX).items()})
@@ -651,6 +692,7 @@ class CausalLMFlowGenerator(FlowGenerator):
                                    f"tokenizer's {gen.tokenizer_.vocab_size}", path="config.json")
         head_tensors = {k[len(TIMING_PREFIX):]: v for k, v in tensors.items() if k.startswith(TIMING_PREFIX)}
         chain_tensors = {k: v for k, v in tensors.items() if k.startswith(CHAIN_PREFIX + ".")}
+        mix_tensors = {k: v for k, v in tensors.items() if k.startswith(CHAIN_MIX_PREFIX + ".")}
         support = tensors.get(SUPPORT_KEY)
         if config.get("class_support") and support is None:
             raise InputFormatError(f"missing tensor {SUPPORT_KEY!r} (config.json says the model has it)",
@@ -670,7 +712,8 @@ class CausalLMFlowGenerator(FlowGenerator):
                                    f"{CLASS_INPUT_KEY!r} is {'present' if class_in is not None else 'missing'}",
                                    path=TENSORS_FILE)
         tensors = {k: v for k, v in tensors.items() if k not in (SUPPORT_KEY, CLASS_BIAS_KEY, CLASS_INPUT_KEY)}
-        tensors = {k: v for k, v in tensors.items() if not k.startswith(TIMING_PREFIX) and k not in chain_tensors}
+        tensors = {k: v for k, v in tensors.items()
+                   if not k.startswith(TIMING_PREFIX) and k not in chain_tensors and k not in mix_tensors}
         load_module_state(model, tensors, TENSORS_FILE, optional=lambda key: "inv_freq" in key)
         gen.model_ = model.eval()  # CPU weights; moved to gen.device when first used (_placed)
         gen.timing_head_ = gen.iat_bins_ = gen.timing_chain_ = None
@@ -693,6 +736,14 @@ class CausalLMFlowGenerator(FlowGenerator):
             head = TimingHead(model.config.hidden_size, gen.iat_bins_.n_bins, len(config["classes"]))
             load_module_state(head, head_tensors, TENSORS_FILE)
             gen.timing_head_ = head.eval()
+        gen.chain_mix_ = None
+        if config.get("chain_mix") is not None:
+            from trafficgen.generators.chain_mix import ChainMix
+
+            gen.chain_mix_ = ChainMix.from_state(config["chain_mix"], {k: v.numpy() for k, v in mix_tensors.items()},
+                                                 CHAIN_MIX_PREFIX, gen.tokenizer_)
+        elif params.get("chain_mix"):
+            raise InputFormatError("params.chain_mix is true but config.json has no chain_mix", path="config.json")
         gen.max_packets_ = int(config["max_packets_"])
         gen.history_ = config.get("history", {})
         gen.class_counts_ = {str(k): int(v) for k, v in config.get("class_counts", {}).items()}

@@ -168,6 +168,19 @@ class MarkovGenerator(FlowGenerator):
             out[c, positive] = p / p.sum()
         return out
 
+    def event_probabilities(self, ids: np.ndarray, *, with_counts: bool = False) -> tuple[np.ndarray, ...]:
+        """(rows, positions, P(token | class, context)) of every scored event of encoded flows
+        ``ids`` (n, W + 2) (tokenizer ids, ``max_packets_`` wide): the terms of :meth:`log_likelihood`,
+        in row-major order (rows, then positions), the forced end after ``max_packets_`` left out.
+        ``with_counts`` adds each event's full-order context count (:meth:`context_counts`)."""
+        rows, cls_ids, context, token, pos = self._events(ids)
+        p = self._interpolated(cls_ids, context, token)
+        first = pos == 0
+        p[first] = self.first_step_[cls_ids[first], token[first]]
+        if with_counts:
+            return rows, pos, p, self.context_counts(cls_ids, context)
+        return rows, pos, p
+
     def log_likelihood(self, flows: FlowSet) -> np.ndarray:
         """Natural-log likelihood of each flow given its class, log p(x | c) (n,), in nats.
 
@@ -176,13 +189,66 @@ class MarkovGenerator(FlowGenerator):
         self._check_fitted()
         ids, _ = self.tokenizer_.encode(flows.truncate(self.max_packets_) if flows.max_packets > self.max_packets_
                                         else flows, self.max_packets_, clip=True)
-        rows, cls_ids, context, token, pos = self._events(ids)
-        p = self._interpolated(cls_ids, context, token)
-        first = pos == 0
-        p[first] = self.first_step_[cls_ids[first], token[first]]
+        rows, _pos, p = self.event_probabilities(ids)[:3]
         out = np.zeros(len(ids))
         np.add.at(out, rows, np.log(p))
         return out
+
+    # ------------------------------------------------------------------ one step of the chain
+    @property
+    def n_uniforms(self) -> int:
+        """Uniforms per flow that :meth:`draw_next` takes in each of ``u_level`` and ``u_draw``."""
+        return len(self.tables_) + 2
+
+    def start_history(self, n: int) -> np.ndarray:
+        """(n, order) context symbols before the first packet (``<BOS>`` padding)."""
+        return np.full((n, self.order), self._symbols(np.array([BOS]))[0], dtype=np.int64)
+
+    def push_history(self, history: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """``history`` (m, order) shifted by one, ``tokens`` (m,) (token ids) appended."""
+        if not self.order:
+            return history
+        return np.concatenate([history[:, 1:], self._symbols(tokens)[:, None]], axis=1)
+
+    def draw_first(self, cls_ids: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """First-packet tokens (m,) of classes ``cls_ids`` (m,) by inverse CDF at uniforms ``u`` (m,)."""
+        cdf = np.cumsum(self.first_step_, axis=1)  # (C, V)
+        return np.minimum((cdf[cls_ids] < (u * cdf[cls_ids, -1])[:, None]).sum(axis=1), cdf.shape[1] - 1)
+
+    def context_counts(self, cls_ids: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """n(c, h): training count of each flow's full-order context (m,), 0 where never seen."""
+        idx, found = self.tables_[-1].find(self._keys(cls_ids, history, len(self.tables_) - 1))
+        return np.where(found, self.tables_[-1].ctx_total[idx], 0)
+
+    def draw_next(self, cls_ids: np.ndarray, history: np.ndarray, u_level: np.ndarray,
+                  u_draw: np.ndarray) -> np.ndarray:
+        """Next tokens (m,) (``<EOS>`` or a length) given classes (m,) and context symbols
+        (m, order), with uniforms ``u_level`` and ``u_draw`` (:attr:`n_uniforms`, m): at each
+        back-off level a flow keeps its context's empirical distribution with probability
+        n / (n + T), else it backs off one level (the interpolated Witten-Bell distribution)."""
+        m = len(cls_ids)
+        nxt = np.full(m, -1, dtype=np.int64)
+        for level, j in enumerate(range(len(self.tables_) - 1, -1, -1)):
+            table = self.tables_[j]
+            pending = nxt < 0
+            idx, found = table.find(self._keys(cls_ids, history, j))
+            n_h = table.ctx_total[idx]
+            t_h = table.ctx_types[idx]
+            take = pending & found & (u_level[level] * (n_h + t_h) < n_h)
+            if take.any():
+                nxt[take] = table.draw(idx[take], u_draw[level][take])
+        n_all = int(self.global_counts_.sum())
+        t_all = int(np.count_nonzero(self.global_counts_))
+        pending = nxt < 0
+        take = pending & (u_level[-2] * (n_all + t_all) < n_all)  # all-class unigram
+        if take.any():
+            target = np.floor(u_draw[-2][take] * n_all).astype(np.int64)
+            nxt[take] = np.searchsorted(np.cumsum(self.global_counts_), target, side="right")
+        pending = nxt < 0
+        if pending.any():  # uniform over every length and <EOS>
+            outcomes = np.arange(self.tokenizer_.output_ids.start, self.tokenizer_.output_ids.stop)
+            nxt[pending] = outcomes[np.floor(u_draw[-1][pending] * len(outcomes)).astype(np.int64)]
+        return nxt
 
     # ------------------------------------------------------------------ sample
     def sample(self, n: int, *, cls=None, random_state=None) -> FlowSet:
@@ -194,49 +260,23 @@ class MarkovGenerator(FlowGenerator):
         tokens = np.zeros((n, width), dtype=np.int64)  # token ids, 0 = none
         n_packets = np.full(n, width, dtype=np.int64)
         # step 0: the dense first-step distribution of the class (positive lengths)
-        cdf = np.cumsum(self.first_step_, axis=1)  # (C, V)
-        u = rng.random(n)
-        first = np.minimum((cdf[cls_ids] < (u * cdf[cls_ids, -1])[:, None]).sum(axis=1), cdf.shape[1] - 1)
+        first = self.draw_first(cls_ids, rng.random(n))
         tokens[:, 0] = first
-        history = np.full((n, self.order), self._symbols(np.array([BOS]))[0], dtype=np.int64)
-        if self.order:
-            history = np.concatenate([history[:, 1:], self._symbols(first)[:, None]], axis=1)
+        history = self.push_history(self.start_history(n), first)
         alive = np.ones(n, dtype=bool)
-        outcomes = np.arange(self.tokenizer_.output_ids.start, self.tokenizer_.output_ids.stop)  # <EOS>, lengths
-        glob_cum = np.cumsum(self.global_counts_)
-        n_all = int(self.global_counts_.sum())
-        t_all = int(np.count_nonzero(self.global_counts_))
         for step in range(1, width):
             rows = np.flatnonzero(alive)
             if not len(rows):
                 break
             m = len(rows)
-            nxt = np.full(m, -1, dtype=np.int64)
-            u_level, u_draw = rng.random((len(self.tables_) + 2, m)), rng.random((len(self.tables_) + 2, m))
-            for level, j in enumerate(range(len(self.tables_) - 1, -1, -1)):
-                table = self.tables_[j]
-                pending = nxt < 0
-                idx, found = table.find(self._keys(cls_ids[rows], history[rows], j))
-                n_h = table.ctx_total[idx]
-                t_h = table.ctx_types[idx]
-                take = pending & found & (u_level[level] * (n_h + t_h) < n_h)
-                if take.any():
-                    nxt[take] = table.draw(idx[take], u_draw[level][take])
-            pending = nxt < 0
-            take = pending & (u_level[-2] * (n_all + t_all) < n_all)  # all-class unigram
-            if take.any():
-                target = np.floor(u_draw[-2][take] * n_all).astype(np.int64)
-                nxt[take] = np.searchsorted(glob_cum, target, side="right")
-            pending = nxt < 0
-            if pending.any():  # uniform over every length and <EOS>
-                nxt[pending] = outcomes[np.floor(u_draw[-1][pending] * len(outcomes)).astype(np.int64)]
+            u_level, u_draw = rng.random((self.n_uniforms, m)), rng.random((self.n_uniforms, m))
+            nxt = self.draw_next(cls_ids[rows], history[rows], u_level, u_draw)
             ended = nxt == EOS_ID
             n_packets[rows[ended]] = step
             alive[rows[ended]] = False
             go = rows[~ended]
             tokens[go, step] = nxt[~ended]
-            if self.order:
-                history[go] = np.concatenate([history[go, 1:], self._symbols(nxt[~ended])[:, None]], axis=1)
+            history[go] = self.push_history(history[go], nxt[~ended])
         lengths = np.where(tokens > EOS_ID, self.tokenizer_.id_to_length(np.maximum(tokens, 2)), 0)
         lengths[np.arange(width)[None, :] >= n_packets[:, None]] = 0
         out = FlowSet(lengths=lengths.astype(np.int32), n_packets=n_packets.astype(np.int32), labels=names)
