@@ -183,6 +183,9 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
                     timings[f"{ds}/{vname}"]["timing"] = _timing_50(model, values, origins, horizons,
                                                                     ev["timing"], seed)
                 timings[f"{ds}/{vname}"]["anchor_selection"] = getattr(model, "anchor_selection_", None)
+                timings[f"{ds}/{vname}"]["anchor_features"] = getattr(model.anchor_model_, "features", "mean")
+                timings[f"{ds}/{vname}"]["anchor_period"] = getattr(model.anchor_model_, "period", None)
+                timings[f"{ds}/{vname}"]["anchor_refit"] = getattr(model, "anchor_refit_", None)
                 if vname == main and model.residual and model.anchor == "linear":
                     # the main variant's own anchor alone (per-OD or pooled, as LEAD uses it)
                     metrics[f"{vname}-anchor"] = evaluate_forecast(

@@ -178,7 +178,8 @@ def _lead(backbone, qwen_path=None, **kw):
     params = dict(t_in=6, horizons=(1, 2), d_v=8, n_res_blocks=1, d_model=32, adapter_rank=4, unet_channels=(16, 32),
                   layers_per_block=1, batch_size=8, lr=2e-3, n_inference_steps=2, n_samples=3, progress=False,
                   epochs=2, max_train_windows=16, max_val_windows=8, calib_origins=8, random_state=3,
-                  anchor_ridge=None, spread_mode="factor")  # the pooled anchor and spread factor of b80a17d
+                  anchor_ridge=None, spread_mode="factor",  # the pooled anchor and spread factor of b80a17d
+                  anchor_features="mean", anchor_val_history=False, anchor_refit=False)  # and its anchor protocol
     return LeadForecaster(**{**params, **extra, **kw})
 
 

@@ -36,7 +36,20 @@ pair, so every pair's target has unit variance. ``anchor_ridge`` (``anchor="line
 per-OD blend (3 coefficients per horizon and pair) ridge-shrunk towards the pooled one at that
 strength, ``"auto"`` (default) the strength chosen per horizon on the validation series
 (:meth:`~trafficgen.generators.tm.lead.anchor.LinearAnchor.select_ridge`; pooled without one);
-``anchor_selection_`` records the validation RMSE of every strength.
+``anchor_selection_`` records the validation RMSE of every strength. ``anchor_features``:
+``"mean"`` (the 2026-12-02b anchor) or ``"mean+season"`` (default: a 4th feature, the change
+``x[o+h-P] - x[o-P]`` over the same h steps one period ``P`` earlier; ``anchor_period`` None = one
+day from the series' ``interval_s``; it falls back to ``"mean"`` without an interval or when the
+training part is shorter than 2 P + the largest horizon). ``anchor_val_history=True`` (default):
+the validation origins of the ridge choice, the validation loss and the calibration are every
+origin whose target lies in the validation part, the history reaching back into the training part
+(as the test origins' does; False: history inside the validation part, the 2026-12-02b origins).
+``anchor_refit=True`` (default): once the ridge and calibration are chosen on validation, the
+anchor's coefficients are refitted on train + validation at the chosen ridge (``anchor_refit_``
+records it; the diffusion, the target scale and the quantile tables stay those of the training
+part). In a rolling-origin check inside train + validation (benchmarks/lead_anchor_rolling.py,
+benchmarks/results/lead_2026-12-03) the three together lowered the anchor's RMSE / persistence at
+every horizon of two folds on Abilene and five of six on GEANT.
 
 ``sampler``: ``"dpm"`` (default; diffusers ``DPMSolverMultistepScheduler``, DPM-Solver++ of
 order 2, 5 steps by default) or ``"ddim"`` (the paper's DDIM). ``calibrate=True`` (default, with a validation
@@ -87,7 +100,7 @@ from trafficgen._random import seed_from
 from trafficgen.data.windows import target_index, window_index, window_origins
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.tm.base import TMForecaster
-from trafficgen.generators.tm.lead.anchor import LinearAnchor, fit_anchor
+from trafficgen.generators.tm.lead.anchor import FEATURE_SETS, LinearAnchor, default_period, fit_anchor
 from trafficgen.generators.tm.lead.backbone import DEFAULT_LLM
 from trafficgen.generators.tm.lead.calibration import (
     QMAP_MODES,
@@ -130,6 +143,8 @@ class LeadForecaster(TMForecaster):
                  prediction_type: str = "v_prediction", anchor: str = "linear", sampler: str = "dpm",
                  calibrate: bool = True, calib_origins: int = 64, calib_levels: Sequence[float] = (0.9,),
                  anchor_ridge: float | str | None = "auto", spread_mode: str = "auto",
+                 anchor_features: str = "mean+season", anchor_period: int | None = None,
+                 anchor_val_history: bool = True, anchor_refit: bool = True,
                  max_steps: int | None = 200,
                  n_train_timesteps: int = 1000, n_inference_steps: int = 5,
                  n_samples: int = 8, random_state: int | None = 0, progress: bool = True,
@@ -164,6 +179,10 @@ class LeadForecaster(TMForecaster):
         self.calib_levels = calib_levels
         self.anchor_ridge = anchor_ridge
         self.spread_mode = spread_mode
+        self.anchor_features = anchor_features
+        self.anchor_period = anchor_period
+        self.anchor_val_history = anchor_val_history
+        self.anchor_refit = anchor_refit
         self.max_steps = max_steps
         self.n_train_timesteps = n_train_timesteps
         self.n_inference_steps = n_inference_steps
@@ -227,8 +246,9 @@ class LeadForecaster(TMForecaster):
         targets = z[tgt_idx] if tgt_idx.max() < len(z) else None
         return torch.as_tensor(window_index(origins, self.t_in)), self._anchors(values, z, origins), targets
 
-    def _origins(self, n: int, limit: int | None, gen: torch.Generator) -> np.ndarray:
+    def _origins(self, n: int, limit: int | None, gen: torch.Generator, start: int = 0) -> np.ndarray:
         origins = window_origins(n, self.t_in, self.horizons)
+        origins = origins[origins >= start]
         if limit is not None and len(origins) > limit:
             keep = torch.randperm(len(origins), generator=gen)[:limit].sort().values.numpy()
             origins = origins[keep]
@@ -321,6 +341,26 @@ class LeadForecaster(TMForecaster):
         if not (ridge is None or ridge == "auto" or (isinstance(ridge, (int, float)) and not isinstance(ridge, bool)
                                                      and float(ridge) >= 0)):
             raise ConfigError(f"anchor_ridge must be None, a number >= 0 or 'auto', got {ridge!r}")
+        if self.anchor_features not in FEATURE_SETS:
+            raise ConfigError(f"anchor_features must be one of {FEATURE_SETS}, got {self.anchor_features!r}")
+        if self.anchor_period is not None and int(self.anchor_period) < 1:
+            raise ConfigError(f"anchor_period must be None or >= 1, got {self.anchor_period!r}")
+
+    def _anchor_features(self, train, n_train: int) -> tuple[str, int | None]:
+        """The anchor's feature set and period as used: ``"mean+season"`` falls back to ``"mean"``
+        when the period is unknown (no ``anchor_period`` and no ``interval_s``) or the training part
+        is shorter than two periods plus the largest horizon (too few origins reach back a period)."""
+        if self.anchor_features != "mean+season":
+            return self.anchor_features, None
+        period = self.anchor_period
+        if period is None:
+            interval = getattr(train, "interval_s", None)
+            if interval is None:
+                return "mean", None
+            period = default_period(interval)
+        if n_train < 2 * int(period) + max(self.horizons):
+            return "mean", None
+        return "mean+season", int(period)
 
     def fit(self, train, *, val=None):
         from trafficgen._device import resolve_device
@@ -333,8 +373,15 @@ class LeadForecaster(TMForecaster):
         self.n_nodes_ = values.shape[1]
         self.scaler_ = self._new_scaler().fit(values)
         vvalues = None if val is None else np.asarray(getattr(val, "values", val), dtype=np.float64)
-        ridge = self.anchor_ridge if self.residual and self.anchor == "linear" else None
-        self.anchor_model_ = fit_anchor(values, vvalues, t_in=int(self.t_in), horizons=self.horizons, ridge=ridge)
+        linear = self.residual and self.anchor == "linear"
+        ridge = self.anchor_ridge if linear else None
+        features, period = self._anchor_features(train, len(values)) if linear else ("mean", None)
+        # validation windows may reach back into the training part (as test origins do)
+        hist = values if vvalues is not None and self.anchor_val_history else None
+        vseries = vvalues if hist is None else np.concatenate([hist, vvalues])
+        self.anchor_model_ = fit_anchor(values, vvalues, t_in=int(self.t_in), horizons=self.horizons, ridge=ridge,
+                                        features=features, period=period,
+                                        history=hist is not None)
         self.anchor_selection_ = getattr(self.anchor_model_, "selection_", None)
         self.calibration_ = None
         self.qmap_resid_ = self.qmap_dev_ = None
@@ -354,10 +401,11 @@ class LeadForecaster(TMForecaster):
         frames, anchors, targets = frames.to(device), anchors.to(device), targets.to(device)
         validate = None
         if vvalues is not None:
-            vz = self._scale(vvalues)
-            vo = self._origins(len(vz), self.max_val_windows, torch.Generator().manual_seed(seed + 1))
+            vz = self._scale(vseries)
+            vo = self._origins(len(vz), self.max_val_windows, torch.Generator().manual_seed(seed + 1),
+                               start=0 if hist is None else len(hist) - 1)
             if len(vo):
-                vindex, vanchors, vtargets = self._windows(vvalues, vz, vo)
+                vindex, vanchors, vtargets = self._windows(vseries, vz, vo)
                 val_data = (self._frames(vz).to(device), vindex, vanchors.to(device), vtargets.to(device))
                 validate = lambda: self._val_loss(val_data, seed)  # noqa: E731
         from trafficgen.generators.training import is_main_process, launched_world_size
@@ -387,7 +435,13 @@ class LeadForecaster(TMForecaster):
             gradient_accumulation_steps=accum)
         self.history_ = {**history, "n_train_windows": len(origins)}
         if self.calibrate and self.residual and vvalues is not None and is_main_process():
-            self.calibrate_on(vvalues)
+            self.calibrate_on(vvalues, history=hist)
+        self.anchor_refit_ = None
+        if linear and self.anchor_refit and vvalues is not None:
+            # hyper-parameters (ridge, calibration) chosen on validation; the anchor's coefficients
+            # are then refitted on train + validation, so the newest data informs the forecast
+            self.anchor_model_.refit(np.concatenate([values, vvalues]))
+            self.anchor_refit_ = {"n_matrices": int(len(values) + len(vvalues))}
         return self
 
     @torch.no_grad()
@@ -402,16 +456,23 @@ class LeadForecaster(TMForecaster):
         self.net_.train()
         return total / len(index)
 
-    def calibrate_on(self, val) -> LeadForecaster:
+    def calibrate_on(self, val, *, history=None) -> LeadForecaster:
         """Fit (or refit, on a trained or loaded model) the median shrinkage, spread and tail power
         per horizon on ``calib_origins`` evenly spaced origins of the validation series ``val``
-        (:func:`~trafficgen.generators.tm.lead.calibration.fit_calibration` at ``calib_levels``)."""
+        (:func:`~trafficgen.generators.tm.lead.calibration.fit_calibration` at ``calib_levels``).
+        ``history`` (the series just before ``val``): the origins are those whose targets lie in
+        ``val``, their history reaching back into it."""
         self._check_fitted()
         if not self.residual:
             raise ConfigError("calibration needs residual=True (the paper's setting samples z itself)")
         vvalues = np.asarray(getattr(val, "values", val), dtype=np.float64)
         seed = seed_from(self.random_state)
+        start = 0
+        if history is not None:
+            history = np.asarray(getattr(history, "values", history), dtype=np.float64)
+            vvalues, start = np.concatenate([history, vvalues]), len(history) - 1
         origins = window_origins(len(vvalues), self.t_in, self.horizons)
+        origins = origins[origins >= start]
         if len(origins) < 2:
             return self
         keep = np.unique(np.linspace(0, len(origins) - 1, min(len(origins), int(self.calib_origins))).round())
@@ -548,7 +609,8 @@ class LeadForecaster(TMForecaster):
         config = {"lead_config": asdict(self.net_.config), "n_nodes": self.n_nodes_, "scale": self.scaler_.scale_,
                   "zmin": self.scaler_.min_, "zmax": self.scaler_.max_, "anchor_model": self.anchor_model_.state(),
                   "calibration": self.calibration_, "n_train_timesteps": self.n_train_timesteps,
-                  "anchor_selection": getattr(self, "anchor_selection_", None), "history": self.history_}
+                  "anchor_selection": getattr(self, "anchor_selection_", None), "history": self.history_,
+                  "anchor_refit": getattr(self, "anchor_refit_", None)}
         tensors = {**{k: v.detach().cpu() for k, v in self.net_.trainable_state_dict().items()},
                    "lead.target_scale": self.target_scale_t_.cpu()}
         for key, arr in (("lead.qmap_resid", getattr(self, "qmap_resid_", None)),
@@ -578,6 +640,7 @@ class LeadForecaster(TMForecaster):
         self.qmap_dev_ = None if qd is None else qd.numpy().astype(np.float64)
         self.anchor_model_ = LinearAnchor.from_state(config["anchor_model"])
         self.anchor_selection_ = config.get("anchor_selection")
+        self.anchor_refit_ = config.get("anchor_refit")
         self.calibration_ = config.get("calibration")
         self.history_ = config.get("history", {})
         with torch.random.fork_rng(devices=[]):
