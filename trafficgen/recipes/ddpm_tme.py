@@ -19,6 +19,15 @@ projection: "tod_mean_prior" (the training mean of the same time of day, ``rival
 and "ridge_prior" (ridge regression from ``log1p(y / mean y)`` to ``log1p(x / mean x)`` per flow,
 its penalty picked from ``rivals.ridge_alphas`` on the last ``rivals.val_fraction`` of the training
 period, then refitted on all of it).
+
+Sequential estimation (issue 21: adapt to the test period's drift with what is observed then): with
+``ddpm_seq`` (overrides of ``ddpm``, ``{condition: previous}``) a DDPM-TME trained on
+p(x_t | y_t, x_{t-1}) estimates the test intervals one after the other, each conditioned on its
+link loads and on its own previous estimate ("ddpm_tme_seq"; estimation: ``estimation`` updated with
+``seq_estimation``). Its training-free rival "seq_mean_prior" projects a running mean of the earlier
+estimates onto each interval's loads (:func:`~trafficgen.estimation.sequential.sequential_kl_estimate`),
+its weight ``beta`` picked from ``rivals.seq_betas`` on the last ``rivals.val_fraction`` of the
+training period.
 """
 from __future__ import annotations
 
@@ -35,7 +44,8 @@ from trafficgen.recipes.runner import device_params
 
 #: The recipe's top-level keys (the runner rejects any other: a typo is an error, never dropped).
 CONFIG_KEYS = ("name", "runner", "seed", "threads", "datasets", "abilene", "geant", "ddpm", "ddpm_variants", "vae", "wgan",
-               "estimation", "synthesis", "progress", "quick", "quick_mode", "device", "ddpm_cond", "cond_estimation", "rivals")
+               "estimation", "synthesis", "progress", "quick", "quick_mode", "device", "ddpm_cond", "cond_estimation", "rivals",
+               "ddpm_seq", "seq_estimation")
 
 PAPER_TRE_MEAN = {("abilene", "ddpm_tme"): 0.196, ("geant", "ddpm_tme"): 0.359}
 
@@ -118,6 +128,25 @@ def ridge_prior(train_flat, A, Y, *, alphas=(1.0, 10.0, 100.0), val_fraction: fl
     return fit_predict(train_flat, Y, best), best
 
 
+def sequential_prior(train_flat, A, Y, *, betas=(0.0, 0.9, 0.99), val_fraction: float = 0.25) -> tuple[np.ndarray, float]:
+    """The training-free sequential rival: running mean of the earlier estimates, projected onto each
+    interval's loads (started at the training mean), ``beta`` chosen by the TRE mean on the
+    chronologically last ``val_fraction`` of the training matrices (the mean taken over the rest).
+    Returns (estimates (T, n_od) for the link loads ``Y``, the chosen beta); already projected."""
+    from trafficgen.estimation.sequential import sequential_kl_estimate
+    from trafficgen.evaluation.tm.estimation_metrics import tre
+
+    betas = [float(b) for b in betas]
+    n_fit = int(round((1 - float(val_fraction)) * len(train_flat)))
+    best = betas[0]
+    if len(betas) > 1 and 1 < n_fit < len(train_flat):
+        x_val = train_flat[n_fit:]
+        scores = [float(np.nanmean(tre(x_val, sequential_kl_estimate(x_val @ A, A, train_flat[:n_fit].mean(0), beta=b))))
+                  for b in betas]
+        best = betas[int(np.argmin(scores))]
+    return sequential_kl_estimate(Y, A, train_flat.mean(0), beta=best), best
+
+
 def _mbit_factor(series) -> float:
     """Multiplier from the series' unit to Mbit/s."""
     from trafficgen.data.tmseries import TMSeries
@@ -191,6 +220,11 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
                                                  val_fraction=rivals.get("val_fraction", 0.25), projection=projection,
                                                  project_iters=est_cfg.get("project_iters", 3), random_state=seed)
         add("ridge_prior", project(prior), time.perf_counter() - t0)
+        if rivals.get("seq_betas"):
+            t0 = time.perf_counter()
+            est, info["seq_beta"] = sequential_prior(train.flat, A, Y, betas=rivals["seq_betas"],
+                                                     val_fraction=rivals.get("val_fraction", 0.25))
+            add("seq_mean_prior", est, time.perf_counter() - t0)
     fitted = {}
     latent_cfg = {k: v for k, v in est_cfg.items() if k in _LATENT_KEYS}
     for method, cls, key in (("vae_tme", VAETME, "vae"), ("wgan_gp_tme", WGANGPTME, "wgan")):
@@ -231,6 +265,20 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
         dt = time.perf_counter() - t0
         add("ddpm_tme_cond", est, dt)
         add("ddpm_tme_cond_raw", raw, dt)
+    if config.get("ddpm_seq"):  # sequential: p(x_t | y_t, x_{t-1}), each interval given the previous estimate
+        seq_cfg = {**ddpm_cfg, **config["ddpm_seq"], **config.get(name, {}).get("ddpm_seq", {})}
+        t0 = time.perf_counter()
+        seq = DDPMTME(**seq_cfg, random_state=seed, progress=True, **device_params(DDPMTME, config)).fit(train, routing=A)
+        info["ddpm_tme_seq_fit_s"] = time.perf_counter() - t0
+        info["ddpm_tme_seq_final_losses"] = {k: v[-1] for k, v in seq.history_.items() if isinstance(v, list) and v}
+        seq.save_pretrained(out_dir / f"ddpm_tme_seq_{name}")
+        t0 = time.perf_counter()
+        est, raw = seq.estimate(Y, A, random_state=seed, progress=True, return_raw=True,
+                                **{**est_cfg, **config.get("seq_estimation", {}),
+                                   **config.get(name, {}).get("seq_estimation", {})})
+        dt = time.perf_counter() - t0
+        add("ddpm_tme_seq", est, dt)
+        add("ddpm_tme_seq_raw", raw, dt)
     # synthesis quality. Against the training matrices (the distribution the generators learned)
     # and against the test period; the real-vs-real rows are the floor each number has to be read
     # against (halves of the training set interleaved in time; the test period vs training).
@@ -255,7 +303,8 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
     if syn_cfg.get("tsne", True):
         tme_plots.plot_overlap(real, synth["ddpm_tme"], out_dir / f"{name}_tsne.png", method="tsne",
                                title=f"{name}: t-SNE, training TMs vs DDPM-TME samples", max_points=int(syn_cfg.get("tsne_points", 600)))
-    shown = {k: estimates[k] for k in ("tomogravity", "mean_prior", "vae_tme", "wgan_gp_tme", "ddpm_tme", "ddpm_tme_cond")
+    shown = {k: estimates[k] for k in ("tomogravity", "mean_prior", "vae_tme", "wgan_gp_tme", "ddpm_tme", "ddpm_tme_cond",
+                                   "ddpm_tme_seq")
              if k in estimates}
     tme_plots.plot_tre_over_time(X, shown, out_dir / f"{name}_tre_time.png", title=f"{name}: TRE over time")
     tme_plots.plot_sre_per_flow(X, shown, out_dir / f"{name}_sre_flow.png", title=f"{name}: SRE per flow")

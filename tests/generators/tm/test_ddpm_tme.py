@@ -299,3 +299,83 @@ def test_recipe_rivals_tod_mean_and_ridge():
     est = refine_to_link_loads(prior, test @ A, A, projection="kl")
     mean_est = refine_to_link_loads(np.tile(s.flat.mean(0), (len(test), 1)), test @ A, A, projection="kl")
     assert np.mean(tre(test, est)) < np.mean(tre(test, mean_est))  # the rank-2 toy is predictable from y
+
+
+# ---------------------------------------------------------------------- sequential estimation (previous estimate as condition)
+@pytest.fixture(scope="module")
+def fitted_prev():
+    return DDPMTME(**TINY, epochs=60, pretrain_epochs=30, lr=3e-3, random_state=7, condition="previous",
+                   progress=False).fit(toy_series(128), routing=toy_routing())
+
+
+def test_previous_condition_noise_is_the_projected_mean_error():
+    s, A = toy_series(64), toy_routing()
+    kw = dict(**TINY, epochs=1, pretrain_epochs=1, random_state=3, condition="previous", progress=False)
+    one = DDPMTME(**kw).fit(s, routing=A)
+    two = DDPMTME(**kw, prev_noise=2.0).fit(s, routing=A)
+    est = kl_projection(np.tile(s.flat.mean(0), (len(s), 1)), s.flat @ A, A)
+    err = one.scaler_.transform(est) - one.scaler_.transform(s.flat)
+    np.testing.assert_allclose(one.cond_prev_std_, err.std(0), rtol=1e-12)
+    np.testing.assert_allclose(two.cond_prev_std_, 2.0 * one.cond_prev_std_, rtol=1e-12)
+    assert one.denoiser_config_.cond_dim == A.shape[1] + 16
+
+
+def test_sequential_estimation_fits_links_and_uses_previous(fitted_prev, tmp_path):
+    A = toy_routing()
+    test = toy_series(24, seed=3).flat
+    Y = test @ A
+    for start in ("pool", "projected_mean"):
+        kw = dict(n_starts=4, steps=3, start=start, t_start=50, random_state=2)
+        est, raw = fitted_prev.estimate(Y, A, return_raw=True, **kw)
+        assert est.shape == raw.shape == test.shape and (est >= 0).all()
+        assert np.max(link_residual(est, Y, A)) < 1e-6
+        assert np.median(tre(test, est)) < 0.5 * np.median(tre(test, pinv_estimate(Y, A)))
+        np.testing.assert_array_equal(fitted_prev.estimate(Y, A, **kw), est)  # same seed, same estimate
+        other = fitted_prev.estimate(Y, A, previous=10 * test[0], **kw)
+        assert not np.allclose(other[0], est[0])  # the first interval is conditioned on `previous`
+    # interval t only sees intervals <= t: estimating the first 10 alone gives the same 10 estimates
+    kw = dict(n_starts=4, steps=3, start="pool", random_state=2)
+    np.testing.assert_allclose(fitted_prev.estimate(Y[:10], A, **kw), fitted_prev.estimate(Y, A, **kw)[:10])
+    fitted_prev.save_pretrained(tmp_path / "p")
+    back = DDPMTME.from_pretrained(tmp_path / "p")
+    np.testing.assert_array_equal(back.cond_prev_std_, fitted_prev.cond_prev_std_)
+    np.testing.assert_array_equal(back.estimate(Y, A, **kw), fitted_prev.estimate(Y, A, **kw))
+    with pytest.raises(ConfigError, match="previous must be"):
+        fitted_prev.estimate(Y, A, previous=np.ones(3), **kw)
+    with pytest.raises(ConfigError, match="previous"):
+        fitted_prev.sample(3, link_loads=Y[:3])
+
+
+def test_training_free_sequential_projection():
+    from trafficgen.estimation.sequential import sequential_kl_estimate
+
+    A = toy_routing()
+    test = toy_series(20, seed=3).flat
+    Y = test @ A
+    prior = toy_series(64).flat.mean(0)
+    direct = kl_projection(np.tile(prior, (len(Y), 1)), Y, A, iters=20)
+    # beta = 0: projecting the previous projected estimate = projecting the first prior (same family)
+    np.testing.assert_allclose(sequential_kl_estimate(Y, A, prior, beta=0.0), direct, rtol=1e-6)
+    mixed = sequential_kl_estimate(Y, A, prior, beta=0.5)
+    assert np.max(link_residual(mixed, Y, A)) < 1e-6 and not np.allclose(mixed, direct, rtol=1e-3)
+    np.testing.assert_allclose(mixed[0], direct[0], rtol=1e-9)  # the first interval has only the prior
+    with pytest.raises(ConfigError, match="beta"):
+        sequential_kl_estimate(Y, A, prior, beta=1.0)
+    with pytest.raises(ConfigError, match="prior"):
+        sequential_kl_estimate(Y, A, prior[:3])
+
+
+def test_previous_start_needs_a_sequential_model_and_recipe_rival_picks_beta(fitted):
+    from trafficgen.estimation.sequential import sequential_kl_estimate
+    from trafficgen.recipes.ddpm_tme import sequential_prior
+
+    A = toy_routing()
+    test = toy_series(12, seed=3).flat
+    with pytest.raises(ConfigError, match="sequential model"):
+        fitted.estimate(test @ A, A, start="previous")
+    s = toy_series(64).flat
+    est, beta = sequential_prior(s, A, test @ A, betas=(0.0, 0.5), val_fraction=0.25)
+    x_val = s[48:]
+    val = [np.mean(tre(x_val, sequential_kl_estimate(x_val @ A, A, s[:48].mean(0), beta=b))) for b in (0.0, 0.5)]
+    assert beta == (0.0, 0.5)[int(np.argmin(val))]
+    np.testing.assert_allclose(est, sequential_kl_estimate(test @ A, A, s.mean(0), beta=beta))

@@ -30,7 +30,15 @@ A conditional model (``DDPMTME(condition="links")``, trained on p(x | y)) replac
 target gets its own ``n_starts`` samples drawn given its observed link loads (no shared pool;
 ``n_init`` is not used); steps 2-3 are the same (``n_opt = 0`` keeps the plain posterior samples).
 
-Everything is batched over time points: a batch of B targets optimises tensors (B * n_starts, D) and
+A sequential model (``DDPMTME(condition="previous")``, trained on p(x_t | y_t, x_{t-1})) estimates
+the intervals one after the other, each conditioned on its link loads and on the previous
+interval's final (projected) estimate; ``previous`` gives the matrix before the first one (default:
+the projected training mean of the first interval). Sampling starts from pure noise
+(``start="pool"``: ``n_starts`` conditional samples) or from a matrix noised to ``t_start``: the
+projected training mean (``start="projected_mean"``) or the previous estimate KL-projected onto the
+current loads (``start="previous"``); the mean of the samples is projected as above.
+
+Everything else is batched over time points: a batch of B targets optimises tensors (B * n_starts, D) and
 (B * n_starts, S, D) at once.
 """
 from __future__ import annotations
@@ -45,7 +53,7 @@ from trafficgen.estimation.classic import kl_projection, weighted_projection
 __all__ = ["estimate_tm", "link_misfit", "refine_to_link_loads", "best_of_pool", "PROJECTIONS"]
 
 PROJECTIONS = ("kl", "wls", "none")
-STARTS = ("pool", "projected_mean")
+STARTS = ("pool", "projected_mean", "previous")
 
 
 def _as_inputs(Y, A, n_od: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +143,7 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
                 lr: float = 0.01, steps: int | None = 5, eta: float | None = None, loss: str = "l1",
                 batch_size: int = 256, projection: str = "kl", project_iters: int = 3, random_state: int = 0,
                 progress: bool = False, return_raw: bool = False, start: str = "pool", t_start: int = 100,
-                refine_rounds: int = 1):
+                refine_rounds: int = 1, previous=None):
     """Algorithm 2 with a fitted :class:`~trafficgen.generators.tm.ddpm_tme.model.DDPMTME`.
 
     Returns the estimates (T, n_od) in the model's unit; with ``return_raw`` also the diffusion
@@ -144,7 +152,9 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
     candidates (at most ``n_init``) are optimised per target and averaged (1 = the paper's single
     start). The defaults are the recipe's (tuned on Abilene/GEANT, see the benchmark note).
     ``start``: ``"pool"`` (Algorithm 2) or ``"projected_mean"`` (refine the projected training mean
-    from diffusion step ``t_start``, ``refine_rounds`` times; see the module docstring).
+    from diffusion step ``t_start``, ``refine_rounds`` times; see the module docstring); a sequential
+    model also takes ``"previous"`` (refine the previous estimate projected onto the current loads).
+    ``previous`` (n_od,): for a ``condition="previous"`` model, the matrix before the first interval.
     """
     model._check_fitted()
     n_od = model.n_nodes_ ** 2
@@ -161,6 +171,12 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
     At = torch.as_tensor(A, dtype=torch.float32).to(device)  # (n_od, L)
     if start not in STARTS:
         raise ConfigError(f"start must be one of {STARTS}, got {start!r}")
+    if start == "previous" and model.condition != "previous":
+        raise ConfigError("start='previous' needs a sequential model (condition='previous')")
+    if model.condition == "previous":
+        return _estimate_sequential(model, Y, A, gen, n_starts=n_starts, start=start, t_start=t_start, steps=steps,
+                                    eta=eta, projection=projection, project_iters=project_iters,
+                                    return_raw=return_raw, previous=previous, progress=progress)
     if start == "projected_mean":
         return _estimate_refine(model, Y, A, gen, n_starts=n_starts, t_start=t_start, rounds=refine_rounds,
                                 steps=steps, batch_size=batch_size, projection=projection,
@@ -267,3 +283,53 @@ def _estimate_refine(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generator, 
             raw[sl] = model.decode(x0).reshape(b, n_starts, n_od).mean(1)
         x = refine_to_link_loads(raw, Y, A, projection=projection, project_iters=project_iters)
     return (x, raw) if return_raw else x
+
+
+def _estimate_sequential(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generator, *, n_starts: int, start: str,
+                         t_start: int, steps: int, eta: float, projection: str, project_iters: int, return_raw: bool,
+                         previous, progress: bool):
+    """``condition="previous"``: one interval after the other, each conditioned on its link loads and
+    the previous final estimate (see the module docstring)."""
+    from trafficgen.generators.tm.ddpm_tme.denoiser import ddim_sample
+    from trafficgen.generators.training import progress_bar
+
+    n_od = model.n_nodes_ ** 2
+    device = model._placed()
+    T_train = int(model.num_train_timesteps)
+    refine = start in ("projected_mean", "previous")
+    if refine and not 0 <= int(t_start) < T_train:
+        raise ConfigError(f"need 0 <= t_start < {T_train}, got {t_start}")
+    base = refine_to_link_loads(np.tile(model.train_mean_, (len(Y), 1)), Y, A, projection=projection,
+                                project_iters=project_iters)  # (T, n_od): the projected training mean
+    if previous is None:
+        prev = base[0]
+    else:
+        prev = np.asarray(previous, dtype=np.float64).reshape(-1)
+        if prev.shape != (n_od,):
+            raise ConfigError(f"previous must be one matrix of {n_od} OD pairs, got {np.shape(previous)}")
+    ac = model.alphas_cumprod_
+    if refine:
+        ts = np.unique(np.linspace(int(t_start), 0, int(steps) + 1).round().astype(int))[::-1]
+        pairs = [(int(ts[i]), int(ts[i + 1]) if i + 1 < len(ts) - 1 else -1) for i in range(len(ts) - 1)] or [(0, -1)]
+    est, raw = np.empty((len(Y), n_od)), np.empty((len(Y), n_od))
+    with progress_bar(len(Y), f"DDPM-TME (sequential) estimating {len(Y)} TMs", enabled=bool(progress),
+                      show_loss=False, unit="TMs") as update:
+        for t in range(len(Y)):
+            cond = model.previous_features(Y[t:t + 1], prev[None]).repeat_interleave(n_starts, 0)  # (k, L + n_od)
+            with torch.no_grad():
+                if refine:
+                    x_start = base[t:t + 1] if start == "projected_mean" else kl_projection(prev[None], Y[t:t + 1], A)
+                    lat = model.encode(x_start).repeat_interleave(n_starts, 0)  # (k, D)
+                    eps = torch.randn(lat.shape, generator=gen).to(device)  # (k, D), drawn on the CPU
+                    a = ac[int(t_start)]
+                    x0 = ddim_sample(model.denoiser_, a.sqrt() * lat + (1 - a).sqrt() * eps, None, ac, pairs, 0.0,
+                                     model.prediction_type, cond=cond)  # (k, D)
+                else:
+                    x_T, zs = model.draw_noise(n_starts, gen, steps=steps)  # (k, D), (k, S, D)
+                    x0 = model.sample_latents(x_T, zs, steps=steps, eta=eta, cond=cond)  # (k, D)
+            raw[t] = model.decode(x0).mean(0)
+            est[t] = refine_to_link_loads(raw[t:t + 1], Y[t:t + 1], A, projection=projection,
+                                          project_iters=project_iters)[0]
+            prev = est[t]
+            update(1)
+    return (est, raw) if return_raw else est

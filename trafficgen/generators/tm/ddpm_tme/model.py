@@ -16,6 +16,12 @@ model): ``"links"`` feeds the standardised ``log1p(y / mean_y)`` per link, ``"pr
 training mean KL-projected onto ``y`` (the ``mean_prior`` baseline's estimate) in the model's
 scaled OD space. The model then learns ``p(x | y)`` instead of ``p(x)``, and estimation samples
 from it given the observed loads (see :func:`~trafficgen.generators.tm.ddpm_tme.estimate.estimate_tm`).
+``"previous"`` (sequential estimation, in the spirit of Kalman-filter TM estimation, Soule et al.
+2005) conditions on ``y_t`` as ``"links"`` does and on the previous interval's traffic matrix in
+the scaled OD space: in training the previous *true* matrix ``x_{t-1}`` plus Gaussian noise with,
+per flow, ``prev_noise`` times the standard deviation of the projected training mean's error on
+the training matrices (an estimate's error), drawn afresh for every batch; in estimation the
+model's own previous estimate ``x_hat_{t-1}``, one interval after the other.
 
 ``device`` ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
 ``"mps"``: where the networks train and sample. All random draws are made on the CPU and moved,
@@ -50,8 +56,9 @@ from trafficgen.generators.training import train_loop
 __all__ = ["DDPMTME", "CONDITIONS"]
 
 #: ``"none"``: the paper's unconditional prior p(x); ``"links"`` / ``"projected_mean"``: p(x | link
-#: loads), given as normalised loads or as the projected training mean
-CONDITIONS = ("none", "links", "projected_mean")
+#: loads), given as normalised loads or as the projected training mean; ``"previous"``: p(x_t | y_t,
+#: x_{t-1}), the link loads and the previous interval's matrix (sequential estimation)
+CONDITIONS = ("none", "links", "projected_mean", "previous")
 
 
 class DDPMTME(SeriesMetadata, PretrainedMixin):
@@ -75,7 +82,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
                  beta_end: float = 0.02, epochs: int = 200, pretrain_epochs: int = 50,
                  batch_size: int = 64, lr: float = 1e-3, recon_weight: float = 1.0,
                  sampling_steps: int = 20, eta: float = 0.0, prediction_type: str = "v_prediction",
-                 flow_scale: float = 1.0, condition: str = "none", random_state: int = 0,
+                 flow_scale: float = 1.0, condition: str = "none", prev_noise: float = 1.0, random_state: int = 0,
                  progress: bool = True, device: str = "auto", gradient_accumulation_steps: int = 1):
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
@@ -94,6 +101,7 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         self.prediction_type = prediction_type
         self.flow_scale = flow_scale
         self.condition = condition
+        self.prev_noise = prev_noise
         self.random_state = random_state
         self.progress = progress
         self.device = device
@@ -138,12 +146,33 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         u = np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_)  # (T, L)
         self.cond_mean_, self.cond_std_ = u.mean(0), np.maximum(u.std(0), 1e-6)
 
+    def _fit_previous_noise(self, x: np.ndarray, y: np.ndarray, A: np.ndarray) -> None:
+        """``condition="previous"``: per-flow standard deviation (n_od,) in the scaled space of the
+        projected training mean's error on the training matrices x (T, n_od), times ``prev_noise``."""
+        from trafficgen.estimation.classic import kl_projection
+
+        est = kl_projection(np.tile(self.train_mean_, (len(y), 1)), y, A)  # (T, n_od)
+        err = self.scaler_.transform(est) - self.scaler_.transform(x)  # (T, n_od)
+        self.cond_prev_std_ = float(self.prev_noise) * err.std(0)  # (n_od,)
+
     def _cond_dim(self) -> int:
-        return self.cond_routing_.shape[1] if self.condition == "links" else self.cond_routing_.shape[0]
+        L, n_od = self.cond_routing_.shape[1], self.cond_routing_.shape[0]
+        return {"links": L, "projected_mean": n_od, "previous": L + n_od}[self.condition]
+
+    def _link_features(self, y: np.ndarray) -> np.ndarray:
+        return (np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_) - self.cond_mean_) / self.cond_std_  # (T, L)
+
+    def previous_features(self, link_loads, previous) -> torch.Tensor:
+        """``condition="previous"``: link loads (T, L) and previous matrices (T, n_od) in the training
+        unit -> condition (T, L + n_od) float32 on the model's device."""
+        y = np.asarray(link_loads, dtype=np.float64)
+        prev = np.asarray(previous, dtype=np.float64)
+        feats = np.concatenate([self._link_features(y), self.scaler_.transform(prev)], axis=1)  # (T, L + n_od)
+        return torch.as_tensor(feats, dtype=torch.float32).to(self._placed())
 
     def _features(self, y: np.ndarray) -> np.ndarray:
         if self.condition == "links":
-            return (np.log1p(np.clip(y, 0.0, None) / self.cond_ybar_) - self.cond_mean_) / self.cond_std_  # (T, L)
+            return self._link_features(y)  # (T, L)
         from trafficgen.estimation.classic import kl_projection
 
         base = kl_projection(np.tile(self.train_mean_, (len(y), 1)), y, self.cond_routing_)  # (T, n_od)
@@ -154,6 +183,8 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         self._check_fitted()
         if not self.conditional:
             raise ConfigError("this DDPM-TME model is unconditional (condition='none')")
+        if self.condition == "previous":
+            raise ConfigError("condition='previous' needs the previous matrices too: use previous_features(Y, X_prev)")
         y = np.asarray(link_loads, dtype=np.float64)
         if y.ndim != 2 or y.shape[1] != self.cond_routing_.shape[1]:
             raise ConfigError(f"link loads {y.shape} do not match the {self.cond_routing_.shape[1]} links "
@@ -210,8 +241,15 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
             setattr(self, name, getattr(self, name).to(device))
         self.alphas_cumprod_ = self.alphas_cumprod_.to(device)
         z = torch.as_tensor(self.scaler_.transform(train.flat), dtype=torch.float32).to(device)  # (T, n_od)
-        cond = None
-        if y is not None:
+        cond = prev_std = None
+        if y is not None and self.condition == "previous":
+            self._fit_previous_noise(train.flat, y[0], y[1])
+            prev = np.concatenate([train.flat[:1], train.flat[:-1]])  # (T, n_od): x_{t-1} (x_0 for t = 0)
+            cond = torch.as_tensor(np.concatenate([self._link_features(y[0]), self.scaler_.transform(prev)], axis=1),
+                                   dtype=torch.float32).to(device)  # (T, L + n_od)
+            prev_std = torch.as_tensor(np.concatenate([np.zeros(y[0].shape[1]), self.cond_prev_std_]),
+                                       dtype=torch.float32).to(device)  # (L + n_od,): noise on the x_{t-1} part only
+        elif y is not None:
             cond = torch.as_tensor(self._features(y[0]), dtype=torch.float32).to(device)  # (T, C)
         er = torch.nn.ModuleList([self.embedding_, self.recovery_])
         self.history_ = {"pretrain_loss": [], "recon_loss": [], "diffusion_loss": [], "val_recon_loss": [],
@@ -243,7 +281,13 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
             a = ac[t][:, None]  # (B, 1)
             noisy = a.sqrt() * lat + (1 - a).sqrt() * eps  # (B, D)
             target = training_target(lat, eps, a, self.prediction_type)  # (B, D)
-            out = self.denoiser_(noisy, t) if cond is None else self.denoiser_(noisy, t, cond[idx])
+            if cond is None:
+                out = self.denoiser_(noisy, t)
+            elif prev_std is None:
+                out = self.denoiser_(noisy, t, cond[idx])
+            else:  # the previous matrix perturbed like an estimate, afresh for every batch
+                c = cond[idx] + prev_std * torch.randn(cond[idx].shape, generator=gen).to(device)  # (B, L + n_od)
+                out = self.denoiser_(noisy, t, c)
             dif = torch.mean((out - target) ** 2)
             return self.recon_weight * rec + dif, len(idx), {"recon_loss": rec.detach(), "diffusion_loss": dif.detach()}
 
@@ -367,6 +411,8 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         if self.conditional:
             tensors.update({"cond.ybar": self.cond_ybar_, "cond.mean": self.cond_mean_, "cond.std": self.cond_std_,
                             "cond.routing": self.cond_routing_})
+            if self.condition == "previous":
+                tensors["cond.prev_std"] = np.asarray(self.cond_prev_std_, dtype=np.float64)
         return config, tensors, {"history.json": self.history_}
 
     @classmethod
@@ -376,6 +422,8 @@ class DDPMTME(SeriesMetadata, PretrainedMixin):
         if model.conditional:
             model.cond_ybar_, model.cond_mean_, model.cond_std_, model.cond_routing_ = (
                 np.asarray(tensors[f"cond.{k}"], dtype=np.float64) for k in ("ybar", "mean", "std", "routing"))
+            if "cond.prev_std" in tensors:
+                model.cond_prev_std_ = np.asarray(tensors["cond.prev_std"], dtype=np.float64)
         for prefix, module in (("embedding.", model.embedding_), ("recovery.", model.recovery_),
                                ("denoiser.", model.denoiser_)):
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
