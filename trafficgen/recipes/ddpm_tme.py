@@ -27,7 +27,9 @@ link loads and on its own previous estimate ("ddpm_tme_seq"; estimation: ``estim
 ``seq_estimation``). Its training-free rival "seq_mean_prior" projects a running mean of the earlier
 estimates onto each interval's loads (:func:`~trafficgen.estimation.sequential.sequential_kl_estimate`),
 its weight ``beta`` picked from ``rivals.seq_betas`` on the last ``rivals.val_fraction`` of the
-training period.
+training period. ``init: ridge_prior`` in ``seq_estimation`` or in an entry of ``cond_variants``
+(extra estimation settings for the conditional model, one row each) refines the ridge rival's prior
+instead of the training mean (``estimate(init=...)``).
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ from trafficgen.recipes.runner import device_params
 #: The recipe's top-level keys (the runner rejects any other: a typo is an error, never dropped).
 CONFIG_KEYS = ("name", "runner", "seed", "threads", "datasets", "abilene", "geant", "ddpm", "ddpm_variants", "vae", "wgan",
                "estimation", "synthesis", "progress", "quick", "quick_mode", "device", "ddpm_cond", "cond_estimation", "rivals",
-               "ddpm_seq", "seq_estimation")
+               "ddpm_seq", "seq_estimation", "cond_variants")
 
 PAPER_TRE_MEAN = {("abilene", "ddpm_tme"): 0.196, ("geant", "ddpm_tme"): 0.359}
 
@@ -190,7 +192,7 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
     Y = X @ A  # (T, L)
     est_cfg = dict(config.get("estimation", {}))
     projection = est_cfg.get("projection", "kl")
-    rows, estimates = [], {}
+    rows, estimates, priors = [], {}, {}
     info = {"n_train": len(train), "n_test": len(X), "n_links": A.shape[1], "routing_rank": int(np.linalg.matrix_rank(A)),
             "unit": train.unit, "rmse_unit": "Mbit/s"}
 
@@ -220,11 +222,19 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
                                                  val_fraction=rivals.get("val_fraction", 0.25), projection=projection,
                                                  project_iters=est_cfg.get("project_iters", 3), random_state=seed)
         add("ridge_prior", project(prior), time.perf_counter() - t0)
+        priors["ridge_prior"] = prior  # before the projection: a start for the refinements (init)
         if rivals.get("seq_betas"):
             t0 = time.perf_counter()
             est, info["seq_beta"] = sequential_prior(train.flat, A, Y, betas=rivals["seq_betas"],
                                                      val_fraction=rivals.get("val_fraction", 0.25))
             add("seq_mean_prior", est, time.perf_counter() - t0)
+    def with_init(kw: dict) -> dict:  # init: a rival's name -> its prior (T, n_od)
+        if isinstance(kw.get("init"), str):
+            if kw["init"] not in priors:
+                raise ConfigError(f"init {kw['init']!r} names no prior of this run (known: {sorted(priors)})")
+            kw = {**kw, "init": priors[kw["init"]]}
+        return kw
+
     fitted = {}
     latent_cfg = {k: v for k, v in est_cfg.items() if k in _LATENT_KEYS}
     for method, cls, key in (("vae_tme", VAETME, "vae"), ("wgan_gp_tme", WGANGPTME, "wgan")):
@@ -259,12 +269,19 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
         info["ddpm_tme_cond_final_losses"] = {k: v[-1] for k, v in cond.history_.items() if isinstance(v, list) and v}
         cond.save_pretrained(out_dir / f"ddpm_tme_cond_{name}")
         t0 = time.perf_counter()
-        est, raw = cond.estimate(Y, A, random_state=seed, progress=True, return_raw=True,
-                                 **{**est_cfg, **config.get("cond_estimation", {}),
-                                    **config.get(name, {}).get("cond_estimation", {})})
+        cond_est = {**est_cfg, **config.get("cond_estimation", {}), **config.get(name, {}).get("cond_estimation", {})}
+        est, raw = cond.estimate(Y, A, random_state=seed, progress=True, return_raw=True, **with_init(cond_est))
         dt = time.perf_counter() - t0
         add("ddpm_tme_cond", est, dt)
         add("ddpm_tme_cond_raw", raw, dt)
+        for method, over in config.get("cond_variants", {}).items():
+            over = {**over, **config.get(name, {}).get("cond_variants", {}).get(method, {})}
+            t0 = time.perf_counter()
+            est, raw = cond.estimate(Y, A, random_state=seed, progress=True, return_raw=True,
+                                     **with_init({**cond_est, **over}))
+            dt = time.perf_counter() - t0
+            add(method, est, dt)
+            add(f"{method}_raw", raw, dt)
     if config.get("ddpm_seq"):  # sequential: p(x_t | y_t, x_{t-1}), each interval given the previous estimate
         seq_cfg = {**ddpm_cfg, **config["ddpm_seq"], **config.get(name, {}).get("ddpm_seq", {})}
         t0 = time.perf_counter()
@@ -274,8 +291,8 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
         seq.save_pretrained(out_dir / f"ddpm_tme_seq_{name}")
         t0 = time.perf_counter()
         est, raw = seq.estimate(Y, A, random_state=seed, progress=True, return_raw=True,
-                                **{**est_cfg, **config.get("seq_estimation", {}),
-                                   **config.get(name, {}).get("seq_estimation", {})})
+                                **with_init({**est_cfg, **config.get("seq_estimation", {}),
+                                             **config.get(name, {}).get("seq_estimation", {})}))
         dt = time.perf_counter() - t0
         add("ddpm_tme_seq", est, dt)
         add("ddpm_tme_seq_raw", raw, dt)

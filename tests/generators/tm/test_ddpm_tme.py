@@ -379,3 +379,19 @@ def test_previous_start_needs_a_sequential_model_and_recipe_rival_picks_beta(fit
     val = [np.mean(tre(x_val, sequential_kl_estimate(x_val @ A, A, s[:48].mean(0), beta=b))) for b in (0.0, 0.5)]
     assert beta == (0.0, 0.5)[int(np.argmin(val))]
     np.testing.assert_allclose(est, sequential_kl_estimate(test @ A, A, s.mean(0), beta=beta))
+
+
+def test_refine_from_a_given_init(fitted, fitted_prev):
+    A = toy_routing()
+    test = toy_series(12, seed=3).flat
+    Y = test @ A
+    for model in (fitted, fitted_prev):
+        kw = dict(n_starts=4, steps=3, start="projected_mean", t_start=50, random_state=2)
+        same = model.estimate(Y, A, init=np.tile(model.train_mean_, (len(Y), 1)), **kw)
+        np.testing.assert_array_equal(same, model.estimate(Y, A, **kw))  # init = the training mean: the default
+        other = model.estimate(Y, A, init=test * 1.5, **kw)
+        assert np.max(link_residual(other, Y, A)) < 1e-6 and not np.allclose(other, same)
+        with pytest.raises(ConfigError, match="init must be"):
+            model.estimate(Y, A, init=test[:3], **kw)
+        with pytest.raises(ConfigError, match="init must be"):
+            model.estimate(Y, A, init=test, start="pool")

@@ -143,7 +143,7 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
                 lr: float = 0.01, steps: int | None = 5, eta: float | None = None, loss: str = "l1",
                 batch_size: int = 256, projection: str = "kl", project_iters: int = 3, random_state: int = 0,
                 progress: bool = False, return_raw: bool = False, start: str = "pool", t_start: int = 100,
-                refine_rounds: int = 1, previous=None):
+                refine_rounds: int = 1, previous=None, init=None):
     """Algorithm 2 with a fitted :class:`~trafficgen.generators.tm.ddpm_tme.model.DDPMTME`.
 
     Returns the estimates (T, n_od) in the model's unit; with ``return_raw`` also the diffusion
@@ -155,6 +155,8 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
     from diffusion step ``t_start``, ``refine_rounds`` times; see the module docstring); a sequential
     model also takes ``"previous"`` (refine the previous estimate projected onto the current loads).
     ``previous`` (n_od,): for a ``condition="previous"`` model, the matrix before the first interval.
+    ``init`` (T, n_od): with ``start="projected_mean"``, the prior that is projected and refined
+    instead of the training mean (e.g. another estimator's estimates).
     """
     model._check_fitted()
     n_od = model.n_nodes_ ** 2
@@ -171,16 +173,21 @@ def estimate_tm(model, link_loads, routing, *, n_init: int = 1024, n_starts: int
     At = torch.as_tensor(A, dtype=torch.float32).to(device)  # (n_od, L)
     if start not in STARTS:
         raise ConfigError(f"start must be one of {STARTS}, got {start!r}")
+    if init is not None:
+        init = np.asarray(init, dtype=np.float64)
+        if init.shape != (len(Y), n_od) or start != "projected_mean":
+            raise ConfigError(f"init must be ({len(Y)}, {n_od}) and goes with start='projected_mean', "
+                              f"got {init.shape} with start={start!r}")
     if start == "previous" and model.condition != "previous":
         raise ConfigError("start='previous' needs a sequential model (condition='previous')")
     if model.condition == "previous":
         return _estimate_sequential(model, Y, A, gen, n_starts=n_starts, start=start, t_start=t_start, steps=steps,
                                     eta=eta, projection=projection, project_iters=project_iters,
-                                    return_raw=return_raw, previous=previous, progress=progress)
+                                    return_raw=return_raw, previous=previous, progress=progress, init=init)
     if start == "projected_mean":
         return _estimate_refine(model, Y, A, gen, n_starts=n_starts, t_start=t_start, rounds=refine_rounds,
                                 steps=steps, batch_size=batch_size, projection=projection,
-                                project_iters=project_iters, return_raw=return_raw)
+                                project_iters=project_iters, return_raw=return_raw, init=init)
     if model.conditional:
         raw = _estimate_conditional(model, Y, At, gen, n_starts=n_starts, n_opt=n_opt, lr=lr, steps=steps,
                                     eta=eta, loss=loss, batch_size=batch_size, progress=progress)
@@ -250,7 +257,8 @@ def _estimate_conditional(model, Y: np.ndarray, At: torch.Tensor, gen: torch.Gen
 
 
 def _estimate_refine(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generator, *, n_starts: int, t_start: int,
-                     rounds: int, steps: int, batch_size: int, projection: str, project_iters: int, return_raw: bool):
+                     rounds: int, steps: int, batch_size: int, projection: str, project_iters: int, return_raw: bool,
+                     init=None):
     """``start="projected_mean"``: SDEdit from the projected training mean (see the module docstring)."""
     from trafficgen.generators.tm.ddpm_tme.denoiser import ddim_sample
 
@@ -265,8 +273,8 @@ def _estimate_refine(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generator, 
     ts = np.unique(np.linspace(int(t_start), 0, int(steps) + 1).round().astype(int))[::-1]  # t_start .. 0
     pairs = [(int(ts[i]), int(ts[i + 1]) if i + 1 < len(ts) - 1 else -1) for i in range(len(ts) - 1)] or [(0, -1)]
     ac = model.alphas_cumprod_
-    x = refine_to_link_loads(np.tile(model.train_mean_, (len(Y), 1)), Y, A, projection=projection,
-                             project_iters=project_iters)  # (T, n_od)
+    prior = np.tile(model.train_mean_, (len(Y), 1)) if init is None else init  # (T, n_od)
+    x = refine_to_link_loads(prior, Y, A, projection=projection, project_iters=project_iters)  # (T, n_od)
     raw = x
     for _ in range(int(rounds)):
         raw = np.empty((len(Y), n_od))
@@ -287,7 +295,7 @@ def _estimate_refine(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generator, 
 
 def _estimate_sequential(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generator, *, n_starts: int, start: str,
                          t_start: int, steps: int, eta: float, projection: str, project_iters: int, return_raw: bool,
-                         previous, progress: bool):
+                         previous, progress: bool, init=None):
     """``condition="previous"``: one interval after the other, each conditioned on its link loads and
     the previous final estimate (see the module docstring)."""
     from trafficgen.generators.tm.ddpm_tme.denoiser import ddim_sample
@@ -299,8 +307,9 @@ def _estimate_sequential(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generat
     refine = start in ("projected_mean", "previous")
     if refine and not 0 <= int(t_start) < T_train:
         raise ConfigError(f"need 0 <= t_start < {T_train}, got {t_start}")
-    base = refine_to_link_loads(np.tile(model.train_mean_, (len(Y), 1)), Y, A, projection=projection,
-                                project_iters=project_iters)  # (T, n_od): the projected training mean
+    prior = np.tile(model.train_mean_, (len(Y), 1)) if init is None else init  # (T, n_od)
+    base = refine_to_link_loads(prior, Y, A, projection=projection,
+                                project_iters=project_iters)  # (T, n_od): the projected training mean (or init)
     if previous is None:
         prev = base[0]
     else:
