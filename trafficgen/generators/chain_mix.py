@@ -16,9 +16,12 @@ bucket: the buckets partition the tokens, so each is a 1-d search); the chain is
 every training flow. It is one model: :meth:`log_likelihood` scores this mixture and the decode
 loop samples it exactly (per flow and step: with probability ``lambda_b`` the chain's draw, else the
 LM's), so likelihood and samples stay consistent. Sampling options that reshape the LM's logits
-(temperature, top-k / top-p, guidance, the class support) act on the LM's part only.
+(temperature, top-k / top-p, guidance, the class support) act on the LM's part only;
+``temperature=0`` (greedy) decodes the LM alone.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -104,18 +107,23 @@ class _ChainDecodeState:
     def n_uniforms(self) -> int:
         return 1 + 2 * self.mix.chain.n_uniforms
 
-    def mix_step(self, t: int, lm_tokens: np.ndarray, u: np.ndarray) -> np.ndarray:
+    def mix_step(self, t: int, lm_tokens: np.ndarray, u: np.ndarray, alive: np.ndarray | None = None) -> np.ndarray:
         """Tokens (B,) of step ``t``: each flow's chain draw where ``u[0] < lambda_b``, else the LM's
-        ``lm_tokens`` (B,); ``u`` (:meth:`n_uniforms`, B) uniforms. Advances the chain's contexts."""
+        ``lm_tokens`` (B,); ``u`` (:meth:`n_uniforms`, B) uniforms (drawn for every flow, so the
+        result does not depend on which have ended). Only the ``alive`` flows (B,) bool (None: all)
+        are drawn and advanced; the others keep the LM's token. Advances the chain's contexts."""
         chain, k = self.mix.chain, self.mix.chain.n_uniforms
+        rows = np.arange(len(lm_tokens)) if alive is None else np.flatnonzero(alive)
+        cls_ids, history = self.cls_ids[rows], self.history[rows]
         if t == 0:
-            proposal = chain.draw_first(self.cls_ids, u[1])
-            bucket = np.zeros(len(lm_tokens), dtype=np.int64)
+            proposal = chain.draw_first(cls_ids, u[1, rows])
+            bucket = np.zeros(len(rows), dtype=np.int64)
         else:
-            proposal = chain.draw_next(self.cls_ids, self.history, u[1:1 + k], u[1 + k:1 + 2 * k])
-            bucket = buckets(np.full(len(lm_tokens), t), chain.context_counts(self.cls_ids, self.history))
-        out = np.where(u[0] < self.mix.weights[bucket], proposal, lm_tokens)
-        self.history = chain.push_history(self.history, out)
+            proposal = chain.draw_next(cls_ids, history, u[1:1 + k, rows], u[1 + k:1 + 2 * k, rows])
+            bucket = buckets(np.full(len(rows), t), chain.context_counts(cls_ids, history))
+        out = lm_tokens.copy()
+        out[rows] = np.where(u[0, rows] < self.mix.weights[bucket], proposal, lm_tokens[rows])
+        self.history[rows] = chain.push_history(history, out[rows])
         return out
 
 
@@ -128,8 +136,10 @@ def fit_chain_mix(flows, train_rows: np.ndarray, val_rows: np.ndarray, *, width:
     from trafficgen.generators.markov import MarkovGenerator
 
     def chain_on(part):
-        return MarkovGenerator(order=CHAIN_ORDER, max_packets=width, max_length=tokenizer.max_length,
-                               timing=False).fit(part)
+        with warnings.catch_warnings():  # the LM's fit has said what the chain would (clipped lengths)
+            warnings.simplefilter("ignore", UserWarning)
+            return MarkovGenerator(order=CHAIN_ORDER, max_packets=width, max_length=tokenizer.max_length,
+                                   timing=False).fit(part)
 
     summary: dict = {"order": CHAIN_ORDER, "count_edges": list(COUNT_EDGES)}
     weights = np.full(len(COUNT_EDGES) + 1, 0.5)
