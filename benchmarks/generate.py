@@ -7,7 +7,9 @@
 (b) sampling of N class-conditioned 10-packet flows with the ~1.8M-parameter LLaMA "small"
     preset through our decode loop (static KV cache) and through HF ``generate()`` (same model,
     same batch size, ``min_new_tokens`` = 10 so both do 10 steps), in fp32 and in bf16 (both
-    sides in the same precision);
+    sides in the same precision); "ours" is the default decode, interpolated with a Markov chain
+    (``chain_mix``: an order-2 chain fitted on the shipped nDPI flows at 10 packets, mapped onto
+    the 32 benchmark classes, weights 0.5), timed beside the LM alone in the same process;
 (c) the same for Mamba2 "small" (lean recurrence vs HF ``generate()`` with cache_params);
 (d) one training epoch over N 10-packet flows with LLaMA small;
 (e) with --default-model: training time of the default model on the shipped nDPI flows (in a
@@ -52,6 +54,23 @@ def fitted_random(cls, preset: str, seed: int = 0):
     gen.class_prior_ = np.full(N_CLASSES, 1 / N_CLASSES)
     gen.class_counts_ = {}
     return gen
+
+
+def attach_chain(gen) -> None:
+    """Give ``gen`` the default ``chain_mix`` part: an order-2 chain fitted on the shipped nDPI
+    flows (10 packets), relabelled round-robin onto the benchmark's classes, weights 0.5."""
+    import warnings
+
+    from trafficgen.datasets import load_ndpi_apps
+    from trafficgen.generators.chain_mix import COUNT_EDGES, ChainMix
+    from trafficgen.generators.markov import MarkovGenerator
+
+    real = load_ndpi_apps(max_packets=PACKETS)
+    real = real.with_labels([f"C{i % N_CLASSES}" for i in range(len(real))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chain = MarkovGenerator(order=2, max_packets=PACKETS, timing=False).fit(real)
+    gen.chain_mix_ = ChainMix(chain, np.full(len(COUNT_EDGES) + 1, 0.5))
 
 
 def flops_per_token(gen) -> float:
@@ -123,10 +142,13 @@ def bench_decode(cls, n: int, batch: int, peak: float, hf: bool, hf_flows: int, 
     gen = fitted_random(cls, "small")
     params = sum(p.numel() for p in gen.model_.parameters())
     ft = flops_per_token(gen)
+    lm_alone = time_ours(gen, n, batch, dtype, repeats)
+    attach_chain(gen)
     ours = time_ours(gen, n, batch, dtype, repeats)
+    gen.chain_mix_ = None
     tokens = n * PACKETS
     row = {"model": gen.name, "dtype": dtype, "params": params, "mflop_per_token": ft / 1e6, "ours_s": ours,
-           "ours_flows_per_s": n / ours, "ours_gflops": tokens * ft / ours / 1e9}
+           "lm_alone_s": lm_alone, "ours_flows_per_s": n / ours, "ours_gflops": tokens * ft / ours / 1e9}
     row["ours_frac_peak"] = row["ours_gflops"] / peak
     if hf:
         m = min(n, hf_flows)
@@ -232,7 +254,8 @@ def main() -> None:
             line = (f"({'b' if cls is LlamaGenerator else 'c'}) {r['model']:5s} {dtype:8s} {r['params'] / 1e6:.2f}M "
                     f"params, {r['mflop_per_token']:.2f} MFLOP/token: ours {args.flows} flows in {r['ours_s']:.2f} s "
                     f"= {r['ours_flows_per_s']:.0f} flows/s, {r['ours_gflops']:.1f} GFLOP/s "
-                    f"({100 * r['ours_frac_peak']:.0f}% of the {dtype} peak)")
+                    f"({100 * r['ours_frac_peak']:.0f}% of the {dtype} peak); LM alone (chain_mix off) "
+                    f"{r['lm_alone_s']:.2f} s")
             if "hf_s" in r:
                 line += (f"; generate() {r['hf_flows']} flows in {r['hf_s']:.2f} s = {r['hf_flows_per_s']:.0f} "
                          f"flows/s; speed-up {r['speedup_vs_generate']:.1f}x")

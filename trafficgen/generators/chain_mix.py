@@ -119,8 +119,9 @@ class _ChainDecodeState:
             proposal = chain.draw_first(cls_ids, u[1, rows])
             bucket = np.zeros(len(rows), dtype=np.int64)
         else:
-            proposal = chain.draw_next(cls_ids, history, u[1:1 + k, rows], u[1 + k:1 + 2 * k, rows])
-            bucket = buckets(np.full(len(rows), t), chain.context_counts(cls_ids, history))
+            proposal, counts = chain.draw_next(cls_ids, history, u[1:1 + k, rows], u[1 + k:1 + 2 * k, rows],
+                                               with_counts=True)
+            bucket = buckets(np.full(len(rows), t), counts)
         out = lm_tokens.copy()
         out[rows] = np.where(u[0, rows] < self.mix.weights[bucket], proposal, lm_tokens[rows])
         self.history[rows] = chain.push_history(history, out[rows])

@@ -221,19 +221,23 @@ class MarkovGenerator(FlowGenerator):
         return np.where(found, self.tables_[-1].ctx_total[idx], 0)
 
     def draw_next(self, cls_ids: np.ndarray, history: np.ndarray, u_level: np.ndarray,
-                  u_draw: np.ndarray) -> np.ndarray:
+                  u_draw: np.ndarray, *, with_counts: bool = False):
         """Next tokens (m,) (``<EOS>`` or a length) given classes (m,) and context symbols
         (m, order), with uniforms ``u_level`` and ``u_draw`` (:attr:`n_uniforms`, m): at each
         back-off level a flow keeps its context's empirical distribution with probability
-        n / (n + T), else it backs off one level (the interpolated Witten-Bell distribution)."""
+        n / (n + T), else it backs off one level (the interpolated Witten-Bell distribution).
+        ``with_counts`` also returns :meth:`context_counts` of the contexts (found on the way)."""
         m = len(cls_ids)
         nxt = np.full(m, -1, dtype=np.int64)
+        counts = None
         for level, j in enumerate(range(len(self.tables_) - 1, -1, -1)):
             table = self.tables_[j]
             pending = nxt < 0
             idx, found = table.find(self._keys(cls_ids, history, j))
             n_h = table.ctx_total[idx]
             t_h = table.ctx_types[idx]
+            if counts is None:  # the full-order level comes first
+                counts = np.where(found, n_h, 0)
             take = pending & found & (u_level[level] * (n_h + t_h) < n_h)
             if take.any():
                 nxt[take] = table.draw(idx[take], u_draw[level][take])
@@ -248,7 +252,7 @@ class MarkovGenerator(FlowGenerator):
         if pending.any():  # uniform over every length and <EOS>
             outcomes = np.arange(self.tokenizer_.output_ids.start, self.tokenizer_.output_ids.stop)
             nxt[pending] = outcomes[np.floor(u_draw[-1][pending] * len(outcomes)).astype(np.int64)]
-        return nxt
+        return (nxt, counts) if with_counts else nxt
 
     # ------------------------------------------------------------------ sample
     def sample(self, n: int, *, cls=None, random_state=None) -> FlowSet:
