@@ -129,8 +129,9 @@ class LeadForecaster(TMForecaster):
     probabilistic = True
     default_max_origins = 200
 
-    #: Defaults = the recipe's main model (trafficgen/recipes/lead.yaml, benchmarks/results/lead_2026-12-02b;
-    #: anchor_ridge / spread_mode 'auto' chose ridge 0 and qmap_rank there on validation):
+    #: Defaults = the recipe's main model (trafficgen/recipes/lead.yaml, benchmarks/results/lead_2026-12-03;
+    #: anchor_ridge / spread_mode 'auto' chose ridge 0-0.001 and qmap_rank there on validation; the
+    #: seasonal anchor, validation history and refit were chosen by rolling origin inside train + val):
     #: ~7 min of training on a contended 2-core CPU for Abilene. The paper's widths were d_v 32, 2 res
     #: blocks, d_model 128, adapter rank 16, U-Net 32/64/128 with 2 layers per block, lr 3e-5.
     def __init__(self, *, t_in: int = 24, horizons: Sequence[int] = (1, 10, 20), llm: str = DEFAULT_LLM,
