@@ -20,7 +20,8 @@ from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer
 
 @pytest.fixture(scope="module")
 def biased():
-    return LlamaGenerator(preset="tiny", epochs=4, batch_size=16, learning_rate=1e-2, cfg_dropout=0.2,
+    # chain_mix=False: these tests check the LM's own terms against the HF forward
+    return LlamaGenerator(preset="tiny", epochs=4, batch_size=16, learning_rate=1e-2, cfg_dropout=0.2, chain_mix=False,
                           class_bias=True, random_state=0, progress=False).fit(separable_flows(60))
 
 
@@ -192,7 +193,8 @@ def test_models_without_the_bias_load_and_sample_as_before(tmp_path):
 
 
 def test_mamba_uses_the_same_class_bias():
-    gen = MambaGenerator(preset="tiny", epochs=2, batch_size=16, learning_rate=1e-2, class_bias=True, random_state=0,
+    gen = MambaGenerator(preset="tiny", epochs=2, batch_size=16, learning_rate=1e-2, class_bias=True, chain_mix=False,
+                         random_state=0,
                          progress=False).fit(separable_flows(30))
     assert gen.class_bias_.shape == (2, gen.tokenizer_.first_class_id - EOS_ID)
     flows = separable_flows(4, seed=3)
@@ -230,7 +232,7 @@ def test_class_input_embedding_in_training_likelihood_and_decode(cls, monkeypatc
     position after the prompt; the decode loop (both branches of guidance) and
     ``log_likelihood`` use it like the HF forward with those embeddings."""
     gen = cls(preset="tiny", epochs=3, batch_size=16, learning_rate=1e-2, cfg_dropout=0.2, class_input=True,
-              random_state=0, progress=False).fit(separable_flows(40))
+              chain_mix=False, random_state=0, progress=False).fit(separable_flows(40))
     assert gen.class_input_.shape == (2, gen.model_.config.hidden_size) and np.abs(gen.class_input_).max() > 0
     tok = gen.tokenizer_
 

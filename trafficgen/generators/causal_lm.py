@@ -535,6 +535,9 @@ class CausalLMFlowGenerator(FlowGenerator):
             if mix is not None and temperature == 0:
                 mix = None  # greedy decoding is the LM's argmax (a mixture has no per-step argmax here)
             chain_state = None if mix is None else mix.start((tok - self.tokenizer_.first_class_id).cpu().numpy())
+            allowed = None  # (C, V') bool: the class support, for the chain's part too
+            if chain_state is not None and support_mask is not None:
+                allowed = torch.isfinite(support_mask).cpu().numpy()
             for t in range(width):
                 u = None if temperature == 0 else torch.rand((b, 1), generator=generator, device=device)  # (B, 1)
                 nxt = torch.full_like(tok, EOS_ID)  # (B,)
@@ -562,8 +565,10 @@ class CausalLMFlowGenerator(FlowGenerator):
                 if chain_state is not None:  # each flow takes the chain's draw with its bucket's weight
                     u_mix = torch.rand((chain_state.n_uniforms(), b), generator=generator, device=device,
                                        dtype=torch.float64)  # (k, B)
-                    nxt = torch.from_numpy(chain_state.mix_step(t, nxt.cpu().numpy(), u_mix.cpu().numpy(),
-                                                                alive.cpu().numpy())).to(device)
+                    nxt = torch.from_numpy(chain_state.mix_step(
+                        t, nxt.cpu().numpy(), u_mix.cpu().numpy(), alive.cpu().numpy(), allowed=allowed,
+                        more_uniforms=lambda k, m: torch.rand((k, m), generator=generator, device=device,
+                                                              dtype=torch.float64).cpu().numpy())).to(device)
                 tok = nxt
                 out[:, t + 1] = torch.where(alive, tok, PAD_ID)
                 alive &= tok != EOS_ID

@@ -16,8 +16,10 @@ bucket: the buckets partition the tokens, so each is a 1-d search); the chain is
 every training flow. It is one model: :meth:`log_likelihood` scores this mixture and the decode
 loop samples it exactly (per flow and step: with probability ``lambda_b`` the chain's draw, else the
 LM's), so likelihood and samples stay consistent. Sampling options that reshape the LM's logits
-(temperature, top-k / top-p, guidance, the class support) act on the LM's part only;
-``temperature=0`` (greedy) decodes the LM alone.
+(temperature, top-k / top-p, guidance) act on the LM's part only; the class support
+(``support="class"``) truncates both parts; ``temperature=0`` (greedy) decodes the LM alone.
+The training-row weights (``class_balance``, ``repeat_weight``) act on the LM only: the chain
+counts every training flow.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from trafficgen.errors import ConfigError
+from trafficgen.errors import ConfigError, InputFormatError
 
 __all__ = ["ChainMix", "COUNT_EDGES", "fit_chain_mix"]
 
@@ -35,6 +37,8 @@ COUNT_EDGES = (0, 1, 5, 20)
 WEIGHT_GRID = np.linspace(0.0, 1.0, 21)
 #: Order of the interpolated chain.
 CHAIN_ORDER = 2
+#: Redraws of a chain draw outside the class support before the flow keeps the LM's token.
+MAX_REDRAWS = 8
 
 
 def buckets(pos: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -93,6 +97,14 @@ class ChainMix:
         from trafficgen.generators.markov import MarkovGenerator
 
         own = {k[len(prefix) + 1:]: np.asarray(v) for k, v in tensors.items() if k.startswith(prefix + ".")}
+        order = int(config["chain"]["params"].get("order", CHAIN_ORDER))
+        need = ["symbol_of_token", "global_counts"] + [
+            f"order{j}.{k}" for j in range(order + 1)
+            for k in ("ctx_keys", "ctx_total", "ctx_types", "ctx_start", "pair_token", "pair_count")]
+        missing = [f"{prefix}.{k}" for k in need if k not in own]
+        if missing:
+            raise InputFormatError(f"missing tensors {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} "
+                                   "(config.json says the model has a chain_mix)", path="model.safetensors")
         chain = MarkovGenerator._load_state(config["chain"], own, {"tokenizer.json": tokenizer.to_dict()})
         return cls(chain, config["weights"])
 
@@ -107,23 +119,39 @@ class _ChainDecodeState:
     def n_uniforms(self) -> int:
         return 1 + 2 * self.mix.chain.n_uniforms
 
-    def mix_step(self, t: int, lm_tokens: np.ndarray, u: np.ndarray, alive: np.ndarray | None = None) -> np.ndarray:
+    def mix_step(self, t: int, lm_tokens: np.ndarray, u: np.ndarray, alive: np.ndarray | None = None,
+                 allowed: np.ndarray | None = None, more_uniforms=None) -> np.ndarray:
         """Tokens (B,) of step ``t``: each flow's chain draw where ``u[0] < lambda_b``, else the LM's
         ``lm_tokens`` (B,); ``u`` (:meth:`n_uniforms`, B) uniforms (drawn for every flow, so the
         result does not depend on which have ended). Only the ``alive`` flows (B,) bool (None: all)
-        are drawn and advanced; the others keep the LM's token. Advances the chain's contexts."""
+        are drawn and advanced; the others keep the LM's token. ``allowed`` (C, V') bool, the class
+        support over ``<EOS>`` + lengths (None: everything), truncates the chain's part too: a draw
+        outside it is redrawn (rejection sampling, exact for the renormalised truncated chain) with
+        ``more_uniforms(k, m)`` -> (k, m) uniforms, at most :data:`MAX_REDRAWS` times, after which
+        the flow keeps the LM's token (which is inside). Advances the chain's contexts."""
         chain, k = self.mix.chain, self.mix.chain.n_uniforms
         rows = np.arange(len(lm_tokens)) if alive is None else np.flatnonzero(alive)
         cls_ids, history = self.cls_ids[rows], self.history[rows]
-        if t == 0:
-            proposal = chain.draw_first(cls_ids, u[1, rows])
-            bucket = np.zeros(len(rows), dtype=np.int64)
-        else:
-            proposal, counts = chain.draw_next(cls_ids, history, u[1:1 + k, rows], u[1 + k:1 + 2 * k, rows],
-                                               with_counts=True)
-            bucket = buckets(np.full(len(rows), t), counts)
+
+        def draw(idx, u_first, u_level, u_draw):
+            if t == 0:
+                return chain.draw_first(cls_ids[idx], u_first), None
+            return chain.draw_next(cls_ids[idx], history[idx], u_level, u_draw, with_counts=True)
+
+        proposal, counts = draw(slice(None), u[1, rows], u[1:1 + k, rows], u[1 + k:1 + 2 * k, rows])
+        bucket = np.zeros(len(rows), dtype=np.int64) if t == 0 else buckets(np.full(len(rows), t), counts)
+        take = u[0, rows] < self.mix.weights[bucket]
+        if allowed is not None:
+            first_output = chain.tokenizer_.output_ids.start
+            for _ in range(MAX_REDRAWS):
+                bad = np.flatnonzero(take & ~allowed[cls_ids, proposal - first_output])
+                if not len(bad) or more_uniforms is None:
+                    break
+                extra = more_uniforms(1 + 2 * k, len(bad))  # (1 + 2k, m)
+                proposal[bad] = draw(bad, extra[0], extra[1:1 + k], extra[1 + k:])[0]
+            take &= allowed[cls_ids, proposal - first_output]
         out = lm_tokens.copy()
-        out[rows] = np.where(u[0, rows] < self.mix.weights[bucket], proposal, lm_tokens[rows])
+        out[rows] = np.where(take, proposal, lm_tokens[rows])
         self.history[rows] = chain.push_history(history, out[rows])
         return out
 
