@@ -213,7 +213,11 @@ class MarkovGenerator(FlowGenerator):
     def draw_first(self, cls_ids: np.ndarray, u: np.ndarray) -> np.ndarray:
         """First-packet tokens (m,) of classes ``cls_ids`` (m,) by inverse CDF at uniforms ``u`` (m,)."""
         cdf = np.cumsum(self.first_step_, axis=1)  # (C, V)
-        return np.minimum((cdf[cls_ids] < (u * cdf[cls_ids, -1])[:, None]).sum(axis=1), cdf.shape[1] - 1)
+        out = np.empty(len(cls_ids), dtype=np.int64)
+        for c in np.unique(cls_ids):  # per class: the first index whose CDF reaches u * total
+            rows = np.flatnonzero(cls_ids == c)
+            out[rows] = np.searchsorted(cdf[c], u[rows] * cdf[c, -1], side="left")
+        return np.minimum(out, cdf.shape[1] - 1)
 
     def context_counts(self, cls_ids: np.ndarray, history: np.ndarray) -> np.ndarray:
         """n(c, h): training count of each flow's full-order context (m,), 0 where never seen."""
