@@ -254,48 +254,36 @@ def _run_dataset(name: str, config: dict, out_dir: Path, seed: int) -> tuple[lis
     info["ddpm_tme_final_losses"] = {k: v[-1] for k, v in ddpm.history_.items() if isinstance(v, list) and v}
     info["ddpm_tme_steps"] = {k: ddpm.history_[k] for k in ("pretrain_steps", "steps")}
     ddpm.save_pretrained(out_dir / f"ddpm_tme_{name}")
-    variants = {"ddpm_tme": {}, **config.get("ddpm_variants", {})}
-    for method, over in variants.items():
+    def estimate_into(model, method: str, kw: dict) -> None:  # the estimate and its raw (unprojected) form, timed
         t0 = time.perf_counter()
-        est, raw = ddpm.estimate(Y, A, random_state=seed, progress=True, return_raw=True, **{**est_cfg, **over})
+        est, raw = model.estimate(Y, A, random_state=seed, progress=True, return_raw=True, **kw)
         dt = time.perf_counter() - t0  # whole call: pool, noise optimisation, projection
         add(method, est, dt)
         add(f"{method}_raw", raw, dt)
+
+    def fit_with_routing(key: str, tag: str):  # a DDPM-TME that trains with the routing (timed, saved)
+        cfg = {**ddpm_cfg, **config[key], **config.get(name, {}).get(key, {})}
+        t0 = time.perf_counter()
+        model = DDPMTME(**cfg, random_state=seed, progress=True, **device_params(DDPMTME, config)).fit(train, routing=A)
+        info[f"ddpm_tme_{tag}_fit_s"] = time.perf_counter() - t0
+        info[f"ddpm_tme_{tag}_final_losses"] = {k: v[-1] for k, v in model.history_.items() if isinstance(v, list) and v}
+        model.save_pretrained(out_dir / f"ddpm_tme_{tag}_{name}")
+        return model
+
+    variants = {"ddpm_tme": {}, **config.get("ddpm_variants", {})}
+    for method, over in variants.items():
+        estimate_into(ddpm, method, {**est_cfg, **over})
     if config.get("ddpm_cond"):  # the link-load-conditional prior p(x | y)
-        cond_cfg = {**ddpm_cfg, **config["ddpm_cond"], **config.get(name, {}).get("ddpm_cond", {})}
-        t0 = time.perf_counter()
-        cond = DDPMTME(**cond_cfg, random_state=seed, progress=True, **device_params(DDPMTME, config)).fit(train, routing=A)
-        info["ddpm_tme_cond_fit_s"] = time.perf_counter() - t0
-        info["ddpm_tme_cond_final_losses"] = {k: v[-1] for k, v in cond.history_.items() if isinstance(v, list) and v}
-        cond.save_pretrained(out_dir / f"ddpm_tme_cond_{name}")
-        t0 = time.perf_counter()
+        cond = fit_with_routing("ddpm_cond", "cond")
         cond_est = {**est_cfg, **config.get("cond_estimation", {}), **config.get(name, {}).get("cond_estimation", {})}
-        est, raw = cond.estimate(Y, A, random_state=seed, progress=True, return_raw=True, **with_init(cond_est))
-        dt = time.perf_counter() - t0
-        add("ddpm_tme_cond", est, dt)
-        add("ddpm_tme_cond_raw", raw, dt)
+        estimate_into(cond, "ddpm_tme_cond", with_init(cond_est))
         for method, over in config.get("cond_variants", {}).items():
             over = {**over, **config.get(name, {}).get("cond_variants", {}).get(method, {})}
-            t0 = time.perf_counter()
-            est, raw = cond.estimate(Y, A, random_state=seed, progress=True, return_raw=True,
-                                     **with_init({**cond_est, **over}))
-            dt = time.perf_counter() - t0
-            add(method, est, dt)
-            add(f"{method}_raw", raw, dt)
+            estimate_into(cond, method, with_init({**cond_est, **over}))
     if config.get("ddpm_seq"):  # sequential: p(x_t | y_t, x_{t-1}), each interval given the previous estimate
-        seq_cfg = {**ddpm_cfg, **config["ddpm_seq"], **config.get(name, {}).get("ddpm_seq", {})}
-        t0 = time.perf_counter()
-        seq = DDPMTME(**seq_cfg, random_state=seed, progress=True, **device_params(DDPMTME, config)).fit(train, routing=A)
-        info["ddpm_tme_seq_fit_s"] = time.perf_counter() - t0
-        info["ddpm_tme_seq_final_losses"] = {k: v[-1] for k, v in seq.history_.items() if isinstance(v, list) and v}
-        seq.save_pretrained(out_dir / f"ddpm_tme_seq_{name}")
-        t0 = time.perf_counter()
-        est, raw = seq.estimate(Y, A, random_state=seed, progress=True, return_raw=True,
-                                **with_init({**est_cfg, **config.get("seq_estimation", {}),
-                                             **config.get(name, {}).get("seq_estimation", {})}))
-        dt = time.perf_counter() - t0
-        add("ddpm_tme_seq", est, dt)
-        add("ddpm_tme_seq_raw", raw, dt)
+        seq = fit_with_routing("ddpm_seq", "seq")
+        estimate_into(seq, "ddpm_tme_seq", with_init({**est_cfg, **config.get("seq_estimation", {}),
+                                                      **config.get(name, {}).get("seq_estimation", {})}))
     # synthesis quality. Against the training matrices (the distribution the generators learned)
     # and against the test period; the real-vs-real rows are the floor each number has to be read
     # against (halves of the training set interleaved in time; the test period vs training).
