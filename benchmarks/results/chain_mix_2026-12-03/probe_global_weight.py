@@ -1,15 +1,26 @@
-"""Per-step linear interpolation of LLaMA and Markov-2: validation NLL for a lambda grid."""
-import sys, json, time, warnings
+"""Per-step linear interpolation of LLaMA and Markov-2: validation NLL for a lambda grid.
+
+    python benchmarks/results/chain_mix_2026-12-03/probe_global_weight.py DATASET CAP PACKETS [KWARGS_JSON] [TAG]
+
+The probe run before `chain_mix` was built (one global weight, the default LLaMA of 2026-12-02
+fitted on the token_class_bias fitting part; the fitted model is cached in /tmp/probe/).
+"""
+import json
+import sys
+import time
+import warnings
 from pathlib import Path
+
 import numpy as np
-sys.path.insert(0, "/work/main/benchmarks")
-warnings.simplefilter("ignore")
 import torch
-torch.set_num_threads(1)
-from trafficgen.recipes.lightweight_ntg import _load
-from trafficgen.generators.markov import MarkovGenerator
+
 from trafficgen.generators.llama import LlamaGenerator
+from trafficgen.generators.markov import MarkovGenerator
+from trafficgen.recipes.lightweight_ntg import _load
 from trafficgen.representations.tokenizer import EOS_ID, PAD_ID
+
+warnings.simplefilter("ignore")
+torch.set_num_threads(1)
 
 ds, cap, packets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 kw = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
@@ -56,7 +67,13 @@ first = pos2 == 0
 p[first] = mk.first_step_[cls_ids[first], tok[first]]
 lp_mk = np.log(p)
 n = len(val)
-b = lambda lp: -lp.sum() / n / np.log(2)
+
+
+def b(lp):
+    return -lp.sum() / n / np.log(2)
+
+
+
 print(ds, packets, tag, "val flows", n, "LLaMA", round(b(lp_lm), 3), "markov", round(b(lp_mk), 3))
 for lam in [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]:
     mix = np.logaddexp(np.log(lam) + lp_lm, np.log(1 - lam) + lp_mk)
