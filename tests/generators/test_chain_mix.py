@@ -153,3 +153,17 @@ def test_mamba_takes_the_mix_too():
                          random_state=0, progress=False).fit(separable_flows(40))
     s = gen.sample(50, random_state=0)
     assert len(s) == 50 and np.isfinite(gen.log_likelihood(s)).all()
+
+
+def test_a_missing_chain_tensor_is_one_error_naming_it(mixed, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from trafficgen.errors import InputFormatError
+
+    mixed.save_pretrained(tmp_path / "m")
+    file = tmp_path / "m" / "model.safetensors"
+    tensors = load_file(file)
+    del tensors["chain_mix.order1.pair_count"]
+    save_file(tensors, file)
+    with pytest.raises(InputFormatError, match=r"missing tensors .*chain_mix\.order1\.pair_count"):
+        LlamaGenerator.from_pretrained(tmp_path / "m")

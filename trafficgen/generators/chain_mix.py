@@ -27,7 +27,8 @@ import warnings
 
 import numpy as np
 
-from trafficgen.errors import ConfigError, InputFormatError
+from trafficgen.errors import ConfigError
+from trafficgen.generators.serialization import TENSORS_FILE, check_tensors
 
 __all__ = ["ChainMix", "COUNT_EDGES", "fit_chain_mix"]
 
@@ -46,18 +47,21 @@ def buckets(pos: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.where(pos == 0, 0, np.searchsorted(np.asarray(COUNT_EDGES), counts, side="right"))
 
 
+def mixture_log_prob(log_p_lm: np.ndarray, p_chain: np.ndarray, w) -> np.ndarray:
+    """log((1 - w) p_LM + w p_chain), elementwise (w may be 0 or 1)."""
+    w = np.asarray(w, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.logaddexp(np.log1p(-w + 1e-300) + log_p_lm, np.log(w) + np.log(p_chain))
+
+
 def best_weights(log_p_lm: np.ndarray, p_chain: np.ndarray, bucket: np.ndarray) -> np.ndarray:
     """(n_buckets,) chain weights from :data:`WEIGHT_GRID` maximising the summed log-likelihood
     of the mixture per bucket (0.5 for a bucket without events)."""
     out = np.full(len(COUNT_EDGES) + 1, 0.5)
-    with np.errstate(divide="ignore"):
-        for b in range(len(out)):
-            m = bucket == b
-            if not m.any():
-                continue
-            lm, ch = log_p_lm[m][None, :], np.log(p_chain[m])[None, :]  # (1, E_b)
-            w = WEIGHT_GRID[:, None]  # (G, 1)
-            ll = np.logaddexp(np.log1p(-w + 1e-300) + lm, np.log(w) + ch).sum(axis=1)  # (G,)
+    for b in range(len(out)):
+        m = bucket == b
+        if m.any():
+            ll = mixture_log_prob(log_p_lm[m][None, :], p_chain[m][None, :], WEIGHT_GRID[:, None]).sum(axis=1)  # (G,)
             out[b] = float(WEIGHT_GRID[int(np.argmax(ll))])
     return out
 
@@ -77,10 +81,7 @@ class ChainMix:
         rows, pos, p_chain, counts = self.chain.event_probabilities(ids, with_counts=True)
         if len(rows) != len(log_p_lm):
             raise ValueError(f"{len(log_p_lm)} LM terms for {len(rows)} chain events")
-        w = self.weights[buckets(pos, counts)]
-        with np.errstate(divide="ignore"):
-            mixed = np.logaddexp(np.log1p(-w + 1e-300) + log_p_lm, np.log(w) + np.log(p_chain))
-        return rows, mixed
+        return rows, mixture_log_prob(log_p_lm, p_chain, self.weights[buckets(pos, counts)])
 
     def start(self, cls_ids: np.ndarray) -> _ChainDecodeState:
         return _ChainDecodeState(self, np.asarray(cls_ids, dtype=np.int64))
@@ -96,21 +97,15 @@ class ChainMix:
     def from_state(cls, config: dict, tensors: dict, prefix: str, tokenizer) -> ChainMix:
         from trafficgen.generators.markov import MarkovGenerator
 
+        names = MarkovGenerator.tensor_names(config["chain"]["params"].get("order", CHAIN_ORDER))
+        check_tensors(tensors, {f"{prefix}.{k}": 1 for k in names}, TENSORS_FILE)  # named with the prefix
         own = {k[len(prefix) + 1:]: np.asarray(v) for k, v in tensors.items() if k.startswith(prefix + ".")}
-        order = int(config["chain"]["params"].get("order", CHAIN_ORDER))
-        need = ["symbol_of_token", "global_counts"] + [
-            f"order{j}.{k}" for j in range(order + 1)
-            for k in ("ctx_keys", "ctx_total", "ctx_types", "ctx_start", "pair_token", "pair_count")]
-        missing = [f"{prefix}.{k}" for k in need if k not in own]
-        if missing:
-            raise InputFormatError(f"missing tensors {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} "
-                                   "(config.json says the model has a chain_mix)", path="model.safetensors")
         chain = MarkovGenerator._load_state(config["chain"], own, {"tokenizer.json": tokenizer.to_dict()})
         return cls(chain, config["weights"])
 
 
 class _ChainDecodeState:
-    """The chain's context of every decoded flow; :meth:`mix` replaces the LM's draws."""
+    """The chain's context of every decoded flow; :meth:`mix_step` replaces the LM's draws."""
 
     def __init__(self, mix: ChainMix, cls_ids: np.ndarray):
         self.mix, self.cls_ids = mix, cls_ids
@@ -184,9 +179,7 @@ def fit_chain_mix(flows, train_rows: np.ndarray, val_rows: np.ndarray, *, width:
             _, pos, p_chain, counts = part.event_probabilities(ids_ch, with_counts=True)
             bucket = buckets(pos, counts)
             weights = best_weights(log_lm, p_chain, bucket)
-            w = weights[bucket]
-            with np.errstate(divide="ignore"):
-                mixed = np.logaddexp(np.log1p(-w + 1e-300) + log_lm, np.log(w) + np.log(p_chain))
+            mixed = mixture_log_prob(log_lm, p_chain, weights[bucket])
             bits = 1.0 / (len(val) * np.log(2))
             summary.update(val_flows=int(len(val)), val_bits_per_flow={
                 "lm": round(float(-log_lm.sum() * bits), 3), "chain": round(float(-np.log(p_chain).sum() * bits), 3),

@@ -67,16 +67,15 @@ class CountTable:
         pos = np.searchsorted(self.pair_cum, target, side="right")
         return self.pair_token[pos]
 
+    #: The stored arrays, in constructor order (tensor names ``{prefix}.{field}``).
+    FIELDS = ("ctx_keys", "ctx_total", "ctx_types", "ctx_start", "pair_token", "pair_count")
+
     def state(self, prefix: str) -> dict[str, np.ndarray]:
-        return {f"{prefix}.ctx_keys": self.ctx_keys, f"{prefix}.ctx_total": self.ctx_total,
-                f"{prefix}.ctx_types": self.ctx_types, f"{prefix}.ctx_start": self.ctx_start,
-                f"{prefix}.pair_token": self.pair_token, f"{prefix}.pair_count": self.pair_count}
+        return {f"{prefix}.{k}": getattr(self, k) for k in self.FIELDS}
 
     @classmethod
     def from_state(cls, tensors: dict, prefix: str) -> CountTable:
-        get = lambda k: np.asarray(tensors[f"{prefix}.{k}"], dtype=np.int64)  # noqa: E731
-        return cls(get("ctx_keys"), get("ctx_total"), get("ctx_types"), get("ctx_start"), get("pair_token"),
-                   get("pair_count"))
+        return cls(*(np.asarray(tensors[f"{prefix}.{k}"], dtype=np.int64) for k in cls.FIELDS))
 
 
 def _segment_searchsorted(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.generators.count_table import CountTable
-from trafficgen.generators.serialization import Field
+from trafficgen.generators.serialization import TENSORS_FILE, Field, check_tensors
 from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer, count_clipped
 
 __all__ = ["MarkovGenerator"]
@@ -304,7 +304,15 @@ class MarkovGenerator(FlowGenerator):
         return config, tensors, {"tokenizer.json": self.tokenizer_.to_dict()}
 
     @classmethod
+    @classmethod
+    def tensor_names(cls, order: int) -> list[str]:
+        """Names of the length model's tensors in ``model.safetensors`` for a chain of ``order``."""
+        return ["symbol_of_token", "global_counts"] + [
+            f"order{j}.{k}" for j in range(int(order) + 1) for k in CountTable.FIELDS]
+
+    @classmethod
     def _load_state(cls, config, tensors, extra):
+        check_tensors(tensors, dict.fromkeys(cls.tensor_names(config["params"].get("order", 2)), 1), TENSORS_FILE)
         obj = cls._from_class_state(config)
         obj.n_symbols_ = int(config["n_symbols"])
         obj.n_clipped_ = int(config.get("n_clipped", 0))
