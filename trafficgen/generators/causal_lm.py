@@ -331,9 +331,9 @@ class CausalLMFlowGenerator(FlowGenerator):
         budget = {"epochs": int(self.epochs)} if self.epochs is not None else {
             "epochs": 1, "max_steps": int(self.max_steps) if self.max_steps is not None else training_budget(
                 len(flows) * (1.0 - float(self.val_fraction)), int(self.batch_size))}
-        split_gen = torch.Generator().set_state(gen.get_state())  # train_loop's validation split, drawn first
-        fit_rows, val_rows = split_validation(len(flows), float(self.val_fraction), split_gen)
-        self.history_ = train_loop(model, loss_fn, n=len(flows), **budget,
+        # the validation split, drawn here (as train_loop would) so that the chain's weights use the same rows
+        fit_rows, val_rows = split_validation(len(flows), float(self.val_fraction), gen)
+        self.history_ = train_loop(model, loss_fn, n=len(flows), **budget, split=(fit_rows, val_rows),
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction), patience=self.patience,
                                    progress=bool(self.progress), description=f"train {self.name}",

@@ -119,7 +119,8 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
                epoch_batches: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
                after_step: Callable[[int, int], None] | None = None, restore_best: bool = True,
                min_delta: float = 0.0, show_epoch: bool = False, time_epochs: bool = False,
-               precision: str = "fp32", gradient_accumulation_steps: int = 1) -> dict:
+               precision: str = "fp32", gradient_accumulation_steps: int = 1,
+               split: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Train ``model`` on rows ``0..n-1``.
 
     ``loss_fn(batch_index) -> (mean_loss, weight)`` or ``(mean_loss, weight, parts)`` computes the
@@ -136,6 +137,9 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
 
     * ``optimizer(total_steps) -> (optimizer, scheduler or None)`` replaces :func:`make_optimizer`
       (``learning_rate``, ``warmup_fraction`` and ``weight_decay`` are then unused).
+    * ``split=(train_idx, val_idx)``: the caller's split (e.g. drawn with :func:`split_validation`
+      from the same generator beforehand, so that it can use the held-out rows afterwards); no
+      draw for one here.
     * ``val_fraction=None``: no split and no random draw for one; every row trains. ``validate()``
       (only with ``val_fraction=None``) then returns the epoch's validation loss, called in eval
       mode without gradients: a model with its own validation set or its own validation noise.
@@ -193,7 +197,9 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor], tuple],
         for tensor in model.state_dict().values():  # start from the main process's weights
             torch.distributed.broadcast(tensor, src=0)
     main = rank == 0
-    if val_fraction is None:
+    if split is not None:
+        train_idx, val_idx = split
+    elif val_fraction is None:
         train_idx, val_idx = torch.arange(n), torch.arange(0)
     else:
         if validate is not None:
