@@ -25,9 +25,7 @@ Prints RMSE / persistence on the score block (series units: proportional to Mbit
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -148,16 +146,14 @@ def run_fold(tv, n_fit, n_choose, n_score, t_in, horizons, kind, halflives):
 
 
 def main(argv=None) -> int:
+    from lead_anchor_probe import probe_parser
+
     from trafficgen.data.windows import chronological_split
     from trafficgen.recipes.lead import _load
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="abilene,geant")
-    ap.add_argument("--t-in", type=int, default=24)
-    ap.add_argument("--horizons", default="1,10,20")
+    ap = probe_parser(__doc__.splitlines()[0])
     ap.add_argument("--features", default="mean,median,ewm,mean+ewm")
     ap.add_argument("--halflives", default="none,100,300,1000", help="'none' = unweighted; in matrices")
-    ap.add_argument("-o", "--out", type=Path, default=None)
     args = ap.parse_args(argv)
     horizons = [int(h) for h in args.horizons.split(",")]
     hls_all = [None if s == "none" else float(s) for s in args.halflives.split(",")]

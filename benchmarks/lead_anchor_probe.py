@@ -14,17 +14,22 @@ import json
 from pathlib import Path
 
 
+def probe_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every LEAD anchor probe takes (the recipe's data sets, t_in, horizons, -o)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--datasets", default="abilene,geant")
+    ap.add_argument("--t-in", type=int, default=24)
+    ap.add_argument("--horizons", default="1,10,20")
+    ap.add_argument("-o", "--out", type=Path, default=None)
+    return ap
+
+
 def main(argv=None) -> int:
     from trafficgen.data.windows import chronological_split
     from trafficgen.generators.tm.lead.anchor import RIDGE_GRID, LinearAnchor
     from trafficgen.recipes.lead import _load
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="abilene,geant")
-    ap.add_argument("--t-in", type=int, default=24)
-    ap.add_argument("--horizons", default="1,10,20")
-    ap.add_argument("-o", "--out", type=Path, default=None)
-    args = ap.parse_args(argv)
+    args = probe_parser(__doc__.splitlines()[0]).parse_args(argv)
     horizons = [int(h) for h in args.horizons.split(",")]
     out = {}
     for ds in args.datasets.split(","):

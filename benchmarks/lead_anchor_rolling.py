@@ -17,9 +17,7 @@ on every origin whose target lies in "test" (history reaching back), as RMSE / p
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -44,16 +42,13 @@ def score(anchor, series, start, horizons):
 
 
 def main(argv=None) -> int:
+    from lead_anchor_probe import probe_parser
+
     from trafficgen.data.windows import chronological_split
     from trafficgen.generators.tm.lead.anchor import default_period, fit_anchor
     from trafficgen.recipes.lead import _load
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="abilene,geant")
-    ap.add_argument("--t-in", type=int, default=24)
-    ap.add_argument("--horizons", default="1,10,20")
-    ap.add_argument("-o", "--out", type=Path, default=None)
-    args = ap.parse_args(argv)
+    args = probe_parser(__doc__.splitlines()[0]).parse_args(argv)
     horizons = [int(h) for h in args.horizons.split(",")]
     out = {}
     for ds in args.datasets.split(","):
