@@ -92,17 +92,9 @@ class Anchor:
         return self
 
     def coef(self, k, ridge):
-        g, r, p = self.gram[k], self.rhs[k], self.pooled[k]
-        nf = len(p)
-        if not np.isfinite(ridge):
-            return np.broadcast_to(p, r.shape).copy()
-        alpha = ridge * np.trace(g, axis1=-2, axis2=-1) / nf
-        a = g + alpha[..., None, None] * np.eye(nf)
-        b = r + alpha[..., None] * p
-        ok = np.abs(np.linalg.det(a)) > 1e-12 * np.maximum(np.trace(a, axis1=-2, axis2=-1), 1e-300) ** nf
-        out = np.broadcast_to(p, r.shape).copy()
-        out[ok] = np.linalg.solve(a[ok], b[ok][..., None])[..., 0]
-        return out
+        from trafficgen.generators.tm.lead.anchor import shrunk_coefficients
+
+        return shrunk_coefficients(self.gram[k], self.rhs[k], self.pooled[k], ridge)
 
     def rmse(self, values, origins, k, ridge):
         h = self.horizons[k]

@@ -49,7 +49,8 @@ from trafficgen.data.windows import window_index
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.tm.base import TMForecaster
 
-__all__ = ["FEATURE_SETS", "RIDGE_GRID", "LinearAnchor", "LinearAnchorForecaster", "default_period", "fit_anchor"]
+__all__ = ["FEATURE_SETS", "RIDGE_GRID", "LinearAnchor", "LinearAnchorForecaster", "default_period", "fit_anchor",
+           "shrunk_coefficients"]
 
 #: Matrices averaged by the short-mean feature.
 SHORT_WINDOW = 4
@@ -151,18 +152,7 @@ class LinearAnchor:
 
     def _od_coef(self, k: int, ridge: float) -> np.ndarray:
         """(N, N, F) per-pair coefficients of horizon index ``k`` at ridge strength ``ridge``."""
-        gram, rhs, pooled = self._gram[k], self._rhs[k], self.coef_[k]
-        nf = len(pooled)
-        if not np.isfinite(ridge):
-            return np.broadcast_to(pooled, rhs.shape).copy()
-        alpha = float(ridge) * np.trace(gram, axis1=-2, axis2=-1) / nf  # (N, N)
-        a = gram + alpha[..., None, None] * np.eye(nf)
-        b = rhs + alpha[..., None] * pooled
-        # pairs that are all zero (or a singular unpenalised system) keep the pooled blend
-        ok = np.abs(np.linalg.det(a)) > 1e-12 * np.maximum(np.trace(a, axis1=-2, axis2=-1), 1e-300) ** nf
-        out = np.broadcast_to(pooled, rhs.shape).copy()
-        out[ok] = np.linalg.solve(a[ok], b[ok][..., None])[..., 0]
-        return out
+        return shrunk_coefficients(self._gram[k], self._rhs[k], self.coef_[k], ridge)
 
     def set_ridge(self, ridge) -> LinearAnchor:
         """Per-pair coefficients at ``ridge`` (a number, or one per horizon; None: pooled only)."""
@@ -315,3 +305,20 @@ class LinearAnchorForecaster(TMForecaster):
         model._load_series(config)
         model.anchor_ = LinearAnchor.from_state(config["anchor"])
         return model
+
+
+def shrunk_coefficients(gram: np.ndarray, rhs: np.ndarray, pooled: np.ndarray, ridge: float) -> np.ndarray:
+    """(N, N, F) per-pair least-squares coefficients from their normal equations ``gram`` (N, N, F, F)
+    and ``rhs`` (N, N, F), ridge-shrunk towards the pooled blend ``pooled`` (F,) with penalty
+    ``ridge * tr(gram) / F * ||c - pooled||^2`` (``inf``: the pooled blend itself)."""
+    nf = len(pooled)
+    if not np.isfinite(ridge):
+        return np.broadcast_to(pooled, rhs.shape).copy()
+    alpha = float(ridge) * np.trace(gram, axis1=-2, axis2=-1) / nf  # (N, N)
+    a = gram + alpha[..., None, None] * np.eye(nf)
+    b = rhs + alpha[..., None] * pooled
+    # pairs that are all zero (or a singular unpenalised system) keep the pooled blend
+    ok = np.abs(np.linalg.det(a)) > 1e-12 * np.maximum(np.trace(a, axis1=-2, axis2=-1), 1e-300) ** nf
+    out = np.broadcast_to(pooled, rhs.shape).copy()
+    out[ok] = np.linalg.solve(a[ok], b[ok][..., None])[..., 0]
+    return out
