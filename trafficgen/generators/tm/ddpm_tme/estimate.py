@@ -260,19 +260,14 @@ def _estimate_refine(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generator, 
                      rounds: int, steps: int, batch_size: int, projection: str, project_iters: int, return_raw: bool,
                      init=None):
     """``start="projected_mean"``: SDEdit from the projected training mean (see the module docstring)."""
-    from trafficgen.generators.tm.ddpm_tme.denoiser import ddim_sample
-
     if getattr(model, "train_mean_", None) is None:
         raise ConfigError("start='projected_mean' needs the training mean, which this saved model lacks (refit it)")
     T_train = int(model.num_train_timesteps)
     if not 0 <= int(t_start) < T_train or int(rounds) < 1:
         raise ConfigError(f"need 0 <= t_start < {T_train} and refine_rounds >= 1, got {t_start}, {rounds}")
     n_od = model.n_nodes_ ** 2
-    device = model._placed()
     cond_all = model.condition_features(Y) if model.conditional else None  # (T, C)
-    ts = np.unique(np.linspace(int(t_start), 0, int(steps) + 1).round().astype(int))[::-1]  # t_start .. 0
-    pairs = [(int(ts[i]), int(ts[i + 1]) if i + 1 < len(ts) - 1 else -1) for i in range(len(ts) - 1)] or [(0, -1)]
-    ac = model.alphas_cumprod_
+    pairs = _sdedit_pairs(t_start, steps)
     prior = np.tile(model.train_mean_, (len(Y), 1)) if init is None else init  # (T, n_od)
     x = refine_to_link_loads(prior, Y, A, projection=projection, project_iters=project_iters)  # (T, n_od)
     raw = x
@@ -281,13 +276,9 @@ def _estimate_refine(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generator, 
         for s in range(0, len(Y), batch_size):
             sl = slice(s, s + batch_size)
             b = len(Y[sl])
-            lat = model.encode(x[sl]).repeat_interleave(n_starts, 0)  # (B * k, D)
-            eps = torch.randn(lat.shape, generator=gen).to(device)  # (B * k, D), drawn on the CPU
-            a = ac[int(t_start)]
             cond = None if cond_all is None else cond_all[sl].repeat_interleave(n_starts, 0)
             with torch.no_grad():
-                x0 = ddim_sample(model.denoiser_, a.sqrt() * lat + (1 - a).sqrt() * eps, None, ac, pairs, 0.0,
-                                 model.prediction_type, cond=cond)  # (B * k, D)
+                x0 = _sdedit(model, x[sl], n_starts, t_start, pairs, gen, cond)  # (B * k, D)
             raw[sl] = model.decode(x0).reshape(b, n_starts, n_od).mean(1)
         x = refine_to_link_loads(raw, Y, A, projection=projection, project_iters=project_iters)
     return (x, raw) if return_raw else x
@@ -298,11 +289,9 @@ def _estimate_sequential(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generat
                          previous, progress: bool, init=None):
     """``condition="previous"``: one interval after the other, each conditioned on its link loads and
     the previous final estimate (see the module docstring)."""
-    from trafficgen.generators.tm.ddpm_tme.denoiser import ddim_sample
     from trafficgen.generators.training import progress_bar
 
     n_od = model.n_nodes_ ** 2
-    device = model._placed()
     T_train = int(model.num_train_timesteps)
     refine = start in ("projected_mean", "previous")
     if refine and not 0 <= int(t_start) < T_train:
@@ -316,10 +305,7 @@ def _estimate_sequential(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generat
         prev = np.asarray(previous, dtype=np.float64).reshape(-1)
         if prev.shape != (n_od,):
             raise ConfigError(f"previous must be one matrix of {n_od} OD pairs, got {np.shape(previous)}")
-    ac = model.alphas_cumprod_
-    if refine:
-        ts = np.unique(np.linspace(int(t_start), 0, int(steps) + 1).round().astype(int))[::-1]
-        pairs = [(int(ts[i]), int(ts[i + 1]) if i + 1 < len(ts) - 1 else -1) for i in range(len(ts) - 1)] or [(0, -1)]
+    pairs = _sdedit_pairs(t_start, steps) if refine else None
     est, raw = np.empty((len(Y), n_od)), np.empty((len(Y), n_od))
     with progress_bar(len(Y), f"DDPM-TME (sequential) estimating {len(Y)} TMs", enabled=bool(progress),
                       show_loss=False, unit="TMs") as update:
@@ -328,11 +314,7 @@ def _estimate_sequential(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generat
             with torch.no_grad():
                 if refine:
                     x_start = base[t:t + 1] if start == "projected_mean" else kl_projection(prev[None], Y[t:t + 1], A)
-                    lat = model.encode(x_start).repeat_interleave(n_starts, 0)  # (k, D)
-                    eps = torch.randn(lat.shape, generator=gen).to(device)  # (k, D), drawn on the CPU
-                    a = ac[int(t_start)]
-                    x0 = ddim_sample(model.denoiser_, a.sqrt() * lat + (1 - a).sqrt() * eps, None, ac, pairs, 0.0,
-                                     model.prediction_type, cond=cond)  # (k, D)
+                    x0 = _sdedit(model, x_start, n_starts, t_start, pairs, gen, cond)  # (k, D)
                 else:
                     x_T, zs = model.draw_noise(n_starts, gen, steps=steps)  # (k, D), (k, S, D)
                     x0 = model.sample_latents(x_T, zs, steps=steps, eta=eta, cond=cond)  # (k, D)
@@ -342,3 +324,22 @@ def _estimate_sequential(model, Y: np.ndarray, A: np.ndarray, gen: torch.Generat
             prev = est[t]
             update(1)
     return (est, raw) if return_raw else est
+
+
+def _sdedit_pairs(t_start: int, steps: int) -> list[tuple[int, int]]:
+    """The DDIM (t, t_prev) pairs from diffusion step ``t_start`` down to 0 in ``steps`` steps."""
+    ts = np.unique(np.linspace(int(t_start), 0, int(steps) + 1).round().astype(int))[::-1]  # t_start .. 0
+    return [(int(ts[i]), int(ts[i + 1]) if i + 1 < len(ts) - 1 else -1) for i in range(len(ts) - 1)] or [(0, -1)]
+
+
+def _sdedit(model, x_start: np.ndarray, n_starts: int, t_start: int, pairs, gen: torch.Generator, cond):
+    """Latents (B * k, D) denoised by DDIM from the matrices ``x_start`` (B, n_od) noised to step
+    ``t_start`` (``n_starts`` noise draws each, on the CPU generator ``gen``)."""
+    from trafficgen.generators.tm.ddpm_tme.denoiser import ddim_sample
+
+    ac = model.alphas_cumprod_
+    lat = model.encode(x_start).repeat_interleave(n_starts, 0)  # (B * k, D)
+    eps = torch.randn(lat.shape, generator=gen).to(model._placed())  # (B * k, D), drawn on the CPU
+    a = ac[int(t_start)]
+    return ddim_sample(model.denoiser_, a.sqrt() * lat + (1 - a).sqrt() * eps, None, ac, pairs, 0.0,
+                       model.prediction_type, cond=cond)
