@@ -36,7 +36,8 @@ def table(path: str) -> str:
     rows = [json.loads(line) for line in open(path) if line.strip()]
     out = []
     for ds in dict.fromkeys(r["dataset"] for r in rows):
-        out.append(f"\n### {ds} (fit {rows[0]['n_fit'] if rows else 0} flows)\n")
+        first = next(r for r in rows if r["dataset"] == ds)
+        out.append(f"\n### {ds} (fit {first['n_fit']} flows)\n")
         out.append("| row | " + " | ".join(COLS) + " | fit s (contended) | best epoch / steps |")
         out.append("|---|" + "---:|" * (len(COLS) + 2))
         for r in rows:
