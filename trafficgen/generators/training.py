@@ -13,6 +13,7 @@ Randomness only through the ``torch.Generator`` passed in (shuffling, split).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import time
@@ -376,7 +377,18 @@ def distributed_state(device: torch.device):
         raise ConfigError("data-parallel training needs the 'accelerate' package: pip install accelerate") from exc
 
     state = PartialState(cpu=device.type == "cpu")
-    return state if state.num_processes > 1 else None
+    if state.num_processes <= 1:
+        return None
+    if not _LEAVE_AT_EXIT:  # once per process, however many models it trains
+        _LEAVE_AT_EXIT.append(state)
+        atexit.register(state.destroy_process_group)
+    return state
+
+
+#: The group this process leaves at exit: gloo's threads still running when the interpreter exits
+#: abort a process ("terminate called without an active exception", exit -6), seen on a busy CPU
+#: in ``tm train --num-processes 2`` after the model was written.
+_LEAVE_AT_EXIT: list = []
 
 
 def all_reduce_gradients(model: torch.nn.Module, state) -> None:
