@@ -18,11 +18,15 @@ stop weight could buy. Each model's p(<EOS>) at a position is read by scoring th
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from trafficgen.generators.chain_mix import WEIGHT_GRID, best_weights, buckets, mixture_log_prob
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def eos_probabilities(gen, val, width):
@@ -57,22 +61,15 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     import torch
+    from chain_mix_weight_probe import class_halves, fit_val_split, scored_events
 
     from trafficgen.generators.llama import LlamaGenerator
-    from trafficgen.recipes.lightweight_ntg import _load
 
     torch.set_num_threads(1)
-    flows = _load(args.dataset, {"max_packets": args.packets, "max_flows_per_class": args.cap or None})
-    train, _test = flows.train_test_split(0.3, random_state=0)
-    fit, val = train.train_test_split(0.3, random_state=1)
+    fit, val = fit_val_split(args.dataset, args.cap, args.packets)
     gen = LlamaGenerator.from_pretrained(args.load) if args.load else LlamaGenerator(random_state=0, progress=False).fit(fit)
     width = gen.max_packets_
-    ids, _ = gen.tokenizer_.encode(val, width, clip=True)
-    log_lm, rows = gen._event_log_probs(ids, with_rows=True)
-    chain = gen.chain_mix_.chain
-    ids_ch, _ = chain.tokenizer_.encode(val, width, clip=True)
-    rows_c, pos, p_ch, counts = chain.event_probabilities(ids_ch, with_counts=True)
-    assert np.array_equal(rows, rows_c)
+    log_lm, rows, pos, p_ch, counts = scored_events(gen, val)
     q_lm, q_ch, pos2 = eos_probabilities(gen, val, width)
     assert np.array_equal(pos, pos2)
     bucket = buckets(pos, counts)
@@ -88,14 +85,7 @@ def main() -> None:
         q = (1 - v) * q_lm[m] + v * q_ch[m]
         return np.where(is_end[m], np.log(np.maximum(q, 1e-300)), np.log(np.maximum(1 - q, 1e-300)))
 
-    cls = np.asarray(val.labels)
-    rng = np.random.default_rng(0)
-    half = np.zeros(len(val), dtype=int)
-    for c in np.unique(cls):
-        idx = np.flatnonzero(cls == c)
-        rng.shuffle(idx)
-        half[idx[::2]] = 1
-    ev_half = half[rows]
+    ev_half = class_halves(np.asarray(val.labels))[rows]
     one, two = np.zeros(len(rows)), np.zeros(len(rows))
     for h in (0, 1):
         a, b = ev_half == h, ev_half != h

@@ -45,6 +45,40 @@ def choose(log_lm, p_ch, bucket, key, keys, fallback):
     return out
 
 
+def fit_val_split(dataset: str, cap: int, packets: int):
+    """token_class_bias.py's split: the lightweight_ntg training part (test 0.3, seed 0) split again
+    into a fitting and a validation part (0.3, seed 1); the test part is never returned."""
+    from trafficgen.recipes.lightweight_ntg import _load
+
+    flows = _load(dataset, {"max_packets": packets, "max_flows_per_class": cap or None})
+    train, _test = flows.train_test_split(0.3, random_state=0)
+    return train.train_test_split(0.3, random_state=1)
+
+
+def scored_events(gen, val):
+    """Every event of ``val`` under the fitted token model ``gen`` and its chain: (E,) LM log-probs,
+    flow rows, positions, chain probabilities and the chain's context counts (same event order)."""
+    width = gen.max_packets_
+    ids, _ = gen.tokenizer_.encode(val, width, clip=True)
+    log_lm, rows_lm = gen._event_log_probs(ids, with_rows=True)
+    chain = gen.chain_mix_.chain
+    ids_ch, _ = chain.tokenizer_.encode(val, width, clip=True)
+    rows, pos, p_ch, counts = chain.event_probabilities(ids_ch, with_counts=True)
+    assert np.array_equal(rows, rows_lm)
+    return log_lm, rows, pos, p_ch, counts
+
+
+def class_halves(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(n,) 0/1: every class's flows split in two halves at random (the 2-fold cross-fitting)."""
+    rng = np.random.default_rng(seed)
+    half = np.zeros(len(labels), dtype=int)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        half[idx[::2]] = 1
+    return half
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dataset")
@@ -57,20 +91,12 @@ def main() -> None:
 
     from trafficgen.generators.chain_mix import best_weights, buckets, mixture_log_prob
     from trafficgen.generators.llama import LlamaGenerator
-    from trafficgen.recipes.lightweight_ntg import _load
 
     torch.set_num_threads(1)
-    flows = _load(args.dataset, {"max_packets": args.packets, "max_flows_per_class": args.cap or None})
-    train, _test = flows.train_test_split(0.3, random_state=0)
-    fit, val = train.train_test_split(0.3, random_state=1)
+    fit, val = fit_val_split(args.dataset, args.cap, args.packets)
     gen = LlamaGenerator(random_state=args.seed, progress=False).fit(fit)
     mix = gen.chain_mix_
-    width = gen.max_packets_
-    ids, _ = gen.tokenizer_.encode(val, width, clip=True)
-    log_lm, rows_lm = gen._event_log_probs(ids, with_rows=True)
-    ids_ch, _ = mix.chain.tokenizer_.encode(val, width, clip=True)
-    rows, pos, p_ch, counts = mix.chain.event_probabilities(ids_ch, with_counts=True)
-    assert np.array_equal(rows, rows_lm)
+    log_lm, rows, pos, p_ch, counts = scored_events(gen, val)
     bucket = buckets(pos, counts)
     labels = np.asarray(val.labels)
     classes = list(gen.classes_)
@@ -81,13 +107,7 @@ def main() -> None:
     n = len(val)
     bits = 1.0 / np.log(2)
 
-    rng = np.random.default_rng(0)
-    half = np.zeros(n, dtype=int)
-    for c in np.unique(cls_of_flow):
-        idx = np.flatnonzero(cls_of_flow == c)
-        rng.shuffle(idx)
-        half[idx[::2]] = 1
-    ev_half = half[rows]
+    ev_half = class_halves(cls_of_flow)[rows]
 
     schemes = {"model": np.zeros(len(log_lm)), "bucket": np.zeros(len(log_lm)),
                "bucket x size": np.zeros(len(log_lm)), "bucket x class": np.zeros(len(log_lm))}
