@@ -11,9 +11,12 @@ Training maximises the ELBO with the KL weight annealed from 0 to 1 over the fir
 of the steps and "free bits" (a per-dimension KL floor of ``free_bits`` nats on the batch mean,
 Kingma et al. 2016) so that the latent stays in use, and label smoothing 0.1 on the length
 softmaxes; early stopping and the kept weights follow the plain (beta = 1, no floor, no
-smoothing) ELBO on the validation split.
+smoothing) ELBO on the validation split. ``class_weight`` (off by default) weights each training
+flow's loss by ``n_class ** -class_weight`` (:func:`class_balance_weights`) so that small classes
+count more; the validation criterion stays unweighted.
 
-Sampling: ``z ~ N(0, z_temperature^2 I)``, then the packet count and each length from their
+Sampling: ``z ~ N(0, z_temperature^2 I)`` (around the class's learned prior mean with
+``class_prior_mean``, off by default), then the packet count and each length from their
 softmaxes at ``temperature``, the lengths restricted to those the class used in training
 (``support="class"``) or any class used (``"train"``), the first packet to client -> server (+):
 every sampled flow is valid by construction. ``log_likelihood`` returns the ELBO (a lower bound on
@@ -54,6 +57,28 @@ _FIRST_LENGTH_ID = 2  # token id of the first length (tokenizer layout)
 SUPPORTS = ("class", "train")
 
 
+def class_balance_weights(y: np.ndarray, alpha: float) -> np.ndarray:
+    """Per-flow loss weights (n,) float64 of the class indices ``y`` (n,): ``n_c ** -alpha``
+    (``n_c`` the number of flows of the flow's class in ``y``), divided by their mean so that they
+    average 1 over ``y``. ``alpha`` 0: all 1; 1: every class carries the same total weight; 0.5
+    half way (in log scale)."""
+    y = np.asarray(y)
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    w = counts.astype(np.float64) ** -float(alpha)
+    w = w[inverse.reshape(-1)]
+    return w / w.mean()
+
+
+def training_loss(rec, kl, beta: float, free: float, weights=None):
+    """The training objective (a scalar tensor): the mean reconstruction NLL plus ``beta`` times
+    the KL with the free-bits floor ``free`` on each latent dimension's batch mean; ``rec`` (B,),
+    ``kl`` (B, Z). ``weights`` (B,) (optional, see :func:`class_balance_weights`): both batch
+    means become weighted means (weights summed over the batch, divided by B)."""
+    if weights is None:
+        return rec.mean() + beta * kl.mean(0).clamp_min(free).sum()
+    return (weights * rec).mean() + beta * (weights[:, None] * kl).mean(0).clamp_min(free).sum()
+
+
 class CVAEGenerator(FlowGenerator):
     """Conditional VAE flow generator (registry name ``"cvae"``).
 
@@ -69,7 +94,13 @@ class CVAEGenerator(FlowGenerator):
     are a fixed offset and the learned per-class bias starts at 0, so the weight decay pulls it
     towards the frequencies instead of towards 0; off by default), ``label_smoothing`` (training
     only: that share of each length's loss is the mean NLL over the lengths allowed at its
-    position; default 0.1), ``dropout`` / ``word_dropout`` (training-only regularisers, off by
+    position; default 0.1), ``class_weight`` (exponent ``alpha`` >= 0 of the per-flow training loss
+    weights ``n_class ** -alpha``, normalised to mean 1 over the fitted flows
+    (:func:`class_balance_weights`; 0, the default, = unweighted; 1 = every class the same total
+    weight; the KL and its free-bits floor are weighted the same way; validation / early stopping
+    stays the unweighted ELBO), ``class_prior_mean`` (the prior over ``z`` is ``N(m_c, I)`` with a
+    learned mean per class instead of ``N(0, I)``; sampling draws around it; off by default),
+    ``dropout`` / ``word_dropout`` (training-only regularisers, off by
     default),
     ``temperature``, ``z_temperature`` and ``support`` (the sampling defaults), ``random_state``,
     ``progress``, ``device`` (``"auto"`` | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"``: where it trains
@@ -104,7 +135,7 @@ class CVAEGenerator(FlowGenerator):
                  patience: int | None = 20, kl_warmup: float = 0.2, free_bits: float = 0.1, context: int = 3,
                  count_mix: float = 0.0, dropout: float = 0.0, word_dropout: float = 0.0,
                  label_smoothing: float = 0.1, anchor_class_bias: bool = False,
-                 weight_decay: float = 0.1,
+                 weight_decay: float = 0.1, class_weight: float = 0.0, class_prior_mean: bool = False,
                  temperature: float = 0.8, z_temperature: float = 1.0, support: str = "class",
                  random_state: int | None = None,
                  progress: bool = True, device: str = "auto"):
@@ -124,6 +155,8 @@ class CVAEGenerator(FlowGenerator):
         self.count_mix = count_mix
         self.anchor_class_bias = anchor_class_bias
         self.weight_decay = weight_decay
+        self.class_weight = class_weight
+        self.class_prior_mean = class_prior_mean
         self.temperature = temperature
         self.z_temperature = z_temperature
         self.support = support
@@ -164,11 +197,13 @@ class CVAEGenerator(FlowGenerator):
         if (not 0.0 <= float(self.kl_warmup) <= 1.0 or float(self.free_bits) < 0
                 or self.context not in range(MAX_CONTEXT + 1)
                 or not 0.0 <= float(self.dropout) < 1.0 or not 0.0 <= float(self.word_dropout) <= 1.0
-                or not 0.0 <= float(self.label_smoothing) < 1.0 or not 0.0 <= float(self.count_mix) < 1.0):
+                or not 0.0 <= float(self.label_smoothing) < 1.0 or not 0.0 <= float(self.count_mix) < 1.0
+                or not 0.0 <= float(self.class_weight) < math.inf):
             raise ConfigError(f"need 0 <= kl_warmup <= 1, free_bits >= 0, context in 0..{MAX_CONTEXT}, 0 <= dropout < 1, "
                               f"0 <= word_dropout <= 1, 0 <= label_smoothing < 1, "
-                              f"0 <= count_mix < 1; got {self.kl_warmup}, {self.free_bits}, {self.context!r}, "
-                              f"{self.dropout}, {self.word_dropout}, {self.label_smoothing}, {self.count_mix}")
+                              f"0 <= count_mix < 1, finite class_weight >= 0; got {self.kl_warmup}, {self.free_bits}, "
+                              f"{self.context!r}, {self.dropout}, {self.word_dropout}, {self.label_smoothing}, "
+                              f"{self.count_mix}, {self.class_weight}")
         flows = flows.truncate(width)
         flows = flows[np.flatnonzero(flows.n_packets > 0)]
         if len(flows) == 0:
@@ -189,7 +224,8 @@ class CVAEGenerator(FlowGenerator):
         gen = torch.Generator().manual_seed(seed)
         model = seeded_init(seed, lambda: CategoricalCVAE(cfg, dropout=float(self.dropout),
                                                           word_dropout=float(self.word_dropout),
-                                                          label_smoothing=float(self.label_smoothing)))
+                                                          label_smoothing=float(self.label_smoothing),
+                                                          class_prior_mean=bool(self.class_prior_mean)))
         model.class_vocab.copy_(torch.from_numpy(freq > 0))
         mix = float(self.count_mix)
         if mix > 0:  # the count head mixed with the class's training packet-count distribution
@@ -206,6 +242,8 @@ class CVAEGenerator(FlowGenerator):
         tokens = torch.from_numpy(tokens_np).to(device)  # (n, N)
         n_pk = torch.from_numpy(n_np).to(device)  # (n,)
         y = torch.from_numpy(y_np).to(device)  # (n,)
+        weights = (torch.from_numpy(class_balance_weights(y_np, float(self.class_weight))).float().to(device)
+                   if float(self.class_weight) > 0 else None)  # (n,) per-flow training loss weights
         eval_eps = torch.randn((len(flows), cfg.latent_dim), generator=torch.Generator().manual_seed(seed + 1))
         epochs, bs = int(self.epochs), int(self.batch_size)
         n_train = len(flows) - int(round(len(flows) * float(self.val_fraction)))
@@ -214,8 +252,9 @@ class CVAEGenerator(FlowGenerator):
         step = [0]
 
         def loss_fn(batch):
-            """Training: reconstruction + beta * KL with the free-bits floor (mean per flow).
-            Validation (eval mode): the plain negative ELBO per flow, with fixed noise."""
+            """Training: reconstruction + beta * KL with the free-bits floor (mean per flow,
+            weighted with ``class_weight``). Validation (eval mode): the plain negative ELBO per
+            flow, with fixed noise, unweighted."""
             b = batch.to(device)
             if not model.training:
                 loss, _, _ = model.negative_elbo(tokens[b], n_pk[b], y[b], eval_eps[batch].to(device))
@@ -224,9 +263,8 @@ class CVAEGenerator(FlowGenerator):
             elbo, rec, kl = model.negative_elbo(tokens[b], n_pk[b], y[b], eps)  # (B,), (B,), (B, Z)
             beta = min(1.0, (step[0] + 1) / warm) if warm > 0 else 1.0
             step[0] += 1
-            kl_term = kl.mean(0).clamp_min(free).sum()
-            return rec.mean() + beta * kl_term, len(batch), {"rec": rec.mean().detach(),
-                                                             "kl": kl.sum(-1).mean().detach()}
+            loss = training_loss(rec, kl, beta, free, None if weights is None else weights[b])
+            return loss, len(batch), {"rec": rec.mean().detach(), "kl": kl.sum(-1).mean().detach()}
 
         with torch_seeded(seed + 2):  # dropout draws from torch's global generator
             self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=epochs, batch_size=bs,
@@ -273,6 +311,8 @@ class CVAEGenerator(FlowGenerator):
                 y = y_all[i:i + int(batch_size)]  # (b,)
                 b = len(y)
                 z = torch.randn((b, m.config.latent_dim), generator=gen) * t_z  # (b, Z)
+                if m.prior_mean is not None:  # p(z | c) = N(m_c, I)
+                    z = z + m.prior_mean[y].to(z.device)
                 u_count = torch.rand((b, 1), generator=gen)  # (b, 1)
                 u_tok = torch.rand((b, width), generator=gen)  # (b, N)
                 count_logits, states = m.decode(z.to(device), y.to(device))  # (b, N), (b, N, D)
@@ -325,6 +365,7 @@ class CVAEGenerator(FlowGenerator):
                 n_pk = torch.from_numpy(n_np[rows]).to(device)  # (B,)
                 y = torch.from_numpy(y_np[rows]).to(device)  # (B,)
                 mu, logvar = m.encode(tok, n_pk, y)  # (B, Z)
+                loc = m.prior_loc(y)  # (B, Z) or None (0)
                 std = torch.exp(0.5 * logvar)
                 terms = []
                 for _ in range(k):
@@ -332,10 +373,11 @@ class CVAEGenerator(FlowGenerator):
                     z = mu + std * eps
                     rec = m.reconstruction_nll(z, tok, n_pk, y).double()  # (B,)
                     if importance:  # log p(z) - log q(z | x): the KL's single-sample estimate
-                        log_ratio = (-0.5 * z.pow(2) + 0.5 * eps.pow(2) + 0.5 * logvar).sum(-1).double()
+                        zc = z if loc is None else z - loc
+                        log_ratio = (-0.5 * zc.pow(2) + 0.5 * eps.pow(2) + 0.5 * logvar).sum(-1).double()
                         terms.append(-rec + log_ratio)
                     else:
-                        terms.append(-rec - m.kl_per_dim(mu, logvar).sum(-1).double())
+                        terms.append(-rec - m.kl_per_dim(mu, logvar, loc).sum(-1).double())
                 t = torch.stack(terms)  # (K, B)
                 bound = torch.logsumexp(t, 0) - math.log(k) if importance else t.mean(0)
                 out[rows] = bound.cpu().numpy()
@@ -354,6 +396,10 @@ class CVAEGenerator(FlowGenerator):
         config = {"classes_": list(self.classes_), "class_prior_": self.class_prior_.tolist(),
                   "max_packets_": self.max_packets_, "model_config": asdict(self.model_.config),
                   "history_": self.history_}
+        # options left at their defaults are not written: config.json as before they existed
+        off = {k for k in ("class_weight", "class_prior_mean") if not getattr(self, k)}
+        if off:
+            config["params"] = {k: v for k, v in self.get_params().items() if k not in off}
         tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
         return config, tensors, {"tokenizer.json": self.tokenizer_.to_dict()}
 
@@ -379,7 +425,7 @@ class CVAEGenerator(FlowGenerator):
                                    f"n_lengths {mc['n_lengths']} do not fit max_packets_ {config['max_packets_']} / "
                                    f"{len(config['classes_'])} classes / the tokenizer's "
                                    f"{tokenizer.n_length_tokens} lengths", path="config.json")
-        gen.model_ = seeded_init(0, lambda: CategoricalCVAE(CVAEConfig(**mc)))
+        gen.model_ = seeded_init(0, lambda: CategoricalCVAE(CVAEConfig(**mc), class_prior_mean=bool(gen.class_prior_mean)))
         load_module_state(gen.model_, tensors, TENSORS_FILE,  # saved before these buffers: none of them
                           optional=lambda key: key in ("count_keep", "count_prior", "class_offset"))
         gen.model_.eval()  # CPU weights; moved to gen.device when first used (_placed)

@@ -105,11 +105,13 @@ class CategoricalCVAE(nn.Module):
     also sees the lengths at t - 1 .. t - k (a k-th order decoder: training stays parallel over
     positions, no recurrent state); with ``context=0`` the positions are independent given ``z``.
     ``dropout`` (decoder MLP) and ``word_dropout`` (a previous length replaced by the start
-    vector, Bowman et al. 2016) regularise training only.
+    vector, Bowman et al. 2016) regularise training only. ``class_prior_mean``: the prior is
+    ``p(z | c) = N(m_c, I)`` with a learned mean ``prior_mean`` (C, Z) per class (started at 0;
+    off: ``N(0, I)`` and no such parameter).
     """
 
     def __init__(self, config: CVAEConfig, *, dropout: float = 0.0, word_dropout: float = 0.0,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, class_prior_mean: bool = False):
         super().__init__()
         self.config = c = config
         self.word_dropout = float(word_dropout)  # training only: not part of the saved model
@@ -140,6 +142,9 @@ class CategoricalCVAE(nn.Module):
         self.register_buffer("count_prior", torch.full((c.n_classes, c.max_packets), -torch.inf))
         # the lengths each class used in training (the supports :meth:`CVAEGenerator.sample` draws from)
         self.register_buffer("class_vocab", torch.ones(c.n_classes, c.n_lengths, dtype=torch.bool))  # (C, 2M)
+        # p(z | c) = N(prior_mean[c], I) with ``class_prior_mean``; otherwise N(0, I) (no parameter)
+        self.register_parameter("prior_mean", nn.Parameter(torch.zeros(c.n_classes, c.latent_dim))
+                                if class_prior_mean else None)  # (C, Z)
 
     @property
     def first_positive(self) -> int:
@@ -217,9 +222,15 @@ class CategoricalCVAE(nn.Module):
             per_token = (1.0 - self.label_smoothing) * per_token + self.label_smoothing * uniform
         return nll.index_add(0, rows, per_token)  # (B,)
 
+    def prior_loc(self, y: torch.Tensor) -> torch.Tensor | None:
+        """(B,) classes -> (B, Z) the prior means of ``z`` (``class_prior_mean``), or None (0)."""
+        return None if self.prior_mean is None else self.prior_mean[y]
+
     @staticmethod
-    def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """KL(q(z | x, c) || N(0, I)) per flow and latent dimension (B, Z), nats."""
+    def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor, loc: torch.Tensor | None = None) -> torch.Tensor:
+        """KL(q(z | x, c) || N(loc, I)) per flow and latent dimension (B, Z), nats (``loc`` None: 0)."""
+        if loc is not None:
+            mu = mu - loc
         return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
     def negative_elbo(self, tokens, n, y, eps):
@@ -228,5 +239,5 @@ class CategoricalCVAE(nn.Module):
         mu, logvar = self.encode(tokens, n, y)  # (B, Z)
         z = mu + torch.exp(0.5 * logvar) * eps  # (B, Z)
         rec = self.reconstruction_nll(z, tokens, n, y)  # (B,)
-        kl = self.kl_per_dim(mu, logvar)  # (B, Z)
+        kl = self.kl_per_dim(mu, logvar, self.prior_loc(y))  # (B, Z)
         return rec + kl.sum(-1), rec, kl
