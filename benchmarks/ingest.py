@@ -158,17 +158,34 @@ def _cpu(who) -> float:
     return r.ru_utime + r.ru_stime
 
 
-def bench_jobs(folder: Path, n_packets: int, repeat: int, label: str = "(c)") -> None:
+def warm_page_cache(folder: Path) -> float:
+    """Read every file of ``folder`` through once (untimed by the caller) so the page cache holds
+    it; returns the read speed in GB/s: ~20 on a cached file here, 3-4 from this VM's disk."""
+    buf = bytearray(8 << 20)
+    t0, n = time.perf_counter(), 0
+    for f in sorted(folder.iterdir()):
+        with open(f, "rb", buffering=0) as fh:
+            while k := fh.readinto(buf):
+                n += k
+    return n / max(time.perf_counter() - t0, 1e-9) / 1e9
+
+
+def bench_jobs(folder: Path, n_packets: int, repeat: int, label: str = "(c)", page_cache: str = "warm") -> None:
     """read_pcaps(folder) with jobs=1, jobs=2 and jobs=2 with spawned workers (what a parent that
     runs threads gets): wall (best of ``repeat``) and CPU seconds per process (the run with the
-    least busy busiest process), the CPU overhead over jobs=1, and the 2-idle-core estimate."""
+    least busy busiest process), the CPU overhead over jobs=1, and the 2-idle-core estimate.
+    ``page_cache="warm"``: every run starts right after :func:`warm_page_cache` (this VM evicts
+    files idle for ~20 s from the page cache, so without it a run partly measures the disk);
+    ``"as-is"``: whatever the cache holds."""
     from trafficgen.data.flows import batch
     from trafficgen.data.flows.pcap import read_pcaps
 
     size = sum(f.stat().st_size for f in folder.iterdir())
     n_files = len(list(folder.iterdir()))
-    print(f"\n{label} read_pcaps over {n_files} captures, {n_packets:,} packets, {size / 1e6:.0f} MB (best of {repeat})")
+    print(f"\n{label} read_pcaps over {n_files} captures, {n_packets:,} packets, {size / 1e6:.0f} MB (best of {repeat}; "
+          f"page cache {page_cache}{': every run right after reading the captures once' if page_cache == 'warm' else ''})")
     print(f"  before: {machine_state()}")
+    warm_speeds: list[float] = []
     natural = batch.start_method() if hasattr(batch, "start_method") else "spawn"  # (older checkouts: spawn)
     rows = [("1", 1, None), ("2", 2, natural)] + ([("2 spawn", 2, "spawn")] if natural != "spawn" else [])
     runs: dict = {name: [] for name, _, _ in rows}
@@ -178,6 +195,8 @@ def bench_jobs(folder: Path, n_packets: int, repeat: int, label: str = "(c)") ->
         for name, jobs, method in rows:
             if method is not None and orig is not None:
                 batch.start_method = lambda m=method: m
+            if page_cache == "warm":
+                warm_speeds.append(warm_page_cache(folder))
             try:
                 t0, s0, c0 = time.perf_counter(), _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
                 with warnings.catch_warnings():
@@ -209,6 +228,9 @@ def bench_jobs(folder: Path, n_packets: int, repeat: int, label: str = "(c)") ->
               f"CPU overhead over --jobs 1: {over:+.2f} s; same FlowSet and meta: {same}\n"
               f"      paired by repeat: {', '.join(f'{x:.2f}x' for x in paired)} on 2 idle cores "
               f"(median {paired[len(paired) // 2]:.2f}x), CPU overhead {', '.join(f'{x:+.2f}' for x in overs)} s")
+    if warm_speeds:
+        print(f"  warm-up reads before the runs: {min(warm_speeds):.1f}-{max(warm_speeds):.1f} GB/s "
+              f"(~20: the captures were still cached; 3-4: read back from the disk)")
     print(f"  after:  {machine_state()}")
 
 
@@ -312,6 +334,8 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs-files", type=int, default=8, help="captures in the folder for (c)")
     ap.add_argument("--jobs-large", default="", metavar="FILESxPACKETS", help="also (c') on a larger folder, "
                     "e.g. 32x8000000 (32 captures, 8M packets in all, ~6 GB in the temporary folder)")
+    ap.add_argument("--page-cache", choices=("warm", "as-is"), default="warm",
+                    help="jobs: read the captures once before every timed run (warm, default) or not")
     ap.add_argument("--memory-packets", type=int, default=2_000_000, help="packets of the capture for (d)")
     ap.add_argument("--only", default="readers,jobs,memory", help="comma-separated parts to run "
                     "(readers, jobs, memory, compare)")
@@ -329,7 +353,7 @@ def main(argv=None) -> None:
             per = args.jobs_packets // args.jobs_files
             for k in range(args.jobs_files):
                 synthetic(str(folder / f"c{k:02d}.pcap"), per, seed=100 + k)
-            bench_jobs(folder, per * args.jobs_files, args.repeat)
+            bench_jobs(folder, per * args.jobs_files, args.repeat, page_cache=args.page_cache)
             for f in folder.iterdir():
                 f.unlink()
             if args.jobs_large:
@@ -337,7 +361,7 @@ def main(argv=None) -> None:
                 for k in range(files):
                     synthetic(str(folder / f"c{k:02d}.pcap"), packets // files, seed=100 + k)
                 bench_jobs(folder, packets // files * files, args.repeat,
-                           label="(c') LARGER CONFIGURATION (not the default workload):")
+                           label="(c') LARGER CONFIGURATION (not the default workload):", page_cache=args.page_cache)
                 for f in folder.iterdir():
                     f.unlink()
         if "memory" in parts:

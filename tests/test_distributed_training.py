@@ -243,3 +243,36 @@ def test_two_process_lead_training_goes_through_the_data_parallel_loop(tmp_path)
     assert history["processes"] == 2 and history["n_train_windows"] == 32
     assert history["steps"] == 3 * 2 and len(history["train_loss"]) == 3
     assert [run["calibrated"] for run in runs] == [True, False]
+
+
+_LEAVE = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+from accelerate import PartialState
+from trafficgen.generators import training
+
+state = training.distributed_state(torch.device("cpu"))  # joins the group, registers leave_group at exit
+registered = training._LEAVE_AT_EXIT == [state]
+assert training.distributed_state(torch.device("cpu")) is not None and training._LEAVE_AT_EXIT == [state]  # once
+t = torch.tensor([float(state.process_index + 1)])
+dist.all_reduce(t)
+met = training.leave_group(state, timeout_s=30)
+with open(sys.argv[1] + "." + os.environ["RANK"] + ".json", "w") as fh:
+    json.dump({"registered": registered, "sum": t.item(), "met": met, "still_initialized": dist.is_initialized(),
+               "again": training.leave_group(state)}, fh)
+"""
+
+
+def test_leave_group_meets_every_process_then_destroys_the_group(tmp_path):
+    """What each launched process runs at exit: a bounded barrier over gloo, then the group is
+    destroyed (a second call finds none); registered once per process."""
+    runs = _launch_two(tmp_path, "leave.py", _LEAVE, timeout=120)
+    for run in runs:
+        assert run == {"registered": True, "sum": 3.0, "met": True, "still_initialized": False, "again": False}
+
+
+def test_leave_group_without_a_group_does_nothing():
+    from trafficgen.generators.training import leave_group
+
+    assert leave_group(object()) is False

@@ -381,14 +381,44 @@ def distributed_state(device: torch.device):
         return None
     if not _LEAVE_AT_EXIT:  # once per process, however many models it trains
         _LEAVE_AT_EXIT.append(state)
-        atexit.register(state.destroy_process_group)
+        atexit.register(leave_group, state)
     return state
 
 
 #: The group this process leaves at exit: gloo's threads still running when the interpreter exits
 #: abort a process ("terminate called without an active exception", exit -6), seen on a busy CPU
-#: in ``tm train --num-processes 2`` after the model was written.
+#: in ``tm train --num-processes 2`` after the model was written, and again (2026-12-03, once in
+#: the suite under load) after a plain destroy at exit, in rank 1 while rank 0 was still running.
 _LEAVE_AT_EXIT: list = []
+
+#: Seconds :func:`leave_group` waits for the other processes of a gloo group before leaving anyway.
+LEAVE_TIMEOUT_S = 60.0
+
+
+def leave_group(state, *, timeout_s: float = LEAVE_TIMEOUT_S) -> bool:
+    """Leave the launched group of ``state`` (called at exit): on gloo, first wait until every
+    process has reached this point (``monitored_barrier``, at most ``timeout_s``; a process that
+    crashed or left early is not waited for longer), so that no process tears its connections
+    down while another is still using them; then destroy the group and collect what still refers
+    to it while the interpreter is fully alive. Returns whether all processes were met (False
+    without a group, on a timeout, or on a backend without ``monitored_barrier``)."""
+    import gc
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return False
+    met = False
+    if dist.get_backend() == "gloo":
+        try:
+            dist.monitored_barrier(timeout=timedelta(seconds=float(timeout_s)))
+            met = True
+        except RuntimeError:  # a process is missing: leave anyway
+            met = False
+    state.destroy_process_group()
+    gc.collect()
+    return met
 
 
 def all_reduce_gradients(model: torch.nn.Module, state) -> None:
