@@ -24,6 +24,21 @@ def probe_parser(description: str) -> argparse.ArgumentParser:
     return ap
 
 
+def train_val(ds: str):
+    """The recipe's chronological 70/15/15 split of data set ``ds`` without its test part: (period
+    in matrices per day, train + val values (T, N, N) float64, len(train), len(val))."""
+    import numpy as np
+
+    from trafficgen.data.windows import chronological_split
+    from trafficgen.generators.tm.lead.anchor import default_period
+    from trafficgen.recipes.lead import _load
+
+    series = _load(ds)
+    train, val, _test = chronological_split(series, (0.7, 0.15, 0.15))
+    tv = np.concatenate([np.asarray(train.values, float), np.asarray(val.values, float)])
+    return default_period(series.interval_s), tv, len(train), len(val)
+
+
 def main(argv=None) -> int:
     from trafficgen.data.windows import chronological_split
     from trafficgen.generators.tm.lead.anchor import RIDGE_GRID, LinearAnchor

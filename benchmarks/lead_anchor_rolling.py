@@ -42,21 +42,15 @@ def score(anchor, series, start, horizons):
 
 
 def main(argv=None) -> int:
-    from lead_anchor_probe import probe_parser
+    from lead_anchor_probe import probe_parser, train_val
 
-    from trafficgen.data.windows import chronological_split
-    from trafficgen.generators.tm.lead.anchor import default_period, fit_anchor
-    from trafficgen.recipes.lead import _load
+    from trafficgen.generators.tm.lead.anchor import fit_anchor
 
     args = probe_parser(__doc__.splitlines()[0]).parse_args(argv)
     horizons = [int(h) for h in args.horizons.split(",")]
     out = {}
     for ds in args.datasets.split(","):
-        series = _load(ds)
-        period = default_period(series.interval_s)
-        train, val, _test = chronological_split(series, (0.7, 0.15, 0.15))
-        tv = np.concatenate([np.asarray(train.values, float), np.asarray(val.values, float)])
-        nt, nv = len(train), len(val)
+        period, tv, nt, nv = train_val(ds)
         out[ds] = {"period": period, "folds": {}}
         for f, n_fit in ((1, nt - nv), (2, nt - 2 * nv)):
             tr, va, upto = tv[:n_fit], tv[n_fit:n_fit + nv], tv[:n_fit + 2 * nv]

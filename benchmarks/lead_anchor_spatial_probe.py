@@ -130,21 +130,15 @@ def predict_hgb(model, series, start, h, period, t_in):
 
 
 def main(argv=None) -> int:
-    from lead_anchor_probe import probe_parser
+    from lead_anchor_probe import probe_parser, train_val
 
-    from trafficgen.data.windows import chronological_split
-    from trafficgen.generators.tm.lead.anchor import RIDGE_GRID, default_period
-    from trafficgen.recipes.lead import _load
+    from trafficgen.generators.tm.lead.anchor import RIDGE_GRID
 
     args = probe_parser(__doc__.splitlines()[0]).parse_args(argv)
     horizons, t_in = [int(h) for h in args.horizons.split(",")], args.t_in
     out = {}
     for ds in args.datasets.split(","):
-        series = _load(ds)
-        period = default_period(series.interval_s)
-        train, val, _test = chronological_split(series, (0.7, 0.15, 0.15))
-        tv = np.concatenate([np.asarray(train.values, float), np.asarray(val.values, float)])
-        nt, nv = len(train), len(val)
+        period, tv, nt, nv = train_val(ds)
         out[ds] = {}
         for f, n_fit in ((1, nt - nv), (2, nt - 2 * nv)):
             fold_val, upto = tv[:n_fit + nv], tv[:n_fit + 2 * nv]
