@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from trafficgen.errors import ConfigError
-from trafficgen.generators.causal_lm import decode_dtype
 from trafficgen.generators.llama import LlamaStepDecoder, build_llama
 from trafficgen.generators.mamba import Mamba2StepDecoder, build_mamba2
+from trafficgen.generators.token_sampling import decode_dtype
 
 # builder, decoder, LM-head scale giving peaked distributions (mean entropy ~1-2 nats, like a
 # trained model; random init is near uniform, where any dtype agrees)

@@ -147,7 +147,7 @@ def test_validation_split_and_early_stopping():
 
 
 def test_inverse_cdf_sampling_exact_and_frequencies():
-    from trafficgen.generators.causal_lm import inverse_cdf_sample
+    from trafficgen.generators.token_sampling import inverse_cdf_sample
 
     g = torch.Generator().manual_seed(0)
     onehot = torch.zeros(5, 200)
@@ -161,7 +161,7 @@ def test_inverse_cdf_sampling_exact_and_frequencies():
 
 
 def test_training_row_weights_values():
-    from trafficgen.generators.causal_lm import training_row_weights
+    from trafficgen.generators.token_training_rows import training_row_weights
 
     # rows: class token in column 0; class 7 has the same flow three times and one other flow
     ids = np.array([[7, 5, 1], [7, 5, 1], [7, 5, 1], [7, 6, 1], [8, 5, 1]])

@@ -28,6 +28,14 @@ from trafficgen._random import seed_from
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.base import FlowGenerator
 from trafficgen.generators.serialization import TENSORS_FILE, Field, load_module_state
+from trafficgen.generators.token_sampling import decode_dtype, sample_from_logits
+from trafficgen.generators.token_training_rows import (
+    CLASS_BIAS_PRIOR,
+    class_bias_init,
+    class_support,
+    training_budget,
+    training_row_weights,
+)
 from trafficgen.representations.tokenizer import EOS_ID, PAD_ID, FlowTokenizer, count_clipped
 
 #: Rows per decode chunk (see :meth:`CausalLMFlowGenerator.generate_ids`).
@@ -51,10 +59,6 @@ CLASS_BIAS_KEY = "class_bias"
 
 #: Key of the per-class input embedding (C, D) float32 in ``model.safetensors`` (``class_input=True``).
 CLASS_INPUT_KEY = "class_input_embedding"
-
-#: Pseudo-count (in tokens) of the global next-token distribution in each class's smoothed one,
-#: which starts the per-class output bias (see :func:`class_bias_init`).
-CLASS_BIAS_PRIOR = 200.0
 
 #: ``timing`` values: the model of the inter-arrival times (True is the default one).
 TIMING_MODES = {True: "chain", "chain": "chain", "head": "head"}
@@ -782,128 +786,3 @@ class CausalLMFlowGenerator(FlowGenerator):
         return {"model": self.name, "preset": self.preset, "parameters": self.n_parameters(),
                 "classes": len(self.classes_), "max_packets": self.max_packets_}
 
-
-#: The default training budget: ``BUDGET_EPOCHS`` passes over the training rows, at least
-#: ``BUDGET_MIN_STEPS`` and at most ``BUDGET_MAX_STEPS`` optimiser steps (see :func:`training_budget`).
-BUDGET_EPOCHS, BUDGET_MIN_STEPS, BUDGET_MAX_STEPS = 10, 300, 3000
-
-
-def training_budget(n_train: float, batch_size: int) -> int:
-    """Optimiser steps of the default schedule for ``n_train`` training rows: ``BUDGET_EPOCHS``
-    epochs clipped to [``BUDGET_MIN_STEPS``, ``BUDGET_MAX_STEPS``]. The cosine schedule spans the
-    budget and anneals to zero; the weights of the best validation loss are kept."""
-    per_epoch = max(1, int(np.ceil(float(n_train) / max(int(batch_size), 1))))
-    return int(np.clip(BUDGET_EPOCHS * per_epoch, BUDGET_MIN_STEPS, BUDGET_MAX_STEPS))
-
-
-def class_support(ids: np.ndarray, tokenizer: FlowTokenizer) -> np.ndarray:
-    """(C, V') bool: which outputs (``<EOS>`` + lengths, in output-row order) each class's
-    training flows ``ids`` (n, W+2) contain; ``<EOS>`` always."""
-    n_out = tokenizer.first_class_id - EOS_ID
-    out = np.zeros((len(tokenizer.classes), n_out), dtype=bool)
-    out[:, 0] = True
-    body = ids[:, 1:]
-    rows, cols = np.nonzero(body > EOS_ID)
-    out[ids[rows, 0] - tokenizer.first_class_id, body[rows, cols] - EOS_ID] = True
-    return out
-
-
-def class_bias_init(ids: np.ndarray, tokenizer: FlowTokenizer, prior: float = CLASS_BIAS_PRIOR) -> np.ndarray:
-    """(C, V') float32 start of the per-class output bias: ``log p_c(v) - log p(v)`` over the
-    outputs (``<EOS>`` + lengths, output-row order), where ``p`` is the next-token frequency of all
-    training flows ``ids`` (n, W+2) (add-0.01 smoothed) and ``p_c`` class c's, smoothed towards
-    ``p`` with ``prior`` pseudo-tokens: ``p_c = (n_cv + prior p(v)) / (n_c + prior)``. A model whose
-    logits are ``log p`` plus this bias predicts ``p_c``: the bias starts as a class unigram prior
-    on top of what the shared network learns."""
-    n_out = tokenizer.first_class_id - EOS_ID
-    counts = np.zeros((len(tokenizer.classes), n_out))
-    body = ids[:, 1:-1]  # the scored targets (the <EOS> after max_packets packets is forced)
-    rows, cols = np.nonzero(body >= EOS_ID)
-    np.add.at(counts, (ids[rows, 0] - tokenizer.first_class_id, body[rows, cols] - EOS_ID), 1.0)
-    total = counts.sum(0)  # (V',)
-    p = (total + 0.01) / (total.sum() + 0.01 * n_out)  # (V',)
-    p_c = (counts + prior * p) / (counts.sum(1, keepdims=True) + prior)  # (C, V')
-    return (np.log(p_c) - np.log(p)).astype(np.float32)
-
-
-def training_row_weights(ids: np.ndarray, *, class_balance: float = 0.0,
-                         repeat_weight: float = 1.0) -> np.ndarray | None:
-    """Per-row sampling weights ``(n,)`` float64 for tokenised flows ``ids`` ``(n, W+2)`` (column 0
-    is the ``<CLASS_x>`` token), or None when both settings keep the empirical distribution.
-
-    ``class_balance`` b: a row of class c weighs ``count_c ** -b`` (0: natural frequencies,
-    1: every class equally often). ``repeat_weight`` r: a row whose exact sequence (class token
-    included) occurs ``m`` times weighs ``m ** (r - 1)``, so the ``m`` copies together count
-    ``m ** r`` (1: unchanged, 0: deduplicated). The two factors multiply.
-    """
-    for name, value in (("class_balance", class_balance), ("repeat_weight", repeat_weight)):
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name} must be in [0, 1], got {value}")
-    if class_balance == 0.0 and repeat_weight == 1.0:
-        return None
-    ids = np.asarray(ids)
-    _, cls_inv, cls_count = np.unique(ids[:, 0], return_inverse=True, return_counts=True)
-    _, seq_inv, seq_count = np.unique(ids, axis=0, return_inverse=True, return_counts=True)
-    cls_inv, seq_inv = cls_inv.reshape(-1), seq_inv.reshape(-1)  # (n,) each
-    weights = cls_count[cls_inv].astype(np.float64) ** -class_balance  # (n,)
-    return weights * seq_count[seq_inv].astype(np.float64) ** (repeat_weight - 1.0)
-
-
-def decode_dtype(name: str):
-    """``"float32"`` / ``"bfloat16"`` -> the torch dtype; anything else raises ConfigError."""
-    import torch
-
-    table = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    if name not in table:
-        raise ConfigError(f"dtype must be one of {', '.join(table)}, got {name!r}")
-    return table[name]
-
-
-def sample_from_logits(logits, generator, temperature: float = 1.0, top_k: int | None = None,
-                       top_p: float | None = None, u=None):
-    """(B, V) logits (any float dtype; probabilities are fp32) -> (B,) indices. ``temperature == 0``
-    is greedy. One uniform per row (inverse CDF): ``u`` ``(B, 1)`` in [0, 1) if given, else drawn
-    from ``generator``, so results depend only on the seed."""
-    import torch
-
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    if temperature != 1.0:
-        logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, int(top_k), dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, -torch.inf)
-    probs = torch.softmax(logits, dim=-1, dtype=torch.float32)  # (B, V): fp32 even for bf16 logits
-    if top_p is not None and top_p < 1.0:
-        sorted_p, order = torch.sort(probs, dim=-1, descending=True)  # (B, V)
-        drop = (sorted_p.cumsum(dim=-1) - sorted_p) >= top_p  # keeps at least the top one
-        probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-    return inverse_cdf_sample(probs, generator, u=u)
-
-
-def inverse_cdf_sample(weights, generator, block: int = 64, u=None):
-    """(B, V) non-negative weights -> (B,) indices drawn with probability proportional to them.
-
-    One uniform per row (``u`` ``(B, 1)`` in [0, 1), or drawn from ``generator``). Two-level inverse CDF: pick a block of ``block`` entries from the
-    block sums, then the entry inside it. A row-wise ``cumsum`` over thousands of entries is
-    sequential and dominated decoding time; block sums vectorise.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    b, v = weights.shape
-    pad = (-v) % block
-    w = (F.pad(weights, (0, pad)) if pad else weights).view(b, -1, block)  # (B, nb, blk)
-    nb = w.shape[1]
-    bsum = w.sum(-1)  # (B, nb)
-    bcdf = bsum.cumsum(-1)  # (B, nb)
-    if u is None:
-        u = torch.rand((b, 1), generator=generator, device=weights.device)  # (B, 1)
-    u = u.to(bcdf.dtype) * bcdf[:, -1:]  # (B, 1)
-    last_blk = torch.where(bsum > 0, torch.arange(nb, device=w.device), 0).amax(-1, keepdim=True)  # (B, 1)
-    j = torch.minimum(torch.searchsorted(bcdf, u, right=True), last_blk)  # (B, 1)
-    prev = torch.where(j > 0, bcdf.gather(1, (j - 1).clamp_min(0)), 0.0)  # (B, 1)
-    inner = w.gather(1, j[..., None].expand(b, 1, block)).squeeze(1)  # (B, blk)
-    last_in = torch.where(inner > 0, torch.arange(block, device=w.device), 0).amax(-1, keepdim=True)  # (B, 1)
-    k = torch.minimum(torch.searchsorted(inner.cumsum(-1), u - prev, right=True), last_in)  # (B, 1)
-    return (j * block + k).squeeze(1)

@@ -287,7 +287,7 @@ class CVAEGenerator(FlowGenerator):
         ``"train"`` among those any class used (renormalised softmax either way)."""
         import torch
 
-        from trafficgen.generators.causal_lm import sample_from_logits
+        from trafficgen.generators.token_sampling import sample_from_logits
 
         self._check_fitted()
         t_tok = float(self.temperature if temperature is None else temperature)
