@@ -64,7 +64,10 @@ def _pick(rows: list[dict], bounds) -> dict:
     return min(ok, key=lambda r: r["val"]["crps_mbps"]) if ok else next(r for r in rows if r["m"] == 1.0)
 
 
-def probe(ds: str, config: dict) -> dict:
+def fitted_samples(ds: str, config: dict) -> dict:
+    """LEAD fitted at ``config`` on ``ds``; its validation samples as ``calibrate_on`` saw them and its
+    test samples as ``predict_samples`` gives them, both in target units before the spread, with
+    what is needed to score them (see the module docstring; the checks are in the result)."""
     from trafficgen._random import seed_from
     from trafficgen.data.windows import chronological_split, target_index, window_origins
     from trafficgen.generators.tm.lead import calibration as cal_mod
@@ -151,6 +154,21 @@ def probe(ds: str, config: dict) -> dict:
     pp_val = _scores(y_val, pp.predict_samples(vseries, vo, horizons, int(model.n_samples), random_state=seed),
                      horizons, kw)
 
+    return {"ds": ds, "model": model, "cal": cal, "horizons": horizons, "kw": kw, "real": real,
+            "train": train, "val": val, "seed": seed,
+            "xv": xv, "av": av, "y_val": y_val, "truth_t": truth_t, "vo": vo, "vseries": vseries,
+            "xt": xt, "at": at, "y_test": y_test, "origins": origins, "values": values,
+            "pp_val": pp_val, "pp_test": pp_test, "fit_s": fit_s, "sample_s": sample_s,
+            "check_val": check_val, "check_test": check_test}
+
+
+def probe(ds: str, config: dict) -> dict:
+    ctx = fitted_samples(ds, config)
+    model, cal, horizons, kw, real = ctx["model"], ctx["cal"], ctx["horizons"], ctx["kw"], ctx["real"]
+    xv, av, y_val, xt, at, y_test = ctx["xv"], ctx["av"], ctx["y_val"], ctx["xt"], ctx["at"], ctx["y_test"]
+    pp_val, pp_test = ctx["pp_val"], ctx["pp_test"]
+    from trafficgen.generators.tm.lead import calibration as cal_mod
+
     # ---- the spread grid: calibrated = centre + m * c * dev (linear in c at power 1)
     def calibrated(x, mode, spread):
         if mode == "factor":
@@ -185,11 +203,11 @@ def probe(ds: str, config: dict) -> dict:
             best = min(((mode, _pick(grid[mode][str(h)], bounds)) for mode in grid),
                        key=lambda t: t[1]["val"]["crps_mbps"])
             chosen[rule][str(h)] = {"mode": cal["mode"][k], **own, "any_mode": {"mode": best[0], **best[1]}}
-    return {"dataset": ds, "fit_s_contended": fit_s, "sample_s_contended": sample_s,
-            "n_val_origins": int(len(vo)), "n_test_origins": int(len(origins)),
+    return {"dataset": ds, "fit_s_contended": ctx["fit_s"], "sample_s_contended": ctx["sample_s"],
+            "n_val_origins": int(len(ctx["vo"])), "n_test_origins": int(len(ctx["origins"])),
             "calibration": {k: cal[k] for k in ("shrink", "spread", "mode", "spread_by_mode", "val_crps",
                                                  "val_coverage_90_by_mode")},
-            "check_val_spread_maxdiff": check_val, "check_test_first_batch_reldiff": check_test,
+            "check_val_spread_maxdiff": ctx["check_val"], "check_test_first_batch_reldiff": ctx["check_test"],
             "persistence_prob": {"val": {str(h): v for h, v in pp_val.items()},
                                  "test": {str(h): v for h, v in pp_test.items()}},
             "chosen": chosen, "grid": grid}

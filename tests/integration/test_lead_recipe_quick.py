@@ -34,8 +34,10 @@ def test_lead_recipe_quick_runs_and_reuses_models(tmp_path):
     assert saved["abilene"]["n_test_origins_evaluated"] == 3
     lead_t = saved["timings"]["abilene/lead"]
     assert len(lead_t["anchor_selection"]["ridge"]) == 3  # chosen per horizon on validation
-    assert set(lead_t["calibration"]["mode"]) <= {"factor", "qmap_rank", "qmap_cdf"}
-    assert set(lead_t["calibration"]["val_crps"]) == {"factor", "qmap_rank", "qmap_cdf"}
+    assert set(lead_t["calibration"]["mode"]) <= {"factor", "qmap_rank", "qmap_cdf", "qmap_levels"}
+    assert set(lead_t["calibration"]["val_crps"]) == {"factor", "qmap_rank", "qmap_cdf", "qmap_levels"}
+    assert {r["model"]: r["n_samples"] for r in rows} == {"persistence": None, "lead": 2, "lead-anchor": None,
+                                                          "no_llm": 2}  # scored at the K each was calibrated at
     # a second run in the same folder reloads the saved models and reproduces the numbers exactly
     (tmp_path / "a" / "table.csv").unlink()
     again = run_recipe("lead", tmp_path / "a", quick=True, overrides={"reuse": True})

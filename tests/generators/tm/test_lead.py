@@ -595,18 +595,82 @@ def test_fit_quantile_map_beats_one_factor_when_pairs_differ_in_shape():
     assert crps_q < 0.8 * crps_f
 
 
+def test_fit_level_map_calibrates_both_levels_where_one_factor_cannot():
+    """Training residuals Gaussian, validation / test truths heavier-tailed (Student t, 3 dof):
+    one factor bisected to 90 % over-covers the 50 % interval; the PIT level map gets both right
+    (scored on fresh truths, K = 200 samples so that sample quantiles are the predictive's)."""
+    from trafficgen.evaluation.tm.probabilistic_metrics import crps_ensemble, interval_coverage
+    from trafficgen.generators.tm.lead.calibration import apply_quantile_map, fit_quantile_map, quantile_table
+
+    rng = np.random.default_rng(5)
+    q = quantile_table(rng.normal(size=(20000, 1, 2, 2)))  # (L, 1, 2, 2)
+    x = rng.normal(size=(400, 200, 1, 2, 2))  # uninformative samples: only their ranks are used
+    truth = rng.standard_t(3, size=(400, 1, 2, 2))
+    fresh = rng.standard_t(3, size=(400, 1, 2, 2))
+    qm = fit_quantile_map(x, truth, [0.0], q, modes=("qmap_rank", "qmap_levels"))
+    assert qm["level_map"].shape == (1, 101) and np.all(np.diff(qm["level_map"][0]) >= 0)
+    assert qm["qmap_levels"]["spread"] == [1.0]
+    # t(3) puts ~10 % of its mass beyond the Gaussian's 5 / 95 % points: the map's tails move outwards
+    assert qm["level_map"][0, 5] < 0.03 and qm["level_map"][0, 95] > 0.97
+    assert 0.45 < qm["level_map"][0, 50] < 0.55
+    cov = {}
+    crps = {}
+    for mode in ("qmap_rank", "qmap_levels"):
+        y = apply_quantile_map(x, 0.0, qm[mode]["spread"], mode, q, level_map=qm["level_map"])[:, :, 0]
+        cov[mode] = interval_coverage(fresh[:, 0], y)
+        crps[mode] = crps_ensemble(fresh[:, 0], y)
+    assert cov["qmap_rank"]["coverage_90"] == pytest.approx(0.9, abs=0.03)
+    assert cov["qmap_rank"]["coverage_50"] > 0.57  # one factor: the centre is too wide (t3 vs 1.43 x N(0,1): 0.59)
+    assert cov["qmap_levels"]["coverage_90"] == pytest.approx(0.9, abs=0.03)
+    assert cov["qmap_levels"]["coverage_50"] == pytest.approx(0.5, abs=0.04)
+    assert crps["qmap_levels"] < crps["qmap_rank"]  # 0.803 vs 0.807: calibration, not sharpness, is what moves
+    with pytest.raises(ValueError, match="level map"):
+        apply_quantile_map(x, 0.0, 1.0, "qmap_levels", q)
+
+
+def test_choose_modes_skips_modes_outside_the_coverage_band():
+    from trafficgen.generators.tm.lead.calibration import choose_modes
+
+    crps = {"qmap_rank": [1.0, 1.0, 1.0], "qmap_levels": [0.9, 0.9, 0.9]}
+    cov = {"qmap_rank": [0.9, 0.9, 0.80], "qmap_levels": [0.88, 0.80, 0.70]}
+    # h0: both inside, the lower CRPS; h1: levels under-covers; h2: none inside, the lower CRPS
+    assert choose_modes(crps, cov, ["qmap_rank", "qmap_levels"]) == ["qmap_levels", "qmap_rank", "qmap_levels"]
+    assert choose_modes(crps, cov, ["qmap_rank"]) == ["qmap_rank"] * 3
+
+
 def test_lead_calibration_picks_spread_mode_on_validation_crps(fitted, series, tmp_path):
+    from trafficgen.generators.tm.lead.calibration import COVERAGE_BAND
+
     cal = fitted.calibration_
-    assert set(cal["val_crps"]) == {"factor", "qmap_rank", "qmap_cdf"}
+    assert set(cal["val_crps"]) == {"factor", "qmap_rank", "qmap_cdf", "qmap_levels"}
     for k, mode in enumerate(cal["mode"]):
-        assert cal["val_crps"][mode][k] == min(v[k] for v in cal["val_crps"].values())
+        inside = [m for m, c in cal["val_coverage_90_by_mode"].items() if COVERAGE_BAND[0] <= c[k] <= COVERAGE_BAND[1]]
+        assert cal["val_crps"][mode][k] == min(cal["val_crps"][m][k] for m in (inside or cal["val_crps"]))
         assert cal["spread"][k] == cal["spread_by_mode"][mode][k]
     assert cal["width_cv"]["qmap_rank"] == pytest.approx([0.0, 0.0], abs=1e-9)
     assert fitted.qmap_resid_.shape == (101, 2, 8, 8) and fitted.qmap_dev_.shape == (101, 2, 8, 8)
+    assert fitted.qmap_levels_.shape == (2, 101)
     assert fitted.anchor_selection_ is not None and len(fitted.anchor_model_.ridge) == 2
     fitted.save_pretrained(tmp_path / "lead")
     loaded = LeadForecaster.from_pretrained(tmp_path / "lead")
     np.testing.assert_array_equal(loaded.qmap_resid_, fitted.qmap_resid_)
+    np.testing.assert_array_equal(loaded.qmap_levels_, fitted.qmap_levels_)
+    # the level map forced: saved and loaded models sample alike, ranks kept
+    raw_cal, raw_dev, raw_levels = fitted.calibration_, fitted.qmap_dev_, fitted.qmap_levels_
+    try:
+        fitted.spread_mode = "qmap_levels"
+        fitted.calibrate_on(series[30:50])
+        assert fitted.calibration_["mode"] == ["qmap_levels", "qmap_levels"]
+        fitted.save_pretrained(tmp_path / "lead_levels")
+        again = LeadForecaster.from_pretrained(tmp_path / "lead_levels")
+        y = fitted.predict_samples(series, [20, 33], [1, 2], 3, random_state=4)
+        np.testing.assert_array_equal(again.predict_samples(series, [20, 33], [1, 2], 3, random_state=4), y)
+        fitted.calibration_ = None
+        raw = fitted.predict_samples(series, [20, 33], [1, 2], 3, random_state=4)
+        assert np.array_equal(np.argsort(y, axis=1), np.argsort(raw, axis=1))
+    finally:
+        fitted.spread_mode, fitted.calibration_ = "auto", raw_cal
+        fitted.qmap_dev_, fitted.qmap_levels_ = raw_dev, raw_levels
     np.testing.assert_array_equal(loaded.predict_samples(series, [20, 33], [1, 2], 3, random_state=4),
                                   fitted.predict_samples(series, [20, 33], [1, 2], 3, random_state=4))
     # forcing the rank map: the calibrated samples keep the raw samples' ranks

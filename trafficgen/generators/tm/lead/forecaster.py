@@ -63,11 +63,17 @@ persistence's against 1.04-1.13x, benchmarks/results/lead_2026-12-02/recalibrate
 ``spread_mode`` picks the shape of the calibrated spread: ``"factor"`` (the spread factor / tail
 power above), ``"qmap_rank"`` or ``"qmap_cdf"`` (a per-OD quantile map of the samples onto the
 anchor's training-residual distribution that keeps the samples' ranks,
-:func:`~trafficgen.generators.tm.lead.calibration.apply_quantile_map`), or ``"auto"`` (default):
-per horizon the one of the three with the lowest CRPS (real units) on the calibration origins.
-``calibration_["val_crps"]`` records every candidate's, ``calibration_["width_cv"]`` how much the
-spread of each varies between origins (0 for ``qmap_rank``: none of its marginal spread is the
-diffusion's).
+:func:`~trafficgen.generators.tm.lead.calibration.apply_quantile_map`), ``"qmap_levels"``
+(``qmap_rank`` with its quantile levels recalibrated on the validation truths' PIT values, so that
+the 50 % and the 90 % level are both right), or ``"auto"`` (default): per horizon the one with the
+lowest CRPS (real units) on the calibration origins among those whose K-sample 90 % intervals
+cover inside :data:`~trafficgen.generators.tm.lead.calibration.COVERAGE_BAND` there (all of them
+if none does). ``calibration_["val_crps"]`` records every candidate's, ``calibration_["width_cv"]``
+how much the spread of each varies between origins (0 for ``qmap_rank``: none of its marginal
+spread is the diffusion's). ``n_samples`` (K, default 32) is what the calibration and the point
+forecast (the median) use: with K = 8 quantile samples the linear sample quantiles of a calibrated
+distribution reach only about its 10th / 90th percentile (90 % intervals covering about 0.8), at
+K = 32 about its 6th / 94th (benchmarks/results/lead_level_map_2026-12-03/).
 ``max_steps`` caps the optimiser steps at ``min(max_steps, epochs x steps per epoch)`` (the
 recorded CPU budget; None: ``epochs`` alone). ``gradient_accumulation_steps`` k: one optimiser step
 per k batches (steps per epoch, the warmup and the cap count optimiser steps).
@@ -106,6 +112,7 @@ from trafficgen.generators.tm.lead.calibration import (
     QMAP_MODES,
     apply_calibration,
     apply_quantile_map,
+    choose_modes,
     fit_calibration,
     fit_quantile_map,
     residual_quantiles,
@@ -148,7 +155,7 @@ class LeadForecaster(TMForecaster):
                  anchor_val_history: bool = True, anchor_refit: bool = True,
                  max_steps: int | None = 200,
                  n_train_timesteps: int = 1000, n_inference_steps: int = 5,
-                 n_samples: int = 8, random_state: int | None = 0, progress: bool = True,
+                 n_samples: int = 32, random_state: int | None = 0, progress: bool = True,
                  allow_download: bool = False, gradient_accumulation_steps: int = 1, device: str = "auto"):
         self.t_in = t_in
         self.horizons = horizons
@@ -337,7 +344,8 @@ class LeadForecaster(TMForecaster):
         if self.sampler not in ("ddim", "dpm"):
             raise ConfigError(f"sampler must be 'ddim' or 'dpm', got {self.sampler!r}")
         if self.spread_mode not in ("auto", "factor", *QMAP_MODES):
-            raise ConfigError(f"spread_mode must be 'auto', 'factor', 'qmap_rank' or 'qmap_cdf', got {self.spread_mode!r}")
+            raise ConfigError(f"spread_mode must be 'auto', 'factor', {', '.join(repr(m) for m in QMAP_MODES)}, "
+                              f"got {self.spread_mode!r}")
         ridge = self.anchor_ridge
         if not (ridge is None or ridge == "auto" or (isinstance(ridge, (int, float)) and not isinstance(ridge, bool)
                                                      and float(ridge) >= 0)):
@@ -385,7 +393,7 @@ class LeadForecaster(TMForecaster):
                                         history=hist is not None)
         self.anchor_selection_ = getattr(self.anchor_model_, "selection_", None)
         self.calibration_ = None
-        self.qmap_resid_ = self.qmap_dev_ = None
+        self.qmap_resid_ = self.qmap_dev_ = self.qmap_levels_ = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net_ = LeadNet(self._config(self.n_nodes_), allow_download=bool(self.allow_download))
@@ -504,21 +512,21 @@ class LeadForecaster(TMForecaster):
         cands = {"factor": factor}
         spread = {"factor": list(cal["spread"])}
         val_cov = {"factor": list(cal["val_coverage"][str(max(self.calib_levels))])}
-        q_dev = None
+        q_dev = level_map = None
         if self.spread_mode != "factor" and self.qmap_resid_ is not None:
             modes = QMAP_MODES if self.spread_mode == "auto" else (self.spread_mode,)
             qm = fit_quantile_map(x, truth_t, cal["shrink"], self.qmap_resid_, modes=modes)
-            q_dev = qm["q_dev"]
+            q_dev, level_map = qm["q_dev"], qm["level_map"]
             for mode in modes:
-                cands[mode] = apply_quantile_map(x, cal["shrink"], qm[mode]["spread"], mode, self.qmap_resid_, q_dev)
+                cands[mode] = apply_quantile_map(x, cal["shrink"], qm[mode]["spread"], mode, self.qmap_resid_, q_dev,
+                                                 level_map=level_map)
                 spread[mode], val_cov[mode] = qm[mode]["spread"], qm[mode]["val_coverage"]
         elif self.spread_mode != "factor":
             raise ConfigError(f"spread_mode={self.spread_mode!r} needs the training-residual quantiles of fit() "
                               "(a model saved before they existed: use spread_mode='factor')")
         crps = {m: [crps_of(v[:, :, k], k) for k in range(h)] for m, v in cands.items()}
-        allowed = list(cands) if self.spread_mode == "auto" else [self.spread_mode]
-        chosen = [min(allowed, key=lambda m, k=k: crps[m][k]) for k in range(h)]
-        self.qmap_dev_ = q_dev
+        chosen = choose_modes(crps, val_cov, list(cands) if self.spread_mode == "auto" else [self.spread_mode])
+        self.qmap_dev_, self.qmap_levels_ = q_dev, level_map
         self.calibration_ = {**cal, "mode": chosen, "spread": [spread[m][k] for k, m in enumerate(chosen)],
                              "spread_by_mode": spread, "val_coverage_90_by_mode": val_cov, "val_crps": crps,
                              "width_cv": {"raw": width_variation(x), **{m: width_variation(v) for m, v in cands.items()}},
@@ -589,8 +597,10 @@ class LeadForecaster(TMForecaster):
             if all(m == "factor" for m in modes):
                 x = apply_calibration(x, shrink, spread, power)
             else:
+                levels = getattr(self, "qmap_levels_", None)
                 x = apply_quantile_map(x, shrink, spread, modes, self.qmap_resid_[:, hidx],
-                                       None if self.qmap_dev_ is None else self.qmap_dev_[:, hidx], power)
+                                       None if self.qmap_dev_ is None else self.qmap_dev_[:, hidx], power,
+                                       None if levels is None else levels[hidx])
         z = x * self.target_scale_t_[hidx].numpy()[None, None]  # (B, S, H, N, N) in z units
         if self.residual:
             z = z + anchors[:, None]
@@ -615,7 +625,8 @@ class LeadForecaster(TMForecaster):
         tensors = {**{k: v.detach().cpu() for k, v in self.net_.trainable_state_dict().items()},
                    "lead.target_scale": self.target_scale_t_.cpu()}
         for key, arr in (("lead.qmap_resid", getattr(self, "qmap_resid_", None)),
-                         ("lead.qmap_dev", getattr(self, "qmap_dev_", None))):
+                         ("lead.qmap_dev", getattr(self, "qmap_dev_", None)),
+                         ("lead.qmap_levels", getattr(self, "qmap_levels_", None))):
             if arr is not None:
                 tensors[key] = torch.as_tensor(np.asarray(arr), dtype=torch.float64)
         return config, tensors, {}
@@ -639,6 +650,8 @@ class LeadForecaster(TMForecaster):
         qr, qd = tensors.pop("lead.qmap_resid", None), tensors.pop("lead.qmap_dev", None)
         self.qmap_resid_ = None if qr is None else qr.numpy().astype(np.float64)
         self.qmap_dev_ = None if qd is None else qd.numpy().astype(np.float64)
+        ql = tensors.pop("lead.qmap_levels", None)
+        self.qmap_levels_ = None if ql is None else ql.numpy().astype(np.float64)
         self.anchor_model_ = LinearAnchor.from_state(config["anchor_model"])
         self.anchor_selection_ = config.get("anchor_selection")
         self.anchor_refit_ = config.get("anchor_refit")
