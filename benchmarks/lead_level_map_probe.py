@@ -26,60 +26,44 @@ the median of ``n_samples`` samples).
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
-from lead_spread_probe import _recipe_config, _scores, fitted_samples
+from lead_spread_probe import _scores, fitted_samples, probe_setup
 
 C_GRID = (0.75, 1.0, 1.25, 1.5, 2.0)
 
 
-def _centre_table(q_k: np.ndarray) -> np.ndarray:
-    """Q(0.5) (N, N) of one horizon's tables (L, N, N)."""
-    from trafficgen.generators.tm.lead.calibration import _q_at
-
-    return _q_at(q_k.reshape(q_k.shape[0], -1), np.full((1, q_k[0].size), 0.5)).reshape(q_k.shape[1:])
-
-
 def pit_levels(x, truth_t, shrink, c, q_resid) -> list[np.ndarray]:
-    """Per horizon, the validation truths' levels v (B * N * N,) under their pair's quantile map."""
-    from trafficgen.generators.tm.lead.calibration import _cdf_at
+    """Per horizon, the validation truths' levels v (B * N * N,) under their pair's quantile map
+    at spread c (the PIT values :func:`~trafficgen.generators.tm.lead.calibration.fit_level_map` pools)."""
+    from trafficgen.generators.tm.lead.calibration import _cdf_at, _centre
 
     out = []
     for k in range(x.shape[2]):
         med = np.median(x[:, :, k], axis=1)  # (B, N, N)
-        d = (truth_t[:, k] - shrink[k] * med) / c[k] + _centre_table(q_resid[:, k])  # (B, N, N)
+        d = (truth_t[:, k] - shrink[k] * med) / c[k] + _centre(q_resid[:, k])  # (B, N, N)
         q = q_resid[:, k].reshape(q_resid.shape[0], -1)  # (L, N*N)
         out.append(_cdf_at(q, d.reshape(len(d), -1)).ravel())
     return out
 
 
-def level_map(v: np.ndarray) -> np.ndarray:
-    """G^-1 on the table levels (L,): the quantiles of the PIT values v."""
-    from trafficgen.generators.tm.lead.calibration import QMAP_LEVELS
+def level_maps(x, truth_t, shrink, c, q_resid) -> np.ndarray:
+    """(H, L) level maps fitted at spread c: the library's fit_level_map on (truth - centre) / c."""
+    from trafficgen.generators.tm.lead.calibration import fit_level_map
 
-    return np.quantile(v, QMAP_LEVELS)
+    out = []
+    for k in range(x.shape[2]):
+        centre = shrink[k] * np.median(x[:, :, k], axis=1)  # (B, N, N)
+        out.append(fit_level_map((truth_t[:, k] - centre) / c[k], np.zeros_like(centre), q_resid[:, k]))
+    return np.stack(out)
 
 
 def mapped(x, shrink, c, q_resid, g=None) -> np.ndarray:
     """qmap_rank samples (B, S, H, N, N) of target-unit samples ``x``, levels through ``g`` (H, L) if given."""
-    from trafficgen.generators.tm.lead.calibration import QMAP_LEVELS, _q_at
+    from trafficgen.generators.tm.lead.calibration import apply_quantile_map
 
-    b, s = x.shape[:2]
-    out = np.empty_like(x)
-    for k in range(x.shape[2]):
-        xs = x[:, :, k]
-        med = np.median(xs, axis=1)  # (B, N, N)
-        ranks = np.argsort(np.argsort(xs, axis=1, kind="stable"), axis=1, kind="stable")
-        u = (ranks + 0.5) / s  # (B, S, N, N)
-        if g is not None:
-            u = np.interp(u, QMAP_LEVELS, g[k])
-        q = q_resid[:, k].reshape(q_resid.shape[0], -1)
-        dev = _q_at(q, u.reshape(b * s, -1)).reshape(xs.shape) - _centre_table(q_resid[:, k])
-        out[:, :, k] = shrink[k] * med[:, None] + c[k] * dev
-    return out
+    return apply_quantile_map(x, shrink, c, "qmap_rank" if g is None else "qmap_levels", q_resid, level_map=g)
 
 
 def probe(ds: str, config: dict, ks: list[int]) -> dict:
@@ -117,7 +101,7 @@ def probe(ds: str, config: dict, ks: list[int]) -> dict:
         for c0 in C_GRID:
             c = np.full(n_h, c0)
             v = pit_levels(xv, ctx["truth_t"], shrink, c, q_resid)
-            g = np.stack([level_map(vk) for vk in v])  # (H, L)
+            g = level_maps(xv, ctx["truth_t"], shrink, c, q_resid)  # (H, L)
             by_c[c0] = (g, score(c, g))
             pits[str(c0)] = [{"below_0.05": float(np.mean(vk < 0.05)), "above_0.95": float(np.mean(vk > 0.95)),
                               "in_0.25_0.75": float(np.mean((vk >= 0.25) & (vk <= 0.75))),
@@ -162,19 +146,8 @@ def report(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    import torch
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="geant,abilene")
-    ap.add_argument("--k", default="8,32", help="samples per forecast, comma-separated")
-    ap.add_argument("-o", "--out", type=Path, required=True)
-    ap.add_argument("--smoke", action="store_true", help="a few steps and origins: checks the script runs, no results")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    config = _recipe_config()
-    if args.smoke:
-        config["lead"].update(max_steps=2, calib_origins=6, max_train_windows=32, max_val_windows=8)
-        config["eval"]["max_origins"] = 6
+    args, config = probe_setup(__doc__.splitlines()[0], argv, lambda ap: ap.add_argument(
+        "--k", default="8,32", help="samples per forecast, comma-separated"))
     ks = [int(k) for k in args.k.split(",")]
     out = {}
     for ds in args.datasets.split(","):

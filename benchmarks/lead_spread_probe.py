@@ -4,7 +4,8 @@
         --datasets geant,abilene -o benchmarks/results/lead_spread_2026-12-03/probe.json
 
 LEAD is fitted once per data set at the recipe's settings (``trafficgen/recipes/lead.yaml``: the
-``lead`` variant, seed 0, 70/15/15 split); nothing in the library is changed. Two sample sets are
+``lead`` variant, seed 0, 70/15/15 split) with K = 8 samples per forecast, the recipe's K when it
+was recorded (since 2026-12-03c the recipe uses 32); nothing in the library is changed. Two sample sets are
 then kept in *target units before the spread*, so that the spread can be varied without
 refitting:
 
@@ -36,6 +37,10 @@ import numpy as np
 
 MULTIPLIERS = np.round(np.arange(0.40, 1.5001, 0.01), 2)
 RULES = {"current": None, "crps": (0.85, 0.95), "crps87": (0.87, 0.95)}
+#: The modes whose spread c this probe scales (``qmap_levels``, added after it, has c = 1).
+SPREAD_MODES = ("factor", "qmap_rank", "qmap_cdf")
+#: Samples per forecast of the recorded run (the recipe's K before 2026-12-03c).
+K_RECORDED = 8
 
 
 def _recipe_config() -> dict:
@@ -138,6 +143,7 @@ def fitted_samples(ds: str, config: dict) -> dict:
     check_val = {m: float(np.max(np.abs(np.asarray(qm[m]["spread"]) - np.asarray(cal["spread_by_mode"][m]))))
                  for m in cal_mod.QMAP_MODES}
     check_val["q_dev"] = float(np.max(np.abs(qm["q_dev"] - model.qmap_dev_)))
+    check_val["level_map"] = float(np.max(np.abs(qm["level_map"] - model.qmap_levels_)))
     # ---- test: the recipe's origins, K and seed, the refitted anchor
     model.n_inference_steps = int(ev.get("ddim_steps", model.n_inference_steps))
     xt, at = model._target_samples(values, origins, hidx, k_eval, seed_from(seed), "test")
@@ -145,7 +151,7 @@ def fitted_samples(ds: str, config: dict) -> dict:
     first = origins[:16]
     ref = model.predict_samples(values, first, horizons, k_eval, random_state=seed)
     mine = real(cal_mod.apply_quantile_map(xt[:16], cal["shrink"], cal["spread"], cal["mode"], model.qmap_resid_,
-                                           model.qmap_dev_, cal["power"]), at[:16])
+                                           model.qmap_dev_, cal["power"], model.qmap_levels_), at[:16])
     check_test = float(np.max(np.abs(ref - mine)) / max(np.max(np.abs(ref)), 1e-300))
 
     # ---- persistence-prob as the recipe fits it
@@ -178,7 +184,7 @@ def probe(ds: str, config: dict) -> dict:
     if any(float(p) != 1.0 for p in cal["power"]):
         raise SystemExit("power != 1: the spread map is not linear in c (not the default calibrate setting)")
     grid = {}
-    for mode in ("factor", *cal_mod.QMAP_MODES):
+    for mode in SPREAD_MODES:
         c = np.asarray(cal["spread_by_mode"][mode], dtype=np.float64)
         parts = {}
         for name, x, a in (("val", xv, av), ("test", xt, at)):
@@ -253,19 +259,29 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def probe_setup(description: str, argv=None, add_args=None):
+    """(args, config) of a LEAD probe: ``--datasets``, ``-o/--out``, ``--smoke`` (and what
+    ``add_args(parser)`` adds), the recipe's config (shrunk under ``--smoke``); one torch thread."""
     import torch
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--datasets", default="geant,abilene")
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--smoke", action="store_true", help="a few steps and origins: checks the script runs, no results")
+    if add_args is not None:
+        add_args(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     config = _recipe_config()
     if args.smoke:
         config["lead"].update(max_steps=2, calib_origins=6, max_train_windows=32, max_val_windows=8)
         config["eval"]["max_origins"] = 6
+    return args, config
+
+
+def main(argv=None) -> int:
+    args, config = probe_setup(__doc__.splitlines()[0], argv)
+    config["lead"]["n_samples"] = config["eval"]["n_samples"] = K_RECORDED
     out = {}
     for ds in args.datasets.split(","):
         res = probe(ds, config)
