@@ -279,3 +279,46 @@ def test_longer_context_and_label_smoothing():
     assert torch.all(train_nll > eval_nll)  # the mean NLL over the allowed lengths is larger than the target's
     with pytest.raises(ConfigError, match="context"):
         CVAEGenerator(context=5, **TINY).fit(toy_flows(20))
+
+
+def test_aggregate_posterior_latents(fitted, tmp_path):
+    """latent="aggregate" (the default) draws z around the posterior of a random training flow of the
+    requested class; "prior" draws N(0, I); both are saved and reloaded exactly, and a model saved
+    without the posteriors samples from the prior."""
+    from safetensors.torch import load_file, save_file
+
+    post = fitted.posterior_
+    assert post["mu"].shape == post["sd"].shape == (200, fitted.model_.config.latent_dim)
+    assert post["cls"].shape == (200,) and set(post["cls"].tolist()) == set(range(len(fitted.classes_)))
+    assert fitted.latent == "aggregate" and bool((post["sd"] > 0).all())
+    agg = fitted.sample(400, random_state=3)
+    prior = fitted.sample(400, random_state=3, latent="prior")
+    assert agg != prior and len(agg) == len(prior) == 400
+    # the posterior draw is the stored mean and sd of the picked training rows: with sd 0 and the
+    # means moved far away, the decoded flows change; with the stored ones they are the default's
+    keep = dict(post)
+    try:
+        fitted.posterior_ = {**post, "mu": post["mu"] + 50.0, "sd": torch.zeros_like(post["sd"])}
+        assert fitted.sample(400, random_state=3) != agg
+    finally:
+        fitted.posterior_ = keep
+    assert fitted.sample(400, random_state=3) == agg
+    for c in fitted.classes_:  # classes stay what was asked
+        got = fitted.sample(50, cls=c, random_state=1)
+        assert set(got.labels) == {c}
+    fitted.save_pretrained(tmp_path / "agg")
+    tensors = load_file(str(tmp_path / "agg" / "model.safetensors"))
+    assert {"posterior.mu", "posterior.sd", "posterior.cls"} <= set(tensors)
+    loaded = CVAEGenerator.from_pretrained(tmp_path / "agg")
+    assert loaded.sample(64, random_state=4) == fitted.sample(64, random_state=4)
+    assert loaded.sample(64, random_state=4, latent="prior") == fitted.sample(64, random_state=4, latent="prior")
+    # saved before the posteriors were stored: loads and samples from the prior, as it did
+    save_file({k: v for k, v in tensors.items() if not k.startswith("posterior.")},
+              str(tmp_path / "agg" / "model.safetensors"))
+    old = CVAEGenerator.from_pretrained(tmp_path / "agg")
+    assert old.latent == "prior" and old.posterior_ is None
+    assert old.sample(64, random_state=4) == fitted.sample(64, random_state=4, latent="prior")
+    with pytest.raises(ConfigError, match="posteriors"):
+        old.sample(4, latent="aggregate")
+    with pytest.raises(ConfigError, match="latent"):
+        fitted.sample(4, latent="nope")

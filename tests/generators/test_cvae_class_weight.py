@@ -134,8 +134,8 @@ def test_class_prior_mean_off_has_no_parameter_on_is_saved_and_used(tmp_path):
     assert config["class_prior_mean"] is True and "class_weight" not in config
     loaded = CVAEGenerator.from_pretrained(tmp_path / "pm")
     assert torch.equal(loaded.model_.prior_mean, m.detach())
-    a = loaded.sample(30, cls="large", random_state=1)
-    np.testing.assert_array_equal(a.lengths, on.sample(30, cls="large", random_state=1).lengths)
+    a = loaded.sample(30, cls="large", random_state=1, latent="prior")  # the prior (not the aggregate posterior)
+    np.testing.assert_array_equal(a.lengths, on.sample(30, cls="large", random_state=1, latent="prior").lengths)
     with torch.no_grad():
         loaded.model_.prior_mean.zero_()
-    assert not np.array_equal(a.lengths, loaded.sample(30, cls="large", random_state=1).lengths)
+    assert not np.array_equal(a.lengths, loaded.sample(30, cls="large", random_state=1, latent="prior").lengths)
