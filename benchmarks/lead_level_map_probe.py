@@ -34,29 +34,25 @@ from lead_spread_probe import _scores, fitted_samples, probe_setup
 C_GRID = (0.75, 1.0, 1.25, 1.5, 2.0)
 
 
-def pit_levels(x, truth_t, shrink, c, q_resid) -> list[np.ndarray]:
-    """Per horizon, the validation truths' levels v (B * N * N,) under their pair's quantile map
-    at spread c (the PIT values :func:`~trafficgen.generators.tm.lead.calibration.fit_level_map` pools)."""
-    from trafficgen.generators.tm.lead.calibration import _cdf_at, _centre
+def _centres(x, shrink, c):
+    """Per horizon k, the calibrated point forecast shrink_k * median (B, N, N) and its spread c_k."""
+    return [(shrink[k] * np.median(x[:, :, k], axis=1), c[k]) for k in range(x.shape[2])]
 
-    out = []
-    for k in range(x.shape[2]):
-        med = np.median(x[:, :, k], axis=1)  # (B, N, N)
-        d = (truth_t[:, k] - shrink[k] * med) / c[k] + _centre(q_resid[:, k])  # (B, N, N)
-        q = q_resid[:, k].reshape(q_resid.shape[0], -1)  # (L, N*N)
-        out.append(_cdf_at(q, d.reshape(len(d), -1)).ravel())
-    return out
+
+def pit_levels(x, truth_t, shrink, c, q_resid) -> list[np.ndarray]:
+    """Per horizon, the validation truths' PIT values (B * N * N,) under their pair's map at spread c."""
+    from trafficgen.generators.tm.lead.calibration import pit_values
+
+    return [pit_values((truth_t[:, k] - centre) / ck, 0.0 * centre, q_resid[:, k])
+            for k, (centre, ck) in enumerate(_centres(x, shrink, c))]
 
 
 def level_maps(x, truth_t, shrink, c, q_resid) -> np.ndarray:
     """(H, L) level maps fitted at spread c: the library's fit_level_map on (truth - centre) / c."""
     from trafficgen.generators.tm.lead.calibration import fit_level_map
 
-    out = []
-    for k in range(x.shape[2]):
-        centre = shrink[k] * np.median(x[:, :, k], axis=1)  # (B, N, N)
-        out.append(fit_level_map((truth_t[:, k] - centre) / c[k], np.zeros_like(centre), q_resid[:, k]))
-    return np.stack(out)
+    return np.stack([fit_level_map((truth_t[:, k] - centre) / ck, 0.0 * centre, q_resid[:, k])
+                     for k, (centre, ck) in enumerate(_centres(x, shrink, c))])
 
 
 def mapped(x, shrink, c, q_resid, g=None) -> np.ndarray:

@@ -101,6 +101,16 @@ def _timing_50(model, values, origins, horizons, cfg: dict, seed: int) -> dict:
             "ms_per_forecast": 1e3 * dt / len(o), "ms_per_sample": 1e3 * dt / (len(o) * k * len(horizons))}
 
 
+def _score_baseline(model, k: int, *, values, origins, horizons, y_true, unit, interval_s, seed) -> dict:
+    """A baseline's metrics at ``origins``: its point forecast and, for a probabilistic one, K = k samples."""
+    from trafficgen.evaluation.tm.forecast_metrics import evaluate_forecast
+
+    smp = (model.predict_samples(values, origins, horizons, k, random_state=seed)
+           if getattr(model, "probabilistic", False) else None)  # (B, K, H, N, N) or None
+    return evaluate_forecast(y_true, model.predict(values, origins, horizons), horizons, unit=unit,
+                             interval_s=interval_s, samples=smp)
+
+
 def run(config: dict, out_dir: Path, quick: bool) -> dict:
     from trafficgen._progress import ProgressReporter
     from trafficgen.data.windows import chronological_split
@@ -130,7 +140,11 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
         fit_times: dict[str, float] = {}
         k_main = int(ev.get("n_samples", 8))
         eval_k: dict[str, int] = {}  # K of every probabilistic model's scores
-        prob_models: dict = {}
+        prob_name = config.get("probabilistic_baseline", "persistence-prob")
+        prob_model = None
+        where = dict(values=values, origins=origins, horizons=horizons, y_true=y_true, unit=unit, interval_s=dt,
+                     seed=seed)
+
         baselines = config.get("baselines", {})
         if config.get("use_baselines") is not None:
             baselines = {k2: v for k2, v in baselines.items() if k2 in config["use_baselines"]}
@@ -140,12 +154,11 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
             t0 = time.perf_counter()
             model.fit(train, val=val)
             fit_times[name] = time.perf_counter() - t0
-            smp = (model.predict_samples(values, origins, horizons, k_main, random_state=seed)
-                   if getattr(model, "probabilistic", False) else None)  # (B, K, H, N, N) or None
-            if smp is not None:
-                eval_k[name], prob_models[name] = k_main, model
-            metrics[name] = evaluate_forecast(y_true, model.predict(values, origins, horizons), horizons,
-                                              unit=unit, interval_s=dt, samples=smp)
+            metrics[name] = _score_baseline(model, k_main, **where)
+            if getattr(model, "probabilistic", False):
+                eval_k[name] = k_main
+            if name == prob_name:
+                prob_model = model
             if name == "persistence":
                 results.setdefault(ds, {})["persistence_all_test_origins"] = evaluate_forecast(
                     y_all, model.predict(values, all_origins, horizons), horizons, unit=unit, interval_s=dt)
@@ -200,14 +213,10 @@ def run(config: dict, out_dir: Path, quick: bool) -> dict:
                 lead_samples[vname] = samples
                 bar.update(1, variant=vname)
         pers = metrics.get("persistence")
-        prob_name = config.get("probabilistic_baseline", "persistence-prob")
         prob_by_k = {k_main: metrics.get(prob_name)}
-        for kk in sorted(set(eval_k.values()) - {k_main}):  # the probabilistic bar at every K a variant used
-            if prob_name in prob_models:
-                smp_k = prob_models[prob_name].predict_samples(values, origins, horizons, kk, random_state=seed)
-                prob_by_k[kk] = evaluate_forecast(y_true, np.median(smp_k, axis=1), horizons, unit=unit,
-                                                  interval_s=dt, samples=smp_k)
-
+        if prob_model is not None:  # the probabilistic bar at every K a variant used
+            prob_by_k.update({kk: _score_baseline(prob_model, kk, **where)
+                              for kk in sorted(set(eval_k.values()) - {k_main})})
         for name, per_h in metrics.items():
             for h in horizons:
                 m = per_h[h]

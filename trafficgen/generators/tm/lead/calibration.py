@@ -61,7 +61,7 @@ import numpy as np
 
 __all__ = ["COVERAGE_BAND", "POWER_GRID", "QMAP_LEVELS", "QMAP_MODES", "SHRINK_GRID", "apply_calibration",
            "apply_quantile_map", "choose_modes", "fit_calibration", "fit_level_map", "fit_quantile_map",
-           "quantile_table", "residual_quantiles", "width_variation"]
+           "pit_values", "quantile_table", "residual_quantiles", "width_variation"]
 
 SHRINK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 POWER_GRID = tuple(np.round(np.arange(0.5, 3.01, 0.1), 2))
@@ -265,14 +265,18 @@ def _qmap_dev(xs, med, q_resid_k, mode, q_dev_k, level_map_k=None) -> np.ndarray
     return mapped - _centre(q_resid_k)
 
 
-def fit_level_map(truth: np.ndarray, centre: np.ndarray, q_resid_k: np.ndarray) -> np.ndarray:
-    """``qmap_levels``' map G^-1 at :data:`QMAP_LEVELS` (L,) for one horizon: the quantiles of the
-    validation truths' levels under their own pair's map (``truth``, ``centre`` (B, N, N) in target
-    units, ``centre`` the calibrated point forecast; ``q_resid_k`` (L, N, N))."""
+def pit_values(truth: np.ndarray, centre: np.ndarray, q_resid_k: np.ndarray) -> np.ndarray:
+    """(B * N * N,) the truths' levels under their own pair's quantile map around ``centre`` (their
+    PIT values; ``truth``, ``centre`` (B, N, N) in target units, ``q_resid_k`` (L, N, N))."""
     d = truth - centre + _centre(q_resid_k)  # (B, N, N)
     q = q_resid_k.reshape(q_resid_k.shape[0], -1)  # (L, N*N)
-    v = _cdf_at(q, d.reshape(len(d), -1))  # (B, N*N) PIT values
-    return np.quantile(v.ravel(), QMAP_LEVELS)
+    return _cdf_at(q, d.reshape(len(d), -1)).ravel()
+
+
+def fit_level_map(truth: np.ndarray, centre: np.ndarray, q_resid_k: np.ndarray) -> np.ndarray:
+    """``qmap_levels``' map G^-1 at :data:`QMAP_LEVELS` (L,) for one horizon: the quantiles of the
+    validation truths' :func:`pit_values` (``centre``: the calibrated point forecast)."""
+    return np.quantile(pit_values(truth, centre, q_resid_k), QMAP_LEVELS)
 
 
 def apply_quantile_map(x: np.ndarray, shrink, spread, mode, q_resid: np.ndarray,
