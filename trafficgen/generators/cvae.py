@@ -119,8 +119,8 @@ class CVAEGenerator(FlowGenerator):
     ``q(z | c) = mean_i q(z | x_i, c)`` over the class's training flows (a training flow of the class
     at random, then its posterior ``N(mu_i, sd_i)``), so no latent region the encoder never used
     (the "prior hole") is decoded; ``"prior"``, ``N(0, I)`` (or ``N(m_c, I)``); chosen on the
-    validation split of ``benchmarks/cvae_aggregate_posterior_probe.py``: nDPI TSTR +0.008 to +0.028
-    in 4 of 4 seeds at equal fidelity JSDs and leakage, CICDOH20 equal or better; a model saved
+    validation split of ``benchmarks/cvae_aggregate_posterior_probe.py``: nDPI TSTR +0.002 to +0.033
+    in 4 of 4 seeds at equal fidelity JSDs, leakage +0.013, CICDOH20 higher in both seeds; a model saved
     before the posterior was stored samples from the prior, as it did),
     ``temperature``, ``z_temperature`` and ``support`` (the sampling defaults), ``random_state``,
     ``progress``, ``device`` (``"auto"`` | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"``: where it trains
