@@ -28,6 +28,8 @@ CONFIGS = (
     ("mean, val history, refit", "mean", True, True),
     ("mean+season, val history", "mean+season", True, False),
     ("mean+season, val history, refit", "mean+season", True, True),
+    ("lags+season, val history, refit", "lags+season", True, True),
+    ("auto (per horizon), val history, refit", "auto", True, True),
 )
 
 
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
             rows = {}
             for name, feats, hist, refit in CONFIGS:
                 a = fit_anchor(tr, va, t_in=args.t_in, horizons=horizons, ridge="auto", features=feats,
-                               period=period if feats == "mean+season" else None, history=hist)
+                               period=period if feats != "mean" else None, history=hist)
                 ridge = list(a.ridge)
                 if refit:
                     a.refit(tv[:n_fit + nv])

@@ -504,16 +504,71 @@ def test_select_ridge_with_history_and_refit():
     assert not np.allclose(b.coef_od_, a.set_ridge(chosen).coef_od_)
 
 
+def test_lags_season_features_are_lags_and_normalised_ewmas():
+    from trafficgen.generators.tm.lead.anchor import EWMA_ALPHAS, history_features
+
+    values = np.arange(60, dtype=np.float64)[:, None, None] ** 2 * np.ones((1, 2, 2))
+    origins = np.array([5, 12, 30])
+    f = history_features(values, origins, 4, features="lags+season", horizon=3, period=10)
+    assert f.shape == (3, 2, 2, 8)
+    base = history_features(values, origins, 4, features="mean+season", horizon=3, period=10)
+    np.testing.assert_allclose(f[..., :3], base[..., :3])
+    np.testing.assert_allclose(f[..., 7], base[..., 3])  # the seasonal change stays the last column
+    np.testing.assert_allclose(f[:, 0, 0, 3], (origins - 1.0) ** 2)
+    np.testing.assert_allclose(f[:, 0, 0, 4], (origins - 2.0) ** 2)
+    a = EWMA_ALPHAS[0]  # weights a (1-a)^k over the window o, o-1, o-2, o-3, normalised
+    w = a * (1 - a) ** np.arange(4)
+    np.testing.assert_allclose(f[1, 0, 0, 5], np.dot(w / w.sum(), (12.0 - np.arange(4)) ** 2))
+    with pytest.raises(ConfigError):
+        history_features(values, origins, 2, features="lags+season", horizon=3, period=10)  # t_in < 3
+
+
+def test_per_horizon_anchor_picks_the_better_feature_set_and_round_trips():
+    from trafficgen.generators.tm.lead.anchor import fit_anchor
+    from trafficgen.generators.tm.lead.anchor_choice import PerHorizonAnchor, anchor_from_state
+
+    rng = np.random.default_rng(0)
+    t = np.arange(700)
+    # an AR(3) process around a daily profile (period 24): x[o-1] and x[o-2] carry information the
+    # "mean+season" blend lacks at h = 1; at h = 12 the AR part has died out
+    e = np.zeros((700, 2, 2))
+    for i in range(3, 700):
+        e[i] = 0.2 * e[i - 1] - 0.5 * e[i - 2] + 0.6 * e[i - 3] + rng.normal(0, 1, (2, 2))
+    values = 50 + 10 * np.sin(2 * np.pi * t / 24)[:, None, None] + e
+    train, val = values[:500], values[500:]
+    a = fit_anchor(train, val, t_in=8, horizons=[1, 12], ridge="auto", features="auto", period=24, history=True)
+    assert isinstance(a, PerHorizonAnchor) and a.horizons == [1, 12]
+    sel = a.selection_
+    assert sel["features"][0] == "lags+season"
+    assert sel["val_rmse"]["lags+season"][0] < 0.9 * sel["val_rmse"]["mean+season"][0]
+    for k, c in enumerate(sel["features"]):  # each horizon keeps its candidate with the lower validation RMSE
+        assert sel["val_rmse"][c][k] == min(v[k] for v in sel["val_rmse"].values())
+    series = np.concatenate([train, val])
+    o = np.arange(520, 680)
+    pred = a.predict(series, o, [1, 12])  # (B, 2, N, N)
+    single = fit_anchor(train, val, t_in=8, horizons=[1], ridge="auto", features=sel["features"][0], period=24,
+                        history=True)
+    np.testing.assert_allclose(pred[:, 0], single.predict(series, o, [1])[:, 0])
+    np.testing.assert_allclose(a.predict(series, o, [12])[:, 0], pred[:, 1])
+    back = anchor_from_state(json.loads(json.dumps(a.state())))
+    np.testing.assert_allclose(back.predict(series, o, [1, 12]), pred)
+    # no validation series: the first candidate at every horizon
+    assert fit_anchor(train, None, t_in=8, horizons=[1, 12], ridge="auto", features="auto", period=24).features \
+        == ["mean+season", "mean+season"]
+
+
 def test_lead_anchor_feature_fallback():
     from types import SimpleNamespace
 
     m = LeadForecaster(**TINY)
     short = np.ones((40, 3, 3))
     assert m._anchor_features(short, 40) == ("mean", None)  # no interval: the period is unknown
-    assert LeadForecaster(anchor_period=10, **TINY)._anchor_features(short, 40) == ("mean+season", 10)
+    assert LeadForecaster(anchor_period=10, **TINY)._anchor_features(short, 40) == ("auto", 10)
+    assert (LeadForecaster(anchor_period=10, anchor_features="mean+season", **TINY)._anchor_features(short, 40)
+            == ("mean+season", 10))
     assert LeadForecaster(anchor_period=30, **TINY)._anchor_features(short, 40) == ("mean", None)  # < 2 periods
     day = SimpleNamespace(interval_s=900.0)  # 96 matrices per day
-    assert m._anchor_features(day, 400) == ("mean+season", 96)
+    assert m._anchor_features(day, 400) == ("auto", 96)
     assert m._anchor_features(day, 150) == ("mean", None)  # < 2 periods + the largest horizon
     assert LeadForecaster(anchor_features="mean", **TINY)._anchor_features(day, 400) == ("mean", None)
     with pytest.raises(ConfigError):

@@ -60,27 +60,41 @@ RIDGE_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, float("inf"))
 
 
 #: Feature sets of :class:`LinearAnchor` (``features=``).
-FEATURE_SETS = ("mean", "mean+season")
+FEATURE_SETS = ("mean", "mean+season", "lags+season")
+#: Smoothing factors of the exponentially weighted means of ``"lags+season"``.
+EWMA_ALPHAS = (0.5, 0.2)
+#: Columns per feature set.
+N_FEATURES = {"mean": 3, "mean+season": 4, "lags+season": 8}
 
 
 def history_features(values: np.ndarray, origins: np.ndarray, t_in: int, *, features: str = "mean",
                      horizon: int | None = None, period: int | None = None) -> np.ndarray:
     """(B, N, N, F): last matrix, mean of the last 4, mean of the last ``t_in`` (``values`` (T, N, N));
     ``features="mean+season"`` adds ``x[o+h-P] - x[o-P]``, the change over the same ``h`` steps one
-    period ``P`` earlier (0 where the series does not reach back that far)."""
+    period ``P`` earlier (0 where the series does not reach back that far); ``"lags+season"`` puts
+    before it ``x[o-1]``, ``x[o-2]`` and two exponentially weighted means of the window
+    (:data:`EWMA_ALPHAS`, weights ``a (1-a)^k`` normalised over the window)."""
+    if features not in FEATURE_SETS:
+        raise ConfigError(f"anchor features must be one of {FEATURE_SETS}, got {features!r}")
     window = values[window_index(origins, t_in)]  # (B, T_in, N, N)
     k = min(SHORT_WINDOW, t_in)
     cols = [window[:, -1], window[:, -k:].mean(axis=1), window.mean(axis=1)]
-    if features == "mean+season":
+    if features == "lags+season":
+        if t_in < 3:
+            raise ConfigError(f"the 'lags+season' features need t_in >= 3, got {t_in}")
+        cols += [window[:, -2], window[:, -3]]
+        age = np.arange(t_in)[::-1]  # (T_in,) 0 = the last matrix
+        for a in EWMA_ALPHAS:
+            w = a * (1.0 - a) ** age
+            cols.append(np.einsum("t,btij->bij", w / w.sum(), window))
+    if features != "mean":
         if horizon is None or period is None:
-            raise ConfigError("the 'mean+season' features need the horizon and the period")
+            raise ConfigError(f"the {features!r} features need the horizon and the period")
         p, h = int(period), int(horizon)
         ok = origins - p >= 0  # (B,)
         o = np.where(ok, origins, p)  # any valid index where the history is too short
         diff = values[o + h - p] - values[o - p]  # (B, N, N)
         cols.append(np.where(ok[:, None, None], diff, 0.0))
-    elif features != "mean":
-        raise ConfigError(f"anchor features must be one of {FEATURE_SETS}, got {features!r}")
     return np.stack(cols, axis=-1)
 
 
@@ -103,21 +117,21 @@ class LinearAnchor:
         self.ridge = ridge
         if features not in FEATURE_SETS:
             raise ConfigError(f"anchor features must be one of {FEATURE_SETS}, got {features!r}")
-        if features == "mean+season" and (period is None or int(period) < 1):
-            raise ConfigError(f"anchor features 'mean+season' need a period >= 1, got {period!r}")
+        if features != "mean" and (period is None or int(period) < 1):
+            raise ConfigError(f"anchor features {features!r} need a period >= 1, got {period!r}")
         self.features = features
         self.period = None if period is None else int(period)
 
     @property
     def n_features(self) -> int:
-        return 4 if self.features == "mean+season" else 3
+        return N_FEATURES[self.features]
 
     def _features(self, values: np.ndarray, origins: np.ndarray, h: int) -> np.ndarray:
         return history_features(values, origins, self.t_in, features=self.features, horizon=h, period=self.period)
 
     def _first_origin(self) -> int:
         """The first training origin: a full window (and, with the seasonal feature, a full period)."""
-        return max(self.t_in - 1, self.period if self.features == "mean+season" else 0)
+        return max(self.t_in - 1, self.period if self.features != "mean" else 0)
 
     def fit(self, values: np.ndarray, *, max_rows: int = 2_000_000) -> LinearAnchor:
         """Least squares over the training origins of ``values`` (T, N, N) (pooled: every OD entry a
@@ -130,7 +144,7 @@ class LinearAnchor:
             origins = np.arange(first, len(values) - h)
             if len(origins) < 2:
                 raise InputFormatError(f"{len(values)} training matrices are too few for t_in={self.t_in}, h={h}"
-                                       + (f", period={self.period}" if self.features == "mean+season" else ""))
+                                       + (f", period={self.period}" if self.features != "mean" else ""))
             feats = self._features(values, origins, h)  # (B, N, N, F)
             target = values[origins + h]  # (B, N, N)
             x, y = feats.reshape(-1, feats.shape[-1]), target.reshape(-1)  # (B*N*N, F), (B*N*N,)
@@ -236,11 +250,18 @@ class LinearAnchor:
 
 
 def fit_anchor(values, val_values, *, t_in: int, horizons: Sequence[int], ridge, features: str = "mean",
-               period: int | None = None, history: bool = False) -> LinearAnchor:
+               period: int | None = None, history: bool = False):
     """:class:`LinearAnchor` fitted on ``values``; ``ridge`` None | number | ``"auto"`` (chosen on
     ``val_values``, pooled when that is None or too short; the choice in ``selection_``).
     ``history=True``: the choice scores every origin whose target lies in ``val_values``, the
-    history reaching back into ``values`` (:meth:`LinearAnchor.select_ridge`)."""
+    history reaching back into ``values`` (:meth:`LinearAnchor.select_ridge`). ``features="auto"``:
+    the feature set is chosen per horizon on ``val_values`` too
+    (:func:`~trafficgen.generators.tm.lead.anchor_choice.fit_anchor_per_horizon`)."""
+    if features == "auto":
+        from trafficgen.generators.tm.lead.anchor_choice import fit_anchor_per_horizon
+
+        return fit_anchor_per_horizon(values, val_values, t_in=t_in, horizons=horizons, ridge=ridge, period=period,
+                                      history=history)
     anchor = LinearAnchor(t_in=t_in, horizons=horizons, features=features, period=period).fit(values)
     anchor.selection_ = None
     if ridge == "auto":
@@ -317,8 +338,14 @@ def shrunk_coefficients(gram: np.ndarray, rhs: np.ndarray, pooled: np.ndarray, r
     alpha = float(ridge) * np.trace(gram, axis1=-2, axis2=-1) / nf  # (N, N)
     a = gram + alpha[..., None, None] * np.eye(nf)
     b = rhs + alpha[..., None] * pooled
-    # pairs that are all zero (or a singular unpenalised system) keep the pooled blend
-    ok = np.abs(np.linalg.det(a)) > 1e-12 * np.maximum(np.trace(a, axis1=-2, axis2=-1), 1e-300) ** nf
+    # pairs that are all zero (or, unpenalised, singular) keep the pooled blend; with ridge > 0 every
+    # other pair's system is positive definite (its smallest eigenvalue >= alpha), however collinear
+    # the features (the determinant test alone sent collinear "lags+season" pairs to the pooled blend)
+    tr = np.trace(a, axis1=-2, axis2=-1)  # (N, N)
+    if float(ridge) > 0:
+        ok = alpha > 1e-300
+    else:
+        ok = np.abs(np.linalg.det(a)) > 1e-12 * np.maximum(tr, 1e-300) ** nf
     out = np.broadcast_to(pooled, rhs.shape).copy()
     out[ok] = np.linalg.solve(a[ok], b[ok][..., None])[..., 0]
     return out

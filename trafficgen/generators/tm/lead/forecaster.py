@@ -37,10 +37,17 @@ per-OD blend (3 coefficients per horizon and pair) ridge-shrunk towards the pool
 strength, ``"auto"`` (default) the strength chosen per horizon on the validation series
 (:meth:`~trafficgen.generators.tm.lead.anchor.LinearAnchor.select_ridge`; pooled without one);
 ``anchor_selection_`` records the validation RMSE of every strength. ``anchor_features``:
-``"mean"`` (the 2026-12-02b anchor) or ``"mean+season"`` (default: a 4th feature, the change
+``"mean"`` (the 2026-12-02b anchor), ``"mean+season"`` (a 4th feature, the change
 ``x[o+h-P] - x[o-P]`` over the same h steps one period ``P`` earlier; ``anchor_period`` None = one
-day from the series' ``interval_s``; it falls back to ``"mean"`` without an interval or when the
-training part is shorter than 2 P + the largest horizon). ``anchor_val_history=True`` (default):
+day from the series' ``interval_s``), ``"lags+season"`` (also ``x[o-1]``, ``x[o-2]`` and two
+exponentially weighted window means) or ``"auto"`` (default since 2026-12-03d: per horizon the one
+of ``"mean+season"`` / ``"lags+season"`` with the lower validation RMSE at its chosen ridge,
+:mod:`~trafficgen.generators.tm.lead.anchor_choice`; needs ``anchor_ridge="auto"`` and a
+validation series, else ``"mean+season"``); the seasonal sets fall back to ``"mean"`` without an
+interval or when the training part is shorter than 2 P + the largest horizon. By rolling origin
+inside train + validation (benchmarks/lead_anchor_rolling.py, 2 folds), ``"auto"`` against
+``"mean+season"`` moved RMSE / persistence at h = 1 / 10 / 20 by -0.000 / -0.016 / -0.013 and
++0.012 / -0.011 / -0.002 on Abilene, -0.013 / 0 / +0.003 and -0.012 / 0 / 0 on GEANT. ``anchor_val_history=True`` (default):
 the validation origins of the ridge choice, the validation loss and the calibration are every
 origin whose target lies in the validation part, the history reaching back into the training part
 (as the test origins' does; False: history inside the validation part, the 2026-12-02b origins).
@@ -106,7 +113,8 @@ from trafficgen._random import seed_from
 from trafficgen.data.windows import target_index, window_index, window_origins
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.tm.base import TMForecaster
-from trafficgen.generators.tm.lead.anchor import FEATURE_SETS, LinearAnchor, default_period, fit_anchor
+from trafficgen.generators.tm.lead.anchor import FEATURE_SETS, default_period, fit_anchor
+from trafficgen.generators.tm.lead.anchor_choice import anchor_from_state
 from trafficgen.generators.tm.lead.backbone import DEFAULT_LLM
 from trafficgen.generators.tm.lead.calibration import (
     QMAP_MODES,
@@ -139,19 +147,21 @@ class LeadForecaster(TMForecaster):
     #: Defaults = the recipe's main model (trafficgen/recipes/lead.yaml, benchmarks/results/lead_2026-12-03;
     #: anchor_ridge / spread_mode 'auto' chose ridge 0-0.001 and qmap_rank there on validation; the
     #: seasonal anchor, validation history and refit were chosen by rolling origin inside train + val):
-    #: ~7 min of training on a contended 2-core CPU for Abilene. The paper's widths were d_v 32, 2 res
+    #: ~7 min of training on a contended 2-core CPU for Abilene. ``epochs`` is an upper bound: the budget
+    #: is ``max_steps`` (200 optimiser steps; 2 epochs gave GEANT's 430 training windows 54 steps and a
+    #: validation loss of 4.885, 8 epochs 162 steps and 4.581 before early stopping, 2026-12-03). The paper's widths were d_v 32, 2 res
     #: blocks, d_model 128, adapter rank 16, U-Net 32/64/128 with 2 layers per block, lr 3e-5.
     def __init__(self, *, t_in: int = 24, horizons: Sequence[int] = (1, 10, 20), llm: str = DEFAULT_LLM,
                  ablations: Sequence[str] = (), residual: bool = True, d_v: int = 16, n_res_blocks: int = 1,
                  d_model: int = 64, adapter_rank: int = 8, adapter_scale: float = 1.0,
                  unet_channels: Sequence[int] = (16, 32, 64), layers_per_block: int = 1,
-                 epochs: int = 2, batch_size: int = 16, lr: float = 1e-3, weight_decay: float = 1e-2,
+                 epochs: int = 8, batch_size: int = 16, lr: float = 1e-3, weight_decay: float = 1e-2,
                  patience: int = 2, noise_draws: int = 1, max_train_windows: int | None = None,
                  max_val_windows: int = 128, window_chunk: int = 4, target_scaling: str | float = "od_std",
                  prediction_type: str = "v_prediction", anchor: str = "linear", sampler: str = "dpm",
                  calibrate: bool = True, calib_origins: int = 64, calib_levels: Sequence[float] = (0.9,),
                  anchor_ridge: float | str | None = "auto", spread_mode: str = "auto",
-                 anchor_features: str = "mean+season", anchor_period: int | None = None,
+                 anchor_features: str = "auto", anchor_period: int | None = None,
                  anchor_val_history: bool = True, anchor_refit: bool = True,
                  max_steps: int | None = 200,
                  n_train_timesteps: int = 1000, n_inference_steps: int = 5,
@@ -350,17 +360,18 @@ class LeadForecaster(TMForecaster):
         if not (ridge is None or ridge == "auto" or (isinstance(ridge, (int, float)) and not isinstance(ridge, bool)
                                                      and float(ridge) >= 0)):
             raise ConfigError(f"anchor_ridge must be None, a number >= 0 or 'auto', got {ridge!r}")
-        if self.anchor_features not in FEATURE_SETS:
-            raise ConfigError(f"anchor_features must be one of {FEATURE_SETS}, got {self.anchor_features!r}")
+        if self.anchor_features not in (*FEATURE_SETS, "auto"):
+            raise ConfigError(f"anchor_features must be one of {(*FEATURE_SETS, 'auto')}, got {self.anchor_features!r}")
         if self.anchor_period is not None and int(self.anchor_period) < 1:
             raise ConfigError(f"anchor_period must be None or >= 1, got {self.anchor_period!r}")
 
     def _anchor_features(self, train, n_train: int) -> tuple[str, int | None]:
-        """The anchor's feature set and period as used: ``"mean+season"`` falls back to ``"mean"``
-        when the period is unknown (no ``anchor_period`` and no ``interval_s``) or the training part
-        is shorter than two periods plus the largest horizon (too few origins reach back a period)."""
-        if self.anchor_features != "mean+season":
-            return self.anchor_features, None
+        """The anchor's feature set and period as used: a seasonal set (``"mean+season"``,
+        ``"lags+season"``, ``"auto"``) falls back to ``"mean"`` when the period is unknown (no
+        ``anchor_period`` and no ``interval_s``) or the training part is shorter than two periods
+        plus the largest horizon (too few origins reach back a period)."""
+        if self.anchor_features == "mean":
+            return "mean", None
         period = self.anchor_period
         if period is None:
             interval = getattr(train, "interval_s", None)
@@ -369,7 +380,7 @@ class LeadForecaster(TMForecaster):
             period = default_period(interval)
         if n_train < 2 * int(period) + max(self.horizons):
             return "mean", None
-        return "mean+season", int(period)
+        return self.anchor_features, int(period)
 
     def fit(self, train, *, val=None):
         from trafficgen._device import resolve_device
@@ -652,7 +663,7 @@ class LeadForecaster(TMForecaster):
         self.qmap_dev_ = None if qd is None else qd.numpy().astype(np.float64)
         ql = tensors.pop("lead.qmap_levels", None)
         self.qmap_levels_ = None if ql is None else ql.numpy().astype(np.float64)
-        self.anchor_model_ = LinearAnchor.from_state(config["anchor_model"])
+        self.anchor_model_ = anchor_from_state(config["anchor_model"])
         self.anchor_selection_ = config.get("anchor_selection")
         self.anchor_refit_ = config.get("anchor_refit")
         self.calibration_ = config.get("calibration")
