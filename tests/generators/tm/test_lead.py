@@ -771,3 +771,22 @@ def test_pairs_without_training_spread_take_the_pooled_shape():
     assert y[:, :, 0, 0, 0].std(axis=1).min() > 0.5  # can be widened to cover whatever comes later
     flat = apply_quantile_map(x, 0.5, 1.0, "qmap_rank", quantile_table(resid))
     assert np.all(flat[:, :, 0, 0, 0].std(axis=1) == 0)  # without the fallback: zero width forever
+
+
+def test_shrunk_coefficients_solve_collinear_pairs_when_ridge_is_positive():
+    from trafficgen.generators.tm.lead.anchor import shrunk_coefficients
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 1))
+    feats = np.repeat(x, 8, axis=1) + 1e-9 * rng.normal(size=(200, 8))  # (B, 8), collinear columns
+    y = 2.0 * x[:, 0]
+    gram = (feats.T @ feats)[None, None]  # (1, 1, 8, 8)
+    rhs = (feats.T @ y)[None, None]  # (1, 1, 8)
+    pooled = np.zeros(8)
+    c = shrunk_coefficients(gram, rhs, pooled, 0.001)[0, 0]
+    # the ridge splits the weight evenly over the 8 copies: 2 / (8 + 0.001) each (the determinant
+    # test, ~1e-21 against a threshold of ~1e-5 here, kept the pooled zeros)
+    np.testing.assert_allclose(c, 2.0 / 8.001, rtol=1e-4)
+    np.testing.assert_array_equal(shrunk_coefficients(gram, rhs, pooled, float("inf"))[0, 0], pooled)
+    zero = shrunk_coefficients(np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 3)), np.ones(3), 0.01)[0, 0]
+    np.testing.assert_array_equal(zero, np.ones(3))  # an all-zero pair keeps the pooled blend
