@@ -46,7 +46,7 @@ def score(anchor, series, start, horizons):
 def main(argv=None) -> int:
     from lead_anchor_probe import probe_parser, train_val
 
-    from trafficgen.generators.tm.lead.anchor import fit_anchor
+    from trafficgen.generators.tm.lead.anchor_choice import fit_lead_anchor as fit_anchor
 
     args = probe_parser(__doc__.splitlines()[0]).parse_args(argv)
     horizons = [int(h) for h in args.horizons.split(",")]

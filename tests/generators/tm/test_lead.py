@@ -525,7 +525,11 @@ def test_lags_season_features_are_lags_and_normalised_ewmas():
 
 def test_per_horizon_anchor_picks_the_better_feature_set_and_round_trips():
     from trafficgen.generators.tm.lead.anchor import fit_anchor
-    from trafficgen.generators.tm.lead.anchor_choice import PerHorizonAnchor, anchor_from_state
+    from trafficgen.generators.tm.lead.anchor_choice import (
+        PerHorizonAnchor,
+        anchor_from_state,
+        fit_lead_anchor,
+    )
 
     rng = np.random.default_rng(0)
     t = np.arange(700)
@@ -536,7 +540,7 @@ def test_per_horizon_anchor_picks_the_better_feature_set_and_round_trips():
         e[i] = 0.2 * e[i - 1] - 0.5 * e[i - 2] + 0.6 * e[i - 3] + rng.normal(0, 1, (2, 2))
     values = 50 + 10 * np.sin(2 * np.pi * t / 24)[:, None, None] + e
     train, val = values[:500], values[500:]
-    a = fit_anchor(train, val, t_in=8, horizons=[1, 12], ridge="auto", features="auto", period=24, history=True)
+    a = fit_lead_anchor(train, val, t_in=8, horizons=[1, 12], ridge="auto", features="auto", period=24, history=True)
     assert isinstance(a, PerHorizonAnchor) and a.horizons == [1, 12]
     sel = a.selection_
     assert sel["features"][0] == "lags+season"
@@ -553,7 +557,7 @@ def test_per_horizon_anchor_picks_the_better_feature_set_and_round_trips():
     back = anchor_from_state(json.loads(json.dumps(a.state())))
     np.testing.assert_allclose(back.predict(series, o, [1, 12]), pred)
     # no validation series: the first candidate at every horizon
-    assert fit_anchor(train, None, t_in=8, horizons=[1, 12], ridge="auto", features="auto", period=24).features \
+    assert fit_lead_anchor(train, None, t_in=8, horizons=[1, 12], ridge="auto", features="auto", period=24).features \
         == ["mean+season", "mean+season"]
 
 

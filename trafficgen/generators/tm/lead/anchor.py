@@ -250,18 +250,12 @@ class LinearAnchor:
 
 
 def fit_anchor(values, val_values, *, t_in: int, horizons: Sequence[int], ridge, features: str = "mean",
-               period: int | None = None, history: bool = False):
+               period: int | None = None, history: bool = False) -> LinearAnchor:
     """:class:`LinearAnchor` fitted on ``values``; ``ridge`` None | number | ``"auto"`` (chosen on
     ``val_values``, pooled when that is None or too short; the choice in ``selection_``).
     ``history=True``: the choice scores every origin whose target lies in ``val_values``, the
-    history reaching back into ``values`` (:meth:`LinearAnchor.select_ridge`). ``features="auto"``:
-    the feature set is chosen per horizon on ``val_values`` too
-    (:func:`~trafficgen.generators.tm.lead.anchor_choice.fit_anchor_per_horizon`)."""
-    if features == "auto":
-        from trafficgen.generators.tm.lead.anchor_choice import fit_anchor_per_horizon
-
-        return fit_anchor_per_horizon(values, val_values, t_in=t_in, horizons=horizons, ridge=ridge, period=period,
-                                      history=history)
+    history reaching back into ``values`` (:meth:`LinearAnchor.select_ridge`). The per-horizon choice of
+    the feature set (``"auto"``) is :func:`~trafficgen.generators.tm.lead.anchor_choice.fit_lead_anchor`."""
     anchor = LinearAnchor(t_in=t_in, horizons=horizons, features=features, period=period).fit(values)
     anchor.selection_ = None
     if ridge == "auto":

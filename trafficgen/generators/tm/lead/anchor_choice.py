@@ -22,7 +22,7 @@ import numpy as np
 
 from trafficgen.generators.tm.lead.anchor import LinearAnchor, fit_anchor
 
-__all__ = ["CANDIDATES", "PerHorizonAnchor", "anchor_from_state", "fit_anchor_per_horizon"]
+__all__ = ["CANDIDATES", "PerHorizonAnchor", "anchor_from_state", "fit_anchor_per_horizon", "fit_lead_anchor"]
 
 #: Feature sets compared per horizon (the first is the fallback without validation data).
 CANDIDATES = ("mean+season", "lags+season")
@@ -75,6 +75,17 @@ def anchor_from_state(state: dict):
     if "per_horizon" in state:
         return PerHorizonAnchor([LinearAnchor.from_state(s) for s in state["per_horizon"]])
     return LinearAnchor.from_state(state)
+
+
+def fit_lead_anchor(values, val_values, *, t_in: int, horizons: Sequence[int], ridge, features: str = "mean",
+                    period: int | None = None, history: bool = False):
+    """LEAD's anchor: :func:`fit_anchor_per_horizon` for ``features="auto"``, else
+    :func:`~trafficgen.generators.tm.lead.anchor.fit_anchor` (same arguments)."""
+    if features == "auto":
+        return fit_anchor_per_horizon(values, val_values, t_in=t_in, horizons=horizons, ridge=ridge, period=period,
+                                      history=history)
+    return fit_anchor(values, val_values, t_in=t_in, horizons=horizons, ridge=ridge, features=features, period=period,
+                      history=history)
 
 
 def fit_anchor_per_horizon(values, val_values, *, t_in: int, horizons: Sequence[int], ridge, period: int | None,

@@ -113,8 +113,8 @@ from trafficgen._random import seed_from
 from trafficgen.data.windows import target_index, window_index, window_origins
 from trafficgen.errors import ConfigError, InputFormatError
 from trafficgen.generators.tm.base import TMForecaster
-from trafficgen.generators.tm.lead.anchor import FEATURE_SETS, default_period, fit_anchor
-from trafficgen.generators.tm.lead.anchor_choice import anchor_from_state
+from trafficgen.generators.tm.lead.anchor import FEATURE_SETS, default_period
+from trafficgen.generators.tm.lead.anchor_choice import anchor_from_state, fit_lead_anchor
 from trafficgen.generators.tm.lead.backbone import DEFAULT_LLM
 from trafficgen.generators.tm.lead.calibration import (
     QMAP_MODES,
@@ -399,7 +399,7 @@ class LeadForecaster(TMForecaster):
         # validation windows may reach back into the training part (as test origins do)
         hist = values if vvalues is not None and self.anchor_val_history else None
         vseries = vvalues if hist is None else np.concatenate([hist, vvalues])
-        self.anchor_model_ = fit_anchor(values, vvalues, t_in=int(self.t_in), horizons=self.horizons, ridge=ridge,
+        self.anchor_model_ = fit_lead_anchor(values, vvalues, t_in=int(self.t_in), horizons=self.horizons, ridge=ridge,
                                         features=features, period=period,
                                         history=hist is not None)
         self.anchor_selection_ = getattr(self.anchor_model_, "selection_", None)
