@@ -168,6 +168,15 @@ class LinearAnchor:
         """(N, N, F) per-pair coefficients of horizon index ``k`` at ridge strength ``ridge``."""
         return shrunk_coefficients(self._gram[k], self._rhs[k], self.coef_[k], ridge)
 
+    def horizon_part(self, k: int, ridge=None) -> LinearAnchor:
+        """The fitted blend of horizon index ``k`` alone (``horizons=[h]``, its training statistics
+        shared, not copied), at ``ridge`` (None: pooled)."""
+        part = LinearAnchor(t_in=self.t_in, horizons=[self.horizons[k]], features=self.features, period=self.period)
+        part.coef_ = self.coef_[k:k + 1]
+        part._gram, part._rhs = self._gram[k:k + 1], self._rhs[k:k + 1]
+        part.coef_od_ = None
+        return part.set_ridge(ridge)
+
     def set_ridge(self, ridge) -> LinearAnchor:
         """Per-pair coefficients at ``ridge`` (a number, or one per horizon; None: pooled only)."""
         if ridge is None:
@@ -335,11 +344,10 @@ def shrunk_coefficients(gram: np.ndarray, rhs: np.ndarray, pooled: np.ndarray, r
     # pairs that are all zero (or, unpenalised, singular) keep the pooled blend; with ridge > 0 every
     # other pair's system is positive definite (its smallest eigenvalue >= alpha), however collinear
     # the features (the determinant test alone sent collinear "lags+season" pairs to the pooled blend)
-    tr = np.trace(a, axis1=-2, axis2=-1)  # (N, N)
     if float(ridge) > 0:
         ok = alpha > 1e-300
     else:
-        ok = np.abs(np.linalg.det(a)) > 1e-12 * np.maximum(tr, 1e-300) ** nf
+        ok = np.abs(np.linalg.det(a)) > 1e-12 * np.maximum(np.trace(a, axis1=-2, axis2=-1), 1e-300) ** nf
     out = np.broadcast_to(pooled, rhs.shape).copy()
     out[ok] = np.linalg.solve(a[ok], b[ok][..., None])[..., 0]
     return out

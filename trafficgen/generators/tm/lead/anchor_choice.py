@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from trafficgen.errors import ConfigError
 from trafficgen.generators.tm.lead.anchor import LinearAnchor, fit_anchor
 
 __all__ = ["CANDIDATES", "PerHorizonAnchor", "anchor_from_state", "fit_anchor_per_horizon", "fit_lead_anchor"]
@@ -51,8 +52,6 @@ class PerHorizonAnchor:
 
     def predict(self, values: np.ndarray, origins: np.ndarray, horizons: Sequence[int]) -> np.ndarray:
         """(B, len(horizons), N, N) forecasts, clipped at 0 (each horizon by its own part)."""
-        from trafficgen.errors import ConfigError
-
         out = []
         for h in horizons:
             if int(h) not in self.horizons:
@@ -95,23 +94,19 @@ def fit_anchor_per_horizon(values, val_values, *, t_in: int, horizons: Sequence[
     "ridge": [H], "by_candidate": {candidate: select_ridge's record}}`` (None without validation)."""
     fitted = {c: fit_anchor(values, val_values, t_in=t_in, horizons=horizons, ridge=ridge, features=c, period=period,
                             history=history) for c in candidates}
-    first = fitted[candidates[0]]
     if any(a.selection_ is None for a in fitted.values()):  # no (usable) validation series: the first candidate
-        chosen = [candidates[0]] * len(horizons)
-        best = {c: None for c in candidates}
+        chosen, best = [candidates[0]] * len(horizons), None
     else:
         best = {c: [min(row) for row in a.selection_["val_rmse"]] for c, a in fitted.items()}  # (H,) per candidate
         chosen = [min(candidates, key=lambda c, k=k: best[c][k]) for k in range(len(horizons))]
     parts = []
-    for k, h in enumerate(horizons):
-        part = LinearAnchor(t_in=t_in, horizons=[int(h)], features=chosen[k], period=period).fit(values)
-        r = fitted[chosen[k]].ridge
-        part.set_ridge(None if r is None else r[k])
-        parts.append(part)
+    for k, c in enumerate(chosen):  # the chosen candidate's blend of horizon k, at its chosen ridge
+        ridge_k = fitted[c].ridge
+        parts.append(fitted[c].horizon_part(k, None if ridge_k is None else ridge_k[k]))
     anchor = PerHorizonAnchor(parts)
-    if first.selection_ is not None and best[candidates[0]] is not None:
+    if best is not None:
         anchor.selection_ = {"features": chosen, "val_rmse": best,
-                             "val_rmse_persistence": first.selection_["val_rmse_persistence"],
+                             "val_rmse_persistence": fitted[candidates[0]].selection_["val_rmse_persistence"],
                              "ridge": anchor.ridge,
                              "by_candidate": {c: a.selection_ for c, a in fitted.items()}}
     return anchor
