@@ -12,7 +12,7 @@ read). Every row is scored as RMSE / persistence at h = 1 / 10 / 20 on the fold'
   the window), ``lowrank3`` (the last matrix at SVD rank 3), ``node`` (the mean of the last 4 scaled
   by the change of its origin and destination totals), ``ewm`` (an exponentially weighted mean,
   half-life 2 steps), ``season7`` (the change over the same h steps averaged over up to 7 earlier
-  days).
+  days), ``med3`` / ``med5`` (the median of the last 3 / 5 matrices: persistence robust to one-step spikes).
 * ``pooled HGB``: scikit-learn's HistGradientBoostingRegressor (50 trees) over every OD pair and
   origin, on scale-free features (last, mean of 4, the seasonal change, the two matrices before the
   last, the window's sd, each over the window mean; log window mean; time of day), predicting
@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-EXTRAS = ("grav", "lowrank3", "node", "ewm", "season7")
+EXTRAS = ("grav", "lowrank3", "node", "ewm", "season7", "med3", "med5")
 BLEND = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -56,6 +56,8 @@ def extra_column(values, origins, h, period, t_in, name):
     if name == "ewm":
         w = 0.5 ** (np.arange(t_in)[::-1] / 2.0)
         return np.einsum("t,btij->bij", w / w.sum(), win)
+    if name in ("med3", "med5"):  # robust persistence: the median of the last 3 / 5 matrices
+        return np.median(win[:, -int(name[3:]):], axis=1)
     if name == "season7":
         acc, cnt = np.zeros_like(last), np.zeros(len(origins))
         for d in range(1, 8):

@@ -77,7 +77,7 @@ def sampler_end_sigmas(steps=(50, 20, 10)) -> dict[str, float]:
 
 def bare_generator(train, *, length_transform: str, end_detection: str, packets: int):
     """A NetDiffusGenerator with only its mapper fitted (enough to encode and decode)."""
-    from trafficgen.generators.netdiffus import NetDiffusGenerator, padded_size
+    from trafficgen.generators.netdiffus import NetDiffusGenerator, class_length_tables, padded_size
     from trafficgen.representations.gasf import GasfImageMapper
 
     gen = NetDiffusGenerator(preset="fast", max_packets=packets, length_transform=length_transform,
@@ -85,8 +85,7 @@ def bare_generator(train, *, length_transform: str, end_detection: str, packets:
     gen.mapper_ = GasfImageMapper(image_size=packets).fit(train)
     gen.max_packets_, gen.image_size_ = packets, padded_size(packets, 3)
     gen.classes_ = train.classes
-    gen.class_lengths_ = {c: np.unique(np.abs(train.lengths[(train.labels == c)[:, None] & train.valid_mask]))
-                          .astype(int).tolist() for c in train.classes}
+    gen.class_lengths_, gen.class_counts_ = class_length_tables(train, train.classes)
     return gen
 
 

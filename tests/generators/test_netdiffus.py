@@ -186,3 +186,64 @@ def test_class_snapping_keeps_each_class_on_its_own_lengths(fitted, tmp_path):
         seen = set(fitted.class_lengths_[c])
         assert set(np.abs(own.lengths[rows][own.valid_mask[rows]]).tolist()) <= seen
     np.testing.assert_array_equal(out.n_packets, own.n_packets)  # only the lengths move
+
+
+def _class_quantile_generator(flows, width):
+    from trafficgen.generators.netdiffus import class_length_tables
+
+    gen = NetDiffusGenerator(preset="tiny", max_packets=width, length_transform="class_quantile")
+    gen.mapper_ = GasfImageMapper(image_size=width).fit(flows)
+    gen.max_packets_, gen.image_size_, gen.classes_ = width, 8, flows.classes
+    gen.class_lengths_, gen.class_counts_ = class_length_tables(flows, flows.classes)
+    return gen
+
+
+def test_class_quantile_inverts_exactly_and_needs_labels():
+    flows = FlowSet.concat([toy_flows(20), FlowSet.from_sequences([[1, -37440, 2, -1], [5]], ["small", "large"],
+                                                                  max_packets=8)]).truncate(7)
+    gen = _class_quantile_generator(flows, 7)
+    images = gen._images(flows, dtype=np.float64)
+    out = gen.decode_images(images, labels=flows.labels)
+    np.testing.assert_array_equal(out.lengths, flows.lengths)
+    np.testing.assert_array_equal(out.n_packets, flows.n_packets)
+    with pytest.raises(ConfigError, match="needs the class"):
+        gen.decode_images(images)
+
+
+def test_class_quantile_gives_a_small_class_wide_intervals():
+    """A class with two lengths owns half of v's packet range per length under its own table; in the
+    global table (98 more lengths of another class) each owns 10 / 118 of it, so an error of
+    0.05 in v moves them to a neighbour there and not in the class table."""
+    from trafficgen.representations.length_maps import quantile_decode, quantile_encode
+
+    seqs = [[100], [101]] * 10 + [[L] for L in range(102, 200)]
+    flows = FlowSet.from_sequences(seqs, ["a"] * 20 + ["c"] * 98, max_packets=1)
+    gen = _class_quantile_generator(flows, 1)
+    x = np.array([[100.0], [101.0]]) / gen.mapper_.scale_  # (2, 1)
+    v_class = gen.encode_lengths(x, ["a", "a"])  # a's table: {100, 101}, 10 packets each
+    np.testing.assert_allclose(v_class[:, 0], [0.625, 0.875])  # (1 + mid-rank CDF) / 2
+    np.testing.assert_allclose(gen.decode_lengths(v_class + 0.05, ["a", "a"]) * gen.mapper_.scale_, x * gen.mapper_.scale_)
+    m = gen.mapper_
+    v_global = quantile_encode(x, m.scale_, m.valid_lengths_, m.length_counts_)
+    moved = quantile_decode(v_global + 0.05, m.scale_, m.valid_lengths_, m.length_counts_) * m.scale_
+    assert np.all(moved != x * m.scale_)
+
+
+def test_class_quantile_saves_and_loads(tmp_path):
+    import json
+
+    gen = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=1, batch_size=32, length_transform="class_quantile",
+                             num_inference_steps=2, random_state=0, progress=False).fit(toy_flows(32))
+    out = gen.sample(12, random_state=1)
+    for c in gen.classes_:  # every sampled length is one its class had in training
+        rows = out.labels == c
+        assert set(np.abs(out.lengths[rows][out.valid_mask[rows]]).tolist()) <= set(gen.class_lengths_[c])
+    gen.save_pretrained(tmp_path / "cq")
+    assert NetDiffusGenerator.from_pretrained(tmp_path / "cq").sample(12, random_state=1) == out
+    config = json.loads((tmp_path / "cq" / "config.json").read_text())
+    config["class_counts_"][gen.classes_[0]] = config["class_counts_"][gen.classes_[0]][:-1]
+    (tmp_path / "cq" / "config.json").write_text(json.dumps(config))
+    from trafficgen.errors import InputFormatError
+
+    with pytest.raises(InputFormatError, match="class_quantile"):
+        NetDiffusGenerator.from_pretrained(tmp_path / "cq")

@@ -123,6 +123,15 @@ def padded_size(size: int, levels: int) -> int:
     return int(math.ceil(size / mult) * mult)
 
 
+def class_length_tables(flows, classes) -> tuple[dict, dict]:
+    """({class: its training packets' distinct |L|, sorted}, {class: how many packets had each})."""
+    lengths, counts = {}, {}
+    for c in classes:
+        table, n = np.unique(np.abs(flows.lengths[(flows.labels == c)[:, None] & flows.valid_mask]), return_counts=True)
+        lengths[c], counts[c] = table.astype(int).tolist(), n.astype(int).tolist()
+    return lengths, counts
+
+
 class NetDiffusGenerator(FlowGenerator):
     """Class-conditioned DDPM over GASF images, sampled by DDIM / DPM-Solver++ / UniPC (registry
     name ``"netdiffus"``).
@@ -139,7 +148,8 @@ class NetDiffusGenerator(FlowGenerator):
         data prediction) or ``"unipc"`` (diffusers' schedulers; all clip the image estimate).
     prediction_type: the U-Net's target, ``"v_prediction"`` (default), ``"epsilon"`` or ``"sample"``
         (see the module docstring for why not epsilon).
-    length_transform: ``"quantile"`` (default), ``"log"`` or ``"linear"`` (the plain GASF of
+    length_transform: ``"quantile"`` (default), ``"class_quantile"`` (one quantile table per class),
+        ``"log"`` or ``"linear"`` (the plain GASF of
         ``x = L / scale``, ``scale`` the largest training length, as in NetDiffus); see
         :mod:`trafficgen.representations.length_maps`. With one huge length in the data (37,440
         bytes in the shipped nDPI flows, median 176) the linear map puts almost every packet
@@ -175,7 +185,7 @@ class NetDiffusGenerator(FlowGenerator):
         "classes_": Field.class_names(), "class_prior_": Field.class_prior("classes_"),
         "max_packets_": Field.integer(minimum=1), "image_size_": Field.integer(minimum=1),
         "unet_config": Field.object(), "history_": Field.object(required=False),
-        "class_lengths_": Field.object(required=False),
+        "class_lengths_": Field.object(required=False), "class_counts_": Field.object(required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
 
@@ -249,22 +259,27 @@ class NetDiffusGenerator(FlowGenerator):
         return place_modules(self.device, self.model_)
 
     # ------------------------------------------------------------------ images
-    def encode_lengths(self, x: np.ndarray) -> np.ndarray:
-        """``x = L / scale`` (n, P) -> GASF inputs ``v`` (n, P) through ``length_transform``."""
+    def encode_lengths(self, x: np.ndarray, labels=None) -> np.ndarray:
+        """``x = L / scale`` (n, P) -> GASF inputs ``v`` (n, P) through ``length_transform``
+        (``"class_quantile"`` needs each row's class in ``labels``)."""
         m = self.mapper_
         if self.length_transform == "log":
             return compand(x, m.scale_)
         if self.length_transform == "quantile":
             return quantile_encode(x, m.scale_, *self._length_table())
+        if self.length_transform == "class_quantile":
+            return self._per_class(quantile_encode, x, labels)
         return np.asarray(x, dtype=np.float64)
 
-    def decode_lengths(self, v: np.ndarray) -> np.ndarray:
+    def decode_lengths(self, v: np.ndarray, labels=None) -> np.ndarray:
         """GASF inputs ``v`` (n, k) -> ``x = L / scale`` (n, k), the inverse of :meth:`encode_lengths`."""
         m = self.mapper_
         if self.length_transform == "log":
             return expand(v, m.scale_)
         if self.length_transform == "quantile":
             return quantile_decode(v, m.scale_, *self._length_table())
+        if self.length_transform == "class_quantile":
+            return self._per_class(quantile_decode, v, labels)
         return np.asarray(v, dtype=np.float64)
 
     def _length_table(self) -> tuple[np.ndarray, np.ndarray]:
@@ -273,10 +288,23 @@ class NetDiffusGenerator(FlowGenerator):
             raise ConfigError('length_transform="quantile" needs a mapper fitted on flows (length counts)')
         return m.valid_lengths_, m.length_counts_
 
+    def _per_class(self, fn, values: np.ndarray, labels) -> np.ndarray:
+        """``fn(values[rows], scale, table_c, counts_c)`` for each class's rows (the
+        ``"class_quantile"`` map; a row of a class without packets in training is padding)."""
+        if labels is None:
+            raise ConfigError('length_transform="class_quantile" needs the class of every flow (labels)')
+        names = np.asarray(labels).astype(str)
+        out = np.zeros(np.shape(values), dtype=np.float64)
+        for c, table in self.class_lengths_.items():
+            rows = np.flatnonzero(names == c)
+            if len(rows) and len(table):
+                out[rows] = fn(values[rows], self.mapper_.scale_, np.asarray(table), np.asarray(self.class_counts_[c]))
+        return out
+
     def _images(self, flows, *, dtype=np.float32) -> np.ndarray:
         """Padded GASF images (n, 1, P, P) of ``flows`` (float32 for training)."""
         x = self.mapper_.scale_flows(flows, self.image_size_)  # (n, P) L / scale
-        return gasf_from_scaled(self.encode_lengths(x))[:, None].astype(dtype)  # (n, 1, P, P)
+        return gasf_from_scaled(self.encode_lengths(x, flows.labels))[:, None].astype(dtype)  # (n, 1, P, P)
 
     def decode_images(self, images: np.ndarray, labels=None, *, end_detection: str | None = None,
                       snap: str | None = None) -> FlowSet:
@@ -287,7 +315,7 @@ class NetDiffusGenerator(FlowGenerator):
         self._check_fitted()
         k = self.max_packets_
         v = scaled_from_gasf(np.asarray(images)[:, :, :k, :k])  # (n, k)
-        x = self.decode_lengths(v)  # (n, k) L / scale
+        x = self.decode_lengths(v, labels)  # (n, k) L / scale
         end = end_detection or self.end_detection
         lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True, end=end)
         if (snap or self.snap) == "class" and labels is not None and getattr(self, "class_lengths_", None):
@@ -316,8 +344,7 @@ class NetDiffusGenerator(FlowGenerator):
         counts = flows.class_counts()
         classes = sorted(counts)
         self.mapper_ = GasfImageMapper(image_size=width).fit(flows)
-        self.class_lengths_ = {c: np.unique(np.abs(flows.lengths[(flows.labels == c)[:, None] & flows.valid_mask]))
-                               .astype(int).tolist() for c in classes}
+        self.class_lengths_, self.class_counts_ = class_length_tables(flows, classes)
         self.max_packets_ = width
         self.image_size_ = padded_size(width, len(self.presets[self.preset]["block_out_channels"]))
 
@@ -424,7 +451,8 @@ class NetDiffusGenerator(FlowGenerator):
         config = {"classes_": list(self.classes_), "class_prior_": self.class_prior_.tolist(),
                   "max_packets_": self.max_packets_, "image_size_": self.image_size_,
                   "unet_config": {k: v for k, v in dict(self.model_.config).items() if not k.startswith("_")},
-                  "history_": self.history_, "class_lengths_": self.class_lengths_}
+                  "history_": self.history_, "class_lengths_": self.class_lengths_,
+                  "class_counts_": self.class_counts_}
         tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}  # device-independent
         return config, tensors, {"gasf.json": self.mapper_.to_dict()}
 
@@ -460,6 +488,12 @@ class NetDiffusGenerator(FlowGenerator):
         gen.image_size_ = int(config["image_size_"])
         gen.history_ = config.get("history_", {})
         gen.class_lengths_ = config.get("class_lengths_") or {}  # absent in models saved before it existed
+        gen.class_counts_ = config.get("class_counts_") or {}  # absent in models saved before it existed
         if gen.snap == "class" and set(gen.class_lengths_) != set(gen.classes_):
             raise InputFormatError('snap "class" needs class_lengths_ for every class', path=CONFIG_FILE)
+        if gen.length_transform == "class_quantile" and not (
+                set(gen.class_counts_) == set(gen.class_lengths_) == set(gen.classes_)
+                and all(len(gen.class_counts_[c]) == len(gen.class_lengths_[c]) for c in gen.classes_)):
+            raise InputFormatError('length_transform "class_quantile" needs class_lengths_ and class_counts_ '
+                                   'of equal length for every class', path=CONFIG_FILE)
         return gen

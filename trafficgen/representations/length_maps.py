@@ -16,6 +16,11 @@ number decides how much of the image a denoiser's error moves it (used by
   lengths (1440, 1448, 44 bytes ...) survive errors that move a rare one to its neighbour;
   decoding returns a training length (the interval ``v`` falls in). Exact for lengths seen in
   training (float64), piecewise-linear between them for unseen ones.
+* ``"class_quantile"``: the quantile map with one table per class (that class's training
+  lengths and their counts; the generator encodes each flow and decodes each sample with its
+  class's table). A class uses a few dozen of the 1,063 lengths of the shipped nDPI flows, so
+  each of its lengths owns an interval of ``v`` many times wider than in the global table and
+  survives a larger error; decoding returns one of the class's training lengths.
 
 Every map keeps padding at ``v = 0`` and a packet at ``|v| >= 0.5`` (except ``"linear"``);
 ``|v| < 0.25`` decodes as padding.
@@ -25,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Names of the maps (``NetDiffusGenerator(length_transform=...)``).
-LENGTH_TRANSFORMS = ("linear", "log", "quantile")
+LENGTH_TRANSFORMS = ("linear", "log", "quantile", "class_quantile")
 
 #: ``|v|`` below this decodes as padding (half-way between padding, 0, and the smallest packet, 0.5).
 PADDING_THRESHOLD = 0.25
