@@ -35,12 +35,13 @@ def split(dataset: str):
     return fit, val, test
 
 
-def score(gen, fit, val, images_val, images_fit, labels_val, labels_fit, end: str) -> dict:
+def score(gen, fit, val, images_val, images_fit, labels_val, labels_fit, end: str, counts_val=None,
+          counts_fit=None) -> dict:
     from trafficgen.evaluation.fidelity import LengthJSD, PacketCountJSD
     from trafficgen.evaluation.utility import fit_score
 
-    syn_val = gen.decode_images(images_val, labels=labels_val, end_detection=end)
-    syn_fit = gen.decode_images(images_fit, labels=labels_fit, end_detection=end)
+    syn_val = gen.decode_images(images_val, labels=labels_val, end_detection=end, packet_counts=counts_val)
+    syn_fit = gen.decode_images(images_fit, labels=labels_fit, end_detection=end, packet_counts=counts_fit)
     out = {"packet_count_jsd": float(PacketCountJSD().compute(val, syn_val)),
            "length_jsd": float(LengthJSD().compute(val, syn_val)),
            "mean_packets": float(syn_val.n_packets.mean()), "real_mean_packets": float(val.n_packets.mean())}
@@ -81,9 +82,9 @@ def main(argv=None) -> dict:
             gen.save_pretrained(os.path.join(args.save_dir, f"{args.dataset}_{args.name}"))
     result["train_loss_last"] = gen.history_.get("train_loss", [None])[-1]
     result["steps"] = gen.history_.get("steps")
-    index = {c: i for i, c in enumerate(gen.classes_)}
-    lab_val = np.array([index[c] for c in val.labels])
-    lab_fit = np.array([index[c] for c in fit.labels])
+    # class ids (with count_condition: (class, packet count) ids, the counts drawn from the class's)
+    lab_val, cnt_val = gen.draw_conditions(val.labels, np.random.default_rng(11))
+    lab_fit, cnt_fit = gen.draw_conditions(fit.labels, np.random.default_rng(12))
     result["samplers"] = {}
     for spec in args.samplers.split(","):
         name, steps, *g = spec.split(":")
@@ -96,7 +97,7 @@ def main(argv=None) -> dict:
                                    guidance_scale=w)
         res = {"ms_per_flow_1thread": ms}
         for end in ("first_gap", "step"):
-            res[end] = score(gen, fit, val, im_val, im_fit, val.labels, fit.labels, end)
+            res[end] = score(gen, fit, val, im_val, im_fit, val.labels, fit.labels, end, cnt_val, cnt_fit)
         result["samplers"][spec] = res
         print(args.dataset, args.name, spec, json.dumps(res), flush=True)
     result["load_after"] = list(os.getloadavg())

@@ -247,3 +247,62 @@ def test_class_quantile_saves_and_loads(tmp_path):
 
     with pytest.raises(InputFormatError, match="class_quantile"):
         NetDiffusGenerator.from_pretrained(tmp_path / "cq")
+
+
+def test_class_count_embedding_ids_and_null():
+    import torch
+
+    from trafficgen.generators.count_embedding import ClassCountEmbedding
+
+    emb = ClassCountEmbedding(n_classes=3, width=4, dim=5)
+    ids = emb.ids([0, 2, 1], [1, 4, 3])
+    assert ids.tolist() == [0, 11, 6] and emb.null_id == 12
+    out = emb(torch.tensor([11, 12]))  # (2, 5)
+    torch.testing.assert_close(out[0], emb.class_table.weight[2] + emb.count_table.weight[3])
+    torch.testing.assert_close(out[1], emb.class_table.weight[3] + emb.count_table.weight[4])
+    with pytest.raises(ValueError):
+        emb.ids([0], [5])
+
+
+def _counted_flows(n: int) -> FlowSet:
+    """'small' flows of 2 or 5 packets (alternating), 'large' flows of 3."""
+    base = toy_flows(n)
+    counts = np.where(base.labels == "large", 3, np.where(np.arange(n) % 4 == 0, 2, 5))
+    return FlowSet.from_sequences([row[:k].tolist() for row, k in zip(base.lengths, counts, strict=True)],
+                                  base.labels, max_packets=8)
+
+
+def test_count_condition_draws_each_class_counts_and_saves(tmp_path):
+    """count_condition: every sampled flow has a packet count its class had in training, in about
+    the training proportions, and exactly the count it was generated for; saved and loaded."""
+    flows = _counted_flows(64)
+    gen = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=2, batch_size=32, count_condition=True,
+                             num_inference_steps=2, random_state=0, progress=False).fit(flows)
+    assert gen.class_packet_counts_ == {"large": [0, 0, 32, 0, 0, 0, 0], "small": [0, 16, 0, 0, 16, 0, 0]}
+    out = gen.sample(400, cls=["small", "large"], random_state=3)
+    small = out.n_packets[out.labels == "small"]
+    assert set(small.tolist()) == {2, 5} and 0.4 <= np.mean(small == 2) <= 0.6
+    assert set(out.n_packets[out.labels == "large"].tolist()) == {3}
+    ids, counts = gen.draw_conditions(["small"] * 3, np.random.default_rng(0))
+    images = gen.sample_images(ids, random_state=1, num_inference_steps=2)
+    np.testing.assert_array_equal(gen.decode_images(images, labels=["small"] * 3, packet_counts=counts).n_packets,
+                                  counts)
+    gen.save_pretrained(tmp_path / "cc")
+    assert NetDiffusGenerator.from_pretrained(tmp_path / "cc").sample(20, random_state=4) == gen.sample(
+        20, random_state=4)
+    import json
+
+    from trafficgen.errors import InputFormatError
+
+    config = json.loads((tmp_path / "cc" / "config.json").read_text())
+    del config["class_packet_counts_"]
+    (tmp_path / "cc" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputFormatError, match="class_packet_counts_"):
+        NetDiffusGenerator.from_pretrained(tmp_path / "cc")
+
+
+def test_count_condition_off_keeps_the_samples(fitted):
+    """Without count_condition the samples are those of a plain class-conditioned model (the
+    condition ids are the class ids; draw_conditions draws nothing)."""
+    ids, counts = fitted.draw_conditions(["small", "large"], np.random.default_rng(0))
+    assert ids.tolist() == [1, 0] and counts is None

@@ -168,6 +168,10 @@ class NetDiffusGenerator(FlowGenerator):
         (diffusers ``EMAModel`` with its warm-up, ``1 - (1 + step)^(-2/3)`` capped at this);
         0: the last weights.
     val_fraction: held-out fraction for early stopping (0: none, train on everything).
+    count_condition: model each flow's packet count explicitly: the U-Net is conditioned on the
+        class and the packet count (:class:`~trafficgen.generators.count_embedding.ClassCountEmbedding`),
+        sampling draws each flow's count from its class's training counts and decodes exactly that
+        many packets (no end detection). ``False``: the count emerges from the image's padding.
     device: ``"auto"`` (CUDA, else MPS, else CPU) | ``"cpu"`` | ``"cuda[:N]"`` | ``"mps"``. Noise is
         drawn on the CPU from the seeded generator whatever the device, so CPU samples do not
         depend on it; saved weights are CPU tensors and a loaded model moves to ``device`` when
@@ -186,6 +190,7 @@ class NetDiffusGenerator(FlowGenerator):
         "max_packets_": Field.integer(minimum=1), "image_size_": Field.integer(minimum=1),
         "unet_config": Field.object(), "history_": Field.object(required=False),
         "class_lengths_": Field.object(required=False), "class_counts_": Field.object(required=False),
+        "class_packet_counts_": Field.object(required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
 
@@ -194,7 +199,8 @@ class NetDiffusGenerator(FlowGenerator):
                  num_inference_steps: int = 50, sampler: str = "ddim", prediction_type: str = "v_prediction",
                  length_transform: str = "quantile", end_detection: str = "step", guidance_scale: float = 1.0,
                  snap: str = "train", cfg_dropout: float = 0.1, ema_decay: float = 0.0, val_fraction: float = 0.0,
-                 device: str = "auto", random_state: int | None = None, progress: bool = True):
+                 count_condition: bool = False, device: str = "auto", random_state: int | None = None,
+                 progress: bool = True):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -211,6 +217,7 @@ class NetDiffusGenerator(FlowGenerator):
         self.cfg_dropout = cfg_dropout
         self.ema_decay = ema_decay
         self.val_fraction = val_fraction
+        self.count_condition = count_condition
         self.device = device
         self.random_state = random_state
         self.progress = progress
@@ -307,24 +314,31 @@ class NetDiffusGenerator(FlowGenerator):
         return gasf_from_scaled(self.encode_lengths(x, flows.labels))[:, None].astype(dtype)  # (n, 1, P, P)
 
     def decode_images(self, images: np.ndarray, labels=None, *, end_detection: str | None = None,
-                      snap: str | None = None) -> FlowSet:
+                      snap: str | None = None, packet_counts: np.ndarray | None = None) -> FlowSet:
         """Flows from (padded) images (n, 1, P, P): the mapper's inverse (signs from the rank-one
         structure, lengths through ``length_transform``, snap to the training lengths or, with
         ``snap="class"`` and ``labels``, to each flow's class's, end of flow by ``end_detection``;
-        both default to the generator's)."""
+        both default to the generator's). ``packet_counts`` (n,), the counts the images were
+        generated for (``count_condition``), replaces the end detection: that many packets."""
         self._check_fitted()
         k = self.max_packets_
         v = scaled_from_gasf(np.asarray(images)[:, :, :k, :k])  # (n, k)
+        if packet_counts is not None:
+            packet_counts = np.clip(np.asarray(packet_counts, dtype=np.int32), 1, k)  # (n,)
+            inside = np.arange(k)[None, :] < packet_counts[:, None]  # (n, k)
+            if self.length_transform != "linear":  # a position inside the flow is a packet: |v| >= 0.5
+                v = np.where(inside, np.where(v < 0, -1.0, 1.0) * np.maximum(np.abs(v), 0.5), 0.0)
         x = self.decode_lengths(v, labels)  # (n, k) L / scale
         end = end_detection or self.end_detection
-        lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True, end=end)
+        lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True, end=end, n_packets=packet_counts)
         if (snap or self.snap) == "class" and labels is not None and getattr(self, "class_lengths_", None):
             names = np.asarray(labels).astype(str)
             for c, table in self.class_lengths_.items():
                 rows = np.flatnonzero(names == c)
                 if len(rows):
                     lengths[rows], n_packets[rows] = self.mapper_.lengths_from_scaled(
-                        x[rows], samples=True, end=end, table=np.asarray(table))
+                        x[rows], samples=True, end=end, table=np.asarray(table),
+                        n_packets=None if packet_counts is None else packet_counts[rows])
         return FlowSet(lengths=lengths, n_packets=n_packets, labels=labels)
 
     # ------------------------------------------------------------------ fit
@@ -350,11 +364,15 @@ class NetDiffusGenerator(FlowGenerator):
 
         images = torch.from_numpy(self._images(flows))  # (n, 1, P, P)
         index = {c: i for i, c in enumerate(classes)}
-        labels = torch.tensor([index[c] for c in flows.labels], dtype=torch.long)  # (n,)
-        null = len(classes)
+        class_ids = np.array([index[c] for c in flows.labels], dtype=np.int64)  # (n,)
+        self.class_packet_counts_ = {c: np.bincount(flows.n_packets[class_ids == i], minlength=width + 1)[1:]
+                                     .astype(int).tolist() for i, c in enumerate(classes)}
         seed = _seed_from(self.random_state)
         gen = torch.Generator().manual_seed(seed)  # CPU draws: the same on every device
-        model = seeded_init(seed, lambda: self.build_unet(self.preset, self.image_size_, len(classes))).to(device)
+        model = seeded_init(seed, lambda: self._with_condition(
+            self.build_unet(self.preset, self.image_size_, len(classes)), len(classes), width)).to(device)
+        labels = torch.as_tensor(self._condition_ids(model, class_ids, flows.n_packets))  # (n,)
+        null = self._null_id(model, len(classes))
         noise_sched = DDPMScheduler(**self._scheduler_config())
         n_train = noise_sched.config.num_train_timesteps
         p_drop = float(self.cfg_dropout)
@@ -394,11 +412,50 @@ class NetDiffusGenerator(FlowGenerator):
         self.class_prior_ = np.array([counts[c] / total for c in classes])
         return self
 
+    # ------------------------------------------------------------------ conditions
+    def _with_condition(self, unet, n_classes: int, width: int):
+        """``unet`` with the (class, packet count) embedding in its class slot when
+        ``count_condition`` (its config still lists ``n_classes + 1`` class embeddings)."""
+        if self.count_condition:
+            from trafficgen.generators.count_embedding import ClassCountEmbedding
+
+            unet.class_embedding = ClassCountEmbedding(n_classes, width, unet.class_embedding.embedding_dim)
+        return unet
+
+    @staticmethod
+    def _null_id(model, n_classes: int) -> int:
+        return getattr(model.class_embedding, "null_id", n_classes)
+
+    @staticmethod
+    def _condition_ids(model, class_ids, packet_counts) -> np.ndarray:
+        """(n,) U-Net condition ids: the class ids, or (class, count) pair ids with the count condition."""
+        emb = model.class_embedding
+        if hasattr(emb, "ids"):
+            return emb.ids(class_ids, np.maximum(np.asarray(packet_counts), 1)).numpy()
+        return np.asarray(class_ids, dtype=np.int64)
+
+    def draw_conditions(self, names, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """(U-Net condition ids (n,), packet counts (n,) or None) for flows of classes ``names``:
+        with ``count_condition`` each count is drawn from its class's training counts."""
+        self._check_fitted()
+        index = {c: i for i, c in enumerate(self.classes_)}
+        class_ids = np.array([index[c] for c in names], dtype=np.int64)
+        if not self.count_condition:
+            return class_ids, None
+        counts = np.zeros(len(class_ids), dtype=np.int32)
+        for i, c in enumerate(self.classes_):
+            rows = np.flatnonzero(class_ids == i)
+            if len(rows):
+                p = np.asarray(self.class_packet_counts_[c], dtype=np.float64)
+                counts[rows] = 1 + rng.choice(len(p), size=len(rows), p=p / p.sum())
+        return self._condition_ids(self.model_, class_ids, counts), counts
+
     # ------------------------------------------------------------------ sample
     def sample_images(self, labels: np.ndarray, *, random_state=None, num_inference_steps: int | None = None,
                       guidance_scale: float | None = None, sampler: str | None = None, batch_size: int = 250,
                       progress: bool = False) -> np.ndarray:
-        """Denoised padded images (n, 1, P, P) float32 for class ids ``labels`` (n,).
+        """Denoised padded images (n, 1, P, P) float32 for U-Net condition ids ``labels`` (n,): class
+        ids, or with ``count_condition`` the ids of :meth:`draw_conditions`.
 
         All initial noise is drawn up front on the CPU from one seeded generator, so ``batch_size``
         changes only the float summation order (same seed and batch size -> same bits) and the
@@ -420,7 +477,7 @@ class NetDiffusGenerator(FlowGenerator):
         n, p = len(labels), self.image_size_
         noise = torch.randn((n, 1, p, p), generator=gen)  # (n, 1, P, P)
         y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)  # (n,)
-        null = len(self.classes_)
+        null = self._null_id(self.model_, len(self.classes_))
         out = torch.empty_like(noise)
         n_batches = -(-n // batch_size)
         with torch.inference_mode(), progress_bar(
@@ -440,11 +497,10 @@ class NetDiffusGenerator(FlowGenerator):
         self._check_fitted()
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(int(n), cls, rng)
-        index = {c: i for i, c in enumerate(self.classes_)}
-        images = self.sample_images(np.array([index[c] for c in names], dtype=np.int64), random_state=rng,
-                                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                    progress=progress)
-        return self.decode_images(images, labels=names)
+        ids, counts = self.draw_conditions(names, rng)
+        images = self.sample_images(ids, random_state=rng, num_inference_steps=num_inference_steps,
+                                    guidance_scale=guidance_scale, progress=progress)
+        return self.decode_images(images, labels=names, packet_counts=counts)
 
     # ------------------------------------------------------------------ persistence
     def _state(self):
@@ -452,7 +508,7 @@ class NetDiffusGenerator(FlowGenerator):
                   "max_packets_": self.max_packets_, "image_size_": self.image_size_,
                   "unet_config": {k: v for k, v in dict(self.model_.config).items() if not k.startswith("_")},
                   "history_": self.history_, "class_lengths_": self.class_lengths_,
-                  "class_counts_": self.class_counts_}
+                  "class_counts_": self.class_counts_, "class_packet_counts_": self.class_packet_counts_}
         tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}  # device-independent
         return config, tensors, {"gasf.json": self.mapper_.to_dict()}
 
@@ -473,7 +529,13 @@ class NetDiffusGenerator(FlowGenerator):
         if config["max_packets_"] > config["image_size_"]:
             raise InputFormatError(f"max_packets_ {config['max_packets_']} exceeds image_size_ "
                                    f"{config['image_size_']}", path=CONFIG_FILE)
-        gen.model_ = UNet2DModel.from_config(config["unet_config"])
+        gen.class_packet_counts_ = config.get("class_packet_counts_") or {}  # absent in models saved before it
+        if gen.count_condition and not (set(gen.class_packet_counts_) == set(config["classes_"]) and all(
+                len(v) == config["max_packets_"] and sum(v) > 0 for v in gen.class_packet_counts_.values())):
+            raise InputFormatError("count_condition needs class_packet_counts_ (max_packets_ counts, not all 0) "
+                                   "for every class", path=CONFIG_FILE)
+        gen.model_ = gen._with_condition(UNet2DModel.from_config(config["unet_config"]), len(config["classes_"]),
+                                         int(config["max_packets_"]))
         load_module_state(gen.model_, tensors, TENSORS_FILE)
         gen.model_.eval()  # CPU weights; moved to gen.device when first used (_placed)
         gen.mapper_ = GasfImageMapper.from_dict(extra["gasf.json"])

@@ -219,18 +219,22 @@ class GasfImageMapper:
         return gasf_from_scaled(x)[:, None].astype(dtype, copy=False)  # (n, 1, N, N)
 
     def lengths_from_scaled(self, x: np.ndarray, *, samples: bool = False, end: str = "first_gap",
-                            table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                            table: np.ndarray | None = None,
+                            n_packets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Snap rescaled sequences (n, N) to signed integer lengths + ``n_packets`` (end detection
-        ``end``, see the module docstring, step 3). ``table`` (sorted lengths, optional) replaces
-        the training lengths of ``snap="train"`` (e.g. the lengths of one class).
+        ``end``, see the module docstring, step 3; or the given ``n_packets`` (n,), every position
+        before it a packet). ``table`` (sorted lengths, optional) replaces the training lengths of
+        ``snap="train"`` (e.g. the lengths of one class).
 
         ``samples=True`` (a generator's output) makes every row a valid flow by construction: at
         least one packet, and packet 0 client -> server (+); real data decodes as it is."""
         self._ensure_fitted()
         x = np.asarray(x, dtype=np.float64)
         mag = np.abs(x) * self.scale_  # (n, N)
-        present = mag >= 0.5 * self.min_length_  # (n, N)
-        n_packets = flow_ends(present, end)
+        if n_packets is None:
+            n_packets = flow_ends(mag >= 0.5 * self.min_length_, end)  # (n,) from the presence pattern
+        else:
+            n_packets = np.clip(np.asarray(n_packets, dtype=np.int32), 0, x.shape[1])
         if samples:
             n_packets = np.maximum(n_packets, 1)  # a flow has at least one packet
         lengths = self.valid_lengths_ if table is None else np.asarray(table, dtype=np.int64)
