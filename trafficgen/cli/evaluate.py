@@ -148,6 +148,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         test_size: float = typer.Option(0.3, "--test-size", help="Held-out real fraction (stratified)."),
         split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/test split."),
         seeds: int = typer.Option(3, "--seeds", help="Classifier / subsampling seeds (mean +- std)."),
+        draws: int = typer.Option(1, "--draws", help="Synthetic sets drawn per generator; sample-based "
+                                  "numbers are their mean (+- their spread)."),
         fractions: str = typer.Option("0.01,0.05,0.1,0.25,0.5,1.0", "--fractions",
                                       help="Comma-separated fractions of real training data kept."),
         n_estimators: int = typer.Option(100, "--n-estimators", help="Random-forest trees."),
@@ -191,7 +193,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         else:
             flows = FlowSet.read(real)
         results = run_evaluation(flows, gens, test_size=test_size, split_seed=split_seed, seeds=seeds,
-                                 fractions=fr, n_estimators=n_estimators, baselines=baselines, progress=True)
+                                 fractions=fr, n_estimators=n_estimators, baselines=baselines, draws=draws,
+                                 progress=True)
         results["models"] = {n: str(p) for n, p in zip(names, model, strict=True)}
         results["real"] = str(real) if real is not None else "trafficgen.datasets.load_ndpi_apps()"
         files = write_evaluation(results, out)

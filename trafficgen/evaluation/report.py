@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from trafficgen._io import atomic_path
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
@@ -30,6 +32,11 @@ def default_metrics(real: FlowSet | None = None) -> list[Metric]:
 def _cell(value: float) -> str:
     """A table cell: 4 decimals, ``n/a`` for an undefined (NaN) value."""
     return "n/a" if value != value else f"{value:.4f}"
+
+
+def _sd(metric: dict) -> str:
+    """`` +- sd (K draws)`` for a metric averaged over synthetic draws, else nothing."""
+    return f" +- {metric['value_sd']:.4f} ({metric['draws']} draws)" if metric.get("draws", 1) > 1 else ""
 
 
 #: A class with fewer real flows than this gets a fidelity number too noisy to read alone.
@@ -96,6 +103,20 @@ class FidelityReport:
             out[m.name] = {**m.describe(), "value": float(sum(per.values()) / len(per)), "per_class": per}
         return cls(name=name, metrics=out, info={**base, **(info or {})})
 
+    @classmethod
+    def mean(cls, reports: Sequence[FidelityReport]) -> FidelityReport:
+        """One report of several synthetic draws scored against the same real flows: each metric's
+        ``value`` and per-class values are the means over the draws, ``value_sd`` the spread of
+        ``value`` and ``draws`` their number; ``info`` is the first draw's plus ``draws``."""
+        first = reports[0]
+        out = {}
+        for k, m in first.metrics.items():
+            vals = np.array([r.metrics[k]["value"] for r in reports], dtype=float)
+            per = {c: float(np.mean([r.metrics[k]["per_class"][c] for r in reports])) for c in m["per_class"]}
+            out[k] = {**m, "value": float(np.mean(vals)), "value_sd": float(np.std(vals)), "draws": len(reports),
+                      "per_class": per}
+        return cls(name=first.name, metrics=out, info={**first.info, "draws": len(reports)})
+
     def warnings(self) -> list[str]:
         """One line per thing a reader of the macro numbers must know: classes left out, classes
         scored as missing, classes with too few real flows for a stable number."""
@@ -143,7 +164,7 @@ class FidelityReport:
         lines = [f"### {self.name}", "", "| metric | direction | range | macro value |", "|---|---|---|---|"]
         for k, v in self.metrics.items():
             lines.append(f"| {k} | {v['direction']} is better | [{v['range'][0]:g}, {v['range'][1]:g}] "
-                         f"| {_cell(v['value'])} |")
+                         f"| {_cell(v['value'])}{_sd(v)} |")
         notes = self.warnings()
         if notes:
             lines += [""] + [f"> {line}" for line in notes]

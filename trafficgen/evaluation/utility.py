@@ -62,6 +62,22 @@ def repeated_score(train: FlowSet, test: FlowSet, *, seeds: Sequence[int], n_pac
     }
 
 
+def pool_scores(results: Sequence[dict]) -> dict:
+    """:func:`repeated_score` results of several synthetic draws pooled into one: mean / std over
+    every (draw, classifier seed) pair, per-class F1 averaged, each draw's mean in ``draw_means``."""
+    macro = [v for r in results for v in r["macro_f1"]]
+    classes = list(results[0]["per_class_f1"])
+    return {
+        "macro_f1_mean": float(np.mean(macro)),
+        "macro_f1_std": float(np.std(macro)),
+        "macro_f1": [float(v) for v in macro],
+        "draw_means": [float(r["macro_f1_mean"]) for r in results],
+        "per_class_f1": {c: float(np.mean([r["per_class_f1"][c] for r in results])) for c in classes},
+        "n_train": int(results[0]["n_train"]),
+        "n_test": int(results[0]["n_test"]),
+    }
+
+
 def tstr(synthetic: dict[str, FlowSet] | FlowSet, real_train: FlowSet, real_test: FlowSet, *,
          seeds: int | Sequence[int] = 3, n_packets: int | None = None, n_estimators: int = 100,
          n_jobs: int = 1) -> dict:

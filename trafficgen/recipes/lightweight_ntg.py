@@ -37,7 +37,7 @@ MODE_SUFFIX = {"weight-only": "int8-wo", "dynamic": "int8-dyn"}
 
 
 #: Keys of the nested sections.
-SECTION_KEYS = {"evaluation": ("seeds", "n_estimators", "fractions"), "efficiency": ("batch_sizes", "repeats"),
+SECTION_KEYS = {"evaluation": ("seeds", "n_estimators", "fractions", "draws"), "efficiency": ("batch_sizes", "repeats"),
                 "quantize": ("generators", "modes")}
 
 
@@ -120,7 +120,7 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
     from trafficgen.evaluation.report import FidelityReport, write_evaluation
     from trafficgen.evaluation.utility import tstr
     from trafficgen.experiments.profiling import profile_generator
-    from trafficgen.experiments.run_evaluation import run_evaluation, sample_like
+    from trafficgen.experiments.run_evaluation import run_evaluation, sample_like, sample_seed
     from trafficgen.generators.quantization import quantize_generator
 
     flows = _load(ds_name, config)
@@ -132,7 +132,7 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
     ev = config.get("evaluation", {})
     seeds, n_est = int(ev.get("seeds", 3)), int(ev.get("n_estimators", 100))
     results = run_evaluation(flows, fitted, test_size=test_size, split_seed=seed, seeds=seeds,
-                             fractions=ev.get("fractions"), n_estimators=n_est)
+                             fractions=ev.get("fractions"), n_estimators=n_est, draws=int(ev.get("draws", 1)))
     write_evaluation(results, out / ds_name)
     fid = {r["name"]: FidelityReport.from_dict(r) for r in results["fidelity"]}
 
@@ -141,7 +141,6 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
                    repeats=int(eff.get("repeats", 2)))
     rows = []
     qcfg = config.get("quantize", {})
-    names = list(fitted)  # same order, same sampling seeds as run_evaluation
     for name, gen in fitted.items():
         step(f"{ds_name}: RQ4 {name}")
         row = profile_generator(gen, name=name, **prof_kw)
@@ -155,9 +154,8 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
             step(f"{ds_name}: RQ4 {name} int8 {mode}")
             q = quantize_generator(gen, mode=mode)
             qname = f"{name}-{MODE_SUFFIX[mode]}"
-            k = names.index(name)
-            syn, _ = sample_like(q, test, random_state=1000 + k)  # the fp32 run's seeds
-            syn_train, _ = sample_like(q, train, random_state=2000 + k)
+            syn, _ = sample_like(q, test, random_state=sample_seed(name, 0, "test"))  # the fp32 run's first draw
+            syn_train, _ = sample_like(q, train, random_state=sample_seed(name, 0, "train"))
             rep = FidelityReport.compute(test, syn, name=qname, train=train)
             t = tstr({qname: syn_train}, train, test, seeds=seeds, n_estimators=n_est)[qname]
             qrow = profile_generator(q, name=qname, **prof_kw)
@@ -171,6 +169,10 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
     return {"n_flows": len(flows), "n_train": len(train), "n_test": len(test), "classes": flows.classes,
             "fidelity": {n: r.values() for n, r in fid.items()},
             "tstr": {n: r["macro_f1_mean"] for n, r in results["tstr"].items()}, "train_on_real": t_real,
+            "draws": results["draws"],
+            "tstr_draw_means": {n: r["draw_means"] for n, r in results["tstr"].items() if "draw_means" in r},
+            "fidelity_sd": {n: {k: m["value_sd"] for k, m in r.metrics.items() if "value_sd" in m}
+                            for n, r in fid.items() if any("value_sd" in m for m in r.metrics.values())},
             "nll": {n: {k: v for k, v in r.items() if k != "per_class"} for n, r in results["nll"].items()},
             "augmentation": results["augmentation"]["methods"], "efficiency": rows}
 
