@@ -30,11 +30,12 @@ def test_registry_params_and_padding():
             "length_transform", "guidance_scale", "cfg_dropout", "sampler", "end_detection", "ema_decay",
             "device", "max_steps"} <= set(NetDiffusGenerator().get_params())
     paper = NetDiffusGenerator(**PAPER_PARAMS)  # the seed paper's setting stays reachable
-    assert (paper.max_packets, paper.length_transform, paper.sampler) == (10, "linear", "ddim")
+    assert (paper.max_packets, paper.length_transform, paper.sampler, paper.count_condition) == (
+        10, "linear", "ddim", False)
     default = NetDiffusGenerator()
-    assert (default.num_inference_steps, default.prediction_type, default.length_transform,
-            default.end_detection, default.sampler, default.snap) == (50, "v_prediction", "quantile", "step",
-                                                                      "ddim", "train")
+    assert (default.num_inference_steps, default.prediction_type, default.length_transform, default.count_condition,
+            default.end_detection, default.sampler, default.snap) == (50, "v_prediction", "class_quantile", True,
+                                                                      "step", "ddim", "train")
     assert [padded_size(s, 3) for s in (8, 23, 32, 1)] == [8, 24, 32, 4]
 
 
@@ -106,9 +107,11 @@ def test_class_conditioning(fitted, guidance_scale, sampler, steps):
 
 
 def test_step_end_detection_and_samplers(fitted):
-    images = fitted.sample_images(np.array([0, 1] * 20), random_state=5, num_inference_steps=2)
-    step = fitted.decode_images(images, end_detection="step")
-    first = fitted.decode_images(images, end_detection="first_gap")
+    ids, _ = fitted.draw_conditions(["small", "large"] * 20, np.random.default_rng(0))
+    images = fitted.sample_images(ids, random_state=5, num_inference_steps=2)
+    labels = ["small", "large"] * 20  # no packet counts given: the end is detected from the images
+    step = fitted.decode_images(images, labels=labels, end_detection="step")
+    first = fitted.decode_images(images, labels=labels, end_detection="first_gap")
     assert np.all(step.n_packets >= first.n_packets)  # a gap inside no longer cuts the flow
     for sampler in ("dpmsolver++", "unipc"):
         a = fitted.sample_images(np.array([0, 1]), random_state=6, sampler=sampler, num_inference_steps=4)
@@ -301,8 +304,13 @@ def test_count_condition_draws_each_class_counts_and_saves(tmp_path):
         NetDiffusGenerator.from_pretrained(tmp_path / "cc")
 
 
-def test_count_condition_off_keeps_the_samples(fitted):
-    """Without count_condition the samples are those of a plain class-conditioned model (the
-    condition ids are the class ids; draw_conditions draws nothing)."""
-    ids, counts = fitted.draw_conditions(["small", "large"], np.random.default_rng(0))
+def test_count_condition_off_is_a_plain_class_model():
+    """Without count_condition the U-Net keeps diffusers' class embedding (n_classes + 1 rows), the
+    condition ids are the class ids and draw_conditions draws nothing."""
+    import torch
+
+    gen = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=1, batch_size=32, count_condition=False,
+                             num_inference_steps=2, random_state=0, progress=False).fit(toy_flows(16))
+    assert isinstance(gen.model_.class_embedding, torch.nn.Embedding) and gen.model_.class_embedding.num_embeddings == 3
+    ids, counts = gen.draw_conditions(["small", "large"], np.random.default_rng(0))
     assert ids.tolist() == [1, 0] and counts is None
