@@ -95,6 +95,28 @@ def reference_generators(train: FlowSet) -> dict:
                 "independent": IndependentGenerator().fit(train)}
 
 
+def score_draws(generator, name: str, train: FlowSet, test: FlowSet, *, draws: int = 1, seeds: Sequence[int],
+                n_packets: int, n_estimators: int = 100) -> tuple[FidelityReport | None, dict | None, list[str]]:
+    """(fidelity report, TSTR result, real classes the generator lacks) of ``draws`` synthetic
+    sets of ``generator`` drawn with ``name``'s seeds (:func:`sample_seed`): shaped like ``test``
+    for fidelity and privacy, like ``train`` for TSTR; with several draws their mean
+    (:meth:`FidelityReport.mean`, :func:`~trafficgen.evaluation.utility.pool_scores`). A report
+    or result is None when the generator knows none of the classes."""
+    from trafficgen.evaluation.utility import pool_scores, repeated_score
+
+    reports, scores, missing = [], [], []
+    for d in range(int(draws)):
+        syn, missing = sample_like(generator, test, random_state=sample_seed(name, d, "test"))
+        if len(syn):
+            reports.append(FidelityReport.compute(test, syn, name=name, train=train, missing_classes="worst"))
+        syn_train, _ = sample_like(generator, train, random_state=sample_seed(name, d, "train"))
+        if len(syn_train):
+            scores.append(repeated_score(syn_train, test, seeds=seeds, n_packets=n_packets, n_estimators=n_estimators))
+    report = None if not reports else reports[0] if len(reports) == 1 else FidelityReport.mean(reports)
+    score = None if not scores else scores[0] if len(scores) == 1 else pool_scores(scores)
+    return report, score, missing
+
+
 def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, split_seed: int = 0,
                    seeds: int = 3, fractions: Sequence[float] | None = None, n_estimators: int = 100,
                    baselines: bool = True, draws: int = 1, progress: bool = False) -> dict:
@@ -112,7 +134,7 @@ def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, s
     beside it (a metric's ``value_sd``, TSTR's ``draw_means``): one draw of a small test part
     moves a JSD by a few hundredths and TSTR by about 0.02."""
     from trafficgen.evaluation.likelihood import has_likelihood, likelihood_summary
-    from trafficgen.evaluation.utility import pool_scores, repeated_score
+    from trafficgen.evaluation.utility import repeated_score
     from trafficgen.experiments.augmentation import DEFAULT_FRACTIONS, augmentation_experiment
 
     if real.labels is None:
@@ -130,22 +152,15 @@ def run_evaluation(real: FlowSet, generators: dict, *, test_size: float = 0.3, s
 
         raise ConfigError(f"draws must be >= 1, got {draws}")
     score_kw = dict(seeds=list(range(seeds)), n_packets=test.max_packets, n_estimators=n_estimators)
-    reports, missing = [], {}
+    reports, utility, missing = [], {}, {}
     with _status(progress, "sampling, fidelity and TSTR" + (f" ({draws} draws per generator)" if draws > 1 else "")):
-        utility = {"train_on_real": repeated_score(train, test, **score_kw)}
+        utility["train_on_real"] = repeated_score(train, test, **score_kw)
         for name, g in gens.items():
-            per_draw, scores = [], []
-            for d in range(draws):
-                syn, missing[name] = sample_like(g, test, random_state=sample_seed(name, d, "test"))
-                if len(syn):
-                    per_draw.append(FidelityReport.compute(test, syn, name=name, train=train, missing_classes="worst"))
-                syn_train, _ = sample_like(g, train, random_state=sample_seed(name, d, "train"))
-                if len(syn_train):
-                    scores.append(repeated_score(syn_train, test, **score_kw))
-            if per_draw:
-                reports.append(per_draw[0] if draws == 1 else FidelityReport.mean(per_draw))
-            if scores:
-                utility[name] = scores[0] if draws == 1 else pool_scores(scores)
+            report, score, missing[name] = score_draws(g, name, train, test, draws=draws, **score_kw)
+            if report is not None:
+                reports.append(report)
+            if score is not None:
+                utility[name] = score
         floor = real_floor_sample(train, test, random_state=split_seed)
         reports.append(FidelityReport.compute(test, floor, name=FLOOR, info={"floor": True}))
         if test.iat is not None and train.iat is not None:

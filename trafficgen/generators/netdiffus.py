@@ -131,6 +131,15 @@ def padded_size(size: int, levels: int) -> int:
     return int(math.ceil(size / mult) * mult)
 
 
+def _class_rows(labels, classes):
+    """(class, row indices) for each of ``classes`` that occurs in ``labels``, in ``classes``' order."""
+    names = np.asarray(labels).astype(str)
+    for c in classes:
+        rows = np.flatnonzero(names == c)
+        if len(rows):
+            yield c, rows
+
+
 def class_length_tables(flows, classes) -> tuple[dict, dict]:
     """({class: its training packets' distinct |L|, sorted}, {class: how many packets had each})."""
     lengths, counts = {}, {}
@@ -309,12 +318,11 @@ class NetDiffusGenerator(FlowGenerator):
         ``"class_quantile"`` map; a row of a class without packets in training is padding)."""
         if labels is None:
             raise ConfigError('length_transform="class_quantile" needs the class of every flow (labels)')
-        names = np.asarray(labels).astype(str)
         out = np.zeros(np.shape(values), dtype=np.float64)
-        for c, table in self.class_lengths_.items():
-            rows = np.flatnonzero(names == c)
-            if len(rows) and len(table):
-                out[rows] = fn(values[rows], self.mapper_.scale_, np.asarray(table), np.asarray(self.class_counts_[c]))
+        for c, rows in _class_rows(labels, self.class_lengths_):
+            if len(self.class_lengths_[c]):
+                out[rows] = fn(values[rows], self.mapper_.scale_, np.asarray(self.class_lengths_[c]),
+                               np.asarray(self.class_counts_[c]))
         return out
 
     def _images(self, flows, *, dtype=np.float32) -> np.ndarray:
@@ -341,13 +349,10 @@ class NetDiffusGenerator(FlowGenerator):
         end = end_detection or self.end_detection
         lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True, end=end, n_packets=packet_counts)
         if (snap or self.snap) == "class" and labels is not None and getattr(self, "class_lengths_", None):
-            names = np.asarray(labels).astype(str)
-            for c, table in self.class_lengths_.items():
-                rows = np.flatnonzero(names == c)
-                if len(rows):
-                    lengths[rows], n_packets[rows] = self.mapper_.lengths_from_scaled(
-                        x[rows], samples=True, end=end, table=np.asarray(table),
-                        n_packets=None if packet_counts is None else packet_counts[rows])
+            for c, rows in _class_rows(labels, self.class_lengths_):
+                lengths[rows], n_packets[rows] = self.mapper_.lengths_from_scaled(
+                    x[rows], samples=True, end=end, table=np.asarray(self.class_lengths_[c]),
+                    n_packets=None if packet_counts is None else packet_counts[rows])
         return FlowSet(lengths=lengths, n_packets=n_packets, labels=labels)
 
     # ------------------------------------------------------------------ fit
@@ -452,11 +457,9 @@ class NetDiffusGenerator(FlowGenerator):
         if not self.count_condition:
             return class_ids, None
         counts = np.zeros(len(class_ids), dtype=np.int32)
-        for i, c in enumerate(self.classes_):
-            rows = np.flatnonzero(class_ids == i)
-            if len(rows):
-                p = np.asarray(self.class_packet_counts_[c], dtype=np.float64)
-                counts[rows] = 1 + rng.choice(len(p), size=len(rows), p=p / p.sum())
+        for c, rows in _class_rows(names, self.classes_):
+            p = np.asarray(self.class_packet_counts_[c], dtype=np.float64)
+            counts[rows] = 1 + rng.choice(len(p), size=len(rows), p=p / p.sum())
         return self._condition_ids(self.model_, class_ids, counts), counts
 
     # ------------------------------------------------------------------ sample

@@ -118,9 +118,8 @@ def _fit_generators(config: dict, train, seed: int, skipped: list, step=lambda t
 
 def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list, step=lambda text: None) -> dict:
     from trafficgen.evaluation.report import FidelityReport, write_evaluation
-    from trafficgen.evaluation.utility import tstr
     from trafficgen.experiments.profiling import profile_generator
-    from trafficgen.experiments.run_evaluation import run_evaluation, sample_like, sample_seed
+    from trafficgen.experiments.run_evaluation import run_evaluation, score_draws
     from trafficgen.generators.quantization import quantize_generator
 
     flows = _load(ds_name, config)
@@ -154,10 +153,9 @@ def _run_dataset(ds_name: str, config: dict, out: Path, seed: int, skipped: list
             step(f"{ds_name}: RQ4 {name} int8 {mode}")
             q = quantize_generator(gen, mode=mode)
             qname = f"{name}-{MODE_SUFFIX[mode]}"
-            syn, _ = sample_like(q, test, random_state=sample_seed(name, 0, "test"))  # the fp32 run's first draw
-            syn_train, _ = sample_like(q, train, random_state=sample_seed(name, 0, "train"))
-            rep = FidelityReport.compute(test, syn, name=qname, train=train)
-            t = tstr({qname: syn_train}, train, test, seeds=seeds, n_estimators=n_est)[qname]
+            # the fp32 model's seeds and number of draws, so that the deltas below are paired
+            rep, t, _ = score_draws(q, name, train, test, draws=results["draws"], seeds=list(range(seeds)),
+                                    n_packets=test.max_packets, n_estimators=n_est)
             qrow = profile_generator(q, name=qname, **prof_kw)
             qrow.update(dataset=ds_name, fidelity=_fidelity_mean(rep), tstr_macro_f1=t["macro_f1_mean"])
             if row["fidelity"] is not None:
