@@ -77,7 +77,8 @@ def sampler_end_sigmas(steps=(50, 20, 10)) -> dict[str, float]:
 
 def bare_generator(train, *, length_transform: str, end_detection: str, packets: int):
     """A NetDiffusGenerator with only its mapper fitted (enough to encode and decode)."""
-    from trafficgen.generators.netdiffus import NetDiffusGenerator, class_length_tables, padded_size
+    from trafficgen.generators.netdiffus import (NetDiffusGenerator, class_length_tables, class_position_counts,
+                                                 padded_size)
     from trafficgen.representations.gasf import GasfImageMapper
 
     gen = NetDiffusGenerator(preset="fast", max_packets=packets, length_transform=length_transform,
@@ -86,6 +87,7 @@ def bare_generator(train, *, length_transform: str, end_detection: str, packets:
     gen.max_packets_, gen.image_size_ = packets, padded_size(packets, 3)
     gen.classes_ = train.classes
     gen.class_lengths_, gen.class_counts_ = class_length_tables(train, train.classes)
+    gen.class_position_counts_ = class_position_counts(train, gen.class_lengths_, packets)
     return gen
 
 

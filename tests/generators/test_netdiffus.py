@@ -252,6 +252,48 @@ def test_class_quantile_saves_and_loads(tmp_path):
         NetDiffusGenerator.from_pretrained(tmp_path / "cq")
 
 
+def test_class_position_quantile_gives_each_position_its_lengths(tmp_path):
+    """Class a sends 100 then answers 1400 in every flow: at position 0 the table is (almost all)
+    100, at position 1 (almost all) 1400, so each owns nearly the whole packet range of v there and
+    an error of 0.2 in v keeps it; the class-wide table splits the range between the two. Exact
+    inverse, save / load, and a damaged table is one clear error."""
+    import json
+
+    from trafficgen.errors import InputFormatError
+    from trafficgen.generators.netdiffus import class_position_counts
+
+    flows = FlowSet.from_sequences([[100, -1400]] * 20 + [[7, -9, 7]] * 10, ["a"] * 20 + ["b"] * 10, max_packets=3)
+    gen = _class_quantile_generator(flows, 3)
+    gen.set_params(length_transform="class_position_quantile")
+    gen.class_position_counts_ = class_position_counts(flows, gen.class_lengths_, 3)
+    assert gen.class_position_counts_["a"] == [[20, 0], [0, 20], [0, 0]]  # a's table: 100, 1400
+    assert gen.class_position_counts_["b"] == [[10, 0], [0, 10], [10, 0]]  # b's table: 7, 9
+    x = gen.mapper_.scale_flows(flows, 3)  # (30, 3)
+    v = gen.encode_lengths(x, flows.labels)
+    np.testing.assert_allclose(gen.decode_lengths(v, flows.labels), x)  # exact on the training flows
+    # a's weights: position 0 (20 + 0.1 * 20 * 0.5, 0 + 1) = (21, 1), position 1 (1, 21): mid-ranks 10.5 / 22, 11.5 / 22
+    np.testing.assert_allclose(v[0, :2], [0.5 * (1 + 10.5 / 22), -0.5 * (1 + 11.5 / 22)])
+    shift = np.array([[0.2, -0.2, 0.0]])  # towards the other length in both
+    moved = gen.decode_lengths(v[:1] + shift, ["a"]) * gen.mapper_.scale_
+    np.testing.assert_allclose(moved[0, :2], [100, -1400])
+    gen.set_params(length_transform="class_quantile")
+    v_class = gen.encode_lengths(x[:1], ["a"])  # 100 and 1400 each own half of the range: v = 0.625, -0.875
+    np.testing.assert_allclose(v_class[0, :2], [0.625, -0.875])
+    assert gen.decode_lengths(v_class + shift, ["a"])[0, 0] * gen.mapper_.scale_ == 1400
+
+    fitted = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=1, batch_size=32, num_inference_steps=2,
+                                length_transform="class_position_quantile", random_state=0,
+                                progress=False).fit(toy_flows(32))
+    out = fitted.sample(12, random_state=1)
+    fitted.save_pretrained(tmp_path / "cpq")
+    assert NetDiffusGenerator.from_pretrained(tmp_path / "cpq").sample(12, random_state=1) == out
+    config = json.loads((tmp_path / "cpq" / "config.json").read_text())
+    config["class_position_counts_"][fitted.classes_[0]].pop()
+    (tmp_path / "cpq" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputFormatError, match="class_position_counts_"):
+        NetDiffusGenerator.from_pretrained(tmp_path / "cpq")
+
+
 def test_class_count_embedding_ids_and_null():
     import torch
 

@@ -33,3 +33,13 @@ def test_quantile_intervals_follow_the_training_frequencies():
     u = quantile_encode(np.array([100.0]) / SCALE, SCALE, TABLE, COUNTS)
     assert v[1] < u[0] < v[2]
     assert quantile_decode(u, SCALE, TABLE, COUNTS)[0] * SCALE in (44, 1440)
+
+
+def test_position_weights_back_off_to_the_class_counts():
+    from trafficgen.representations.length_maps import position_weights
+
+    w = position_weights([[3, 0, 1], [0, 0, 0]], [4, 2, 2], backoff=0.5)
+    # position 0: its counts + 0.5 * 4 packets * (0.5, 0.25, 0.25); position 1 (no packet): 0.5 * 1 * the same
+    np.testing.assert_allclose(w, [[4.0, 0.5, 1.5], [0.25, 0.125, 0.125]])
+    with pytest.raises(ValueError, match="position counts"):
+        position_weights([[1, 2]], [1, 0])

@@ -87,6 +87,7 @@ from trafficgen.representations.length_maps import (
     LENGTH_TRANSFORMS,
     compand,
     expand,
+    position_weights,
     quantile_decode,
     quantile_encode,
 )
@@ -149,6 +150,22 @@ def class_length_tables(flows, classes) -> tuple[dict, dict]:
     return lengths, counts
 
 
+def class_position_counts(flows, class_lengths: dict, width: int) -> dict:
+    """{class: (width, K) how often each of its K table lengths (``class_lengths[class]``) was the
+    packet at each position}, as nested lists (the ``"class_position_quantile"`` map)."""
+    out = {}
+    for c, table in class_lengths.items():
+        table = np.asarray(table, dtype=np.int64)
+        rows = np.asarray(flows.labels) == c
+        mags = np.abs(flows.lengths[rows, :width]).astype(np.int64)  # (n_c, W)
+        present = flows.valid_mask[rows, :width]  # (n_c, W)
+        counts = np.zeros((width, len(table)), dtype=np.int64)  # (W, K)
+        pos = np.broadcast_to(np.arange(width), mags.shape)[present]
+        np.add.at(counts, (pos, np.searchsorted(table, mags[present])), 1)
+        out[c] = counts.tolist()
+    return out
+
+
 class NetDiffusGenerator(FlowGenerator):
     """Class-conditioned DDPM over GASF images, sampled by DDIM / DPM-Solver++ / UniPC (registry
     name ``"netdiffus"``).
@@ -165,7 +182,8 @@ class NetDiffusGenerator(FlowGenerator):
         data prediction) or ``"unipc"`` (diffusers' schedulers; all clip the image estimate).
     prediction_type: the U-Net's target, ``"v_prediction"`` (default), ``"epsilon"`` or ``"sample"``
         (see the module docstring for why not epsilon).
-    length_transform: ``"class_quantile"`` (default: one quantile table per class), ``"quantile"``
+    length_transform: ``"class_quantile"`` (default: one quantile table per class),
+        ``"class_position_quantile"`` (one per class and packet position), ``"quantile"``
         (one table for all classes), ``"log"`` or ``"linear"`` (the plain GASF of
         ``x = L / scale``, ``scale`` the largest training length, as in NetDiffus); see
         :mod:`trafficgen.representations.length_maps`. With one huge length in the data (37,440
@@ -208,7 +226,7 @@ class NetDiffusGenerator(FlowGenerator):
         "max_packets_": Field.integer(minimum=1), "image_size_": Field.integer(minimum=1),
         "unet_config": Field.object(), "history_": Field.object(required=False),
         "class_lengths_": Field.object(required=False), "class_counts_": Field.object(required=False),
-        "class_packet_counts_": Field.object(required=False),
+        "class_packet_counts_": Field.object(required=False), "class_position_counts_": Field.object(required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
 
@@ -292,7 +310,7 @@ class NetDiffusGenerator(FlowGenerator):
             return compand(x, m.scale_)
         if self.length_transform == "quantile":
             return quantile_encode(x, m.scale_, *self._length_table())
-        if self.length_transform == "class_quantile":
+        if self.length_transform in ("class_quantile", "class_position_quantile"):
             return self._per_class(quantile_encode, x, labels)
         return np.asarray(x, dtype=np.float64)
 
@@ -303,7 +321,7 @@ class NetDiffusGenerator(FlowGenerator):
             return expand(v, m.scale_)
         if self.length_transform == "quantile":
             return quantile_decode(v, m.scale_, *self._length_table())
-        if self.length_transform == "class_quantile":
+        if self.length_transform in ("class_quantile", "class_position_quantile"):
             return self._per_class(quantile_decode, v, labels)
         return np.asarray(v, dtype=np.float64)
 
@@ -315,14 +333,23 @@ class NetDiffusGenerator(FlowGenerator):
 
     def _per_class(self, fn, values: np.ndarray, labels) -> np.ndarray:
         """``fn(values[rows], scale, table_c, counts_c)`` for each class's rows (the
-        ``"class_quantile"`` map; a row of a class without packets in training is padding)."""
+        ``"class_quantile"`` map; a row of a class without packets in training is padding); with
+        ``"class_position_quantile"`` each position's column through that position's weights."""
         if labels is None:
-            raise ConfigError('length_transform="class_quantile" needs the class of every flow (labels)')
-        out = np.zeros(np.shape(values), dtype=np.float64)
+            raise ConfigError(f'length_transform="{self.length_transform}" needs the class of every flow (labels)')
+        values = np.asarray(values, dtype=np.float64)  # (n, k)
+        out = np.zeros(values.shape, dtype=np.float64)
+        by_position = self.length_transform == "class_position_quantile"
         for c, rows in _class_rows(labels, self.class_lengths_):
-            if len(self.class_lengths_[c]):
-                out[rows] = fn(values[rows], self.mapper_.scale_, np.asarray(self.class_lengths_[c]),
-                               np.asarray(self.class_counts_[c]))
+            table = np.asarray(self.class_lengths_[c])
+            if not len(table):
+                continue
+            if not by_position:
+                out[rows] = fn(values[rows], self.mapper_.scale_, table, np.asarray(self.class_counts_[c]))
+                continue
+            weights = position_weights(self.class_position_counts_[c], self.class_counts_[c])  # (W, K)
+            for p in range(values.shape[1]):  # positions past max_packets_ (image padding) use the last table
+                out[rows, p] = fn(values[rows, p], self.mapper_.scale_, table, weights[min(p, len(weights) - 1)])
         return out
 
     def _images(self, flows, *, dtype=np.float32) -> np.ndarray:
@@ -373,6 +400,8 @@ class NetDiffusGenerator(FlowGenerator):
         classes = sorted(counts)
         self.mapper_ = GasfImageMapper(image_size=width).fit(flows)
         self.class_lengths_, self.class_counts_ = class_length_tables(flows, classes)
+        self.class_position_counts_ = (class_position_counts(flows, self.class_lengths_, width)
+                                       if self.length_transform == "class_position_quantile" else None)
         self.max_packets_ = width
         self.image_size_ = padded_size(width, len(self.presets[self.preset]["block_out_channels"]))
 
@@ -521,6 +550,8 @@ class NetDiffusGenerator(FlowGenerator):
                   "unet_config": {k: v for k, v in dict(self.model_.config).items() if not k.startswith("_")},
                   "history_": self.history_, "class_lengths_": self.class_lengths_,
                   "class_counts_": self.class_counts_, "class_packet_counts_": self.class_packet_counts_}
+        if getattr(self, "class_position_counts_", None) is not None:
+            config["class_position_counts_"] = self.class_position_counts_
         tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}  # device-independent
         return config, tensors, {"gasf.json": self.mapper_.to_dict()}
 
@@ -566,9 +597,16 @@ class NetDiffusGenerator(FlowGenerator):
         gen.class_counts_ = config.get("class_counts_") or {}  # absent in models saved before it existed
         if gen.snap == "class" and set(gen.class_lengths_) != set(gen.classes_):
             raise InputFormatError('snap "class" needs class_lengths_ for every class', path=CONFIG_FILE)
-        if gen.length_transform == "class_quantile" and not (
+        if gen.length_transform in ("class_quantile", "class_position_quantile") and not (
                 set(gen.class_counts_) == set(gen.class_lengths_) == set(gen.classes_)
                 and all(len(gen.class_counts_[c]) == len(gen.class_lengths_[c]) for c in gen.classes_)):
-            raise InputFormatError('length_transform "class_quantile" needs class_lengths_ and class_counts_ '
-                                   'of equal length for every class', path=CONFIG_FILE)
+            raise InputFormatError(f'length_transform "{gen.length_transform}" needs class_lengths_ and '
+                                   'class_counts_ of equal length for every class', path=CONFIG_FILE)
+        gen.class_position_counts_ = config.get("class_position_counts_")
+        if gen.length_transform == "class_position_quantile" and not (
+                isinstance(gen.class_position_counts_, dict) and set(gen.class_position_counts_) == set(gen.classes_)
+                and all(np.shape(gen.class_position_counts_[c]) == (gen.max_packets_, len(gen.class_lengths_[c]))
+                        for c in gen.classes_)):
+            raise InputFormatError('length_transform "class_position_quantile" needs class_position_counts_ '
+                                   '(max_packets_ x class lengths) for every class', path=CONFIG_FILE)
         return gen

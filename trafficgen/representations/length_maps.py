@@ -21,6 +21,12 @@ number decides how much of the image a denoiser's error moves it (used by
   class's table). A class uses a few dozen of the 1,063 lengths of the shipped nDPI flows, so
   each of its lengths owns an interval of ``v`` many times wider than in the global table and
   survives a larger error; decoding returns one of the class's training lengths.
+* ``"class_position_quantile"``: one table per class *and packet position*: the class's lengths,
+  weighted by how often each was the packet at that position, plus a back-off share
+  (:data:`POSITION_BACKOFF`) of the class's whole-flow counts, so every class length keeps an
+  interval at every position (:func:`position_weights`). A request size and a response size no
+  longer share one table: real nDPI images with pixel noise 0.042 decode with 86 % of the
+  lengths exact against 62 % with the class table (CICDOH20: 89 % against 83 %).
 
 Every map keeps padding at ``v = 0`` and a packet at ``|v| >= 0.5`` (except ``"linear"``);
 ``|v| < 0.25`` decodes as padding.
@@ -30,7 +36,12 @@ from __future__ import annotations
 import numpy as np
 
 #: Names of the maps (``NetDiffusGenerator(length_transform=...)``).
-LENGTH_TRANSFORMS = ("linear", "log", "quantile", "class_quantile")
+LENGTH_TRANSFORMS = ("linear", "log", "quantile", "class_quantile", "class_position_quantile")
+
+#: Share of a position's table given to the class's whole-flow length counts
+#: (``"class_position_quantile"``; 0.02 / 0.1 / 0.5 kept 87 / 86 / 84 % of real nDPI lengths exact
+#: under pixel noise 0.042, ``benchmarks/results/netdiffus_2026-12-04b/``).
+POSITION_BACKOFF = 0.1
 
 #: ``|v|`` below this decodes as padding (half-way between padding, 0, and the smallest packet, 0.5).
 PADDING_THRESHOLD = 0.25
@@ -86,4 +97,16 @@ def quantile_decode(v: np.ndarray, scale: float, table: np.ndarray, counts: np.n
     return np.where(np.abs(v) >= PADDING_THRESHOLD, np.sign(v) * lengths[k] / scale, 0.0)
 
 
-__all__ = ["LENGTH_TRANSFORMS", "PADDING_THRESHOLD", "compand", "expand", "quantile_encode", "quantile_decode"]
+def position_weights(position_counts, class_counts, backoff: float = POSITION_BACKOFF) -> np.ndarray:
+    """(W, K) position counts of a class's K table lengths, (K,) its whole-flow counts -> (W, K)
+    float64 table weights per position: ``c_p + backoff * max(sum c_p, 1) * c / sum c`` (every
+    weight > 0, so every class length keeps an interval at every position)."""
+    pos = np.asarray(position_counts, dtype=np.float64)  # (W, K)
+    total = np.asarray(class_counts, dtype=np.float64)  # (K,)
+    if pos.ndim != 2 or pos.shape[1] != total.shape[0] or np.any(total <= 0) or np.any(pos < 0):
+        raise ValueError("position counts must be (W, K) >= 0 over a table with positive counts (K,)")
+    return pos + backoff * np.maximum(pos.sum(axis=1, keepdims=True), 1.0) * total / total.sum()  # (W, K)
+
+
+__all__ = ["LENGTH_TRANSFORMS", "PADDING_THRESHOLD", "POSITION_BACKOFF", "compand", "expand", "position_weights",
+           "quantile_encode", "quantile_decode"]
