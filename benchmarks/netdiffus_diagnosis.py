@@ -88,6 +88,7 @@ def bare_generator(train, *, length_transform: str, end_detection: str, packets:
     gen.classes_ = train.classes
     gen.class_lengths_, gen.class_counts_ = class_length_tables(train, train.classes)
     gen.class_position_counts_ = class_position_counts(train, gen.class_lengths_, packets)
+    gen.class_count_position_counts_ = class_position_counts(train, gen.class_lengths_, packets, by_count=True)
     return gen
 
 

@@ -5,7 +5,8 @@ need (``length_transform="class_position_quantile"``, :data:`~trafficgen.represe
 
 Real flows of the lightweight_ntg split (the training part's sample with the test part's class
 counts, as in ``netdiffus_diagnosis.py roundtrip``) become GASF images through the class table
-(``class_quantile``) and through the class-and-position tables at each back-off, get i.i.d. pixel
+(``class_quantile``), through the class-and-position tables at each back-off and through the
+class, count-bucket and position tables (``class_count_position_quantile``), get i.i.d. pixel
 noise ``sigma`` (the samplers' last-step levels), and are decoded with their true packet counts
 (as ``count_condition`` does) and ``snap="class"``. One JSON row per (map, back-off, sigma):
 lengths and flows decoded exactly, TSTR (one forest seed) and the JSDs against the test part.
@@ -39,12 +40,13 @@ def main(argv=None) -> list[dict]:
     args = ap.parse_args(argv)
     train, test = recipe_split(args.dataset, 32)
     real = real_floor_sample(train, test, random_state=0)
-    runs = [("class_quantile", None)] + [("class_position_quantile", float(b)) for b in args.backoffs.split(",")]
+    runs = ([("class_quantile", None)] + [("class_position_quantile", float(b)) for b in args.backoffs.split(",")]
+            + [("class_count_position_quantile", None)])  # per count bucket too, at the default back-offs
     rows = []
     try:
         for transform, backoff in runs:
-            if backoff is not None:
-                netdiffus.position_weights = functools.partial(position_weights, backoff=backoff)
+            netdiffus.position_weights = (position_weights if backoff is None else
+                                          functools.partial(position_weights, backoff=backoff))
             gen = bare_generator(train, length_transform=transform, end_detection="step", packets=32)
             clean = gen._images(real, dtype=np.float64)  # (n, 1, P, P)
             for sigma in (float(s) for s in args.sigmas.split(",")):

@@ -294,6 +294,51 @@ def test_class_position_quantile_gives_each_position_its_lengths(tmp_path):
         NetDiffusGenerator.from_pretrained(tmp_path / "cpq")
 
 
+def test_class_count_position_quantile_splits_by_packet_count(tmp_path):
+    """In class a the 1-packet flows are 300 bytes and the longer flows start with 100: per count
+    bucket each owns (nearly) all of position 0, so an error of 0.2 keeps both; the class-and-position
+    table shares position 0 between them. Needs the packet count, so needs count_condition."""
+    import json
+
+    from trafficgen.errors import InputFormatError
+    from trafficgen.generators.netdiffus import class_position_counts
+
+    flows = FlowSet.from_sequences([[300]] * 10 + [[100, -1400]] * 10, ["a"] * 20, max_packets=2)
+    gen = _class_quantile_generator(flows, 2)
+    gen.set_params(length_transform="class_count_position_quantile")
+    gen.class_position_counts_ = class_position_counts(flows, gen.class_lengths_, 2)
+    gen.class_count_position_counts_ = class_position_counts(flows, gen.class_lengths_, 2, by_count=True)
+    assert gen.class_lengths_["a"] == [100, 300, 1400]
+    assert gen.class_count_position_counts_["a"][:2] == [[[0, 10, 0], [0, 0, 0]], [[10, 0, 0], [0, 0, 10]]]
+    x = gen.mapper_.scale_flows(flows, 2)  # (20, 2)
+    v = gen.encode_lengths(x, flows.labels, flows.n_packets)
+    np.testing.assert_allclose(gen.decode_lengths(v, flows.labels, flows.n_packets), x)
+    shift = np.where(v[:, :1] > 0.75, -0.2, 0.2)  # 300 towards 100's side of the range, 100 towards 300's
+    moved = gen.decode_lengths(v[:, :1] + shift, flows.labels, flows.n_packets)[:, 0] * gen.mapper_.scale_
+    np.testing.assert_allclose(moved, np.abs(flows.lengths[:, 0]))
+    gen.set_params(length_transform="class_position_quantile")
+    v_pos = gen.encode_lengths(x, flows.labels)
+    moved = gen.decode_lengths(v_pos[:, :1] + np.where(v_pos[:, :1] > 0.75, -0.2, 0.2), flows.labels)[:, 0]
+    assert np.all(moved * gen.mapper_.scale_ != np.abs(flows.lengths[:, 0]))
+    gen.set_params(length_transform="class_count_position_quantile")
+    with pytest.raises(ConfigError, match="packet count"):
+        gen.decode_lengths(v, flows.labels)
+    with pytest.raises(ConfigError, match="count_condition"):
+        NetDiffusGenerator(length_transform="class_count_position_quantile", count_condition=False).fit(flows)
+
+    fitted = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=1, batch_size=32, num_inference_steps=2,
+                                length_transform="class_count_position_quantile", random_state=0,
+                                progress=False).fit(toy_flows(32))
+    out = fitted.sample(12, random_state=1)
+    fitted.save_pretrained(tmp_path / "ccpq")
+    assert NetDiffusGenerator.from_pretrained(tmp_path / "ccpq").sample(12, random_state=1) == out
+    config = json.loads((tmp_path / "ccpq" / "config.json").read_text())
+    config["class_count_position_counts_"][fitted.classes_[0]].pop()
+    (tmp_path / "ccpq" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputFormatError, match="class_count_position_counts_"):
+        NetDiffusGenerator.from_pretrained(tmp_path / "ccpq")
+
+
 def test_class_count_embedding_ids_and_null():
     import torch
 

@@ -43,3 +43,16 @@ def test_position_weights_back_off_to_the_class_counts():
     np.testing.assert_allclose(w, [[4.0, 0.5, 1.5], [0.25, 0.125, 0.125]])
     with pytest.raises(ValueError, match="position counts"):
         position_weights([[1, 2]], [1, 0])
+
+
+def test_count_position_weights_back_off_to_the_position_weights():
+    from trafficgen.representations.length_maps import count_bucket, count_position_weights
+
+    np.testing.assert_array_equal(count_bucket([1, 2, 3, 5, 6, 32]), [0, 1, 2, 2, 3, 3])
+    position_w = np.array([[3.0, 1.0], [1.0, 1.0]])  # (W=2, K=2)
+    counts = np.array([[[2, 0], [0, 0]], [[0, 0], [1, 1]]])  # (B=2, W, K)
+    w = count_position_weights(counts, position_w, backoff=0.5)
+    # bucket 0 position 0: (2, 0) + 0.5 * 2 * (0.75, 0.25); position 1 (no packet): 0.5 * 1 * (0.5, 0.5)
+    np.testing.assert_allclose(w, [[[2.75, 0.25], [0.25, 0.25]], [[0.375, 0.125], [1.5, 1.5]]])
+    with pytest.raises(ValueError, match="count-position"):
+        count_position_weights(counts[0], position_w)

@@ -84,8 +84,11 @@ from trafficgen.representations.gasf import (
     scaled_from_gasf,
 )
 from trafficgen.representations.length_maps import (
+    COUNT_BUCKETS,
     LENGTH_TRANSFORMS,
     compand,
+    count_bucket,
+    count_position_weights,
     expand,
     position_weights,
     quantile_decode,
@@ -150,19 +153,22 @@ def class_length_tables(flows, classes) -> tuple[dict, dict]:
     return lengths, counts
 
 
-def class_position_counts(flows, class_lengths: dict, width: int) -> dict:
+def class_position_counts(flows, class_lengths: dict, width: int, *, by_count: bool = False) -> dict:
     """{class: (width, K) how often each of its K table lengths (``class_lengths[class]``) was the
-    packet at each position}, as nested lists (the ``"class_position_quantile"`` map)."""
+    packet at each position}, as nested lists (the ``"class_position_quantile"`` map); with
+    ``by_count`` (B, width, K), per packet-count bucket (:data:`COUNT_BUCKETS`) as well."""
     out = {}
     for c, table in class_lengths.items():
         table = np.asarray(table, dtype=np.int64)
         rows = np.asarray(flows.labels) == c
         mags = np.abs(flows.lengths[rows, :width]).astype(np.int64)  # (n_c, W)
         present = flows.valid_mask[rows, :width]  # (n_c, W)
-        counts = np.zeros((width, len(table)), dtype=np.int64)  # (W, K)
+        bucket = np.broadcast_to(count_bucket(np.maximum(flows.n_packets[rows], 1))[:, None] if by_count else
+                                 np.zeros((len(mags), 1), dtype=np.int64), mags.shape)[present]
+        counts = np.zeros((len(COUNT_BUCKETS) if by_count else 1, width, len(table)), dtype=np.int64)  # (B, W, K)
         pos = np.broadcast_to(np.arange(width), mags.shape)[present]
-        np.add.at(counts, (pos, np.searchsorted(table, mags[present])), 1)
-        out[c] = counts.tolist()
+        np.add.at(counts, (bucket, pos, np.searchsorted(table, mags[present])), 1)
+        out[c] = (counts if by_count else counts[0]).tolist()
     return out
 
 
@@ -183,7 +189,9 @@ class NetDiffusGenerator(FlowGenerator):
     prediction_type: the U-Net's target, ``"v_prediction"`` (default), ``"epsilon"`` or ``"sample"``
         (see the module docstring for why not epsilon).
     length_transform: ``"class_quantile"`` (default: one quantile table per class),
-        ``"class_position_quantile"`` (one per class and packet position), ``"quantile"``
+        ``"class_position_quantile"`` (one per class and packet position),
+        ``"class_count_position_quantile"`` (per packet-count bucket as well; needs
+        ``count_condition``), ``"quantile"``
         (one table for all classes), ``"log"`` or ``"linear"`` (the plain GASF of
         ``x = L / scale``, ``scale`` the largest training length, as in NetDiffus); see
         :mod:`trafficgen.representations.length_maps`. With one huge length in the data (37,440
@@ -227,6 +235,7 @@ class NetDiffusGenerator(FlowGenerator):
         "unet_config": Field.object(), "history_": Field.object(required=False),
         "class_lengths_": Field.object(required=False), "class_counts_": Field.object(required=False),
         "class_packet_counts_": Field.object(required=False), "class_position_counts_": Field.object(required=False),
+        "class_count_position_counts_": Field.object(required=False),
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
 
@@ -287,6 +296,9 @@ class NetDiffusGenerator(FlowGenerator):
             raise ConfigError(f"end_detection must be one of {END_DETECTIONS}, got {self.end_detection!r}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.length_transform == "class_count_position_quantile" and not self.count_condition:
+            raise ConfigError('length_transform="class_count_position_quantile" needs count_condition=True '
+                              "(the packet count is known when a sample is decoded)")
         if self.snap not in SNAPS:
             raise ConfigError(f"snap must be one of {SNAPS}, got {self.snap!r}")
         if not 0.0 <= float(self.ema_decay) < 1.0:
@@ -302,27 +314,28 @@ class NetDiffusGenerator(FlowGenerator):
         return place_modules(self.device, self.model_)
 
     # ------------------------------------------------------------------ images
-    def encode_lengths(self, x: np.ndarray, labels=None) -> np.ndarray:
+    def encode_lengths(self, x: np.ndarray, labels=None, n_packets=None) -> np.ndarray:
         """``x = L / scale`` (n, P) -> GASF inputs ``v`` (n, P) through ``length_transform``
-        (``"class_quantile"`` needs each row's class in ``labels``)."""
+        (the class maps need each row's class in ``labels``, ``"class_count_position_quantile"``
+        its packet count in ``n_packets`` as well)."""
         m = self.mapper_
         if self.length_transform == "log":
             return compand(x, m.scale_)
         if self.length_transform == "quantile":
             return quantile_encode(x, m.scale_, *self._length_table())
-        if self.length_transform in ("class_quantile", "class_position_quantile"):
-            return self._per_class(quantile_encode, x, labels)
+        if self.length_transform.startswith("class_"):
+            return self._per_class(quantile_encode, x, labels, n_packets)
         return np.asarray(x, dtype=np.float64)
 
-    def decode_lengths(self, v: np.ndarray, labels=None) -> np.ndarray:
+    def decode_lengths(self, v: np.ndarray, labels=None, n_packets=None) -> np.ndarray:
         """GASF inputs ``v`` (n, k) -> ``x = L / scale`` (n, k), the inverse of :meth:`encode_lengths`."""
         m = self.mapper_
         if self.length_transform == "log":
             return expand(v, m.scale_)
         if self.length_transform == "quantile":
             return quantile_decode(v, m.scale_, *self._length_table())
-        if self.length_transform in ("class_quantile", "class_position_quantile"):
-            return self._per_class(quantile_decode, v, labels)
+        if self.length_transform.startswith("class_"):
+            return self._per_class(quantile_decode, v, labels, n_packets)
         return np.asarray(v, dtype=np.float64)
 
     def _length_table(self) -> tuple[np.ndarray, np.ndarray]:
@@ -331,31 +344,40 @@ class NetDiffusGenerator(FlowGenerator):
             raise ConfigError('length_transform="quantile" needs a mapper fitted on flows (length counts)')
         return m.valid_lengths_, m.length_counts_
 
-    def _per_class(self, fn, values: np.ndarray, labels) -> np.ndarray:
+    def _per_class(self, fn, values: np.ndarray, labels, n_packets=None) -> np.ndarray:
         """``fn(values[rows], scale, table_c, counts_c)`` for each class's rows (the
         ``"class_quantile"`` map; a row of a class without packets in training is padding); with
-        ``"class_position_quantile"`` each position's column through that position's weights."""
+        ``"class_position_quantile"`` each position's column through that position's weights, with
+        ``"class_count_position_quantile"`` through its packet-count bucket's."""
+        transform = self.length_transform
         if labels is None:
-            raise ConfigError(f'length_transform="{self.length_transform}" needs the class of every flow (labels)')
+            raise ConfigError(f'length_transform="{transform}" needs the class of every flow (labels)')
+        by_count = transform == "class_count_position_quantile"
+        if by_count and n_packets is None:
+            raise ConfigError(f'length_transform="{transform}" needs the packet count of every flow')
         values = np.asarray(values, dtype=np.float64)  # (n, k)
+        bucket = count_bucket(np.maximum(np.asarray(n_packets), 1)) if by_count else np.zeros(len(values), int)  # (n,)
         out = np.zeros(values.shape, dtype=np.float64)
-        by_position = self.length_transform == "class_position_quantile"
         for c, rows in _class_rows(labels, self.class_lengths_):
             table = np.asarray(self.class_lengths_[c])
             if not len(table):
                 continue
-            if not by_position:
+            if transform == "class_quantile":
                 out[rows] = fn(values[rows], self.mapper_.scale_, table, np.asarray(self.class_counts_[c]))
                 continue
-            weights = position_weights(self.class_position_counts_[c], self.class_counts_[c])  # (W, K)
-            for p in range(values.shape[1]):  # positions past max_packets_ (image padding) use the last table
-                out[rows, p] = fn(values[rows, p], self.mapper_.scale_, table, weights[min(p, len(weights) - 1)])
+            weights = position_weights(self.class_position_counts_[c], self.class_counts_[c])[None]  # (1, W, K)
+            if by_count:
+                weights = count_position_weights(self.class_count_position_counts_[c], weights[0])  # (B, W, K)
+            for b in np.unique(bucket[rows]):
+                sub = rows[bucket[rows] == b]
+                for p in range(values.shape[1]):  # positions past max_packets_ (image padding) use the last table
+                    out[sub, p] = fn(values[sub, p], self.mapper_.scale_, table, weights[b, min(p, weights.shape[1] - 1)])
         return out
 
     def _images(self, flows, *, dtype=np.float32) -> np.ndarray:
         """Padded GASF images (n, 1, P, P) of ``flows`` (float32 for training)."""
         x = self.mapper_.scale_flows(flows, self.image_size_)  # (n, P) L / scale
-        return gasf_from_scaled(self.encode_lengths(x, flows.labels))[:, None].astype(dtype)  # (n, 1, P, P)
+        return gasf_from_scaled(self.encode_lengths(x, flows.labels, flows.n_packets))[:, None].astype(dtype)  # (n, 1, P, P)
 
     def decode_images(self, images: np.ndarray, labels=None, *, end_detection: str | None = None,
                       snap: str | None = None, packet_counts: np.ndarray | None = None) -> FlowSet:
@@ -372,7 +394,7 @@ class NetDiffusGenerator(FlowGenerator):
             inside = np.arange(k)[None, :] < packet_counts[:, None]  # (n, k)
             if self.length_transform != "linear":  # a position inside the flow is a packet: |v| >= 0.5
                 v = np.where(inside, np.where(v < 0, -1.0, 1.0) * np.maximum(np.abs(v), 0.5), 0.0)
-        x = self.decode_lengths(v, labels)  # (n, k) L / scale
+        x = self.decode_lengths(v, labels, packet_counts)  # (n, k) L / scale
         end = end_detection or self.end_detection
         lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True, end=end, n_packets=packet_counts)
         if (snap or self.snap) == "class" and labels is not None and getattr(self, "class_lengths_", None):
@@ -400,8 +422,10 @@ class NetDiffusGenerator(FlowGenerator):
         classes = sorted(counts)
         self.mapper_ = GasfImageMapper(image_size=width).fit(flows)
         self.class_lengths_, self.class_counts_ = class_length_tables(flows, classes)
-        self.class_position_counts_ = (class_position_counts(flows, self.class_lengths_, width)
-                                       if self.length_transform == "class_position_quantile" else None)
+        by_position = self.length_transform in ("class_position_quantile", "class_count_position_quantile")
+        self.class_position_counts_ = class_position_counts(flows, self.class_lengths_, width) if by_position else None
+        self.class_count_position_counts_ = (class_position_counts(flows, self.class_lengths_, width, by_count=True)
+                                             if self.length_transform == "class_count_position_quantile" else None)
         self.max_packets_ = width
         self.image_size_ = padded_size(width, len(self.presets[self.preset]["block_out_channels"]))
 
@@ -550,8 +574,9 @@ class NetDiffusGenerator(FlowGenerator):
                   "unet_config": {k: v for k, v in dict(self.model_.config).items() if not k.startswith("_")},
                   "history_": self.history_, "class_lengths_": self.class_lengths_,
                   "class_counts_": self.class_counts_, "class_packet_counts_": self.class_packet_counts_}
-        if getattr(self, "class_position_counts_", None) is not None:
-            config["class_position_counts_"] = self.class_position_counts_
+        for key in ("class_position_counts_", "class_count_position_counts_"):
+            if getattr(self, key, None) is not None:
+                config[key] = getattr(self, key)
         tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}  # device-independent
         return config, tensors, {"gasf.json": self.mapper_.to_dict()}
 
@@ -597,16 +622,21 @@ class NetDiffusGenerator(FlowGenerator):
         gen.class_counts_ = config.get("class_counts_") or {}  # absent in models saved before it existed
         if gen.snap == "class" and set(gen.class_lengths_) != set(gen.classes_):
             raise InputFormatError('snap "class" needs class_lengths_ for every class', path=CONFIG_FILE)
-        if gen.length_transform in ("class_quantile", "class_position_quantile") and not (
+        if gen.length_transform.startswith("class_") and not (
                 set(gen.class_counts_) == set(gen.class_lengths_) == set(gen.classes_)
                 and all(len(gen.class_counts_[c]) == len(gen.class_lengths_[c]) for c in gen.classes_)):
             raise InputFormatError(f'length_transform "{gen.length_transform}" needs class_lengths_ and '
                                    'class_counts_ of equal length for every class', path=CONFIG_FILE)
         gen.class_position_counts_ = config.get("class_position_counts_")
-        if gen.length_transform == "class_position_quantile" and not (
-                isinstance(gen.class_position_counts_, dict) and set(gen.class_position_counts_) == set(gen.classes_)
-                and all(np.shape(gen.class_position_counts_[c]) == (gen.max_packets_, len(gen.class_lengths_[c]))
-                        for c in gen.classes_)):
-            raise InputFormatError('length_transform "class_position_quantile" needs class_position_counts_ '
-                                   '(max_packets_ x class lengths) for every class', path=CONFIG_FILE)
+        gen.class_count_position_counts_ = config.get("class_count_position_counts_")
+        needs = {"class_position_quantile": {"class_position_counts_": ()},  # key: leading dimensions
+                 "class_count_position_quantile": {"class_position_counts_": (),
+                                                   "class_count_position_counts_": (len(COUNT_BUCKETS),)}}
+        for key, lead in needs.get(gen.length_transform, {}).items():
+            table = getattr(gen, key)
+            if not (isinstance(table, dict) and set(table) == set(gen.classes_) and all(
+                    np.shape(table[c]) == (*lead, gen.max_packets_, len(gen.class_lengths_[c])) for c in gen.classes_)):
+                raise InputFormatError(f'length_transform "{gen.length_transform}" needs {key} ('
+                                       f'{"count buckets x " if lead else ""}max_packets_ x class lengths) for every '
+                                       'class', path=CONFIG_FILE)
         return gen
