@@ -297,7 +297,7 @@ def test_class_position_quantile_gives_each_position_its_lengths(tmp_path):
 def test_class_count_position_quantile_splits_by_packet_count(tmp_path):
     """In class a the 1-packet flows are 300 bytes and the longer flows start with 100: per count
     bucket each owns (nearly) all of position 0, so an error of 0.2 keeps both; the class-and-position
-    table shares position 0 between them. Needs the packet count, so needs count_condition."""
+    table shares position 0 between them. The bucket is the given count, else the decoded end."""
     import json
 
     from trafficgen.errors import InputFormatError
@@ -323,8 +323,8 @@ def test_class_count_position_quantile_splits_by_packet_count(tmp_path):
     gen.set_params(length_transform="class_count_position_quantile")
     with pytest.raises(ConfigError, match="packet count"):
         gen.decode_lengths(v, flows.labels)
-    with pytest.raises(ConfigError, match="count_condition"):
-        NetDiffusGenerator(length_transform="class_count_position_quantile", count_condition=False).fit(flows)
+    images = gen._images(flows, dtype=np.float64)  # without the counts (count_condition off) the end sets the bucket
+    np.testing.assert_array_equal(gen.decode_images(images, labels=flows.labels).lengths, flows.lengths)
 
     fitted = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=1, batch_size=32, num_inference_steps=2,
                                 length_transform="class_count_position_quantile", random_state=0,

@@ -80,12 +80,14 @@ from trafficgen.generators.serialization import GASF_MAPPER_SCHEMA, Field
 from trafficgen.representations.gasf import (
     END_DETECTIONS,
     GasfImageMapper,
+    flow_ends,
     gasf_from_scaled,
     scaled_from_gasf,
 )
 from trafficgen.representations.length_maps import (
     COUNT_BUCKETS,
     LENGTH_TRANSFORMS,
+    PADDING_THRESHOLD,
     compand,
     count_bucket,
     count_position_weights,
@@ -190,8 +192,8 @@ class NetDiffusGenerator(FlowGenerator):
         (see the module docstring for why not epsilon).
     length_transform: ``"class_quantile"`` (default: one quantile table per class),
         ``"class_position_quantile"`` (one per class and packet position),
-        ``"class_count_position_quantile"`` (per packet-count bucket as well; needs
-        ``count_condition``), ``"quantile"``
+        ``"class_count_position_quantile"`` (per packet-count bucket as well: the sampled count
+        with ``count_condition``, else the end the decoder finds), ``"quantile"``
         (one table for all classes), ``"log"`` or ``"linear"`` (the plain GASF of
         ``x = L / scale``, ``scale`` the largest training length, as in NetDiffus); see
         :mod:`trafficgen.representations.length_maps`. With one huge length in the data (37,440
@@ -296,9 +298,6 @@ class NetDiffusGenerator(FlowGenerator):
             raise ConfigError(f"end_detection must be one of {END_DETECTIONS}, got {self.end_detection!r}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.length_transform == "class_count_position_quantile" and not self.count_condition:
-            raise ConfigError('length_transform="class_count_position_quantile" needs count_condition=True '
-                              "(the packet count is known when a sample is decoded)")
         if self.snap not in SNAPS:
             raise ConfigError(f"snap must be one of {SNAPS}, got {self.snap!r}")
         if not 0.0 <= float(self.ema_decay) < 1.0:
@@ -394,8 +393,13 @@ class NetDiffusGenerator(FlowGenerator):
             inside = np.arange(k)[None, :] < packet_counts[:, None]  # (n, k)
             if self.length_transform != "linear":  # a position inside the flow is a packet: |v| >= 0.5
                 v = np.where(inside, np.where(v < 0, -1.0, 1.0) * np.maximum(np.abs(v), 0.5), 0.0)
-        x = self.decode_lengths(v, labels, packet_counts)  # (n, k) L / scale
         end = end_detection or self.end_detection
+        table_counts = packet_counts
+        if table_counts is None and self.length_transform == "class_count_position_quantile":
+            # no count given (count_condition off): the tables' bucket is the end the decoder finds below
+            # (it depends only on which |v| reach the padding threshold, not on the tables)
+            table_counts = np.maximum(flow_ends(np.abs(v) >= PADDING_THRESHOLD, end), 1)  # (n,)
+        x = self.decode_lengths(v, labels, table_counts)  # (n, k) L / scale
         lengths, n_packets = self.mapper_.lengths_from_scaled(x, samples=True, end=end, n_packets=packet_counts)
         if (snap or self.snap) == "class" and labels is not None and getattr(self, "class_lengths_", None):
             for c, rows in _class_rows(labels, self.class_lengths_):

@@ -29,8 +29,9 @@ number decides how much of the image a denoiser's error moves it (used by
   lengths exact against 62 % with the class table (CICDOH20: 89 % against 83 %).
 * ``"class_count_position_quantile"``: the same per packet-count bucket as well
   (:data:`COUNT_BUCKETS`: a 1-packet flow's one length is not a long flow's first), backed off to
-  the class-and-position table (:func:`count_position_weights`); needs the flow's packet count
-  at decoding (the generator's ``count_condition``): 90 % exact at noise 0.042.
+  the class-and-position table (:func:`count_position_weights`); decoding needs the flow's packet
+  count (the sampled one with the generator's ``count_condition``, else the end its decoder finds):
+  90 % exact at noise 0.042.
 
 Every map keeps padding at ``v = 0`` and a packet at ``|v| >= 0.5`` (except ``"linear"``);
 ``|v| < 0.25`` decodes as padding.
