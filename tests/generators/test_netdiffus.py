@@ -34,8 +34,8 @@ def test_registry_params_and_padding():
         10, "linear", "ddim", False)
     default = NetDiffusGenerator()
     assert (default.num_inference_steps, default.prediction_type, default.length_transform, default.count_condition,
-            default.end_detection, default.sampler, default.snap) == (50, "v_prediction", "class_quantile", True,
-                                                                      "step", "ddim", "train")
+            default.end_detection, default.sampler, default.snap) == (50, "v_prediction", "class_count_position_quantile",
+                                                                      True, "step", "ddim", "train")
     assert [padded_size(s, 3) for s in (8, 23, 32, 1)] == [8, 24, 32, 4]
 
 
