@@ -266,8 +266,8 @@ def test_class_position_quantile_gives_each_position_its_lengths(tmp_path):
     gen = _class_quantile_generator(flows, 3)
     gen.set_params(length_transform="class_position_quantile")
     gen.class_position_counts_ = class_position_counts(flows, gen.class_lengths_, 3)
-    assert gen.class_position_counts_["a"] == [[20, 0], [0, 20], [0, 0]]  # a's table: 100, 1400
-    assert gen.class_position_counts_["b"] == [[10, 0], [0, 10], [10, 0]]  # b's table: 7, 9
+    assert gen.class_position_counts_["a"].tolist() == [[20, 0], [0, 20], [0, 0]]  # a's table: 100, 1400
+    assert gen.class_position_counts_["b"].tolist() == [[10, 0], [0, 10], [10, 0]]  # b's table: 7, 9
     x = gen.mapper_.scale_flows(flows, 3)  # (30, 3)
     v = gen.encode_lengths(x, flows.labels)
     np.testing.assert_allclose(gen.decode_lengths(v, flows.labels), x)  # exact on the training flows
@@ -288,7 +288,8 @@ def test_class_position_quantile_gives_each_position_its_lengths(tmp_path):
     fitted.save_pretrained(tmp_path / "cpq")
     assert NetDiffusGenerator.from_pretrained(tmp_path / "cpq").sample(12, random_state=1) == out
     config = json.loads((tmp_path / "cpq" / "config.json").read_text())
-    config["class_position_counts_"][fitted.classes_[0]].pop()
+    assert config["class_position_counts_"][fitted.classes_[0]][0][-1] > 0  # sparse rows [position, length, count]
+    config["class_position_counts_"][fitted.classes_[0]][0][0] = 7  # a position outside max_packets_
     (tmp_path / "cpq" / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputFormatError, match="class_position_counts_"):
         NetDiffusGenerator.from_pretrained(tmp_path / "cpq")
@@ -309,7 +310,7 @@ def test_class_count_position_quantile_splits_by_packet_count(tmp_path):
     gen.class_position_counts_ = class_position_counts(flows, gen.class_lengths_, 2)
     gen.class_count_position_counts_ = class_position_counts(flows, gen.class_lengths_, 2, by_count=True)
     assert gen.class_lengths_["a"] == [100, 300, 1400]
-    assert gen.class_count_position_counts_["a"][:2] == [[[0, 10, 0], [0, 0, 0]], [[10, 0, 0], [0, 0, 10]]]
+    assert gen.class_count_position_counts_["a"][:2].tolist() == [[[0, 10, 0], [0, 0, 0]], [[10, 0, 0], [0, 0, 10]]]
     x = gen.mapper_.scale_flows(flows, 2)  # (20, 2)
     v = gen.encode_lengths(x, flows.labels, flows.n_packets)
     np.testing.assert_allclose(gen.decode_lengths(v, flows.labels, flows.n_packets), x)
@@ -333,7 +334,8 @@ def test_class_count_position_quantile_splits_by_packet_count(tmp_path):
     fitted.save_pretrained(tmp_path / "ccpq")
     assert NetDiffusGenerator.from_pretrained(tmp_path / "ccpq").sample(12, random_state=1) == out
     config = json.loads((tmp_path / "ccpq" / "config.json").read_text())
-    config["class_count_position_counts_"][fitted.classes_[0]].pop()
+    assert "class_position_counts_" not in config  # the sum of the per-bucket tables
+    config["class_count_position_counts_"][fitted.classes_[0]][0][-1] = 0  # a count of 0
     (tmp_path / "ccpq" / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputFormatError, match="class_count_position_counts_"):
         NetDiffusGenerator.from_pretrained(tmp_path / "ccpq")

@@ -162,9 +162,9 @@ def class_length_tables(flows, classes) -> tuple[dict, dict]:
 
 
 def class_position_counts(flows, class_lengths: dict, width: int, *, by_count: bool = False) -> dict:
-    """{class: (width, K) how often each of its K table lengths (``class_lengths[class]``) was the
-    packet at each position}, as nested lists (the ``"class_position_quantile"`` map); with
-    ``by_count`` (B, width, K), per packet-count bucket (:data:`COUNT_BUCKETS`) as well."""
+    """{class: (width, K) int64 how often each of its K table lengths (``class_lengths[class]``) was
+    the packet at each position} (the ``"class_position_quantile"`` map); with ``by_count``
+    (B, width, K), per packet-count bucket (:data:`COUNT_BUCKETS`) as well."""
     out = {}
     for c, table in class_lengths.items():
         table = np.asarray(table, dtype=np.int64)
@@ -176,7 +176,30 @@ def class_position_counts(flows, class_lengths: dict, width: int, *, by_count: b
         counts = np.zeros((len(COUNT_BUCKETS) if by_count else 1, width, len(table)), dtype=np.int64)  # (B, W, K)
         pos = np.broadcast_to(np.arange(width), mags.shape)[present]
         np.add.at(counts, (bucket, pos, np.searchsorted(table, mags[present])), 1)
-        out[c] = (counts if by_count else counts[0]).tolist()
+        out[c] = counts if by_count else counts[0]
+    return out
+
+
+def sparse_counts(counts: np.ndarray) -> list[list[int]]:
+    """The nonzero entries of a count array as ``[i, j, .., count]`` rows (how config.json keeps
+    the position tables: most (bucket, position, length) cells are empty)."""
+    counts = np.asarray(counts)
+    idx = np.argwhere(counts)  # (nnz, ndim)
+    return np.column_stack([idx, counts[tuple(idx.T)]]).astype(np.int64).tolist()
+
+
+def dense_counts(rows, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Inverse of :func:`sparse_counts` onto ``shape`` (int64); None if a row is malformed (wrong
+    length, an index outside ``shape``, a count <= 0)."""
+    try:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1, len(shape) + 1)  # (nnz, ndim + 1)
+    except (TypeError, ValueError):
+        return None
+    idx, val = rows[:, :-1], rows[:, -1]
+    if np.any(idx < 0) or np.any(idx >= np.asarray(shape)) or np.any(val <= 0):
+        return None
+    out = np.zeros(shape, dtype=np.int64)
+    np.add.at(out, tuple(idx.T), val)
     return out
 
 
@@ -584,9 +607,11 @@ class NetDiffusGenerator(FlowGenerator):
                   "unet_config": {k: v for k, v in dict(self.model_.config).items() if not k.startswith("_")},
                   "history_": self.history_, "class_lengths_": self.class_lengths_,
                   "class_counts_": self.class_counts_, "class_packet_counts_": self.class_packet_counts_}
-        for key in ("class_position_counts_", "class_count_position_counts_"):
-            if getattr(self, key, None) is not None:
-                config[key] = getattr(self, key)
+        # the position tables, sparse; the per-bucket ones sum to the per-position ones (kept only once)
+        key = {"class_position_quantile": "class_position_counts_",
+               "class_count_position_quantile": "class_count_position_counts_"}.get(self.length_transform)
+        if key is not None:
+            config[key] = {c: sparse_counts(counts) for c, counts in getattr(self, key).items()}
         tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}  # device-independent
         return config, tensors, {"gasf.json": self.mapper_.to_dict()}
 
@@ -637,16 +662,19 @@ class NetDiffusGenerator(FlowGenerator):
                 and all(len(gen.class_counts_[c]) == len(gen.class_lengths_[c]) for c in gen.classes_)):
             raise InputFormatError(f'length_transform "{gen.length_transform}" needs class_lengths_ and '
                                    'class_counts_ of equal length for every class', path=CONFIG_FILE)
-        gen.class_position_counts_ = config.get("class_position_counts_")
-        gen.class_count_position_counts_ = config.get("class_count_position_counts_")
-        needs = {"class_position_quantile": {"class_position_counts_": ()},  # key: leading dimensions
-                 "class_count_position_quantile": {"class_position_counts_": (),
-                                                   "class_count_position_counts_": (len(COUNT_BUCKETS),)}}
-        for key, lead in needs.get(gen.length_transform, {}).items():
-            table = getattr(gen, key)
-            if not (isinstance(table, dict) and set(table) == set(gen.classes_) and all(
-                    np.shape(table[c]) == (*lead, gen.max_packets_, len(gen.class_lengths_[c])) for c in gen.classes_)):
-                raise InputFormatError(f'length_transform "{gen.length_transform}" needs {key} ('
-                                       f'{"count buckets x " if lead else ""}max_packets_ x class lengths) for every '
-                                       'class', path=CONFIG_FILE)
+        gen.class_position_counts_ = gen.class_count_position_counts_ = None
+        key, lead = {"class_position_quantile": ("class_position_counts_", ()),
+                     "class_count_position_quantile": ("class_count_position_counts_", (len(COUNT_BUCKETS),))
+                     }.get(gen.length_transform, (None, ()))
+        if key is not None:
+            saved = config.get(key)
+            tables = {c: dense_counts(saved[c], (*lead, gen.max_packets_, len(gen.class_lengths_[c])))
+                      for c in gen.classes_} if isinstance(saved, dict) and set(saved) == set(gen.classes_) else {}
+            if not tables or any(t is None for t in tables.values()):
+                raise InputFormatError(f'length_transform "{gen.length_transform}" needs {key} (sparse [{"bucket, " if lead else ""}'
+                                       'position, length index, count] rows inside max_packets_ x the class lengths) '
+                                       'for every class', path=CONFIG_FILE)
+            setattr(gen, key, tables)
+            if lead:
+                gen.class_position_counts_ = {c: t.sum(axis=0) for c, t in tables.items()}
         return gen
