@@ -77,13 +77,9 @@ def sampler_end_sigmas(steps=(50, 20, 10)) -> dict[str, float]:
 
 def bare_generator(train, *, length_transform: str, end_detection: str, packets: int):
     """A NetDiffusGenerator with only its mapper fitted (enough to encode and decode)."""
-    from trafficgen.generators.netdiffus import (
-        NetDiffusGenerator,
-        class_length_tables,
-        class_position_counts,
-        padded_size,
-    )
+    from trafficgen.generators.netdiffus import NetDiffusGenerator, padded_size
     from trafficgen.representations.gasf import GasfImageMapper
+    from trafficgen.representations.length_tables import class_length_tables, class_position_counts
 
     gen = NetDiffusGenerator(preset="fast", max_packets=packets, length_transform=length_transform,
                              end_detection=end_detection)

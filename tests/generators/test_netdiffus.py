@@ -192,7 +192,7 @@ def test_class_snapping_keeps_each_class_on_its_own_lengths(fitted, tmp_path):
 
 
 def _class_quantile_generator(flows, width):
-    from trafficgen.generators.netdiffus import class_length_tables
+    from trafficgen.representations.length_tables import class_length_tables
 
     gen = NetDiffusGenerator(preset="tiny", max_packets=width, length_transform="class_quantile")
     gen.mapper_ = GasfImageMapper(image_size=width).fit(flows)
@@ -260,7 +260,7 @@ def test_class_position_quantile_gives_each_position_its_lengths(tmp_path):
     import json
 
     from trafficgen.errors import InputFormatError
-    from trafficgen.generators.netdiffus import class_position_counts
+    from trafficgen.representations.length_tables import class_position_counts
 
     flows = FlowSet.from_sequences([[100, -1400]] * 20 + [[7, -9, 7]] * 10, ["a"] * 20 + ["b"] * 10, max_packets=3)
     gen = _class_quantile_generator(flows, 3)
@@ -302,7 +302,7 @@ def test_class_count_position_quantile_splits_by_packet_count(tmp_path):
     import json
 
     from trafficgen.errors import InputFormatError
-    from trafficgen.generators.netdiffus import class_position_counts
+    from trafficgen.representations.length_tables import class_position_counts
 
     flows = FlowSet.from_sequences([[300]] * 10 + [[100, -1400]] * 10, ["a"] * 20, max_packets=2)
     gen = _class_quantile_generator(flows, 2)

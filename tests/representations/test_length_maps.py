@@ -56,3 +56,17 @@ def test_count_position_weights_back_off_to_the_position_weights():
     np.testing.assert_allclose(w, [[[2.75, 0.25], [0.25, 0.25]], [[0.375, 0.125], [1.5, 1.5]]])
     with pytest.raises(ValueError, match="count-position"):
         count_position_weights(counts[0], position_w)
+
+
+def test_sparse_counts_round_trip_and_reject_bad_rows():
+    from trafficgen.representations.length_tables import dense_counts, sparse_counts
+
+    counts = np.zeros((2, 3, 4), dtype=np.int64)
+    counts[0, 1, 2], counts[1, 2, 0] = 5, 1
+    rows = sparse_counts(counts)
+    assert rows == [[0, 1, 2, 5], [1, 2, 0, 1]]
+    np.testing.assert_array_equal(dense_counts(rows, counts.shape), counts)
+    assert dense_counts([], (3, 4)).sum() == 0
+    assert dense_counts([[0, 3, 2, 5]], counts.shape) is None  # position outside the shape
+    assert dense_counts([[0, 1, 2, 0]], counts.shape) is None  # a count of 0
+    assert dense_counts([[0, 1, 5]], counts.shape) is None  # wrong row length
