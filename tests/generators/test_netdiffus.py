@@ -252,6 +252,19 @@ def test_class_quantile_saves_and_loads(tmp_path):
         NetDiffusGenerator.from_pretrained(tmp_path / "cq")
 
 
+def _fit_save_reload(tmp_path, length_transform):
+    """(a tiny fitted model, its saved folder, the folder's config.json): the reloaded model samples
+    the same flows."""
+    import json
+
+    fitted = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=1, batch_size=32, num_inference_steps=2,
+                                length_transform=length_transform, random_state=0, progress=False).fit(toy_flows(32))
+    out = fitted.sample(12, random_state=1)
+    fitted.save_pretrained(tmp_path / length_transform)
+    assert NetDiffusGenerator.from_pretrained(tmp_path / length_transform).sample(12, random_state=1) == out
+    return fitted, tmp_path / length_transform, json.loads((tmp_path / length_transform / "config.json").read_text())
+
+
 def test_class_position_quantile_gives_each_position_its_lengths(tmp_path):
     """Class a sends 100 then answers 1400 in every flow: at position 0 the table is (almost all)
     100, at position 1 (almost all) 1400, so each owns nearly the whole packet range of v there and
@@ -281,18 +294,12 @@ def test_class_position_quantile_gives_each_position_its_lengths(tmp_path):
     np.testing.assert_allclose(v_class[0, :2], [0.625, -0.875])
     assert gen.decode_lengths(v_class + shift, ["a"])[0, 0] * gen.mapper_.scale_ == 1400
 
-    fitted = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=1, batch_size=32, num_inference_steps=2,
-                                length_transform="class_position_quantile", random_state=0,
-                                progress=False).fit(toy_flows(32))
-    out = fitted.sample(12, random_state=1)
-    fitted.save_pretrained(tmp_path / "cpq")
-    assert NetDiffusGenerator.from_pretrained(tmp_path / "cpq").sample(12, random_state=1) == out
-    config = json.loads((tmp_path / "cpq" / "config.json").read_text())
+    fitted, folder, config = _fit_save_reload(tmp_path, "class_position_quantile")
     assert config["class_position_counts_"][fitted.classes_[0]][0][-1] > 0  # sparse rows [position, length, count]
     config["class_position_counts_"][fitted.classes_[0]][0][0] = 7  # a position outside max_packets_
-    (tmp_path / "cpq" / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputFormatError, match="class_position_counts_"):
-        NetDiffusGenerator.from_pretrained(tmp_path / "cpq")
+        NetDiffusGenerator.from_pretrained(folder)
 
 
 def test_class_count_position_quantile_splits_by_packet_count(tmp_path):
@@ -327,18 +334,12 @@ def test_class_count_position_quantile_splits_by_packet_count(tmp_path):
     images = gen._images(flows, dtype=np.float64)  # without the counts (count_condition off) the end sets the bucket
     np.testing.assert_array_equal(gen.decode_images(images, labels=flows.labels).lengths, flows.lengths)
 
-    fitted = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=1, batch_size=32, num_inference_steps=2,
-                                length_transform="class_count_position_quantile", random_state=0,
-                                progress=False).fit(toy_flows(32))
-    out = fitted.sample(12, random_state=1)
-    fitted.save_pretrained(tmp_path / "ccpq")
-    assert NetDiffusGenerator.from_pretrained(tmp_path / "ccpq").sample(12, random_state=1) == out
-    config = json.loads((tmp_path / "ccpq" / "config.json").read_text())
+    fitted, folder, config = _fit_save_reload(tmp_path, "class_count_position_quantile")
     assert "class_position_counts_" not in config  # the sum of the per-bucket tables
     config["class_count_position_counts_"][fitted.classes_[0]][0][-1] = 0  # a count of 0
-    (tmp_path / "ccpq" / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputFormatError, match="class_count_position_counts_"):
-        NetDiffusGenerator.from_pretrained(tmp_path / "ccpq")
+        NetDiffusGenerator.from_pretrained(folder)
 
 
 def test_class_count_embedding_ids_and_null():
