@@ -1,17 +1,17 @@
 """NetDiffus (DDIM) and the CVAE baseline: sampling latency, and fidelity + TSTR on the nDPI flows.
 
     # latency (ms/flow), same process, same data
-    python benchmarks/sample_image_models.py [--n-flows 1000] [--steps 50] [--max-packets 32]
+    python benchmarks/sample_image_models.py [--n-flows 1000] [--steps N] [--max-packets 32]
                                              [--epochs 1] [--threads 2] [--out bench.json]
-                                             [--netdiffus-params '{"preset": "fast", "sampler": "dpmsolver++"}']
+                                             [--netdiffus-params '{"preset": "small", "sampler": "ddim"}']
                                              [--only netdiffus]
     # fidelity (packet-count / 1-gram JSD ...) and TSTR macro-F1 beside train-on-real
     python benchmarks/sample_image_models.py --mode fidelity [--netdiffus-epochs 10] [--cvae-epochs 100]
-                                             [--steps 50] [--threads 1] [--out fidelity.json]
+                                             [--steps N] [--threads 1] [--out fidelity.json]
 
-Latency: both models use the "small" preset (NetDiffus: overridden by ``--netdiffus-params``,
-JSON keyword arguments, e.g. the recipe's ``{"preset": "fast", "sampler": "dpmsolver++"}``) and
-are fitted on the shipped CICDOH20 flows for ``--epochs`` epochs (latency does not depend on how
+Latency: NetDiffus at its defaults (the recorded CPU-budget configuration: "fast" U-Net,
+DPM-Solver++ at 10 steps; ``--netdiffus-params``, JSON keyword arguments, and ``--steps``
+override them), the CVAE at its "small" preset; both are fitted on the shipped CICDOH20 flows for ``--epochs`` epochs (latency does not depend on how
 well a model is trained). One call samples ``--n-flows`` flows (NetDiffus in batches of 250).
 Prints wall-clock and process-CPU latencies (CPU seconds over all threads: on a shared machine
 wall time also counts the other jobs' share) and their ratio.
@@ -49,10 +49,11 @@ def latency(args) -> dict:
     from trafficgen.datasets.flows import load_cicdoh20
 
     flows = load_cicdoh20("valid", max_packets=args.max_packets)
-    result = {"mode": "latency", "n_flows": args.n_flows, "ddim_steps": args.steps, "max_packets": args.max_packets,
+    result = {"mode": "latency", "n_flows": args.n_flows, "sampler_steps": args.steps, "max_packets": args.max_packets,
               "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
               "cpu_count": os.cpu_count(), "torch": torch.__version__, "load_before": _load()}
-    nd_params = {"preset": "small", "num_inference_steps": args.steps, **json.loads(args.netdiffus_params)}
+    nd_params = {**({} if args.steps is None else {"num_inference_steps": args.steps}),
+                 **json.loads(args.netdiffus_params)}
     result["netdiffus_params"] = nd_params
     only = set(args.only.split(",")) if args.only else {"cvae", "netdiffus"}
     for name, gen in (("cvae", CVAEGenerator(preset="small", epochs=args.epochs, random_state=0, progress=False)),
@@ -89,12 +90,13 @@ def fidelity(args) -> dict:
     real = load_ndpi_apps(max_packets=args.max_packets)
     train, test = real.train_test_split(0.3, random_state=0)  # the split of `trafficgen evaluate`
     result = {"mode": "fidelity", "n_train": len(train), "n_test": len(test), "classes": len(real.classes),
-              "threads": torch.get_num_threads(), "ddim_steps": args.steps, "load_before": _load(),
+              "threads": torch.get_num_threads(), "sampler_steps": args.steps, "load_before": _load(),
               "generators": {}}
     gens = {
-        "netdiffus": NetDiffusGenerator(preset="small", max_packets=args.max_packets, epochs=args.netdiffus_epochs,
-                                        num_inference_steps=args.steps, length_transform=args.length_transform,
-                                        random_state=0, progress=True),
+        "netdiffus": NetDiffusGenerator(**{"max_packets": args.max_packets, "epochs": args.netdiffus_epochs,
+                                           **({} if args.steps is None else {"num_inference_steps": args.steps}),
+                                           **json.loads(args.netdiffus_params), "random_state": 0,
+                                           "progress": True}),
         "cvae": CVAEGenerator(preset="small", max_packets=args.max_packets, epochs=args.cvae_epochs,
                               random_state=0, progress=True),
         "smote": SmoteGenerator(),
@@ -135,16 +137,15 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=("latency", "fidelity"), default="latency")
     ap.add_argument("--n-flows", type=int, default=1000, help="latency: flows to sample")
-    ap.add_argument("--steps", type=int, default=50, help="NetDiffus DDIM steps")
+    ap.add_argument("--steps", type=int, default=None, help="NetDiffus sampler steps (default: the model's)")
     ap.add_argument("--max-packets", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=1, help="latency: training epochs of both models")
-    ap.add_argument("--netdiffus-epochs", type=int, default=10, help="fidelity: NetDiffus training epochs")
+    ap.add_argument("--netdiffus-epochs", type=int, default=None,
+                    help="fidelity: NetDiffus training epochs (default: the model's step budget)")
     ap.add_argument("--cvae-epochs", type=int, default=100, help="fidelity: CVAE training epochs (early stopping)")
-    ap.add_argument("--length-transform", default="log", choices=("log", "linear"),
-                    help="fidelity: NetDiffus length_transform")
     ap.add_argument("--only", default="", help="comma-separated subset of netdiffus,cvae (latency) or "
                     "netdiffus,cvae,smote,fast_retransmit (fidelity)")
-    ap.add_argument("--netdiffus-params", default="{}", help="latency: NetDiffusGenerator keyword arguments (JSON)")
+    ap.add_argument("--netdiffus-params", default="{}", help="NetDiffusGenerator keyword arguments (JSON)")
     ap.add_argument("--save-dir", default=None, help="fidelity: save the fitted models here")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)

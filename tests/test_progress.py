@@ -113,6 +113,6 @@ def test_netdiffus_sampling_progress_changes_no_sample(capsys, monkeypatch):
     assert capsys.readouterr().err == ""
     shown = gen.sample(12, cls="A", random_state=5, progress=True)
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == "sample netdiffus (12 flows, 1 batches x 3 DDIM steps): 0/3 steps"
-    assert err[-1].startswith("sample netdiffus (12 flows, 1 batches x 3 DDIM steps): done, 3/3 steps")
+    assert err[0] == "sample netdiffus (12 flows, 1 batches x 3 DPM-Solver++ steps): 0/3 steps"
+    assert err[-1].startswith("sample netdiffus (12 flows, 1 batches x 3 DPM-Solver++ steps): done, 3/3 steps")
     assert np.array_equal(quiet.lengths, shown.lengths) and np.array_equal(quiet.n_packets, shown.n_packets)

@@ -32,10 +32,11 @@ def test_registry_params_and_padding():
     paper = NetDiffusGenerator(**PAPER_PARAMS)  # the seed paper's setting stays reachable
     assert (paper.max_packets, paper.length_transform, paper.sampler, paper.count_condition) == (
         10, "linear", "ddim", False)
-    default = NetDiffusGenerator()
-    assert (default.num_inference_steps, default.prediction_type, default.length_transform, default.count_condition,
-            default.end_detection, default.sampler, default.snap) == (50, "v_prediction", "class_count_position_quantile",
-                                                                      True, "step", "ddim", "train")
+    default = NetDiffusGenerator()  # the recorded CPU-budget configuration (ntg_netdiffus.yaml)
+    assert (default.preset, default.num_inference_steps, default.prediction_type, default.length_transform,
+            default.count_condition, default.end_detection, default.sampler, default.snap, default.ema_decay) == (
+        "fast", 10, "v_prediction", "class_count_position_quantile", True, "step", "dpmsolver++", "class", 0.999)
+    assert (default.epochs, default.max_steps, default.learning_rate) == (None, None, 2e-3)
     assert [padded_size(s, 3) for s in (8, 23, 32, 1)] == [8, 24, 32, 4]
 
 
@@ -154,10 +155,22 @@ def test_ema_and_step_budget():
     gen = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=50, max_steps=6, batch_size=32, ema_decay=0.99,
                              random_state=0, progress=False).fit(toy_flows(64))
     assert gen.history_["steps"] == 6
-    plain = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=50, max_steps=6, batch_size=32, random_state=0,
-                               progress=False).fit(toy_flows(64))
+    plain = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=50, max_steps=6, batch_size=32, ema_decay=0.0,
+                               random_state=0, progress=False).fit(toy_flows(64))
     w_ema, w_plain = (next(iter(g.model_.parameters())).detach() for g in (gen, plain))
     assert not torch_equal(w_ema, w_plain)  # sampling uses the moving average, not the last weights
+
+
+def test_default_budget_is_steps_unless_epochs_given(monkeypatch):
+    import trafficgen.generators.netdiffus as netdiffus
+
+    monkeypatch.setattr(netdiffus, "DEFAULT_MAX_STEPS", 5)
+    flows = toy_flows(64)  # 2 batches of 32 per epoch
+    by_default = NetDiffusGenerator(preset="tiny", max_packets=7, batch_size=32, random_state=0, progress=False)
+    assert by_default.fit(flows).history_["steps"] == 5  # neither epochs nor max_steps: the step budget
+    by_epochs = NetDiffusGenerator(preset="tiny", max_packets=7, epochs=2, batch_size=32, random_state=0,
+                                   progress=False)
+    assert by_epochs.fit(flows).history_["steps"] == 4  # 2 epochs x 2 batches
 
 
 def torch_equal(a, b) -> bool:

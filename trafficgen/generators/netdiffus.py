@@ -135,7 +135,13 @@ SNAPS = ("train", "class")
 #: The seed paper's configuration (NetDiffus: 10 packets, the plain GASF of ``L / max |L|``,
 #: DDIM), for ``NetDiffusGenerator(**PAPER_PARAMS)``.
 PAPER_PARAMS = dict(preset="small", max_packets=10, length_transform="linear", end_detection="first_gap",
-                    count_condition=False, sampler="ddim", num_inference_steps=50, ema_decay=0.0)
+                    count_condition=False, sampler="ddim", num_inference_steps=50, ema_decay=0.0, epochs=30,
+                    learning_rate=1e-3, snap="train")
+
+#: The training budget in optimiser steps when neither ``epochs`` nor ``max_steps`` is given (batches
+#: of 64: validation TSTR on the nDPI split 0.569 at 1000 steps, 0.603 at 4000; about 16 minutes of
+#: two CPU threads; benchmarks/results/netdiffus_2026-12-04b/validation/).
+DEFAULT_MAX_STEPS = 4000
 
 
 def _seed_from(random_state) -> int:
@@ -164,11 +170,16 @@ class NetDiffusGenerator(FlowGenerator):
 
     Parameters
     ----------
-    preset: ``"small"`` (~1.8M parameters, attention at 8x8), ``"fast"`` (~0.6M, no attention) or
-        ``"tiny"`` (tests).
+    The defaults are the configuration recorded on a 2-core CPU (``benchmarks/recipes/ntg_netdiffus.yaml``):
+    the "fast" U-Net, 4000 optimiser steps, EMA weights, DPM-Solver++ at 10 steps, lengths snapped to
+    the sampled class's; :data:`PAPER_PARAMS` is the seed paper's setting.
+
+    preset: ``"fast"`` (default, ~0.6M parameters, no attention), ``"small"`` (~1.8M, attention at
+        8x8) or ``"tiny"`` (tests).
     max_packets: image size ``N`` (packets per flow); ``None``: the data's width capped at 32.
-    epochs, batch_size, learning_rate: training (AdamW + cosine warmup); ``max_steps`` (optional):
-        the budget in optimiser steps instead of epochs.
+    epochs, batch_size, learning_rate: training (AdamW + cosine warmup); ``max_steps``: the budget
+        in optimiser steps instead of epochs. With neither ``epochs`` nor ``max_steps``:
+        :data:`DEFAULT_MAX_STEPS` steps, whatever the data size.
     num_inference_steps: sampler steps (U-Net passes, doubled by guidance) at sampling time.
     sampler: ``"ddim"`` (deterministic, ``eta = 0``), ``"dpmsolver++"`` (2nd-order multistep,
         data prediction) or ``"unipc"`` (diffusers' schedulers; all clip the image estimate).
@@ -225,11 +236,11 @@ class NetDiffusGenerator(FlowGenerator):
     }
     _extra_schemas: ClassVar[dict[str, dict[str, Field]]] = {"gasf.json": GASF_MAPPER_SCHEMA}
 
-    def __init__(self, *, preset: str = "small", max_packets: int | None = None, epochs: int = 30,
-                 batch_size: int = 64, learning_rate: float = 1e-3, max_steps: int | None = None,
-                 num_inference_steps: int = 50, sampler: str = "ddim", prediction_type: str = "v_prediction",
+    def __init__(self, *, preset: str = "fast", max_packets: int | None = None, epochs: int | None = None,
+                 batch_size: int = 64, learning_rate: float = 2e-3, max_steps: int | None = None,
+                 num_inference_steps: int = 10, sampler: str = "dpmsolver++", prediction_type: str = "v_prediction",
                  length_transform: str = "class_count_position_quantile", end_detection: str = "step", guidance_scale: float = 1.0,
-                 snap: str = "train", cfg_dropout: float = 0.1, ema_decay: float = 0.0, val_fraction: float = 0.0,
+                 snap: str = "class", cfg_dropout: float = 0.1, ema_decay: float = 0.999, val_fraction: float = 0.0,
                  count_condition: bool = True, device: str = "auto", random_state: int | None = None,
                  progress: bool = True):
         self.preset = preset
@@ -452,12 +463,13 @@ class NetDiffusGenerator(FlowGenerator):
 
             ema = EMAModel(model.parameters(), decay=float(self.ema_decay), use_ema_warmup=True)
 
-        self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=int(self.epochs),
+        max_steps = self.max_steps if self.max_steps is not None or self.epochs is not None else DEFAULT_MAX_STEPS
+        self.history_ = train_loop(model, loss_fn, n=len(flows), epochs=int(self.epochs or 1),
                                    batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                    generator=gen, val_fraction=float(self.val_fraction),
                                    patience=5 if self.val_fraction else None, progress=bool(self.progress),
                                    description=f"train {self.name}", restore_best=ema is None,
-                                   max_steps=None if self.max_steps is None else int(self.max_steps),
+                                   max_steps=None if max_steps is None else int(max_steps),
                                    after_step=None if ema is None else lambda pos, n: ema.step(model.parameters()))
         if ema is not None:
             ema.copy_to(model.parameters())
