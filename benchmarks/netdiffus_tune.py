@@ -8,7 +8,8 @@
 The split is the recipe's (``trafficgen.recipes.lightweight_ntg._load``: nDPI 200 per class,
 CICDOH20 whole, 32 packets, stratified 70/30 with seed 0); its training part is split again
 (stratified 80/20, seed 1) into fit / validation. Scores on the validation part, for every
-sampler setting in ``--samplers`` (``name:steps[:guidance]``) and both end detections: the
+sampler setting in ``--samplers`` (``name:steps[:guidance[:precision]]``; ``--draws K`` synthetic
+draws each, also averaged) and both end detections (``--ends``): the
 four fidelity JSDs of as many samples per class as the validation part has, and TSTR
 (random forest, 100 trees, seed 0, and ``tstr_f1_mean3`` over forest seeds 0-2) of as many samples per class as the fit part has. Also the
 final training loss and the sampling time per flow (one thread, *contended* machine).
@@ -59,7 +60,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--name", required=True)
     ap.add_argument("--params", default="{}", help="NetDiffusGenerator parameters (JSON)")
     ap.add_argument("--samplers", default="dpmsolver++:10,ddim:10,unipc:10",
-                    help="comma-separated name:steps[:guidance]")
+                    help="comma-separated name:steps[:guidance[:precision]] (precision fp32 | bf16)")
+    ap.add_argument("--draws", type=int, default=1, help="synthetic draws per sampler (different seeds)")
+    ap.add_argument("--ends", default="first_gap,step", help="end detections to score (comma-separated)")
     ap.add_argument("--load", default=None, help="score a saved model instead of fitting")
     ap.add_argument("--save-dir", default=None)
     ap.add_argument("--threads", type=int, default=1)
@@ -83,24 +86,32 @@ def main(argv=None) -> dict:
             gen.save_pretrained(os.path.join(args.save_dir, f"{args.dataset}_{args.name}"))
     result["train_loss_last"] = gen.history_.get("train_loss", [None])[-1]
     result["steps"] = gen.history_.get("steps")
-    # class ids (with count_condition: (class, packet count) ids, the counts drawn from the class's)
-    lab_val, cnt_val = gen.draw_conditions(val.labels, np.random.default_rng(11))
-    lab_fit, cnt_fit = gen.draw_conditions(fit.labels, np.random.default_rng(12))
     result["samplers"] = {}
     for spec in args.samplers.split(","):
-        name, steps, *g = spec.split(":")
-        w = float(g[0]) if g else 1.0
-        t0 = time.perf_counter()
-        im_val = gen.sample_images(lab_val, random_state=1, sampler=name, num_inference_steps=int(steps),
-                                   guidance_scale=w)
-        ms = 1000 * (time.perf_counter() - t0) / len(lab_val)
-        im_fit = gen.sample_images(lab_fit, random_state=2, sampler=name, num_inference_steps=int(steps),
-                                   guidance_scale=w)
-        res = {"ms_per_flow_1thread": ms}
-        for end in ("first_gap", "step"):
-            res[end] = score(gen, fit, val, im_val, im_fit, val.labels, fit.labels, end, cnt_val, cnt_fit)
+        name, steps, *rest = spec.split(":")
+        w = float(rest[0]) if rest else 1.0
+        precision = rest[1] if len(rest) > 1 else "fp32"
+        draws = []
+        for d in range(args.draws):
+            # class ids (with count_condition: (class, packet count) ids, the counts drawn from the class's)
+            lab_val, cnt_val = gen.draw_conditions(val.labels, np.random.default_rng(11 + 100 * d))
+            lab_fit, cnt_fit = gen.draw_conditions(fit.labels, np.random.default_rng(12 + 100 * d))
+            kw = dict(sampler=name, num_inference_steps=int(steps), guidance_scale=w, precision=precision)
+            t0 = time.perf_counter()
+            im_val = gen.sample_images(lab_val, random_state=1 + 100 * d, **kw)
+            ms = 1000 * (time.perf_counter() - t0) / len(lab_val)
+            im_fit = gen.sample_images(lab_fit, random_state=2 + 100 * d, **kw)
+            res = {"ms_per_flow_1thread": ms}
+            for end in args.ends.split(","):
+                res[end] = score(gen, fit, val, im_val, im_fit, val.labels, fit.labels, end, cnt_val, cnt_fit)
+            draws.append(res)
+        res = dict(draws[0])
+        if args.draws > 1:  # the mean over draws of every score, and the draws themselves
+            for end in args.ends.split(","):
+                res[f"{end}_mean_over_draws"] = {k: float(np.mean([r[end][k] for r in draws])) for k in draws[0][end]}
+            res["draws"] = draws
         result["samplers"][spec] = res
-        print(args.dataset, args.name, spec, json.dumps(res), flush=True)
+        print(args.dataset, args.name, spec, json.dumps({k: v for k, v in res.items() if k != "draws"}), flush=True)
     result["load_after"] = list(os.getloadavg())
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(result, indent=2))

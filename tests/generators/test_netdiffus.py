@@ -28,7 +28,7 @@ def test_registry_params_and_padding():
     assert get_generator("netdiffus") is NetDiffusGenerator
     assert {"preset", "epochs", "batch_size", "random_state", "max_packets", "progress", "prediction_type",
             "length_transform", "guidance_scale", "cfg_dropout", "sampler", "end_detection", "ema_decay",
-            "device", "max_steps"} <= set(NetDiffusGenerator().get_params())
+            "device", "max_steps", "sample_precision"} <= set(NetDiffusGenerator().get_params())
     paper = NetDiffusGenerator(**PAPER_PARAMS)  # the seed paper's setting stays reachable
     assert (paper.max_packets, paper.length_transform, paper.sampler, paper.count_condition) == (
         10, "linear", "ddim", False)
@@ -61,6 +61,28 @@ def test_same_seed_same_flows(fitted):
                                                          num_inference_steps=2))
     g1 = fitted.sample_images(np.array([0, 1]), random_state=2, num_inference_steps=2, guidance_scale=2.0)
     assert not np.array_equal(g1, imgs[:2])
+
+
+def test_sample_precision(fitted, monkeypatch):
+    """bf16 autocast of the U-Net passes: close to fp32 where the CPU has bf16, one clear error
+    line where it has not; fp16 needs CUDA; a bad name fails the config check."""
+    import trafficgen._device as device_module
+
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    fp32 = fitted.sample_images(labels, random_state=5, num_inference_steps=2)
+    assert np.array_equal(fp32, fitted.sample_images(labels, random_state=5, num_inference_steps=2,
+                                                     precision="fp32"))
+    with pytest.raises(ConfigError, match="sample_precision='fp16': fp16 mixed precision needs a CUDA device"):
+        fitted.sample_images(labels, random_state=5, precision="fp16")
+    if device_module.cpu_has_bf16():
+        bf16 = fitted.sample_images(labels, random_state=5, num_inference_steps=2, precision="bf16")
+        assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)
+        assert np.abs(bf16 - fp32).max() < 0.1  # bf16 keeps ~3 significant digits per pass
+    monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="no native bf16"):
+        fitted.sample_images(labels, random_state=5, precision="bf16")
+    with pytest.raises(ConfigError, match="sample_precision must be one of"):
+        NetDiffusGenerator(preset="tiny", progress=False, sample_precision="int8").fit(toy_flows(4))
 
 
 def test_save_load_equal(fitted, tmp_path):

@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+
 from trafficgen.errors import ConfigError
 
 #: Samplers by name and how progress lines call them.
@@ -39,10 +41,12 @@ def make_scheduler(name: str, schedule: dict):
 
 
 def guided_denoise(model, scheduler, x, labels, *, steps: int, guidance_scale: float, null_label: int,
-                   on_step=lambda: None):
+                   on_step=lambda: None, forward_context=contextlib.nullcontext):
     """Denoise one batch ``x`` (B, C, H, W) of pure noise for class ids ``labels`` (B,) in ``steps``
     scheduler steps; returns the final sample (B, C, H, W). ``model(x, t, class_labels=y).sample``
-    is a diffusers U-Net. Resets the scheduler (a multistep solver keeps a history)."""
+    is a diffusers U-Net. Resets the scheduler (a multistep solver keeps a history).
+    ``forward_context()`` wraps each U-Net pass (e.g. a bf16 autocast); its output is cast back to
+    ``x``'s dtype, so the solver's update runs in ``x``'s precision."""
     import torch
 
     w = float(guidance_scale)
@@ -50,10 +54,12 @@ def guided_denoise(model, scheduler, x, labels, *, steps: int, guidance_scale: f
     y = labels if w == 1.0 else torch.cat([labels, torch.full_like(labels, null_label)])  # (B,) or (2B,)
     ddim = type(scheduler).__name__ == "DDIMScheduler"
     for t in scheduler.timesteps:
+        with forward_context():
+            out = model(x if w == 1.0 else torch.cat([x, x]), t, class_labels=y).sample.to(x.dtype)
         if w == 1.0:
-            pred = model(x, t, class_labels=y).sample  # (B, C, H, W)
+            pred = out  # (B, C, H, W)
         else:
-            pred_c, pred_u = model(torch.cat([x, x]), t, class_labels=y).sample.chunk(2)
+            pred_c, pred_u = out.chunk(2)  # (B, C, H, W) each
             pred = pred_u + w * (pred_c - pred_u)  # (B, C, H, W)
         if ddim:  # noise estimate re-derived from the clipped image estimate
             x = scheduler.step(pred, t, x, eta=0.0, use_clipped_model_output=True).prev_sample

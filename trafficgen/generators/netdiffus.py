@@ -72,11 +72,13 @@ multiple and cropped back before decoding.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar
 
 import numpy as np
 
+from trafficgen._device import PRECISIONS
 from trafficgen._random import check_random_state
 from trafficgen.data.flowset import FlowSet
 from trafficgen.errors import ConfigError, InputFormatError
@@ -217,6 +219,10 @@ class NetDiffusGenerator(FlowGenerator):
         drawn on the CPU from the seeded generator whatever the device, so CPU samples do not
         depend on it; saved weights are CPU tensors and a loaded model moves to ``device`` when
         first used.
+    sample_precision: ``"fp32"`` (default) | ``"bf16"`` | ``"fp16"``: the autocast precision of the
+        U-Net's passes while sampling (the solver's update stays in fp32). bf16 needs a CPU with
+        AVX512-BF16 or AMX, or a CUDA device with bf16; fp16 a CUDA device
+        (:func:`trafficgen._device.resolve_precision` says which, in one line).
     random_state: seed of the initialisation, shuffling, noise and timesteps.
     progress: show a progress bar while training.
 
@@ -241,8 +247,8 @@ class NetDiffusGenerator(FlowGenerator):
                  num_inference_steps: int = 10, sampler: str = "dpmsolver++", prediction_type: str = "v_prediction",
                  length_transform: str = "class_count_position_quantile", end_detection: str = "step", guidance_scale: float = 1.0,
                  snap: str = "class", cfg_dropout: float = 0.1, ema_decay: float = 0.999, val_fraction: float = 0.0,
-                 count_condition: bool = True, device: str = "auto", random_state: int | None = None,
-                 progress: bool = True):
+                 count_condition: bool = True, device: str = "auto", sample_precision: str = "fp32",
+                 random_state: int | None = None, progress: bool = True):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -261,6 +267,7 @@ class NetDiffusGenerator(FlowGenerator):
         self.val_fraction = val_fraction
         self.count_condition = count_condition
         self.device = device
+        self.sample_precision = sample_precision
         self.random_state = random_state
         self.progress = progress
 
@@ -295,6 +302,8 @@ class NetDiffusGenerator(FlowGenerator):
             raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.snap not in SNAPS:
             raise ConfigError(f"snap must be one of {SNAPS}, got {self.snap!r}")
+        if self.sample_precision not in PRECISIONS:
+            raise ConfigError(f"sample_precision must be one of {PRECISIONS}, got {self.sample_precision!r}")
         if not 0.0 <= float(self.ema_decay) < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= float(self.cfg_dropout) < 1.0:
@@ -518,16 +527,18 @@ class NetDiffusGenerator(FlowGenerator):
     # ------------------------------------------------------------------ sample
     def sample_images(self, labels: np.ndarray, *, random_state=None, num_inference_steps: int | None = None,
                       guidance_scale: float | None = None, sampler: str | None = None, batch_size: int = 250,
-                      progress: bool = False) -> np.ndarray:
+                      precision: str | None = None, progress: bool = False) -> np.ndarray:
         """Denoised padded images (n, 1, P, P) float32 for U-Net condition ids ``labels`` (n,): class
         ids, or with ``count_condition`` the ids of :meth:`draw_conditions`.
 
         All initial noise is drawn up front on the CPU from one seeded generator, so ``batch_size``
         changes only the float summation order (same seed and batch size -> same bits) and the
-        device does not change the noise.
+        device does not change the noise. ``precision``: the U-Net's autocast precision (default
+        ``sample_precision``).
         """
         import torch
 
+        from trafficgen._device import autocast, resolve_precision
         from trafficgen.generators.training import progress_bar
 
         self._check_fitted()
@@ -538,6 +549,9 @@ class NetDiffusGenerator(FlowGenerator):
             raise ConfigError(f"num_inference_steps must be >= 1, got {steps}")
         sched = self.make_sampler(name)
         device = self._placed()
+        precision = self.sample_precision if precision is None else precision
+        resolve_precision(precision, device, option="sample_precision")  # one clear error line before any work
+        forward_context = functools.partial(autocast, device, precision)
         gen = torch.Generator().manual_seed(_seed_from(random_state))
         n, p = len(labels), self.image_size_
         noise = torch.randn((n, 1, p, p), generator=gen)  # (n, 1, P, P)
@@ -551,7 +565,8 @@ class NetDiffusGenerator(FlowGenerator):
             for lo in range(0, n, batch_size):
                 x = guided_denoise(self.model_, sched, noise[lo:lo + batch_size].to(device),
                                    y_all[lo:lo + batch_size].to(device), steps=steps, guidance_scale=w,
-                                   null_label=null, on_step=lambda: update(1))  # (B, 1, P, P)
+                                   null_label=null, on_step=lambda: update(1),
+                                   forward_context=forward_context)  # (B, 1, P, P)
                 out[lo:lo + batch_size] = x.cpu()
         return out.numpy()
 
