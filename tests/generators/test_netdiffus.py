@@ -78,6 +78,11 @@ def test_sample_precision(fitted, monkeypatch):
         bf16 = fitted.sample_images(labels, random_state=5, num_inference_steps=2, precision="bf16")
         assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)
         assert np.abs(bf16 - fp32).max() < 0.1  # bf16 keeps ~3 significant digits per pass
+        flows = fitted.sample(6, random_state=5, dtype="bfloat16")  # the CLI's --dtype
+        assert len(flows) == 6 and flows.n_packets.min() >= 1
+    with pytest.raises(ConfigError, match="dtype must be one of float32, bfloat16"):
+        fitted.sample(2, dtype="float16")
+    assert fitted.sample(4, random_state=5, dtype="float32") == fitted.sample(4, random_state=5)
     monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: False)
     with pytest.raises(ConfigError, match="no native bf16"):
         fitted.sample_images(labels, random_state=5, precision="bf16")

@@ -185,8 +185,8 @@ def register(app: typer.Typer, tm_app: typer.Typer) -> None:
         top_k: int | None = typer.Option(None, "--top-k", help="Sample from the k most likely tokens."),
         top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling mass."),
         dtype: str | None = typer.Option(None, "--dtype", help="Decode precision of the LLaMA / Mamba "
-                                         "generators: float32 (default) or bfloat16 (faster on CPUs with "
-                                         "AMX / AVX512-BF16)."),
+                                         "generators and NetDiffus's U-Net: float32 (default) or bfloat16 "
+                                         "(faster on CPUs with AMX / AVX512-BF16)."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA, else MPS, else CPU), cpu, cuda, "
                                    "cuda:N or mps."),
     ) -> None:

@@ -134,6 +134,9 @@ PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
 #: Where decoded lengths snap to: every training length, or the sampled class's.
 SNAPS = ("train", "class")
 
+#: ``sample(dtype=...)`` names (the token models') -> ``sample_precision`` names.
+_PRECISION_OF_DTYPE = {"float32": "fp32", "bfloat16": "bf16"}
+
 #: The seed paper's configuration (NetDiffus: 10 packets, the plain GASF of ``L / max |L|``,
 #: DDIM), for ``NetDiffusGenerator(**PAPER_PARAMS)``.
 PAPER_PARAMS = dict(preset="small", max_packets=10, length_transform="linear", end_detection="first_gap",
@@ -571,15 +574,20 @@ class NetDiffusGenerator(FlowGenerator):
         return out.numpy()
 
     def sample(self, n: int, *, cls=None, random_state=None, num_inference_steps: int | None = None,
-               guidance_scale: float | None = None, progress: bool = False):
+               guidance_scale: float | None = None, dtype: str | None = None, progress: bool = False):
         """``n`` flows (a labelled FlowSet of width ``max_packets_``); same seed -> same flows.
-        ``progress``: show the denoising steps (the samples do not depend on it)."""
+        ``dtype``: ``"float32"`` | ``"bfloat16"``, the U-Net's precision while sampling (as the token
+        models' ``dtype``; default ``sample_precision``). ``progress``: show the denoising steps (the
+        samples do not depend on it)."""
         self._check_fitted()
+        precision = None if dtype is None else _PRECISION_OF_DTYPE.get(dtype)
+        if dtype is not None and precision is None:
+            raise ConfigError(f"dtype must be one of {', '.join(_PRECISION_OF_DTYPE)}, got {dtype!r}")
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(int(n), cls, rng)
         ids, counts = self.draw_conditions(names, rng)
         images = self.sample_images(ids, random_state=rng, num_inference_steps=num_inference_steps,
-                                    guidance_scale=guidance_scale, progress=progress)
+                                    guidance_scale=guidance_scale, precision=precision, progress=progress)
         return self.decode_images(images, labels=names, packet_counts=counts)
 
     # ------------------------------------------------------------------ persistence
