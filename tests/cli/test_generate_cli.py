@@ -74,6 +74,24 @@ def test_sample_bf16_and_bad_dtype(trained):
     assert bad.exit_code != 0 and "float32, bfloat16" in str(bad.exception)
 
 
+def test_sample_netdiffus_dtype_reaches_the_unet(trained):
+    """--dtype bfloat16 samples NetDiffus under bf16 autocast where the CPU has bf16, else one clear error."""
+    from trafficgen._device import cpu_has_bf16
+
+    res = runner.invoke(app, ["train", "--model", "netdiffus", "--data", str(trained / "flows.parquet"), "-o",
+                              str(trained / "nd"), "--preset", "tiny", "--epochs", "1", "--packets", "5"])
+    assert res.exit_code == 0, res.output
+    args = ["sample", "-n", "12", "--class", "a", "--model", str(trained / "nd"), "--dtype", "bfloat16",
+            "-o", str(trained / "nd_bf16.csv")]
+    res = runner.invoke(app, args)
+    if cpu_has_bf16():
+        assert res.exit_code == 0, res.output
+        flows = FlowSet.read(trained / "nd_bf16.csv")
+        assert len(flows) == 12 and set(flows.labels) == {"A"}
+    else:
+        assert res.exit_code != 0 and "no native bf16" in str(res.exception)
+
+
 def test_unknown_class_exits_nonzero_listing_classes(trained):
     env = {**os.environ, "TQDM_DISABLE": "1"}
     proc = subprocess.run([sys.executable, "-m", "trafficgen.cli.main", "sample", "--class", "zoom",
