@@ -11,7 +11,7 @@
 
 Latency: NetDiffus at its defaults (the recorded CPU-budget configuration: "fast" U-Net,
 DPM-Solver++ at 10 steps; ``--netdiffus-params``, JSON keyword arguments, and ``--steps``
-override them), the CVAE at its "small" preset; both are fitted on the shipped CICDOH20 flows for ``--epochs`` epochs (latency does not depend on how
+override them, e.g. ``'{"sample_precision": "bf16"}'`` for the recipe's bf16 sampling), the CVAE at its "small" preset; both are fitted on the shipped CICDOH20 flows for ``--epochs`` epochs (latency does not depend on how
 well a model is trained). One call samples ``--n-flows`` flows (NetDiffus in batches of 250).
 Prints wall-clock and process-CPU latencies (CPU seconds over all threads: on a shared machine
 wall time also counts the other jobs' share) and their ratio.
