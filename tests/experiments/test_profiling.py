@@ -81,3 +81,11 @@ def test_cli_quantize_and_profile(tiny_llama, tmp_path):
     rows = json.loads((tmp_path / "prof" / "efficiency.json").read_text())
     assert [r["precision"] for r in rows] == ["fp32", "int8 dynamic"]
     assert (tmp_path / "prof" / "efficiency.md").exists()
+
+
+def test_precision_label_names_the_sampling_autocast():
+    from trafficgen.experiments.profiling import precision_label
+    from trafficgen.generators.netdiffus import NetDiffusGenerator
+
+    assert precision_label(NetDiffusGenerator()) == "fp32"
+    assert precision_label(NetDiffusGenerator(sample_precision="bf16")) == "fp32, bf16 sampling"

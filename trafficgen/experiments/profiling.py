@@ -143,14 +143,22 @@ def training_time(generator, train_flows, *, epochs: int = 1) -> tuple[float, fl
     return elapsed / n_epochs, mem.peak_rss_mb, mem.peak_mb
 
 
+def precision_label(generator) -> str:
+    """The efficiency table's precision: ``"fp32"`` or ``"int8 <mode>"`` weights, plus the sampling
+    autocast where it is not fp32 (NetDiffus's ``sample_precision``), e.g. ``"fp32, bf16 sampling"``."""
+    quant = getattr(generator, "quantization_", None)
+    label = f"int8 {quant['mode']}" if quant else "fp32"
+    sampling = getattr(generator, "sample_precision", "fp32")
+    return label if sampling == "fp32" else f"{label}, {sampling} sampling"
+
+
 def profile_generator(generator, *, name: str | None = None, train_flows=None, path: str | Path | None = None,
                       batch_sizes: Sequence[int] = (1, 1000), repeats: int = 3, epochs: int = 1,
                       random_state: int = 0) -> dict:
     """One efficiency row (see the module docstring). ``path``: the saved directory (its size is
     reported); ``None`` saves to a temporary folder to measure it."""
     quant = getattr(generator, "quantization_", None)
-    row = {"model": name or generator.name, "generator": generator.name,
-           "precision": f"int8 {quant['mode']}" if quant else "fp32",
+    row = {"model": name or generator.name, "generator": generator.name, "precision": precision_label(generator),
            "parameters": count_parameters(generator)}
     if path is not None:
         row["disk_mb"] = directory_size(path) / MB
