@@ -134,9 +134,6 @@ PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
 #: Where decoded lengths snap to: every training length, or the sampled class's.
 SNAPS = ("train", "class")
 
-#: ``sample(dtype=...)`` names (the token models') -> ``sample_precision`` names.
-_PRECISION_OF_DTYPE = {"float32": "fp32", "bfloat16": "bf16"}
-
 #: The seed paper's configuration (NetDiffus: 10 packets, the plain GASF of ``L / max |L|``,
 #: DDIM), for ``NetDiffusGenerator(**PAPER_PARAMS)``.
 PAPER_PARAMS = dict(preset="small", max_packets=10, length_transform="linear", end_detection="first_gap",
@@ -580,9 +577,13 @@ class NetDiffusGenerator(FlowGenerator):
         models' ``dtype``; default ``sample_precision``). ``progress``: show the denoising steps (the
         samples do not depend on it)."""
         self._check_fitted()
-        precision = None if dtype is None else _PRECISION_OF_DTYPE.get(dtype)
-        if dtype is not None and precision is None:
-            raise ConfigError(f"dtype must be one of {', '.join(_PRECISION_OF_DTYPE)}, got {dtype!r}")
+        precision = None
+        if dtype is not None:  # the token models' names, checked by their helper
+            import torch
+
+            from trafficgen.generators.token_sampling import decode_dtype
+
+            precision = {torch.float32: "fp32", torch.bfloat16: "bf16"}[decode_dtype(dtype)]
         rng = np.random.default_rng(random_state)
         names = self._resolve_classes(int(n), cls, rng)
         ids, counts = self.draw_conditions(names, rng)
