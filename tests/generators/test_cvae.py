@@ -2,6 +2,7 @@
 class conditioning, the likelihood bound, devices."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -322,3 +323,39 @@ def test_aggregate_posterior_latents(fitted, tmp_path):
         old.sample(4, latent="aggregate")
     with pytest.raises(ConfigError, match="latent"):
         fitted.sample(4, latent="nope")
+
+
+def test_recurrent_decoder_steps_as_it_trains(tmp_path):
+    """``recurrent=R``: a GRU over the whole prefix. Its teacher-forced pass (training, the
+    likelihood) and the one-step-at-a-time pass of sampling give the same position states; the
+    model saves, loads and samples valid flows; a config.json without the field loads as R = 0."""
+    gen = CVAEGenerator(epochs=4, recurrent=16, context=1, **TINY).fit(ragged_flows(60))
+    m = gen.model_
+    assert m.config.recurrent == 16 and m.rnn.hidden_size == 16
+    tok, n_pk = (torch.from_numpy(a) for a in gen._tokens(ragged_flows(8, seed=4)))
+    y = torch.from_numpy(gen._class_index(ragged_flows(8, seed=4).labels))
+    z = torch.randn(8, m.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        parallel = m.recurrent_states(z, y, tok)  # (8, N, D)
+        h, table, steps = m.recurrent_start(z, y), m.rnn_table(), []
+        for t in range(tok.shape[1]):
+            extra, h = m.recurrent_step(h, tok[:, t - 1] if t else torch.full((8,), -1), table)
+            steps.append(extra)
+    torch.testing.assert_close(torch.stack(steps, 1), parallel, rtol=1e-5, atol=1e-5)
+    assert parallel.abs().max() > 0  # the GRU contributes
+    out = gen.sample(64, random_state=2)
+    assert np.all(out.lengths[:, 0] > 0) and np.all((out.n_packets >= 1) & (out.n_packets <= 12))
+    gen.save_pretrained(tmp_path / "gru")
+    loaded = CVAEGenerator.from_pretrained(tmp_path / "gru")
+    assert loaded.recurrent == 16 and loaded.sample(32, random_state=5) == gen.sample(32, random_state=5)
+    plain = CVAEGenerator(epochs=1, **TINY).fit(ragged_flows(20))
+    plain.save_pretrained(tmp_path / "plain")
+    cfg_path = tmp_path / "plain" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    assert "recurrent" not in cfg.get("params", {})  # the default is not written
+    del cfg["model_config"]["recurrent"]  # a model saved before the option existed
+    cfg_path.write_text(json.dumps(cfg))
+    old = CVAEGenerator.from_pretrained(tmp_path / "plain")
+    assert old.model_.rnn is None and old.sample(8, random_state=0) == plain.sample(8, random_state=0)
+    with pytest.raises(ConfigError, match="recurrent"):
+        CVAEGenerator(recurrent=-1, **TINY).fit(toy_flows(20))

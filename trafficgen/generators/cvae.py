@@ -101,7 +101,8 @@ class CVAEGenerator(FlowGenerator):
     none), ``patience`` (epochs without a better validation ELBO; None = never stop early),
     ``kl_warmup`` (fraction of the steps over which the KL weight rises from 0 to 1),
     ``free_bits`` (nats per latent dimension), ``context`` (0 to 4 previous lengths the
-    decoder sees), ``count_mix`` (weight ``a`` of the class's training packet-count distribution
+    decoder sees), ``recurrent`` (units of a GRU that also reads every earlier length of the flow,
+    started from the latent and the class; 0 = none, the fixed-order decoder alone), ``count_mix`` (weight ``a`` of the class's training packet-count distribution
     in ``p(n | z, c) = (1 - a) head + a p_train(n | c)``: part of the model, so the likelihood and
     training use it too), ``anchor_class_bias`` (the class's smoothed log length frequencies
     are a fixed offset and the learned per-class bias starts at 0, so the weight decay pulls it
@@ -160,7 +161,7 @@ class CVAEGenerator(FlowGenerator):
                  weight_decay: float = 0.1, class_weight: float = 0.0, class_prior_mean: bool = False,
                  temperature: float = 0.8, z_temperature: float = 1.0, support: str = "class",
                  latent: str = "aggregate", random_state: int | None = None,
-                 progress: bool = True, device: str = "auto"):
+                 recurrent: int = 0, progress: bool = True, device: str = "auto"):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -171,6 +172,7 @@ class CVAEGenerator(FlowGenerator):
         self.kl_warmup = kl_warmup
         self.free_bits = free_bits
         self.context = context
+        self.recurrent = recurrent
         self.dropout = dropout
         self.word_dropout = word_dropout
         self.label_smoothing = label_smoothing
@@ -221,12 +223,14 @@ class CVAEGenerator(FlowGenerator):
                 or self.context not in range(MAX_CONTEXT + 1)
                 or not 0.0 <= float(self.dropout) < 1.0 or not 0.0 <= float(self.word_dropout) <= 1.0
                 or not 0.0 <= float(self.label_smoothing) < 1.0 or not 0.0 <= float(self.count_mix) < 1.0
-                or not 0.0 <= float(self.class_weight) < math.inf):
+                or not 0.0 <= float(self.class_weight) < math.inf
+                or not (isinstance(self.recurrent, (int, np.integer)) and self.recurrent >= 0)):
             raise ConfigError(f"need 0 <= kl_warmup <= 1, free_bits >= 0, context in 0..{MAX_CONTEXT}, 0 <= dropout < 1, "
                               f"0 <= word_dropout <= 1, 0 <= label_smoothing < 1, "
-                              f"0 <= count_mix < 1, finite class_weight >= 0; got {self.kl_warmup}, {self.free_bits}, "
-                              f"{self.context!r}, {self.dropout}, {self.word_dropout}, {self.label_smoothing}, "
-                              f"{self.count_mix}, {self.class_weight}")
+                              f"0 <= count_mix < 1, finite class_weight >= 0, integer recurrent >= 0; got "
+                              f"{self.kl_warmup}, {self.free_bits}, {self.context!r}, {self.dropout}, "
+                              f"{self.word_dropout}, {self.label_smoothing}, {self.count_mix}, {self.class_weight}, "
+                              f"{self.recurrent!r}")
         flows = flows.truncate(width)
         flows = flows[np.flatnonzero(flows.n_packets > 0)]
         if len(flows) == 0:
@@ -242,7 +246,7 @@ class CVAEGenerator(FlowGenerator):
         freq = np.zeros((len(classes), self.tokenizer_.n_length_tokens))  # (C, 2M) length counts per class
         np.add.at(freq, (np.broadcast_to(y_np[:, None], tokens_np.shape)[present], tokens_np[present]), 1.0)
         cfg = CVAEConfig(max_packets=width, n_classes=len(classes), n_lengths=self.tokenizer_.n_length_tokens,
-                         context=int(self.context), **self.presets[self.preset])
+                         context=int(self.context), recurrent=int(self.recurrent), **self.presets[self.preset])
         seed = seed_from(self.random_state, bits=31)
         gen = torch.Generator().manual_seed(seed)
         model = seeded_init(seed, lambda: CategoricalCVAE(cfg, dropout=float(self.dropout),
@@ -369,14 +373,22 @@ class CVAEGenerator(FlowGenerator):
         idx = torch.zeros((b, width), dtype=torch.long, device=device)  # (b, N) length indices
         back = torch.arange(1, m.config.context + 1)  # (ctx,)
         tables = m.tables()  # once per batch, not once per position
+        if m.rnn is not None:  # the GRU over the prefix (recurrent > 0)
+            h, rnn_table = m.recurrent_start(z.to(device), yd), m.rnn_table()  # (1, b, R), (2M, D)
         for t in range(width):
             live = torch.nonzero(k > t)[:, 0]  # (b_t,) flows with a packet at t
             if len(live) == 0:
                 break
+            state_t = states[live, t]  # (b_t, D)
+            if m.rnn is not None:  # step every live flow's GRU on its previous length
+                step_prev = idx[live, t - 1] if t else torch.full((len(live),), -1, device=device)
+                extra, h_live = m.recurrent_step(h[:, live], step_prev, rnn_table)  # (b_t, D), (1, b_t, R)
+                h[:, live] = h_live
+                state_t = state_t + extra
             cols = t - back  # (ctx,)
             prev = torch.where(cols.to(device) >= 0, idx[live][:, cols.clamp_min(0).to(device)], -1)  # (b_t, ctx)
             first = torch.full((len(live),), t == 0, dtype=torch.bool, device=device)
-            logits = m.token_logits(states[live, t], prev, yd[live], first, tables).float()
+            logits = m.token_logits(state_t, prev, yd[live], first, tables).float()
             logits = logits.masked_fill(~allowed[yd[live]], -torch.inf)  # (b_t, 2M)
             idx[live, t] = sample_from_logits(logits, gen, temperature=t_tok, u=u_tok[live, t:t + 1])
         present = torch.arange(width, device=device)[None, :] < k[:, None]  # (b, N)
@@ -443,7 +455,7 @@ class CVAEGenerator(FlowGenerator):
                   "max_packets_": self.max_packets_, "model_config": asdict(self.model_.config),
                   "history_": self.history_}
         # options left at their defaults are not written: config.json as before they existed
-        off = {k for k in ("class_weight", "class_prior_mean") if not getattr(self, k)}
+        off = {k for k in ("class_weight", "class_prior_mean", "recurrent") if not getattr(self, k)}
         if off:
             config["params"] = {k: v for k, v in self.get_params().items() if k not in off}
         tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
@@ -462,7 +474,7 @@ class CVAEGenerator(FlowGenerator):
         unknown = sorted(set(mc) - set(CVAEConfig.__dataclass_fields__))
         if unknown:
             raise InputFormatError(f"model_config has unknown fields {unknown}", path="config.json")
-        validate_config(mc, {k: Field.integer(minimum=0 if k == "context" else 1)
+        validate_config(mc, {k: Field.integer(k != "recurrent", minimum=0 if k in ("context", "recurrent") else 1)
                              for k in CVAEConfig.__dataclass_fields__}, "config.json")
         tokenizer = FlowTokenizer.from_dict(extra["tokenizer.json"])
         if list(tokenizer.classes) != list(config["classes_"]):
@@ -483,6 +495,7 @@ class CVAEGenerator(FlowGenerator):
             raise InputFormatError(f"{TENSORS_FILE}: the {POSTERIOR_PREFIX}.mu / sd / cls tensors are incomplete or "
                                    f"do not fit latent_dim {mc['latent_dim']}", path=TENSORS_FILE)
         gen.posterior_ = post
+        gen.recurrent = int(mc.get("recurrent", 0))  # the network's own: a model saved before the option has none
         gen.model_ = seeded_init(0, lambda: CategoricalCVAE(CVAEConfig(**mc), class_prior_mean=bool(gen.class_prior_mean)))
         load_module_state(gen.model_, tensors, TENSORS_FILE,  # saved before these buffers: none of them
                           optional=lambda key: key in ("count_keep", "count_prior", "class_offset"))

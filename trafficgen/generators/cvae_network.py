@@ -14,7 +14,10 @@ lengths, at ``t = 0`` over the positive ones only (the client sends first), that
 chain, not a recurrent one: training stays parallel over positions, and every dependency further
 back than ``k`` (a request size and a later response size, the flow length and what fills it)
 goes through ``z``, which keeps the latent in use. With ``context=0`` the positions are
-independent given ``z``.
+independent given ``z``. With ``recurrent=R > 0`` a GRU of R units (``torch.nn.GRU``) also reads
+every earlier length of the flow, started from ``(z, c)``, and its projected output is added to
+each position's state, so the decoder sees the whole prefix (training stays one parallel pass per
+batch, teacher-forced; sampling steps the GRU once per position).
 
 Lengths share strength with their neighbours: their embeddings and output rows are
 ``phi(v) @ F``, the fixed direction / log / linear soft-bin features ``phi`` of
@@ -50,6 +53,7 @@ class CVAEConfig:
     n_layers: int = 2
     token_dim: int = 32
     context: int = 1
+    recurrent: int = 0
 
 
 #: Soft bins of the length features: finer than the token models' (24 log, 30 linear), since
@@ -136,6 +140,16 @@ class CategoricalCVAE(nn.Module):
         self.decoder = _mlp(c.latent_dim + c.n_classes, c.hidden_dim, c.n_layers, dropout)
         self.to_count = nn.Linear(c.hidden_dim, c.max_packets)  # logits of n = 1..N
         self.to_states = nn.Linear(c.hidden_dim, c.max_packets * c.token_dim)
+        if c.recurrent < 0:
+            raise ValueError(f"recurrent must be >= 0, got {c.recurrent}")
+        if c.recurrent:  # a GRU over the whole prefix, started from (z, c)
+            self.rnn_table = LengthTable(phi, c.token_dim)
+            self.rnn_bos = nn.Parameter(torch.zeros(c.token_dim))  # (D,) the input at position 0
+            self.rnn_init = nn.Linear(c.latent_dim + c.n_classes, c.recurrent)
+            self.rnn = nn.GRU(c.token_dim, c.recurrent, batch_first=True)
+            self.rnn_out = nn.Linear(c.recurrent, c.token_dim)
+        else:
+            self.rnn = None
         # p(n | z, c) = (1 - a) softmax(count head) + a p_train(n | c) (``count_mix`` a of the generator):
         # count_keep = log(1 - a), count_prior (C, N) = log(a p_train(n | c)); a = 0 (-inf) unless set in fit
         self.register_buffer("count_keep", torch.zeros(()))
@@ -167,6 +181,31 @@ class CategoricalCVAE(nn.Module):
         h = self.decoder(torch.cat([z, self._onehot(y)], dim=-1))  # (B, H)
         states = self.to_states(h).view(len(z), self.config.max_packets, self.config.token_dim)  # (B, N, D)
         return self.to_count(h), states  # (B, N), (B, N, D)
+
+    def recurrent_start(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B, Z) latents, (B,) classes -> (1, B, R) the GRU's initial state (``recurrent > 0`` only)."""
+        return torch.tanh(self.rnn_init(torch.cat([z, self._onehot(y)], dim=-1)))[None]
+
+    def recurrent_inputs(self, prev: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """(...,) the previous length index at each step (-1 at position 0) -> (..., D) the GRU's
+        inputs; ``word_dropout`` hides a previous length in training as in :meth:`token_logits`."""
+        table = self.rnn_table() if table is None else table
+        hide = prev < 0
+        if self.training and self.word_dropout:
+            hide = hide | (torch.rand(hide.shape, device=hide.device) < self.word_dropout)
+        return torch.where(hide[..., None], self.rnn_bos, table[prev.clamp_min(0)])
+
+    def recurrent_states(self, z: torch.Tensor, y: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced GRU contributions (B, N, D) to the position states of flows ``tokens`` (B, N)."""
+        prev = torch.cat([torch.full_like(tokens[:, :1], -1), tokens[:, :-1]], dim=1)  # (B, N)
+        out, _ = self.rnn(self.recurrent_inputs(prev), self.recurrent_start(z, y))  # (B, N, R)
+        return self.rnn_out(out)  # (B, N, D)
+
+    def recurrent_step(self, h: torch.Tensor, prev: torch.Tensor, table: torch.Tensor):
+        """One sampling step: state (1, B, R), previous length indices (B,) (-1 at the start) ->
+        (the (B, D) contribution to this position's state, the new (1, B, R) state)."""
+        out, h = self.rnn(self.recurrent_inputs(prev, table)[:, None], h)  # (B, 1, R)
+        return self.rnn_out(out[:, 0]), h
 
     def count_log_probs(self, count_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, N) count-head logits, (B,) classes -> (B, N) ``log p(n | z, c)`` of n = 1..N, the
@@ -207,6 +246,8 @@ class CategoricalCVAE(nn.Module):
     def reconstruction_nll(self, z: torch.Tensor, tokens: torch.Tensor, n: torch.Tensor, y: torch.Tensor):
         """``-log p(x, n | z, c)`` per flow (B,), nats; only the present positions are scored."""
         count_logits, states = self.decode(z, y)  # (B, N), (B, N, D)
+        if self.rnn is not None:
+            states = states + self.recurrent_states(z, y, tokens)  # (B, N, D)
         nll = -self.count_log_probs(count_logits, y).gather(1, (n - 1)[:, None])[:, 0]  # (B,)
         present = torch.arange(self.config.max_packets, device=z.device)[None, :] < n[:, None]  # (B, N)
         first = torch.zeros_like(present)
