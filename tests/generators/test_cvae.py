@@ -117,9 +117,9 @@ def test_flow_length_and_mode_learned(ragged):
 
 
 def test_latent_in_use_when_the_decoder_needs_it():
-    """With ``context=0`` the positions are independent given z, so only z can tie a flow's
-    exchanges together: the KL stays above the mode's log 2 = 0.69 nats (no posterior collapse)."""
-    gen = CVAEGenerator(epochs=60, context=0, **TINY).fit(ragged_flows(200))
+    """With ``context=0`` and no GRU the positions are independent given z, so only z can tie a
+    flow's exchanges together: the KL stays above the mode's log 2 = 0.69 nats (no posterior collapse)."""
+    gen = CVAEGenerator(epochs=60, context=0, recurrent=0, **TINY).fit(ragged_flows(200))
     assert gen.history_["kl"][-1] > 0.5
 
 
@@ -331,7 +331,7 @@ def test_recurrent_decoder_steps_as_it_trains(tmp_path):
     model saves, loads and samples valid flows; a config.json without the field loads as R = 0."""
     gen = CVAEGenerator(epochs=4, recurrent=16, context=1, **TINY).fit(ragged_flows(60))
     m = gen.model_
-    assert m.config.recurrent == 16 and m.rnn.hidden_size == 16
+    assert m.config.recurrent == 16 and m.rnn.hidden_size == 16 and gen._architecture()["recurrent"] == 16
     tok, n_pk = (torch.from_numpy(a) for a in gen._tokens(ragged_flows(8, seed=4)))
     y = torch.from_numpy(gen._class_index(ragged_flows(8, seed=4).labels))
     z = torch.randn(8, m.config.latent_dim, generator=torch.Generator().manual_seed(0))
@@ -348,14 +348,20 @@ def test_recurrent_decoder_steps_as_it_trains(tmp_path):
     gen.save_pretrained(tmp_path / "gru")
     loaded = CVAEGenerator.from_pretrained(tmp_path / "gru")
     assert loaded.recurrent == 16 and loaded.sample(32, random_state=5) == gen.sample(32, random_state=5)
-    plain = CVAEGenerator(epochs=1, **TINY).fit(ragged_flows(20))
+    assert CVAEGenerator().get_params()["recurrent"] is None and CVAEGenerator()._architecture()["recurrent"] == 256
+    preset = CVAEGenerator(epochs=1, **TINY).fit(ragged_flows(20))  # recurrent None: the tiny preset's 16 units
+    preset.save_pretrained(tmp_path / "preset")
+    assert "recurrent" not in json.loads((tmp_path / "preset" / "config.json").read_text()).get("params", {})
+    assert CVAEGenerator.from_pretrained(tmp_path / "preset").get_params() == preset.get_params()
+    assert preset.model_.config.recurrent == 16
+    plain = CVAEGenerator(epochs=1, recurrent=0, **TINY).fit(ragged_flows(20))
     plain.save_pretrained(tmp_path / "plain")
     cfg_path = tmp_path / "plain" / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    assert "recurrent" not in cfg.get("params", {})  # the default is not written
-    del cfg["model_config"]["recurrent"]  # a model saved before the option existed
+    del cfg["model_config"]["recurrent"], cfg["params"]["recurrent"]  # a model saved before the option existed
     cfg_path.write_text(json.dumps(cfg))
     old = CVAEGenerator.from_pretrained(tmp_path / "plain")
-    assert old.model_.rnn is None and old.sample(8, random_state=0) == plain.sample(8, random_state=0)
+    assert old.recurrent == 0 and old.model_.rnn is None
+    assert old.sample(8, random_state=0) == plain.sample(8, random_state=0)
     with pytest.raises(ConfigError, match="recurrent"):
         CVAEGenerator(recurrent=-1, **TINY).fit(toy_flows(20))

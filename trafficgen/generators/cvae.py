@@ -43,13 +43,15 @@ from trafficgen.generators.base import FlowGenerator
 from trafficgen.generators.serialization import TENSORS_FILE, Field, load_module_state, validate_config
 from trafficgen.representations.tokenizer import FlowTokenizer, count_clipped
 
-#: Parameters at 32 packets, 32 classes, context 3: tiny 0.14M, small 0.86M (the default),
-#: base 1.82M (the ~1.8M budget of the other generators' comparison presets; not tuned: on the
-#: validation splits the small model already overfits after ~15 epochs on nDPI).
+#: Parameters at 32 packets, 32 classes, context 3, without the GRU: tiny 0.14M, small 0.86M (the
+#: default), base 1.82M (the ~1.8M budget of the other generators' comparison presets; not tuned: on
+#: the validation splits the small model already overfits after ~15 epochs on nDPI). ``recurrent``:
+#: the GRU's units (small's 256 add 0.31M; chosen on the ``cvae_tune.py`` validation split,
+#: ``benchmarks/results/cvae_2026-12-08/``).
 CVAE_PRESETS: dict[str, dict] = {
-    "tiny": dict(hidden_dim=32, latent_dim=4, n_layers=2, token_dim=8),
-    "small": dict(hidden_dim=256, latent_dim=16, n_layers=2, token_dim=32),
-    "base": dict(hidden_dim=448, latent_dim=32, n_layers=2, token_dim=40),
+    "tiny": dict(hidden_dim=32, latent_dim=4, n_layers=2, token_dim=8, recurrent=16),
+    "small": dict(hidden_dim=256, latent_dim=16, n_layers=2, token_dim=32, recurrent=256),
+    "base": dict(hidden_dim=448, latent_dim=32, n_layers=2, token_dim=40, recurrent=256),
 }
 
 _FIRST_LENGTH_ID = 2  # token id of the first length (tokenizer layout)
@@ -102,7 +104,8 @@ class CVAEGenerator(FlowGenerator):
     ``kl_warmup`` (fraction of the steps over which the KL weight rises from 0 to 1),
     ``free_bits`` (nats per latent dimension), ``context`` (0 to 4 previous lengths the
     decoder sees), ``recurrent`` (units of a GRU that also reads every earlier length of the flow,
-    started from the latent and the class; 0 = none, the fixed-order decoder alone), ``count_mix`` (weight ``a`` of the class's training packet-count distribution
+    started from the latent and the class; None, the default, = the preset's; 0 = none, the
+    fixed-order decoder alone), ``count_mix`` (weight ``a`` of the class's training packet-count distribution
     in ``p(n | z, c) = (1 - a) head + a p_train(n | c)``: part of the model, so the likelihood and
     training use it too), ``anchor_class_bias`` (the class's smoothed log length frequencies
     are a fixed offset and the learned per-class bias starts at 0, so the weight decay pulls it
@@ -161,7 +164,7 @@ class CVAEGenerator(FlowGenerator):
                  weight_decay: float = 0.1, class_weight: float = 0.0, class_prior_mean: bool = False,
                  temperature: float = 0.8, z_temperature: float = 1.0, support: str = "class",
                  latent: str = "aggregate", random_state: int | None = None,
-                 recurrent: int = 0, progress: bool = True, device: str = "auto"):
+                 recurrent: int | None = None, progress: bool = True, device: str = "auto"):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -188,6 +191,13 @@ class CVAEGenerator(FlowGenerator):
         self.random_state = random_state
         self.progress = progress
         self.device = device
+
+    def _architecture(self) -> dict:
+        """The CVAEConfig fields of ``preset``, with ``recurrent`` overridden when it is set."""
+        arch = dict(self.presets[self.preset])
+        if self.recurrent is not None:
+            arch["recurrent"] = int(self.recurrent)
+        return arch
 
     # ------------------------------------------------------------------ data
     def _tokens(self, flows) -> tuple[np.ndarray, np.ndarray]:
@@ -224,10 +234,11 @@ class CVAEGenerator(FlowGenerator):
                 or not 0.0 <= float(self.dropout) < 1.0 or not 0.0 <= float(self.word_dropout) <= 1.0
                 or not 0.0 <= float(self.label_smoothing) < 1.0 or not 0.0 <= float(self.count_mix) < 1.0
                 or not 0.0 <= float(self.class_weight) < math.inf
-                or not (isinstance(self.recurrent, (int, np.integer)) and self.recurrent >= 0)):
+                or not (self.recurrent is None
+                        or (isinstance(self.recurrent, (int, np.integer)) and self.recurrent >= 0))):
             raise ConfigError(f"need 0 <= kl_warmup <= 1, free_bits >= 0, context in 0..{MAX_CONTEXT}, 0 <= dropout < 1, "
                               f"0 <= word_dropout <= 1, 0 <= label_smoothing < 1, "
-                              f"0 <= count_mix < 1, finite class_weight >= 0, integer recurrent >= 0; got "
+                              f"0 <= count_mix < 1, finite class_weight >= 0, recurrent None or an integer >= 0; got "
                               f"{self.kl_warmup}, {self.free_bits}, {self.context!r}, {self.dropout}, "
                               f"{self.word_dropout}, {self.label_smoothing}, {self.count_mix}, {self.class_weight}, "
                               f"{self.recurrent!r}")
@@ -246,7 +257,7 @@ class CVAEGenerator(FlowGenerator):
         freq = np.zeros((len(classes), self.tokenizer_.n_length_tokens))  # (C, 2M) length counts per class
         np.add.at(freq, (np.broadcast_to(y_np[:, None], tokens_np.shape)[present], tokens_np[present]), 1.0)
         cfg = CVAEConfig(max_packets=width, n_classes=len(classes), n_lengths=self.tokenizer_.n_length_tokens,
-                         context=int(self.context), recurrent=int(self.recurrent), **self.presets[self.preset])
+                         context=int(self.context), **self._architecture())
         seed = seed_from(self.random_state, bits=31)
         gen = torch.Generator().manual_seed(seed)
         model = seeded_init(seed, lambda: CategoricalCVAE(cfg, dropout=float(self.dropout),
@@ -455,7 +466,8 @@ class CVAEGenerator(FlowGenerator):
                   "max_packets_": self.max_packets_, "model_config": asdict(self.model_.config),
                   "history_": self.history_}
         # options left at their defaults are not written: config.json as before they existed
-        off = {k for k in ("class_weight", "class_prior_mean", "recurrent") if not getattr(self, k)}
+        off = {k for k in ("class_weight", "class_prior_mean") if not getattr(self, k)}
+        off |= {"recurrent"} if self.recurrent is None else set()
         if off:
             config["params"] = {k: v for k, v in self.get_params().items() if k not in off}
         tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
@@ -495,7 +507,10 @@ class CVAEGenerator(FlowGenerator):
             raise InputFormatError(f"{TENSORS_FILE}: the {POSTERIOR_PREFIX}.mu / sd / cls tensors are incomplete or "
                                    f"do not fit latent_dim {mc['latent_dim']}", path=TENSORS_FILE)
         gen.posterior_ = post
-        gen.recurrent = int(mc.get("recurrent", 0))  # the network's own: a model saved before the option has none
+        preset_units = gen.presets.get(gen.preset, {}).get("recurrent", 0)
+        if (preset_units if gen.recurrent is None else gen.recurrent) != mc.get("recurrent", 0):
+            # the network's own units win (a model saved before the GRU existed has none)
+            gen.recurrent = int(mc.get("recurrent", 0))
         gen.model_ = seeded_init(0, lambda: CategoricalCVAE(CVAEConfig(**mc), class_prior_mean=bool(gen.class_prior_mean)))
         load_module_state(gen.model_, tensors, TENSORS_FILE,  # saved before these buffers: none of them
                           optional=lambda key: key in ("count_keep", "count_prior", "class_offset"))
