@@ -8,7 +8,7 @@
 The split is the recipe's (``trafficgen.recipes.lightweight_ntg._load``: nDPI 200 per class,
 CICDOH20 whole, 32 packets, stratified 70/30 with seed 0); its training part is split again
 (stratified 80/20, seed 1) into fit / validation. Scores on the validation part, for every
-sampler setting in ``--samplers`` (``name:steps[:guidance[:precision]]``; ``--draws K`` synthetic
+sampler setting in ``--samplers`` (``name:steps[:guidance[:precision[:noise_scale]]]``; ``--draws K`` synthetic
 draws each, also averaged) and both end detections (``--ends``): the
 four fidelity JSDs of as many samples per class as the validation part has, and TSTR
 (random forest, 100 trees, seed 0, and ``tstr_f1_mean3`` over forest seeds 0-2) of as many samples per class as the fit part has. Also the
@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--name", required=True)
     ap.add_argument("--params", default="{}", help="NetDiffusGenerator parameters (JSON)")
     ap.add_argument("--samplers", default="dpmsolver++:10,ddim:10,unipc:10",
-                    help="comma-separated name:steps[:guidance[:precision]] (precision fp32 | bf16)")
+                    help="comma-separated name:steps[:guidance[:precision[:noise_scale]]] (precision fp32 | bf16)")
     ap.add_argument("--draws", type=int, default=1, help="synthetic draws per sampler (different seeds)")
     ap.add_argument("--ends", default="first_gap,step", help="end detections to score (comma-separated)")
     ap.add_argument("--references", action="store_true",
@@ -124,12 +124,14 @@ def main(argv=None) -> dict:
         name, steps, *rest = spec.split(":")
         w = float(rest[0]) if rest else 1.0
         precision = rest[1] if len(rest) > 1 else "fp32"
+        noise_scale = float(rest[2]) if len(rest) > 2 else 1.0
         draws = []
         for d in range(args.draws):
             # class ids (with count_condition: (class, packet count) ids, the counts drawn from the class's)
             lab_val, cnt_val = gen.draw_conditions(val.labels, np.random.default_rng(11 + 100 * d))
             lab_fit, cnt_fit = gen.draw_conditions(fit.labels, np.random.default_rng(12 + 100 * d))
-            kw = dict(sampler=name, num_inference_steps=int(steps), guidance_scale=w, precision=precision)
+            kw = dict(sampler=name, num_inference_steps=int(steps), guidance_scale=w, precision=precision,
+                      noise_scale=noise_scale)
             t0 = time.perf_counter()
             im_val = gen.sample_images(lab_val, random_state=1 + 100 * d, **kw)
             ms = 1000 * (time.perf_counter() - t0) / len(lab_val)

@@ -90,6 +90,21 @@ def test_sample_precision(fitted, monkeypatch):
         NetDiffusGenerator(preset="tiny", progress=False, sample_precision="int8").fit(toy_flows(4))
 
 
+def test_noise_scale(fitted):
+    """``noise_scale`` scales the initial noise (a sampling temperature): 1 is the default path bit
+    for bit, a smaller scale gives images that vary less around their class's, 0 is refused."""
+    labels = np.zeros(64, dtype=np.int64)
+    full = fitted.sample_images(labels, random_state=3, num_inference_steps=2)
+    assert np.array_equal(full, fitted.sample_images(labels, random_state=3, num_inference_steps=2, noise_scale=1.0))
+    spread = [fitted.sample_images(labels, random_state=3, num_inference_steps=10, noise_scale=s).std(axis=0).mean()
+              for s in (1.0, 0.3, 1e-4)]  # (a 2-step solver is too coarse to show it)
+    assert spread[1] < 0.8 * spread[0] and spread[2] < 0.01 * spread[0]
+    with pytest.raises(ConfigError, match="noise_scale"):
+        fitted.sample_images(labels, random_state=3, noise_scale=0.0)
+    with pytest.raises(ConfigError, match="noise_scale must be > 0"):
+        NetDiffusGenerator(preset="tiny", progress=False, noise_scale=-1).fit(toy_flows(4))
+
+
 def test_save_load_equal(fitted, tmp_path):
     fitted.save_pretrained(tmp_path / "nd")
     assert {p.name for p in (tmp_path / "nd").iterdir()} == {"config.json", "model.safetensors", "gasf.json"}

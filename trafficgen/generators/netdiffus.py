@@ -223,6 +223,9 @@ class NetDiffusGenerator(FlowGenerator):
         U-Net's passes while sampling (the solver's update stays in fp32). bf16 needs a CPU with
         AVX512-BF16 or AMX, or a CUDA device with bf16; fp16 a CUDA device
         (:func:`trafficgen._device.resolve_precision` says which, in one line).
+    noise_scale: standard deviation of the initial noise while sampling (a temperature, as the
+        token models' and the CVAE's: below 1 the samples sit nearer their class's typical images;
+        1, the default, is the model's own distribution).
     random_state: seed of the initialisation, shuffling, noise and timesteps.
     progress: show a progress bar while training.
 
@@ -248,7 +251,7 @@ class NetDiffusGenerator(FlowGenerator):
                  length_transform: str = "class_count_position_quantile", end_detection: str = "step", guidance_scale: float = 1.0,
                  snap: str = "class", cfg_dropout: float = 0.1, ema_decay: float = 0.999, val_fraction: float = 0.0,
                  count_condition: bool = True, device: str = "auto", sample_precision: str = "fp32",
-                 random_state: int | None = None, progress: bool = True):
+                 noise_scale: float = 1.0, random_state: int | None = None, progress: bool = True):
         self.preset = preset
         self.max_packets = max_packets
         self.epochs = epochs
@@ -268,6 +271,7 @@ class NetDiffusGenerator(FlowGenerator):
         self.count_condition = count_condition
         self.device = device
         self.sample_precision = sample_precision
+        self.noise_scale = noise_scale
         self.random_state = random_state
         self.progress = progress
 
@@ -304,6 +308,8 @@ class NetDiffusGenerator(FlowGenerator):
             raise ConfigError(f"snap must be one of {SNAPS}, got {self.snap!r}")
         if self.sample_precision not in PRECISIONS:
             raise ConfigError(f"sample_precision must be one of {PRECISIONS}, got {self.sample_precision!r}")
+        if not float(self.noise_scale) > 0.0:
+            raise ConfigError(f"noise_scale must be > 0, got {self.noise_scale}")
         if not 0.0 <= float(self.ema_decay) < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= float(self.cfg_dropout) < 1.0:
@@ -527,14 +533,16 @@ class NetDiffusGenerator(FlowGenerator):
     # ------------------------------------------------------------------ sample
     def sample_images(self, labels: np.ndarray, *, random_state=None, num_inference_steps: int | None = None,
                       guidance_scale: float | None = None, sampler: str | None = None, batch_size: int = 250,
-                      precision: str | None = None, progress: bool = False) -> np.ndarray:
+                      precision: str | None = None, noise_scale: float | None = None,
+                      progress: bool = False) -> np.ndarray:
         """Denoised padded images (n, 1, P, P) float32 for U-Net condition ids ``labels`` (n,): class
         ids, or with ``count_condition`` the ids of :meth:`draw_conditions`.
 
         All initial noise is drawn up front on the CPU from one seeded generator, so ``batch_size``
         changes only the float summation order (same seed and batch size -> same bits) and the
         device does not change the noise. ``precision``: the U-Net's autocast precision (default
-        ``sample_precision``).
+        ``sample_precision``); ``noise_scale``: the initial noise's standard deviation (default the
+        parameter of that name).
         """
         import torch
 
@@ -545,8 +553,9 @@ class NetDiffusGenerator(FlowGenerator):
         steps = int(num_inference_steps or self.num_inference_steps)
         w = float(self.guidance_scale if guidance_scale is None else guidance_scale)
         name = self.sampler if sampler is None else sampler
-        if steps < 1:
-            raise ConfigError(f"num_inference_steps must be >= 1, got {steps}")
+        scale = float(self.noise_scale if noise_scale is None else noise_scale)
+        if steps < 1 or not scale > 0.0:
+            raise ConfigError(f"need num_inference_steps >= 1 and noise_scale > 0, got {steps}, {scale}")
         sched = self.make_sampler(name)
         device = self._placed()
         precision = self.sample_precision if precision is None else precision
@@ -555,6 +564,8 @@ class NetDiffusGenerator(FlowGenerator):
         gen = torch.Generator().manual_seed(_seed_from(random_state))
         n, p = len(labels), self.image_size_
         noise = torch.randn((n, 1, p, p), generator=gen)  # (n, 1, P, P)
+        if scale != 1.0:
+            noise = noise * scale
         y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)  # (n,)
         null = self._null_id(self.model_, len(self.classes_))
         out = torch.empty_like(noise)
