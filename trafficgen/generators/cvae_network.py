@@ -182,6 +182,15 @@ class CategoricalCVAE(nn.Module):
         states = self.to_states(h).view(len(z), self.config.max_packets, self.config.token_dim)  # (B, N, D)
         return self.to_count(h), states  # (B, N), (B, N, D)
 
+    def _hidden(self, prev: torch.Tensor) -> torch.Tensor:
+        """(...,) previous length indices -> (...,) bool: the ones the decoder does not see, those
+        before the flow's start (-1) and, in training, a random ``word_dropout`` share ("word
+        dropout", Bowman et al. 2016: lean on z)."""
+        hide = prev < 0
+        if self.training and self.word_dropout:
+            hide = hide | (torch.rand(hide.shape, device=hide.device) < self.word_dropout)
+        return hide
+
     def recurrent_start(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, Z) latents, (B,) classes -> (1, B, R) the GRU's initial state (``recurrent > 0`` only)."""
         return torch.tanh(self.rnn_init(torch.cat([z, self._onehot(y)], dim=-1)))[None]
@@ -190,10 +199,7 @@ class CategoricalCVAE(nn.Module):
         """(...,) the previous length index at each step (-1 at position 0) -> (..., D) the GRU's
         inputs; ``word_dropout`` hides a previous length in training as in :meth:`token_logits`."""
         table = self.rnn_table() if table is None else table
-        hide = prev < 0
-        if self.training and self.word_dropout:
-            hide = hide | (torch.rand(hide.shape, device=hide.device) < self.word_dropout)
-        return torch.where(hide[..., None], self.rnn_bos, table[prev.clamp_min(0)])
+        return torch.where(self._hidden(prev)[..., None], self.rnn_bos, table[prev.clamp_min(0)])
 
     def recurrent_states(self, z: torch.Tensor, y: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher-forced GRU contributions (B, N, D) to the position states of flows ``tokens`` (B, N)."""
@@ -226,10 +232,8 @@ class CategoricalCVAE(nn.Module):
         back, out = self.tables() if tables is None else tables
         h = states
         for j, table in enumerate(back):
-            hide = prev[:, j] < 0  # (R,)
-            if self.training and self.word_dropout:  # "word dropout" (Bowman et al. 2016): lean on z
-                hide = hide | (torch.rand(hide.shape, device=hide.device) < self.word_dropout)
-            h = h + torch.where(hide[:, None], self.bos[j], table[prev[:, j].clamp_min(0)])  # (R, D)
+            h = h + torch.where(self._hidden(prev[:, j])[:, None], self.bos[j],
+                                table[prev[:, j].clamp_min(0)])  # (R, D)
         h = h + self.mix(h)  # (R, D)
         logits = h @ out.t() + self.out_bias + self.class_bias[y] + self.class_offset[y]  # (R, 2M)
         return logits.masked_fill(first[:, None] & (torch.arange(logits.shape[1], device=h.device)

@@ -563,9 +563,7 @@ class NetDiffusGenerator(FlowGenerator):
         forward_context = functools.partial(autocast, device, precision)
         gen = torch.Generator().manual_seed(_seed_from(random_state))
         n, p = len(labels), self.image_size_
-        noise = torch.randn((n, 1, p, p), generator=gen)  # (n, 1, P, P)
-        if scale != 1.0:
-            noise = noise * scale
+        noise = torch.randn((n, 1, p, p), generator=gen) * scale  # (n, 1, P, P); x 1.0 is exact
         y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)  # (n,)
         null = self._null_id(self.model_, len(self.classes_))
         out = torch.empty_like(noise)
